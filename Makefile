@@ -1,0 +1,83 @@
+# Zima — every entry point of the project. `make demo` and `make test` are the two commands
+# a newcomer needs: both install what they need first (Debian packages, then .venv).
+#
+#   make test      lint, type checks, C++ unit tests, fuzz-corpus replay, Python tests
+#   make demo      the main job (the whole robot in simulation; not built yet)
+#   make bench     every benchmark of the project, in one table per part
+#   make fuzz      libFuzzer on the protocol decoder (FUZZ_RUNS executions, default 10 million)
+
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+BUILD := build
+HOST_BUILD := $(BUILD)/firmware-host
+FUZZ_BUILD := $(BUILD)/fuzz
+FUZZ_RUNS  ?= 10000000
+JOBS  ?= $(shell nproc)
+# Test-only Python extras; later parts of the stack add theirs here.
+EXTRAS := dev
+
+.PHONY: all test lint typecheck test-cpp test-py demo bench bench-cpp bench-py fuzz \
+        system-deps venv clean
+
+all: test
+
+system-deps: $(BUILD)/.system-deps
+$(BUILD)/.system-deps: tools/install-system-deps
+	bash tools/install-system-deps base
+	@mkdir -p $(BUILD) && touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | $(BUILD)/.system-deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+test: lint typecheck test-cpp test-py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(PY) tools/typecheck_tree.py $(BUILD)/typecheck
+	$(VENV)/bin/mypy -p zima
+	$(VENV)/bin/mypy tests bench tools
+
+$(HOST_BUILD)/CMakeCache.txt: firmware/CMakeLists.txt | $(BUILD)/.system-deps
+	cmake -S firmware -B $(HOST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+test-cpp: $(HOST_BUILD)/CMakeCache.txt
+	cmake --build $(HOST_BUILD) -j$(JOBS)
+	ctest --test-dir $(HOST_BUILD) --output-on-failure -j$(JOBS)
+
+test-py: venv
+	$(VENV)/bin/pytest -q
+
+fuzz: | $(BUILD)/.system-deps
+	bash tools/install-system-deps fuzz
+	cmake -S firmware -B $(FUZZ_BUILD) -DZIMA_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang
+	cmake --build $(FUZZ_BUILD) --target fuzz_decoder -j$(JOBS)
+	@mkdir -p $(FUZZ_BUILD)/found
+	$(FUZZ_BUILD)/fuzz_decoder -runs=$(FUZZ_RUNS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/found firmware/fuzz/corpus
+	@echo "new inputs are in $(FUZZ_BUILD)/found; keep the useful ones with:"
+	@echo "  $(FUZZ_BUILD)/fuzz_decoder -merge=1 firmware/fuzz/corpus $(FUZZ_BUILD)/found"
+
+bench: bench-cpp bench-py
+
+bench-cpp: $(HOST_BUILD)/CMakeCache.txt
+	cmake --build $(HOST_BUILD) --target bench_decoder -j$(JOBS)
+	$(HOST_BUILD)/bench_decoder
+
+bench-py: venv
+	$(PY) bench/protocol_bench.py
+
+demo: venv
+	@echo "make demo will run the whole robot in simulation: the emulated MCU, MuJoCo and the"
+	@echo "onboard runtime with the bundled policy. Not built yet: today the protocol and the"
+	@echo "firmware core exist (see README.md, 'What works today'). Showing the protocol instead:"
+	$(VENV)/bin/zima protocol
+
+clean:
+	rm -rf $(BUILD) $(VENV)

@@ -1,0 +1,1 @@
+"""The operator's tools: battery monitor, flashing, deploy, status and e-stop."""

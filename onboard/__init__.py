@@ -1,0 +1,1 @@
+"""The robot computer's asyncio runtime: MCU link, cameras, policy, safety, telemetry."""

@@ -1,0 +1,1 @@
+"""Zima in MuJoCo: robot model, scenes, scripted demonstrations and evaluation."""

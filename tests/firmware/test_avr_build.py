@@ -1,0 +1,57 @@
+"""The AVR build path: Debian's avr-gcc and Arduino core, flags from build_flags.txt."""
+
+import subprocess
+from pathlib import Path
+
+from .conftest import AVR_BUILD, ROOT
+
+FLAGS_FILE = ROOT / "firmware" / "build_flags.txt"
+
+
+def _flags(group: str) -> list[str]:
+    lines = FLAGS_FILE.read_text().splitlines()
+    return [
+        ln.split()[1]
+        for ln in lines
+        if ln.strip() and not ln.startswith("#") and ln.split()[0] == group
+    ]
+
+
+def test_elf_and_hex_within_limits(firmware_elf: Path) -> None:
+    header = firmware_elf.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    assert int.from_bytes(header[18:20], "little") == 83  # EM_AVR
+    assert (AVR_BUILD / "zima.hex").read_text().startswith(":")
+    size = dict(ln.split() for ln in (AVR_BUILD / "size.txt").read_text().splitlines())
+    assert int(size["flash_max"]) == 64 * 1024
+    assert int(size["ram_max"]) == 4 * 1024
+    assert 0 < int(size["flash_bytes"]) <= int(size["flash_max"])
+    assert 0 < int(size["ram_bytes"]) <= int(size["ram_max"])
+
+
+def test_every_flag_of_the_list_reaches_the_compiler(firmware_elf: Path) -> None:
+    # -n -B: print every command a full rebuild would run, without running it
+    dry = subprocess.run(
+        ["make", "-n", "-B", "-f", "firmware/avr.mk"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    ours = [ln for ln in dry if ln.startswith("avr-g++") and "/firmware/src/" in ln]
+    core = [ln for ln in dry if ln.startswith("avr-g") and "/cores/arduino/" in ln]
+    link = [ln for ln in dry if ln.startswith("avr-gcc") and " -o " in ln and ".elf" in ln]
+    assert ours
+    assert core
+    assert len(link) == 1
+    for line in ours:
+        words = line.split()
+        for group in ("board", "common", "cxx", "warnings"):
+            for flag in _flags(group):
+                assert flag in words, f"{flag} ({group}) missing from: {line}"
+    for line in core:
+        assert "-Werror" not in line.split(), "the Arduino core is not warning-clean"
+        for flag in _flags("board") + _flags("common"):
+            assert flag in line.split()
+    for flag in _flags("link"):
+        assert flag in link[0].split()

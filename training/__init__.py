@@ -1,0 +1,1 @@
+"""Behaviour-cloning datasets, models and training loops (PyTorch)."""

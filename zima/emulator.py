@@ -1,0 +1,418 @@
+"""The emulated Zima board: the real firmware ELF on simavr, with tracks, encoders and battery.
+
+``firmware/emulator/`` builds ``zima-emu`` (C, libsimavr). It runs the ATmega2560 firmware
+paced to the wall clock, shows UART0 as a pseudo-terminal that pyserial opens like the
+Mega's USB port, and speaks JSON lines on stdin/stdout. This module starts it and gives
+tests and tools a small synchronous handle; asyncio code can call the blocking methods
+through ``asyncio.to_thread``::
+
+    with EmulatedBoard(EmulatorConfig(firmware=Path("build/avr/zima.elf"))) as board:
+        port = serial.Serial(board.port, 115200)      # the MCU's UART0
+        board.set_battery(11_000)                     # pack voltage, mV
+        state = board.state()                         # wheel speeds, encoders, time...
+
+Exceptions (all ``EmulatorError``)::
+
+    EmulatorError
+     +-- EmulatorNotBuiltError   the zima-emu binary or the firmware ELF is missing
+     +-- EmulatorExitedError     the emulator process ended (stderr tail in the message)
+     +-- EmulatorTimeoutError    no answer / no ready line / condition not met in time
+     +-- EmulatorCommandError    the emulator refused a command
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal, Self
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BINARY = ROOT / "build" / "emulator" / "zima-emu"
+DEFAULT_FIRMWARE = ROOT / "build" / "avr" / "zima.elf"
+DEFAULT_PORT = ROOT / "build" / "emulator" / "ttyZIMA"  # `zima emulator`'s UART link
+
+JsonValue = str | int | float | bool | None
+Side = Literal["left", "right", "both"]
+
+
+class EmulatorError(Exception):
+    """Base of every error of the emulated board."""
+
+
+class EmulatorNotBuiltError(EmulatorError):
+    """The emulator binary or the firmware ELF does not exist."""
+
+
+class EmulatorExitedError(EmulatorError):
+    """The emulator process ended."""
+
+
+class EmulatorTimeoutError(EmulatorError, TimeoutError):
+    """Something did not happen in time."""
+
+
+class EmulatorCommandError(EmulatorError):
+    """The emulator answered a command with an error."""
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """How to start one emulated board; every field maps to one zima-emu option."""
+
+    firmware: Path = DEFAULT_FIRMWARE  # the AVR ELF to run
+    binary: Path = DEFAULT_BINARY  # zima-emu
+    port: Path | None = None  # where to symlink the UART pty; None: a private temp dir
+    speed: float = 1.0  # emulated seconds per wall second; 0 runs unpaced
+    state_hz: float = 10.0  # periodic state lines (emulated time); 0: only on request
+    tau_ms: float = 100.0  # track speed time constant
+    max_speed_mm_s: float = 1000.0  # track speed at full duty, no load
+    ticks_per_m: float = 4000.0  # encoder counts per metre (PROTOCOL.md ticks_per_m)
+    divider: float = 4.0  # battery divider, pack / ADC pin (PROTOCOL.md batt_divider)
+    battery_mv: float = 12000.0  # open-circuit pack voltage at start
+    reset_on_open: bool = False  # reset the MCU when a program opens the port (DTR)
+    extra_args: tuple[str, ...] = ()  # any other zima-emu option, passed as is
+    ready_timeout_s: float = 10.0  # how long to wait for the "ready" line
+
+    def argv(self, port: Path) -> list[str]:
+        """The zima-emu command line for this configuration."""
+        args = [str(self.binary), "--pty", str(port)]
+        args += ["--unpaced"] if self.speed <= 0 else ["--speed", repr(self.speed)]
+        args += ["--state-hz", repr(self.state_hz), "--tau-ms", repr(self.tau_ms)]
+        args += ["--max-speed-mm-s", repr(self.max_speed_mm_s)]
+        args += ["--ticks-per-m", repr(self.ticks_per_m), "--divider", repr(self.divider)]
+        args += ["--battery-mv", repr(self.battery_mv)]
+        if self.reset_on_open:
+            args.append("--reset-on-open")
+        return [*args, *self.extra_args, str(self.firmware)]
+
+
+def _num(raw: Mapping[str, object], key: str) -> float:
+    value = raw[key]
+    if not isinstance(value, int | float):
+        raise EmulatorError(f"state field {key} is not a number: {value!r}")
+    return float(value)
+
+
+def _int(raw: Mapping[str, object], key: str) -> int:
+    return int(_num(raw, key))
+
+
+@dataclass(frozen=True)
+class BoardState:
+    """One state line of the emulator (the physical side of the board, not the MCU's view)."""
+
+    time_us: int  # emulated time since start, across MCU resets
+    cycles: int  # emulated CPU cycles at 16 MHz
+    wall_s: float  # emulator's wall clock since start
+    duty_left: float  # PWM duty the left pin puts out, 0..1
+    duty_right: float
+    dir_left: int  # DIR pin level, 1 = forward
+    dir_right: int
+    pwm_left_hz: float
+    pwm_right_hz: float
+    speed_left_mm_s: float  # track speed, signed
+    speed_right_mm_s: float
+    enc_left_ticks: int  # encoder counts the emulator has put on the pins
+    enc_right_ticks: int
+    stall_left: bool
+    stall_right: bool
+    battery_mv: float  # pack terminal voltage (under load)
+    adc_pin_mv: float  # what the ADC pin sees: battery_mv / divider
+    current_ma: float
+    servo_us: tuple[float, ...]  # last pulse width on each servo pin
+    led: bool
+    resets_watchdog: int
+    resets_external: int
+    raw: Mapping[str, object] = field(repr=False)  # every field of the line
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> BoardState:
+        servo = raw.get("servo_us", [])
+        if not isinstance(servo, list):
+            raise EmulatorError(f"servo_us is not a list: {servo!r}")
+        return cls(
+            time_us=_int(raw, "time_us"),
+            cycles=_int(raw, "cycles"),
+            wall_s=_num(raw, "wall_s"),
+            duty_left=_num(raw, "duty_left"),
+            duty_right=_num(raw, "duty_right"),
+            dir_left=_int(raw, "dir_left"),
+            dir_right=_int(raw, "dir_right"),
+            pwm_left_hz=_num(raw, "pwm_left_hz"),
+            pwm_right_hz=_num(raw, "pwm_right_hz"),
+            speed_left_mm_s=_num(raw, "speed_left_mm_s"),
+            speed_right_mm_s=_num(raw, "speed_right_mm_s"),
+            enc_left_ticks=_int(raw, "enc_left_ticks"),
+            enc_right_ticks=_int(raw, "enc_right_ticks"),
+            stall_left=bool(raw["stall_left"]),
+            stall_right=bool(raw["stall_right"]),
+            battery_mv=_num(raw, "battery_mv"),
+            adc_pin_mv=_num(raw, "adc_pin_mv"),
+            current_ma=_num(raw, "current_ma"),
+            servo_us=tuple(float(v) for v in servo),
+            led=bool(raw["led"]),
+            resets_watchdog=_int(raw, "resets_watchdog"),
+            resets_external=_int(raw, "resets_external"),
+            raw=dict(raw),
+        )
+
+
+class EmulatedBoard:
+    """A running zima-emu process; a context manager that always stops it on exit."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._answers: dict[int, dict[str, object]] = {}
+        self._events: list[dict[str, object]] = []
+        self._latest: BoardState | None = None
+        self._exited = False
+        self._ids = itertools.count(1)
+        self.ready: dict[str, object] = {}
+        self.port = ""
+
+    # ---- lifetime ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the emulator and wait for its ready line (the pty exists then)."""
+        cfg = self.config
+        for path, how in ((cfg.binary, "make emulator"), (cfg.firmware, "make avr-firmware")):
+            if not path.exists():
+                raise EmulatorNotBuiltError(f"{path} does not exist; build it with `{how}`")
+        self._tmp = tempfile.TemporaryDirectory(prefix="zima-emu-")
+        port = cfg.port or Path(self._tmp.name) / "ttyZIMA"
+        self._stderr = (Path(self._tmp.name) / "stderr.log").open("w+b")
+        self._proc = subprocess.Popen(  # noqa: S603 - argv built from our own config
+            cfg.argv(port),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self._reader = threading.Thread(target=self._read_stdout, name="zima-emu", daemon=True)
+        self._reader.start()
+        self.ready = self.wait_event("ready", timeout_s=cfg.ready_timeout_s)
+        self.port = str(self.ready["pty"])
+
+    def close(self) -> None:
+        """Ask the emulator to quit; terminate, then kill it if it does not."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                self._send({"cmd": "quit"})
+                proc.wait(timeout=3)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.terminate()
+                try:
+                    proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
+        if self._reader is not None:
+            self._reader.join(timeout=3)
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        self._proc = None
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- commands ------------------------------------------------------------------------
+    def command(self, cmd: str, timeout_s: float = 5.0, **fields: JsonValue) -> dict[str, object]:
+        """Send one command and return its answer (an "ok" or "state" line)."""
+        ident = next(self._ids)
+        self._send({"cmd": cmd, "id": ident, **fields})
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while ident not in self._answers:
+                self._check_alive()
+                if not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise EmulatorTimeoutError(f"no answer to {cmd!r} in {timeout_s} s")
+            answer = self._answers.pop(ident)
+        if answer.get("event") == "error":
+            raise EmulatorCommandError(f"{cmd}: {answer.get('message')}")
+        return answer
+
+    def state(self) -> BoardState:
+        """The board's state now."""
+        return BoardState.from_json(self.command("state"))
+
+    def set_battery(self, mv: float) -> None:
+        """Set the pack's open-circuit voltage (discharge starts again from there)."""
+        self.command("battery", mv=mv)
+
+    def stall(self, side: Side, on: bool = True) -> None:
+        """Block a track (speed held at 0 whatever the duty), or release it."""
+        self.command("stall", side=side, on=on)
+
+    def set_load(self, side: Side, value: float) -> None:
+        """Load a track: 0 free running, 1 the motor cannot move it."""
+        self.command("load", side=side, value=value)
+
+    def reset(self) -> None:
+        """Pulse the MCU's reset pin (what DTR does on a real Mega)."""
+        self.command("reset")
+
+    # ---- observation ---------------------------------------------------------------------
+    @property
+    def latest_state(self) -> BoardState | None:
+        """The last periodic state line (state_hz), if any."""
+        with self._cond:
+            return self._latest
+
+    def events(self, kind: str) -> list[dict[str, object]]:
+        """Every event line of one kind received so far ("reset", "port", ...)."""
+        with self._cond:
+            return [e for e in self._events if e.get("event") == kind]
+
+    def wait_event(self, kind: str, timeout_s: float = 5.0, after: int = 0) -> dict[str, object]:
+        """Wait for the event number ``after`` (0 = the first) of a kind."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                found = [e for e in self._events if e.get("event") == kind]
+                if len(found) > after:
+                    return found[after]
+                self._check_alive()
+                if not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise EmulatorTimeoutError(f"no {kind!r} event in {timeout_s} s")
+
+    def wait_until(
+        self,
+        predicate: Callable[[BoardState], bool],
+        timeout_s: float = 5.0,
+        poll_s: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> BoardState:
+        """Poll the state until ``predicate`` holds; return that state."""
+        deadline = clock() + timeout_s
+        while True:
+            state = self.state()
+            if predicate(state):
+                return state
+            if clock() > deadline:
+                raise EmulatorTimeoutError(f"condition not met in {timeout_s} s: {state}")
+            time.sleep(poll_s)
+
+    # ---- plumbing ------------------------------------------------------------------------
+    def _send(self, message: Mapping[str, JsonValue]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise EmulatorExitedError("the emulator is not running")
+        try:
+            proc.stdin.write(json.dumps(message).encode() + b"\n")
+            proc.stdin.flush()
+        except OSError as exc:
+            raise EmulatorExitedError(f"the emulator is gone: {self._stderr_tail()}") from exc
+
+    def _read_stdout(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # not ours; the emulator only writes JSON lines to stdout
+            if not isinstance(message, dict):
+                continue
+            with self._cond:
+                ident = message.get("id")
+                if isinstance(ident, int):
+                    self._answers[ident] = message
+                elif message.get("event") == "state":
+                    self._latest = BoardState.from_json(message)
+                else:
+                    self._events.append(message)
+                self._cond.notify_all()
+        with self._cond:
+            self._exited = True
+            self._cond.notify_all()
+
+    def _check_alive(self) -> None:
+        # called with self._cond held
+        if self._exited:
+            raise EmulatorExitedError(f"the emulator exited: {self._stderr_tail()}")
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None or self._stderr.closed:
+            return ""
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()[-2000:].decode(errors="replace").strip()
+
+
+# ---- `zima emulator` ---------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `zima emulator` (the rest go to zima-emu after `--`)."""
+    parser.add_argument("--firmware", type=Path, default=DEFAULT_FIRMWARE, help="AVR ELF to run")
+    parser.add_argument("--binary", type=Path, default=DEFAULT_BINARY, help="zima-emu binary")
+    parser.add_argument("--port", type=Path, default=DEFAULT_PORT, help="symlink to the UART pty")
+    parser.add_argument("--speed", type=float, default=1.0, help="emulated s per wall s")
+    parser.add_argument("--unpaced", action="store_true", help="run as fast as possible")
+    parser.add_argument("--state-hz", type=float, default=10.0, help="state lines per second")
+    parser.add_argument(
+        "--reset-on-open", action="store_true", help="reset the MCU when the port is opened"
+    )
+    parser.add_argument("emu_args", nargs=argparse.REMAINDER, help="more zima-emu options")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the emulated board in the foreground: JSON commands in, JSON state out."""
+    extra = [a for a in args.emu_args if a != "--"]
+    config = EmulatorConfig(
+        firmware=args.firmware,
+        binary=args.binary,
+        port=args.port,
+        speed=0.0 if args.unpaced else args.speed,
+        state_hz=args.state_hz,
+        reset_on_open=args.reset_on_open,
+        extra_args=tuple(extra),
+    )
+    for path, how in ((config.binary, "make emulator"), (config.firmware, "make avr-firmware")):
+        if not path.exists():
+            sys.stderr.write(f"zima emulator: {path} does not exist; build it with `{how}`\n")
+            return 2
+    sys.stderr.write(f"zima emulator: UART0 at {config.port}; JSON commands on stdin\n")
+    argv = config.argv(config.port or DEFAULT_PORT)
+    try:
+        return subprocess.call(argv)  # noqa: S603 - argv built from our own options
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        # the emulator removes its link on a clean exit; a killed one leaves it dangling
+        if config.port and config.port.is_symlink() and not config.port.exists():
+            config.port.unlink()
