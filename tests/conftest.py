@@ -1,4 +1,4 @@
-"""Hypothesis profiles for the protocol suite.
+"""Hypothesis profiles for the whole suite.
 
 ``ci`` (chosen when the environment variable CI is set) is derandomized, so a CI run
 is reproducible and never red by chance; ``dev`` explores new examples on every run.
