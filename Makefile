@@ -3,6 +3,7 @@
 #
 #   make test      lint, type checks, C++ unit tests, fuzz-corpus replay, Python tests
 #   make demo      the main job (the whole robot in simulation; not built yet)
+#   make firmware  the ATmega2560 firmware with Debian's avr-gcc (build/avr/zima.hex)
 #   make bench     every benchmark of the project, in one table per part
 #   make fuzz      libFuzzer on the protocol decoder (FUZZ_RUNS executions, default 10 million)
 
@@ -14,13 +15,22 @@ HOST_BUILD := $(BUILD)/firmware-host
 FUZZ_BUILD := $(BUILD)/fuzz
 FUZZ_RUNS  ?= 10000000
 JOBS  ?= $(shell nproc)
-# Test-only Python extras; later parts of the stack add theirs here.
-EXTRAS := dev
+# Python extras the tests need (onboard: pyserial for the emulated board's port).
+EXTRAS := dev,onboard
 
-.PHONY: all test lint typecheck test-cpp test-py demo bench bench-cpp bench-py fuzz \
+.PHONY: all firmware test lint typecheck test-cpp test-py demo bench bench-cpp bench-py bench-firmware fuzz \
         system-deps venv clean
 
 all: test
+
+# The AVR firmware (Debian's avr-gcc and Arduino core: the CI path of platformio.ini) and the
+# emulated board (simavr); targets avr-firmware, emulator, clean-avr, clean-emulator. The
+# fragments look for the Arduino core's files when make reads them, so on a fresh machine
+# they are reached through a second make started after the Debian packages are in.
+include firmware/avr.mk
+include firmware/emulator/emulator.mk
+firmware: system-deps
+	$(MAKE) --no-print-directory avr-firmware
 
 system-deps: $(BUILD)/.system-deps
 $(BUILD)/.system-deps: tools/install-system-deps
@@ -52,6 +62,7 @@ test-cpp: $(HOST_BUILD)/CMakeCache.txt
 	ctest --test-dir $(HOST_BUILD) --output-on-failure -j$(JOBS)
 
 test-py: venv
+	$(MAKE) --no-print-directory avr-firmware emulator
 	$(VENV)/bin/pytest -q
 
 fuzz: | $(BUILD)/.system-deps
@@ -64,7 +75,7 @@ fuzz: | $(BUILD)/.system-deps
 	@echo "new inputs are in $(FUZZ_BUILD)/found; keep the useful ones with:"
 	@echo "  $(FUZZ_BUILD)/fuzz_decoder -merge=1 firmware/fuzz/corpus $(FUZZ_BUILD)/found"
 
-bench: bench-cpp bench-py
+bench: bench-cpp bench-py bench-firmware
 
 bench-cpp: $(HOST_BUILD)/CMakeCache.txt
 	cmake --build $(HOST_BUILD) --target bench_decoder -j$(JOBS)
@@ -73,11 +84,15 @@ bench-cpp: $(HOST_BUILD)/CMakeCache.txt
 bench-py: venv
 	$(PY) bench/protocol_bench.py
 
+bench-firmware: venv
+	$(MAKE) --no-print-directory avr-firmware emulator
+	$(PY) bench/firmware_bench.py
+
 demo: venv
 	@echo "make demo will run the whole robot in simulation: the emulated MCU, MuJoCo and the"
 	@echo "onboard runtime with the bundled policy. Not built yet: today the protocol and the"
 	@echo "firmware core exist (see README.md, 'What works today'). Showing the protocol instead:"
 	$(VENV)/bin/zima protocol
 
-clean:
+clean: clean-avr clean-emulator
 	rm -rf $(BUILD) $(VENV)

@@ -20,6 +20,7 @@ from zima import __version__
 # name -> (module, one-line help). Later parts of the stack add their commands here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "protocol": ("zima.protocol.cli", "show the MCU wire protocol or decode captured bytes"),
+    "emulator": ("zima.emulator", "run the emulated MCU board (simavr) on a pseudo-terminal"),
 }
 
 

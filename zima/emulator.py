@@ -167,6 +167,45 @@ class BoardState:
         )
 
 
+@dataclass(frozen=True)
+class ProbeRegion:
+    """Cycle statistics of one probe region (firmware/src/probe.h)."""
+
+    count: int  # regions closed under this id
+    total: int  # their cycles, summed
+    min: int
+    max: int
+    last_begin: int  # emulated cycle of the latest opening marker (0: none)
+    last_end: int
+    periods: int  # begin-to-begin intervals measured
+    min_period: int
+    max_period: int
+    mean_period: float
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The answer to ``probes``: regions of GPIOR0 (``main``) and GPIOR1 (``isr``) by id."""
+
+    cycles: int  # emulated cycles now
+    main: Mapping[int, ProbeRegion]
+    isr: Mapping[int, ProbeRegion]
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> Probes:
+        def regions(key: str) -> dict[int, ProbeRegion]:
+            table = raw.get(key, {})
+            if not isinstance(table, dict):
+                raise EmulatorError(f"probes.{key} is not an object: {table!r}")
+            return {int(k): ProbeRegion(**v) for k, v in table.items()}
+
+        return cls(cycles=_int(raw, "cycles"), main=regions("main"), isr=regions("isr"))
+
+
 class EmulatedBoard:
     """A running zima-emu process; a context manager that always stops it on exit."""
 
@@ -284,6 +323,14 @@ class EmulatedBoard:
         """Pulse the MCU's reset pin (what DTR does on a real Mega)."""
         self.command("reset")
 
+    def probes(self) -> Probes:
+        """The firmware's cycle probes so far (GPIOR0/GPIOR1 markers, README.md)."""
+        return Probes.from_json(self.command("probes"))
+
+    def clear_probes(self) -> None:
+        """Start the probe statistics over."""
+        self.command("probes_clear")
+
     # ---- observation ---------------------------------------------------------------------
     @property
     def latest_state(self) -> BoardState | None:
@@ -292,7 +339,7 @@ class EmulatedBoard:
             return self._latest
 
     def events(self, kind: str) -> list[dict[str, object]]:
-        """Every event line of one kind received so far ("reset", "port", ...)."""
+        """Every event line of one kind received so far ("reset", "port", "motor", ...)."""
         with self._cond:
             return [e for e in self._events if e.get("event") == kind]
 

@@ -1,4 +1,5 @@
-"""Fixtures of the firmware tests: the AVR build, the emulator build, a running board.
+"""Fixtures of the firmware tests: the AVR build, the emulator build, a running board,
+and a protocol client with its session open.
 
 The builds run through the same makefile fragments as CI (`firmware/avr.mk`,
 `firmware/emulator/emulator.mk`); they are no-ops when nothing changed.
@@ -9,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import serial
 
 from zima.emulator import EmulatedBoard, EmulatorConfig
+from zima.protocol import Result
+
+from .mcu import Mcu
 
 ROOT = Path(__file__).resolve().parents[2]
 AVR_BUILD = ROOT / "build" / "avr"
@@ -39,39 +42,25 @@ def emulator_binary() -> Path:
 
 @pytest.fixture
 def board(firmware_elf: Path, emulator_binary: Path) -> Iterator[EmulatedBoard]:
+    """A fresh emulated board running the real firmware, paced to the wall clock."""
     config = EmulatorConfig(firmware=firmware_elf, binary=emulator_binary, state_hz=0)
     with EmulatedBoard(config) as running:
         yield running
 
 
-class Sketch:
-    """The bring-up sketch's text commands over the emulated board's UART0."""
-
-    def __init__(self, port: serial.Serial) -> None:
-        self.port = port
-
-    def line(self, timeout_s: float = 2.0) -> str:
-        self.port.timeout = timeout_s
-        raw: bytes = self.port.readline()
-        if not raw.endswith(b"\n"):
-            raise TimeoutError(f"no line from the MCU in {timeout_s} s (got {raw!r})")
-        return raw.decode("ascii").strip()
-
-    def ask(self, command: str) -> str:
-        self.port.write(command.encode("ascii") + b"\n")
-        return self.line()
-
-    def query(self) -> dict[str, int]:
-        answer = self.ask("Q")
-        assert answer.startswith("Q "), answer
-        return {k: int(v) for k, v in (item.split("=") for item in answer.split()[1:])}
+@pytest.fixture
+def port(board: EmulatedBoard) -> Iterator[Mcu]:
+    """The board's UART opened by a protocol client; no handshake yet."""
+    mcu = Mcu.open(board.port)
+    try:
+        yield mcu
+    finally:
+        mcu.close()
 
 
 @pytest.fixture
-def sketch(board: EmulatedBoard) -> Iterator[Sketch]:
-    """The port opened, and the MCU reset so that its boot line is seen."""
-    with serial.Serial(board.port, 115200, timeout=2) as port:
-        board.reset()
-        mcu = Sketch(port)
-        assert mcu.line() == "BOOT mcusr=0x2"  # EXTRF: the reset pin, as DTR does
-        yield mcu
+def mcu(port: Mcu) -> Mcu:
+    """A client whose handshake succeeded: the session is open."""
+    _info, result = port.handshake()
+    assert result == Result.OK
+    return port

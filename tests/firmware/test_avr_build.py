@@ -55,3 +55,26 @@ def test_every_flag_of_the_list_reaches_the_compiler(firmware_elf: Path) -> None
             assert flag in line.split()
     for flag in _flags("link"):
         assert flag in link[0].split()
+
+
+def test_build_id_is_the_git_head(firmware_elf: Path) -> None:
+    done = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    expected = done.stdout[:8] if done.returncode == 0 and done.stdout else "0"
+    dry = subprocess.run(
+        ["make", "-n", "-B", "-f", "firmware/avr.mk"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    ours = [ln for ln in dry if ln.startswith("avr-g++") and "/firmware/src/" in ln]
+    assert ours
+    for line in ours:
+        assert f"-DZIMA_BUILD_ID=0x{expected}" in line.split()
+    assert (AVR_BUILD / f"build_id_{expected}").exists()

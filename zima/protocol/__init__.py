@@ -12,8 +12,9 @@ never raises on input bytes: a bad frame becomes a :class:`Reject` event carryin
 
 Modules, in reading order: ``fields`` (wire types), ``enums`` (named numbers),
 ``messages`` (the message table), ``schema`` (layouts, MAX_PAYLOAD, schema hash),
-``framing`` (CRC, COBS, encoder, streaming decoder, sequence gaps), ``vectors`` (the
-golden vectors shared with the C++ codec).
+``framing`` (CRC, COBS, encoder, streaming decoder, sequence gaps), ``handshake`` (the
+host's check of ``INFO``: :class:`HandshakeError`), ``vectors`` (the golden vectors
+shared with the C++ codec).
 """
 
 from zima.protocol.enums import (
@@ -40,6 +41,7 @@ from zima.protocol.framing import (
     decode_frame,
     encode_frame,
 )
+from zima.protocol.handshake import HandshakeError, check_info, describe_info
 from zima.protocol.messages import (
     MESSAGE_TYPES,
     Ack,
@@ -92,6 +94,7 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameEncoder",
+    "HandshakeError",
     "Heartbeat",
     "Hello",
     "Info",
@@ -110,8 +113,10 @@ __all__ = [
     "SequenceTracker",
     "State",
     "Telemetry",
+    "check_info",
     "crc16",
     "decode_frame",
+    "describe_info",
     "encode_frame",
     "schema_text",
 ]
