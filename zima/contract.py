@@ -1,0 +1,151 @@
+"""The observation/action contract: the one place that says what a policy sees and does.
+
+The simulator renders it, the recorder stores it, training builds tensors from it,
+export writes it into the ONNX file's metadata, and the onboard runtime refuses a model
+whose contract differs from its own. Nothing else in the stack repeats these numbers.
+
+Observation, for a contract ``c`` (B = batch):
+
+    images          uint8   [B, len(c.cameras) * c.image_history, c.image_height, c.image_width, 3]
+                    RGB, camera-major then oldest-to-newest: index cam * image_history + t,
+                    t = image_history - 1 being the newest frame
+    action_history  int64   [B, c.action_history]  indices into c.actions, oldest first;
+                    STOP fills the history at the start of an episode
+
+Action: the policy predicts ``c.chunk_len`` discrete actions (logits
+[B, c.chunk_len, len(c.actions)]); the runtime executes the first ``k`` of them, one
+every ``1 / c.control_hz`` seconds, then plans again (partial chunk execution).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from enum import IntEnum
+from typing import Final
+
+
+class Action(IntEnum):
+    """The discrete actions, in logit order."""
+
+    STOP = 0
+    FORWARD = 1
+    LEFT = 2  # turn in place, counter-clockwise seen from above
+    RIGHT = 3  # turn in place, clockwise
+
+
+@dataclass(frozen=True, slots=True)
+class TrackCommand:
+    """Track velocity targets for one action, mm/s (what DRIVE carries)."""
+
+    left_mm_s: int
+    right_mm_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """Shapes, rates and meanings shared by sim, training, export and the runtime."""
+
+    # Camera names, in the order their frames are stacked.
+    cameras: tuple[str, ...] = ("forward", "wrist")
+    # Policy input size after the centre crop and resize, pixels.
+    image_height: int = 96
+    image_width: int = 128
+    # Frames per camera in one observation, newest last.
+    image_history: int = 2
+    # Seconds between the frames of the image history (and between policy steps).
+    frame_interval_s: float = 0.1
+    # Past executed actions fed back to the policy.
+    action_history: int = 4
+    # Actions predicted per inference.
+    chunk_len: int = 4
+    # Actions executed per second.
+    control_hz: float = 10.0
+    # Action names in logit order (Action's members).
+    actions: tuple[str, ...] = field(default=tuple(a.name.lower() for a in Action))
+    # Track speeds of FORWARD and of the turns in place, mm/s.
+    forward_mm_s: int = 300
+    turn_mm_s: int = 150
+
+    def __post_init__(self) -> None:
+        positive = ("image_height", "image_width", "image_history", "chunk_len", "control_hz")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"contract: {name} must be positive, got {getattr(self, name)}")
+        if self.action_history < 0:
+            raise ValueError(f"contract: action_history must be >= 0, got {self.action_history}")
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"contract: cameras must be distinct and non-empty: {self.cameras}")
+        if self.actions != tuple(a.name.lower() for a in Action):
+            raise ValueError(f"contract: actions must be {[a.name.lower() for a in Action]}")
+
+    # --- derived shapes -----------------------------------------------------------------
+
+    @property
+    def n_images(self) -> int:
+        """Images in one observation: every camera's history."""
+        return len(self.cameras) * self.image_history
+
+    @property
+    def image_shape(self) -> tuple[int, int, int, int]:
+        """Shape of one observation's images (no batch): [N, H, W, 3], uint8 RGB."""
+        return (self.n_images, self.image_height, self.image_width, 3)
+
+    @property
+    def n_actions(self) -> int:
+        """Number of discrete actions (logits per chunk step)."""
+        return len(self.actions)
+
+    def track_command(self, action: Action | int) -> TrackCommand:
+        """The track velocity targets that carry out ``action``."""
+        match Action(action):
+            case Action.STOP:
+                return TrackCommand(0, 0)
+            case Action.FORWARD:
+                return TrackCommand(self.forward_mm_s, self.forward_mm_s)
+            case Action.LEFT:
+                return TrackCommand(-self.turn_mm_s, self.turn_mm_s)
+            case Action.RIGHT:
+                return TrackCommand(self.turn_mm_s, -self.turn_mm_s)
+
+    # --- metadata (ONNX files, HDF5 episodes, checkpoints) ------------------------------
+
+    def to_json(self) -> str:
+        """Canonical JSON text of every field (sorted keys): stored beside models and data."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Contract:
+        """The contract stored by :meth:`to_json`; a clear ``ValueError`` when malformed."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"contract metadata is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError("contract metadata must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"contract metadata has unknown fields: {sorted(unknown)}")
+        for name in ("cameras", "actions"):
+            if name in data:
+                data[name] = tuple(data[name])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"contract metadata is malformed: {exc}") from exc
+
+    def mismatches(self, other: Contract) -> list[str]:
+        """Human-readable differences, e.g. ``["chunk_len: model 8, runtime 4"]``."""
+        return [
+            f"{f.name}: model {getattr(other, f.name)!r}, runtime {getattr(self, f.name)!r}"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+METADATA_KEY: Final = "zima_contract"
+"""Key of the contract's JSON in ONNX metadata_props, HDF5 attributes and checkpoints."""
+
+DEFAULT: Final = Contract()
+"""The contract of this build of Zima."""
