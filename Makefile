@@ -15,8 +15,9 @@ HOST_BUILD := $(BUILD)/firmware-host
 FUZZ_BUILD := $(BUILD)/fuzz
 FUZZ_RUNS  ?= 10000000
 JOBS  ?= $(shell nproc)
-# Python extras the tests need (onboard: pyserial for the emulated board's port).
-EXTRAS := dev,onboard
+# Python extras the tests need (onboard: pyserial for the emulated board's port; sim:
+# MuJoCo).
+EXTRAS := dev,onboard,sim
 
 .PHONY: all firmware test lint typecheck test-cpp test-py demo bench bench-cpp bench-py bench-firmware fuzz \
         system-deps venv clean
@@ -65,15 +66,25 @@ test-py: venv
 	$(MAKE) --no-print-directory avr-firmware emulator
 	$(VENV)/bin/pytest -q
 
+# libFuzzer, one job per core; FUZZ_RUNS executions in all. New inputs land in
+# build/fuzz/new (the committed corpus is only read), crashes in build/fuzz/artifacts.
+FUZZ_JOBS ?= $(JOBS)
 fuzz: | $(BUILD)/.system-deps
 	bash tools/install-system-deps fuzz
-	cmake -S firmware -B $(FUZZ_BUILD) -DZIMA_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang
+	cmake -S firmware -B $(FUZZ_BUILD) -DZIMA_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++-14
 	cmake --build $(FUZZ_BUILD) --target fuzz_decoder -j$(JOBS)
-	@mkdir -p $(FUZZ_BUILD)/found
-	$(FUZZ_BUILD)/fuzz_decoder -runs=$(FUZZ_RUNS) -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/found firmware/fuzz/corpus
-	@echo "new inputs are in $(FUZZ_BUILD)/found; keep the useful ones with:"
-	@echo "  $(FUZZ_BUILD)/fuzz_decoder -merge=1 firmware/fuzz/corpus $(FUZZ_BUILD)/found"
+	rm -rf $(FUZZ_BUILD)/artifacts $(FUZZ_BUILD)/fuzz-*.log
+	mkdir -p $(FUZZ_BUILD)/new $(FUZZ_BUILD)/artifacts
+	cd $(FUZZ_BUILD) && ./fuzz_decoder new $(CURDIR)/firmware/fuzz/corpus \
+	    -runs=$$(( $(FUZZ_RUNS) / $(FUZZ_JOBS) )) -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	    -max_len=256 -artifact_prefix=artifacts/ -print_final_stats=1 >/dev/null 2>&1 || true
+	@cd $(FUZZ_BUILD) && grep -h "^Done" fuzz-*.log | awk '{ runs += $$2; secs = ($$5 > secs ? $$5 : secs) } \
+	    END { printf "fuzz: %d executions in %d s on $(FUZZ_JOBS) jobs (%.0f exec/s)\n", runs, secs, runs / (secs ? secs : 1) }'
+	@if [ -n "$$(ls -A $(FUZZ_BUILD)/artifacts)" ]; then \
+	    echo "fuzz: FINDINGS in $(FUZZ_BUILD)/artifacts:"; ls $(FUZZ_BUILD)/artifacts; \
+	    tail -n 30 $(FUZZ_BUILD)/fuzz-*.log; exit 1; fi
+	@echo "fuzz: no finding. New inputs: $(FUZZ_BUILD)/new; keep the useful ones with"
+	@echo "  $(FUZZ_BUILD)/fuzz_decoder -merge=1 -max_len=256 firmware/fuzz/corpus $(FUZZ_BUILD)/new"
 
 bench: bench-cpp bench-py bench-firmware
 
@@ -83,6 +94,7 @@ bench-cpp: $(HOST_BUILD)/CMakeCache.txt
 
 bench-py: venv
 	$(PY) bench/protocol_bench.py
+	$(PY) bench/sim_bench.py
 
 bench-firmware: venv
 	$(MAKE) --no-print-directory avr-firmware emulator

@@ -1,1 +1,15 @@
-"""Zima in MuJoCo: robot model, scenes, scripted demonstrations and evaluation."""
+"""Zima in MuJoCo: robot model, scenes, scripted demonstrations and evaluation.
+
+Modules, in reading order: ``robot`` (the robot's MJCF and its track/encoder arithmetic),
+``scenes`` (the scene registry and the MJCF of a whole world), ``randomize`` (domain
+randomisation from a seed), ``effects`` (camera image effects), ``env`` (:class:`ZimaEnv`,
+the task and its success test), ``expert`` (the scripted demonstrator and its evaluation),
+``cli`` (`zima sim`).
+"""
+
+import os
+
+# MuJoCo picks its OpenGL backend when it is first imported. Without a GPU only Mesa's
+# software EGL renders offscreen here (OSMesa did not work; ARCHITECTURE.md, decision 8).
+# A user who exports MUJOCO_GL themselves keeps their choice.
+os.environ.setdefault("MUJOCO_GL", "egl")

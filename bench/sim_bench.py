@@ -1,0 +1,82 @@
+"""The simulator's speed: physics real-time factor, and rendered frames per second.
+
+    .venv/bin/python bench/sim_bench.py
+
+Per scene: the physics real-time factor without rendering (the robot driving and
+turning, with the base-follows-tracks update of every physics step; goal >= 100x), the
+same for whole expert episodes (privileged checks included), and frames per second of
+each contract camera at the contract's resolution through Mesa's software EGL, with and
+without the image effects. Takes about 30 s.
+"""
+
+from __future__ import annotations
+
+import time
+
+import zima.sim  # noqa: F401 -- sets MUJOCO_GL before mujoco is imported
+from zima.sim.effects import EffectsConfig
+from zima.sim.env import EnvConfig, ZimaEnv
+from zima.sim.expert import run_episode
+from zima.sim.scenes import SCENES
+
+from zima.contract import DEFAULT, Action
+
+PHYSICS_S = 20.0  # simulated seconds of driving per scene
+EXPERT_EPISODES = 20
+FRAMES = 200  # rendered per camera
+
+
+def physics_rtf(scene: str) -> float:
+    """Simulated over wall-clock seconds, cycling FORWARD/LEFT/RIGHT/STOP, no rendering."""
+    env = ZimaEnv(scene, EnvConfig(render=False))
+    env.reset(0)
+    steps = int(PHYSICS_S * DEFAULT.control_hz)
+    cycle = (Action.FORWARD, Action.LEFT, Action.RIGHT, Action.STOP)
+    start = time.perf_counter()
+    for i in range(steps):
+        command = DEFAULT.track_command(cycle[(i // 5) % 4])
+        env.drive.set_tracks(env.data, command.left_mm_s, command.right_mm_s)
+        env.drive.step(env.data, env.substeps)
+    return PHYSICS_S / (time.perf_counter() - start)
+
+
+def expert_rtf(scene: str) -> float:
+    """Simulated over wall-clock seconds of whole expert episodes, no rendering."""
+    env = ZimaEnv(scene, EnvConfig(render=False))
+    start = time.perf_counter()
+    sim_s = sum(run_episode(env, seed).time_s for seed in range(EXPERT_EPISODES))
+    return sim_s / (time.perf_counter() - start)
+
+
+def render_fps(scene: str, camera: str, effects: EffectsConfig) -> float:
+    """Frames per second of one camera (with the given effects), robot standing still."""
+    env = ZimaEnv(scene, EnvConfig(effects=effects))
+    env.reset(0)
+    env.render(camera)  # warm-up: textures upload on the first frame
+    start = time.perf_counter()
+    for _ in range(FRAMES):
+        env.render(camera)
+    fps = FRAMES / (time.perf_counter() - start)
+    env.close()
+    return fps
+
+
+def main() -> None:
+    """Print one table."""
+    size = f"{DEFAULT.image_width}x{DEFAULT.image_height}"
+    header = f"{'scene':<8} {'metric':<44} {'value':>9}"
+    print(header)
+    print("-" * len(header))
+    for scene in SCENES:
+        print(f"{scene:<8} {'physics real-time factor (no rendering)':<44} "
+              f"{physics_rtf(scene):>8.0f}x")
+        print(f"{scene:<8} {'expert episodes real-time factor':<44} {expert_rtf(scene):>8.0f}x")
+        for camera in DEFAULT.cameras:
+            for label, fx in (("plain", EffectsConfig.off()),
+                              ("all effects", EffectsConfig.always())):
+                metric = f"{camera} camera {size} fps, {label}"
+                print(f"{scene:<8} {metric:<44} {render_fps(scene, camera, fx):>9.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Domain randomisation: one seed -> lights, materials, colours, placements, camera jitter.
+
+:class:`Randomizer` snapshots the compiled model's nominal values once, then each episode
+samples an :class:`EpisodeDomain` from a numpy ``Generator`` and writes it into the
+model (absolute values from the snapshot, so episodes never accumulate jitter). The same
+seed gives the same domain, bit for bit.
+
+Placement guarantees what the scripted expert needs: the robot can turn in place where
+it starts, the target stands in free floor (never inside furniture), and the straight
+corridor from the robot to the target is clear of furniture and distractor cubes, so the
+target is reachable by turning and driving straight.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from zima.sim.robot import RobotConfig
+from zima.sim.scenes import CUBE_SIZE_M, FLOOR_MATERIALS, WALL_MATERIALS, SceneLayout
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """Ranges of the per-episode randomisation."""
+
+    # Distance of the target from the robot's start, metres (closer is too easy).
+    min_target_dist_m: float = 0.8
+    # Free margin around the robot's turning circle and along its corridor, metres.
+    clearance_m: float = 0.06
+    # Sun and lamp brightness (0..1 per channel) and ambient headlight.
+    sun_diffuse: tuple[float, float] = (0.25, 0.8)
+    lamp_diffuse: tuple[float, float] = (0.05, 0.5)
+    ambient: tuple[float, float] = (0.1, 0.4)
+    # Camera mount tolerance: position (m), rotation (deg), field of view (deg), each +-.
+    camera_pos_jitter_m: float = 0.005
+    camera_rot_jitter_deg: float = 2.0
+    fovy_jitter_deg: float = 4.0
+    # Hue band of "green" for the target (degrees); distractors keep 25 deg away from it.
+    target_hue_deg: tuple[float, float] = (105.0, 135.0)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeDomain:
+    """Everything one episode randomised; positions in metres, angles in radians."""
+
+    robot_xy_yaw: tuple[float, float, float]
+    target_xy: tuple[float, float]
+    distractor_xy: tuple[tuple[float, float], ...]  # shown distractors; the rest are parked
+    floor_material: str
+    wall_material: str
+
+
+def _hsv_rgba(h_deg: float, s: float, v: float) -> np.ndarray:
+    return np.array([*colorsys.hsv_to_rgb(h_deg / 360.0, s, v), 1.0])  # [4]
+
+
+class Randomizer:
+    """Samples and applies episode domains for one compiled scene model."""
+
+    def __init__(self, model: mujoco.MjModel, layout: SceneLayout, robot: RobotConfig,
+                 cameras: tuple[str, ...], cfg: DomainConfig = DomainConfig()) -> None:
+        self.model, self.layout, self.robot, self.cfg = model, layout, robot, cfg
+        self._cams = [model.camera(c).id for c in cameras]
+        self._cam_pos0 = model.cam_pos.copy()  # [ncam, 3]
+        self._cam_quat0 = model.cam_quat.copy()  # [ncam, 4]
+        self._cam_fovy0 = model.cam_fovy.copy()  # [ncam]
+        self._geom_rgba0 = model.geom_rgba.copy()  # [ngeom, 4]
+        self._mat = {n: model.material(n).id for n in FLOOR_MATERIALS + WALL_MATERIALS}
+        self._floor = model.geom("floor").id
+        self._walls = [model.geom(f"wall_{n}").id for n in ("east", "west", "north", "south")]
+        self._blocks = [model.geom(f"obstacle_{b.name}").id for b in layout.blocks]
+        self._target = model.body("target").id
+        self._distractors = [model.body(f"distractor_{i}").id
+                             for i in range(layout.max_distractors)]
+        # [n_blocks, 4]: x_min, y_min, x_max, y_max of furniture and clutter footprints
+        self._rects = np.array([(b.x_m - b.half_x_m, b.y_m - b.half_y_m, b.x_m + b.half_x_m,
+                                 b.y_m + b.half_y_m) for b in layout.blocks]).reshape(-1, 4)
+
+    # --- free space -------------------------------------------------------------------
+
+    def _rect_dist(self, pts: np.ndarray) -> np.ndarray:
+        """Distance of each point [N, 2] to the nearest block footprint, metres: [N]."""
+        if len(self._rects) == 0:
+            return np.full(len(pts), np.inf)
+        p = pts[:, None, :]  # [N, 1, 2]
+        lo, hi = self._rects[None, :, :2], self._rects[None, :, 2:]  # [1, B, 2]
+        gap = np.maximum(np.maximum(lo - p, p - hi), 0.0)  # [N, B, 2]
+        return np.asarray(np.linalg.norm(gap, axis=2).min(axis=1))
+
+    def _free(self, xy: np.ndarray, margin_m: float) -> bool:
+        inside = (abs(xy[0]) <= self.layout.half_x_m - margin_m
+                  and abs(xy[1]) <= self.layout.half_y_m - margin_m)
+        return inside and bool(self._rect_dist(xy[None])[0] > margin_m)
+
+    def _corridor_clear(self, a: np.ndarray, b: np.ndarray, margin_m: float) -> bool:
+        n = max(2, int(np.linalg.norm(b - a) / 0.02))
+        pts = a + np.linspace(0.0, 1.0, n)[:, None] * (b - a)  # [n, 2]
+        return bool(self._rect_dist(pts).min() > margin_m)
+
+    def _sample_xy(self, rng: np.random.Generator, margin_m: float) -> np.ndarray:
+        lim = np.array([self.layout.half_x_m, self.layout.half_y_m]) - margin_m
+        return rng.uniform(-lim, lim)  # [2]
+
+    def _place(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        cfg, half_w = self.cfg, self.robot.width_m / 2 + self.cfg.clearance_m
+        for _ in range(1000):
+            robot = self._sample_xy(rng, self.robot.radius_m + cfg.clearance_m)
+            if not self._free(robot, self.robot.radius_m + cfg.clearance_m):
+                continue
+            target = self._sample_xy(rng, 0.15)
+            if (np.linalg.norm(target - robot) < cfg.min_target_dist_m
+                    or not self._free(target, 0.15)
+                    or not self._corridor_clear(robot, target, half_w)):
+                continue
+            distractors: list[np.ndarray] = []
+            for _ in range(int(rng.integers(1, self.layout.max_distractors + 1))):
+                for _ in range(100):
+                    xy = self._sample_xy(rng, 0.1)
+                    if self._distractor_ok(xy, robot, target, distractors, half_w):
+                        distractors.append(xy)
+                        break
+            return robot, target, distractors
+        raise RuntimeError(f"randomize: no valid placement in scene {self.layout.name!r}")
+
+    def _distractor_ok(self, xy: np.ndarray, robot: np.ndarray, target: np.ndarray,
+                       others: list[np.ndarray], half_w: float) -> bool:
+        d = target - robot
+        t = float(np.clip(np.dot(xy - robot, d) / np.dot(d, d), 0.0, 1.0))
+        off_corridor = np.linalg.norm(xy - (robot + t * d)) > half_w + CUBE_SIZE_M
+        return bool(self._free(xy, 0.1) and off_corridor
+                    and np.linalg.norm(xy - target) > 0.35
+                    and np.linalg.norm(xy - robot) > self.robot.radius_m + 0.1
+                    and all(np.linalg.norm(xy - o) > 0.15 for o in others))
+
+    # --- one episode ------------------------------------------------------------------
+
+    def reset(self, rng: np.random.Generator) -> EpisodeDomain:
+        """Sample a domain with ``rng``, write it into the model, and return it."""
+        m, cfg = self.model, self.cfg
+        robot, target, distractors = self._place(rng)
+        yaw = float(rng.uniform(-math.pi, math.pi))
+        half = CUBE_SIZE_M / 2
+        m.body_pos[self._target] = (*target, half)
+        for i, body in enumerate(self._distractors):
+            xy = distractors[i] if i < len(distractors) else np.array([50.0 + i, 50.0])
+            m.body_pos[body] = (*xy, half)
+        # Colours: a green target, distractors of any hue but green, furniture jittered.
+        m.geom_rgba[:] = self._geom_rgba0
+        m.geom_rgba[m.body_geomadr[self._target]] = _hsv_rgba(
+            rng.uniform(*cfg.target_hue_deg), rng.uniform(0.6, 1.0), rng.uniform(0.45, 0.95))
+        for body in self._distractors:
+            hue = (cfg.target_hue_deg[1] + 25 + rng.uniform(0, 360 - 50 - np.ptp(
+                cfg.target_hue_deg))) % 360
+            m.geom_rgba[m.body_geomadr[body]] = _hsv_rgba(hue, rng.uniform(0.5, 1.0),
+                                                          rng.uniform(0.4, 1.0))
+        for g in self._blocks:
+            m.geom_rgba[g, :3] = np.clip(m.geom_rgba[g, :3] + rng.uniform(-0.1, 0.1, 3), 0, 1)
+        # Floor and walls: a material each, tinted.
+        floor_mat = FLOOR_MATERIALS[int(rng.integers(len(FLOOR_MATERIALS)))]
+        wall_mat = WALL_MATERIALS[int(rng.integers(len(WALL_MATERIALS)))]
+        m.geom_matid[self._floor] = self._mat[floor_mat]
+        m.geom_matid[self._walls] = self._mat[wall_mat]
+        for name in (floor_mat, wall_mat):
+            m.mat_rgba[self._mat[name]] = (*rng.uniform(0.45, 1.0, 3), 1.0)
+        self._lights(rng)
+        self._cameras(rng)
+        return EpisodeDomain(
+            robot_xy_yaw=(float(robot[0]), float(robot[1]), yaw),
+            target_xy=(float(target[0]), float(target[1])),
+            distractor_xy=tuple((float(x), float(y)) for x, y in distractors),
+            floor_material=floor_mat, wall_material=wall_mat,
+        )
+
+    def _lights(self, rng: np.random.Generator) -> None:
+        m, cfg = self.model, self.cfg
+        sun, lamp = m.light("sun").id, m.light("lamp").id
+        elevation, azimuth = rng.uniform(0.6, 1.5), rng.uniform(-math.pi, math.pi)
+        m.light_dir[sun] = (-math.cos(elevation) * math.cos(azimuth),
+                            -math.cos(elevation) * math.sin(azimuth), -math.sin(elevation))
+        tint = rng.uniform(0.85, 1.0, 3)  # [3] warm/cool white
+        m.light_diffuse[sun] = rng.uniform(*cfg.sun_diffuse) * tint
+        m.light_diffuse[lamp] = rng.uniform(*cfg.lamp_diffuse) * tint
+        m.light_pos[lamp] = (*self._sample_xy(rng, 0.3), rng.uniform(1.5, 2.8))
+        m.vis.headlight.ambient[:] = rng.uniform(*cfg.ambient)
+
+    def _cameras(self, rng: np.random.Generator) -> None:
+        m, cfg = self.model, self.cfg
+        for c in self._cams:
+            m.cam_pos[c] = self._cam_pos0[c] + rng.uniform(-1, 1, 3) * cfg.camera_pos_jitter_m
+            axis = rng.normal(size=3)  # [3]
+            angle = math.radians(rng.uniform(-1, 1) * cfg.camera_rot_jitter_deg)
+            dq = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(dq, axis / np.linalg.norm(axis), angle)
+            mujoco.mju_mulQuat(m.cam_quat[c], self._cam_quat0[c], dq)
+            m.cam_fovy[c] = self._cam_fovy0[c] + rng.uniform(-1, 1) * cfg.fovy_jitter_deg
