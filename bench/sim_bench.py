@@ -6,14 +6,20 @@ Per scene: the physics real-time factor without rendering (the robot driving and
 turning, with the base-follows-tracks update of every physics step; goal >= 100x), the
 same for whole expert episodes (privileged checks included), and frames per second of
 each contract camera at the contract's resolution through Mesa's software EGL, with and
-without the image effects. Takes about 30 s.
+without the image effects. Then demonstration collection (`zima sim collect`: rendering,
+expert, trimming and episode files) with 1 and with 2 worker processes, and the speed-up
+(2 workers include their start-up: spawning, importing MuJoCo, making the scene). Takes
+about 40 s.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import zima.sim  # noqa: F401 -- sets MUJOCO_GL before mujoco is imported
+from zima.sim.collect import CollectConfig, CollectSummary, collect
 from zima.sim.effects import EffectsConfig
 from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.expert import run_episode
@@ -24,6 +30,7 @@ from zima.contract import DEFAULT, Action
 PHYSICS_S = 20.0  # simulated seconds of driving per scene
 EXPERT_EPISODES = 20
 FRAMES = 200  # rendered per camera
+COLLECT_EPISODES = 16  # per worker count, arena
 
 
 def physics_rtf(scene: str) -> float:
@@ -61,6 +68,12 @@ def render_fps(scene: str, camera: str, effects: EffectsConfig) -> float:
     return fps
 
 
+def collection(workers: int) -> CollectSummary:
+    """Collect COLLECT_EPISODES arena demonstrations into a temporary folder."""
+    with tempfile.TemporaryDirectory() as out:
+        return collect(Path(out), CollectConfig("arena", COLLECT_EPISODES, workers=workers))
+
+
 def main() -> None:
     """Print one table."""
     size = f"{DEFAULT.image_width}x{DEFAULT.image_height}"
@@ -76,6 +89,17 @@ def main() -> None:
                               ("all effects", EffectsConfig.always())):
                 metric = f"{camera} camera {size} fps, {label}"
                 print(f"{scene:<8} {metric:<44} {render_fps(scene, camera, fx):>9.0f}")
+    runs = {w: collection(w) for w in (1, 2)}
+    for w, run in runs.items():
+        print(f"{'arena':<8} {f'demonstrations/hour, {w} worker(s)':<44} "
+              f"{run.demos_per_hour:>9.0f}")
+    one = runs[1]
+    print(f"{'arena':<8} {'collection speed-up, 2 workers over 1':<44} "
+          f"{runs[2].demos_per_hour / one.demos_per_hour:>8.2f}x")
+    kept = max(1, len(one.kept))
+    print(f"{'arena':<8} {'frames per episode (after trimming)':<44} {one.frames / kept:>9.1f}")
+    size_mb = sum(e.size_bytes for e in one.kept) / 1e6 / kept
+    print(f"{'arena':<8} {'episode file size, MB':<44} {size_mb:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
     zima sim expert --scene arena --episodes 100      the expert's success rate
     zima sim expert --scene room --episodes 20 --video out.mp4
                                                       ... and a video of the first episode
+    zima sim collect --scene arena --episodes 200 --workers 2 --out data/arena
+                                                      demonstrations as episode files
 
 MuJoCo is imported inside ``run`` so that `zima --help` stays fast.
 """
@@ -31,10 +33,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     expert.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     expert.add_argument("--video", type=Path,
                         help=f"write the first episode's forward camera ({', '.join(CODECS)})")
+    collect = sub.add_parser("collect", help="record expert demonstrations as episode files")
+    collect.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
+    collect.add_argument("--episodes", type=int, default=100, help="episodes to run (default 100)")
+    collect.add_argument("--workers", type=int, default=1,
+                         help="worker processes, one environment each (default 1)")
+    collect.add_argument("--out", type=Path, required=True, help="folder of the episode files")
+    collect.add_argument("--seed", type=int, default=0,
+                         help="seed of the first episode; episode i uses seed + i (default 0)")
+    collect.add_argument("--keep-failures", action="store_true",
+                         help="also write episodes the expert failed (outcome attribute)")
+    collect.add_argument("--max-idle", type=int, default=3,
+                         help="longest run of STOP frames kept between motions (default 3)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """List scenes or run the expert."""
+    """List scenes, run the expert or collect demonstrations."""
     from zima.sim.scenes import SCENES  # noqa: PLC0415 -- keeps `zima --help` fast
 
     if args.action == "scenes":
@@ -47,13 +61,32 @@ def run(args: argparse.Namespace) -> int:
     if args.scene not in SCENES:
         print(f"error: unknown scene {args.scene!r}; known: {', '.join(SCENES)}", file=sys.stderr)
         return 2
-    if args.video is not None and args.video.suffix not in CODECS:
+    if getattr(args, "video", None) is not None and args.video.suffix not in CODECS:
         print(f"error: --video must end in one of {', '.join(CODECS)}", file=sys.stderr)
         return 2
     if args.episodes < 1:
         print("error: --episodes must be at least 1", file=sys.stderr)
         return 2
+    if args.action == "collect":
+        return _collect(args)
     return _expert(args)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from zima.sim.collect import CollectConfig, Progress, collect  # noqa: PLC0415
+
+    from zima.episodes import IdleTrim  # noqa: PLC0415
+
+    if args.workers < 1 or args.max_idle < 0:
+        print("error: --workers must be at least 1 and --max-idle at least 0", file=sys.stderr)
+        return 2
+    cfg = CollectConfig(scene=args.scene, episodes=args.episodes, workers=args.workers,
+                        seed=args.seed, keep_failures=args.keep_failures,
+                        trim=IdleTrim(max_run=args.max_idle))
+    summary = collect(args.out, cfg, Progress(args.episodes))
+    print(f"{args.out}: scene {args.scene}, seeds {args.seed}..{args.seed + args.episodes - 1}")
+    print(summary.report())
+    return 0
 
 
 def _expert(args: argparse.Namespace) -> int:

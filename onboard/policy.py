@@ -1,0 +1,189 @@
+"""The policy model: an ONNX file that carries its contract, verified before it is used.
+
+The model I/O contract (what export must produce; the names are defined here only)::
+
+    input   images          uint8   [B, N, H, W, 3]   N = len(cameras) * image_history,
+                                                      H, W = image_height, image_width; RGB
+    input   action_history  int64   [B, A]            A = action_history, oldest first
+    output  logits          float32 [B, chunk_len, n_actions]
+    metadata_props[METADATA_KEY] = Contract.to_json() of the contract it was trained on
+
+B may be symbolic or 1; every other dimension must be static and equal to the contract's
+(the ordering of the images is the contract's: camera-major, oldest to newest).
+
+``load_model`` reads the file once (the sha256 and the session come from the same bytes),
+opens an onnxruntime session on the CPU provider and refuses, with a ``ModelError``
+naming what is wrong: a file that is missing or not ONNX, a model without a contract or
+with another contract than the runtime's (each mismatching field named), inputs or
+outputs that are not the I/O contract, and a model whose outputs differ between two runs
+on the same input (random ops left in the graph, as a training-mode export can leave;
+onnxruntime's optimizer already drops Dropout). Exceptions::
+
+    PolicyError                 anything the policy raises
+     +-- ModelError             a model file that cannot be used (a hot reload keeps the old)
+          +-- ModelFileError         missing, unreadable, or not a model onnxruntime loads
+          +-- NoContractError        no readable contract in metadata_props[METADATA_KEY]
+          +-- ContractMismatchError  another contract; ``.mismatches`` lists the fields
+          +-- ModelIOError           inputs, outputs or warm-up outputs not the I/O contract
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import onnxruntime as ort  # type: ignore[import-untyped]
+
+from zima.contract import METADATA_KEY, Contract
+
+__all__ = [
+    "ACTION_HISTORY_INPUT",
+    "IMAGES_INPUT",
+    "LOGITS_OUTPUT",
+    "ContractMismatchError",
+    "ModelError",
+    "ModelFileError",
+    "ModelIOError",
+    "NoContractError",
+    "PolicyError",
+    "PolicyModel",
+    "io_shapes",
+    "load_model",
+]
+
+IMAGES_INPUT: Final = "images"
+ACTION_HISTORY_INPUT: Final = "action_history"
+LOGITS_OUTPUT: Final = "logits"
+
+
+class PolicyError(Exception):
+    """Base of everything the policy raises."""
+
+
+class ModelError(PolicyError):
+    """A model file that cannot be used."""
+
+
+class ModelFileError(ModelError):
+    """Missing, unreadable, or not a model onnxruntime can load."""
+
+
+class NoContractError(ModelError):
+    """The model carries no readable contract."""
+
+
+class ContractMismatchError(ModelError):
+    """The model was made for another contract than the runtime's."""
+
+    def __init__(self, message: str, mismatches: Sequence[str]) -> None:
+        super().__init__(message)
+        self.mismatches = tuple(mismatches)
+
+
+class ModelIOError(ModelError):
+    """Inputs or outputs are not the model I/O contract."""
+
+
+def io_shapes(contract: Contract) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Name -> (onnxruntime type, shape without the batch dimension) of every input and
+    the output, for ``contract``."""
+    return {
+        IMAGES_INPUT: ("tensor(uint8)", contract.image_shape),
+        ACTION_HISTORY_INPUT: ("tensor(int64)", (contract.action_history,)),
+        LOGITS_OUTPUT: ("tensor(float)", (contract.chunk_len, contract.n_actions)),
+    }
+
+
+class PolicyModel:
+    """A verified model: ``infer`` maps one observation to its logits."""
+
+    def __init__(self, path: Path, sha256: str, contract: Contract, session: Any) -> None:
+        self.path = path
+        self.sha256 = sha256  # of the file's bytes, for telemetry and deploy checks
+        self.contract = contract
+        self._session = session
+        self.warmup_latency_s = 0.0  # the second warm-up run (the first allocates)
+
+    def infer(self, images: np.ndarray, action_history: np.ndarray) -> np.ndarray:
+        """images [1, N, H, W, 3] uint8, action_history [1, A] int64 -> logits
+        [chunk_len, n_actions] float32. Thread-safe (onnxruntime's ``run`` is)."""
+        feeds = {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: action_history}
+        (batch,) = self._session.run([LOGITS_OUTPUT], feeds)  # [1, chunk_len, n_actions]
+        logits: np.ndarray = np.asarray(batch)[0]  # [chunk_len, n_actions]
+        return logits
+
+
+def load_model(path: Path, contract: Contract, intra_op_threads: int = 1) -> PolicyModel:
+    """Load and verify the model at ``path`` for the runtime's ``contract``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"model {path}: cannot read: {exc}") from exc
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads  # leave cores to cameras and the link
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors share no other base
+        raise ModelFileError(f"model {path}: not an ONNX model onnxruntime loads: {exc}") from exc
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if text is None:
+        raise NoContractError(f"model {path}: no contract in metadata_props[{METADATA_KEY!r}] "
+                              "(export writes it; a model without one is refused)")
+    try:
+        model_contract = Contract.from_json(text)
+    except ValueError as exc:
+        raise NoContractError(f"model {path}: unreadable contract: {exc}") from exc
+    mismatches = contract.mismatches(model_contract)
+    if mismatches:
+        raise ContractMismatchError(
+            f"model {path} was made for another contract: {'; '.join(mismatches)}", mismatches)
+    _check_io(path, session, contract)
+    model = PolicyModel(Path(path), hashlib.sha256(data).hexdigest(), contract, session)
+    _warm_up(model, contract)
+    return model
+
+
+def _check_io(path: Path, session: Any, contract: Contract) -> None:
+    expected = io_shapes(contract)
+    declared = {a.name: (a.type, a.shape) for a in [*session.get_inputs(), *session.get_outputs()]}
+    inputs = sorted(a.name for a in session.get_inputs())
+    if inputs != sorted((IMAGES_INPUT, ACTION_HISTORY_INPUT)):
+        raise ModelIOError(f"model {path}: inputs {inputs}, expected "
+                           f"{[IMAGES_INPUT, ACTION_HISTORY_INPUT]}")
+    if LOGITS_OUTPUT not in declared:
+        raise ModelIOError(f"model {path}: no output {LOGITS_OUTPUT!r} "
+                           f"(outputs {[a.name for a in session.get_outputs()]})")
+    problems = []
+    for name, (want_type, want_shape) in expected.items():
+        got_type, got_shape = declared[name]
+        batch_ok = bool(got_shape) and (got_shape[0] == 1 or not isinstance(got_shape[0], int))
+        if got_type != want_type or not batch_ok or tuple(got_shape[1:]) != want_shape:
+            problems.append(f"{name} is {got_type} {list(got_shape)}, "
+                            f"expected {want_type} [B, {', '.join(map(str, want_shape))}]")
+    if problems:
+        raise ModelIOError(f"model {path}: " + "; ".join(problems))
+
+
+def _warm_up(model: PolicyModel, contract: Contract) -> None:
+    """Two runs on one random observation: right shape, finite, and the same both times."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (1, *contract.image_shape), np.uint8)  # [1, N, H, W, 3]
+    history = rng.integers(0, contract.n_actions, (1, contract.action_history), np.int64)
+    first = model.infer(images, history)
+    start_s = time.perf_counter()
+    second = model.infer(images, history)
+    model.warmup_latency_s = time.perf_counter() - start_s
+    want = (contract.chunk_len, contract.n_actions)
+    if first.shape != want or first.dtype != np.float32:
+        raise ModelIOError(f"model {model.path}: logits of one observation are {first.dtype} "
+                           f"{list(first.shape)}, expected float32 {list(want)}")
+    if not np.isfinite(first).all():
+        raise ModelIOError(f"model {model.path}: logits are not finite")
+    if not np.array_equal(first, second):
+        raise ModelIOError(f"model {model.path}: two runs on the same input differ "
+                           "(random ops in the graph: exported in training mode? model.eval())")

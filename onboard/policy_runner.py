@@ -1,0 +1,247 @@
+"""``PolicyRunner``: the policy in the control loop, with inference off the loop.
+
+An async context manager. Entering loads and verifies the model (``ModelError`` at
+start-up: a wrong model is found before the robot moves). The control loop then calls
+``tick(now_s)`` once per ``1 / control_hz`` seconds; it never blocks and returns the
+``Step`` to execute::
+
+    async with PolicyRunner(PolicyConfig(model_path=path), contract, fusion) as runner:
+        while True:
+            for frame in rig.new_frames():
+                fusion.push(frame.camera, frame.image_rgb, frame.captured_s)
+            step = runner.tick(clock())           # Step(action, reason)
+            link.drive(*contract.track_command(step.action))
+
+Each tick: take a finished inference's chunk into the queue (:mod:`zima.onboard.chunking`
+says when a plan starts and why the queue does not run dry); if any camera is stale,
+drop the queued actions (and the plan in flight) and STOP; else pop the next action, or
+STOP when the queue ran dry; record the executed action in the fusion's history; start
+the next plan when it is due. Inference runs on one worker thread (onnxruntime releases
+the GIL); its latency, from submission to result, is measured with the injected clock.
+Every STOP the runner forces carries a ``reason``.
+
+``reload(path)`` loads and verifies a new file on another thread while the old model
+keeps driving, and swaps it in only if it passed (one assignment: plans started after
+the swap use it). A refused file raises ``ModelError`` and leaves the old model in place;
+``status`` reports both, and ``model_sha256`` the file in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+from zima.onboard.chunking import ActionQueue, choose_actions
+from zima.onboard.fusion import FrameFusion, Observation
+from zima.onboard.policy import ModelError, PolicyModel, load_model
+
+from zima.contract import Action, Contract
+
+__all__ = ["PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
+
+log = logging.getLogger("zima.onboard.policy")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """The policy runner. Times in seconds."""
+
+    model_path: Path = Path("/var/lib/zima/policy.onnx")  # where deploy puts the model
+    execute_k: int = 4  # actions executed per chunk before the next takes over (1..chunk_len)
+    temperature: float = 1.0  # softmax sampling temperature (the prototype's); 0 = argmax
+    seed: int | None = None  # sampling seed (None: fresh entropy); tests and replays fix it
+    latency_margin: float = 1.5  # plan as if inference took this times the recent worst
+    latency_window: int = 20  # inferences the recent worst latency is taken over
+    intra_op_threads: int = 1  # onnxruntime threads: leave cores to cameras and the link
+
+    def __post_init__(self) -> None:
+        if self.execute_k < 1:
+            raise ValueError(f"PolicyConfig.execute_k={self.execute_k} must be >= 1")
+        if not self.temperature >= 0:
+            raise ValueError(f"PolicyConfig.temperature={self.temperature} must be >= 0")
+        if self.intra_op_threads < 1:
+            raise ValueError("PolicyConfig.intra_op_threads must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What to do this tick: the policy's action, or a STOP with the reason for it."""
+
+    action: Action
+    reason: str | None = None  # set when the runner forced STOP
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyStatus:
+    """Telemetry of the runner."""
+
+    model_sha256: str
+    plans: int  # inferences finished
+    dry_ticks: int  # ticks that found the queue empty (after the first plan)
+    stale_ticks: int  # ticks refused because a camera was stale
+    latency_max_s: float  # recent worst inference latency
+    latency_ema_s: float | None
+    lead: int  # actions left in the queue when the next plan starts
+    keeps_up: bool  # recent latency fits in execute_k control periods
+    reloads: int  # models swapped in by reload()
+    reload_error: str | None  # why the last refused reload was refused
+
+
+class PolicyRunner:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        contract: Contract,
+        fusion: FrameFusion,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fusion.contract != contract:
+            raise ValueError("PolicyRunner: the fusion was built for another contract")
+        self.config, self.contract, self.fusion = config, contract, fusion
+        self._clock = clock
+        self._rng = np.random.default_rng(config.seed)  # used on the worker thread only
+        self._queue = ActionQueue(contract, config.execute_k, config.latency_margin,
+                                  config.latency_window)
+        self._model: PolicyModel | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: asyncio.Future[tuple[list[int], float]] | None = None
+        self._in_flight_since_s = 0.0
+        self._discard_in_flight = False
+        self._plans = self._dry = self._stale = self._reloads = 0
+        self._reload_error: str | None = None
+        self._last_failure: str | None = None
+
+    # ---- lifetime -----------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        self._model = await asyncio.to_thread(self._load, self.config.model_path)
+        self._queue.latency.add(self._model.warmup_latency_s)  # the first lead's estimate
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="policy")
+        log.info("policy %s (sha256 %s) loaded", self._model.path, self._model.sha256[:12])
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._in_flight is not None:
+            await asyncio.wait([self._in_flight])  # let the worker finish; result unused
+            self._in_flight.exception()  # retrieved: no "never retrieved" warning
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    # ---- the control loop's side --------------------------------------------------------
+    @property
+    def model_sha256(self) -> str:
+        return self._loaded().sha256
+
+    def tick(self, now_s: float) -> Step:
+        """The step to execute now; call once per control period from the event loop."""
+        self._collect()
+        reasons = self.fusion.stale_reasons(now_s)
+        if reasons:
+            self._stale += 1
+            self._queue.flush()
+            self._discard_in_flight = self._in_flight is not None
+            step = Step(Action.STOP, "stale input: " + "; ".join(reasons))
+        else:
+            action = self._queue.pop()
+            step = Step(Action(action)) if action is not None else self._dry_step(now_s)
+        self.fusion.record_action(step.action)
+        if not reasons and self._queue.should_plan(self._in_flight is not None):
+            self._plan(self.fusion.observe(now_s, self._queue.pending), now_s)
+        return step
+
+    async def wait_plan(self) -> None:
+        """Wait until the plan in flight (if any) has finished; the next tick takes it.
+        For lock-step use (the simulator, tests); a real-time loop never waits."""
+        if self._in_flight is not None:
+            await asyncio.wait([self._in_flight])
+
+    @property
+    def status(self) -> PolicyStatus:
+        latency = self._queue.latency
+        return PolicyStatus(
+            model_sha256=self.model_sha256, plans=self._plans, dry_ticks=self._dry,
+            stale_ticks=self._stale, latency_max_s=latency.max_s, latency_ema_s=latency.ema_s,
+            lead=self._queue.lead, keeps_up=self._queue.keeps_up, reloads=self._reloads,
+            reload_error=self._reload_error)
+
+    async def reload(self, path: Path | None = None) -> str:
+        """Verify the model at ``path`` (default: the configured one) and swap it in;
+        its sha256. A refused model raises ``ModelError``; the old one keeps running."""
+        old = self._loaded()
+        try:
+            new = await asyncio.to_thread(self._load, path or self.config.model_path)
+        except ModelError as exc:
+            self._reload_error = str(exc)
+            log.error("reload refused, keeping model %s: %s", old.sha256[:12], exc)
+            raise
+        self._model = new  # atomic for the loop: the next plan uses it
+        self._reloads += 1
+        self._reload_error = None
+        log.info("policy reloaded: %s -> %s", old.sha256[:12], new.sha256[:12])
+        return new.sha256
+
+    # ---- internals ----------------------------------------------------------------------
+    def _load(self, path: Path) -> PolicyModel:
+        return load_model(path, self.contract, self.config.intra_op_threads)
+
+    def _loaded(self) -> PolicyModel:
+        if self._model is None:
+            raise RuntimeError("PolicyRunner used outside its `async with`")
+        return self._model
+
+    def _dry_step(self, now_s: float) -> Step:
+        if self._plans == 0 and self._last_failure is None:
+            return Step(Action.STOP, "waiting for the first plan")
+        self._dry += 1
+        if self._last_failure is not None:
+            return Step(Action.STOP, f"no plan: {self._last_failure}")
+        if self._in_flight is not None:
+            running_s = now_s - self._in_flight_since_s
+            return Step(Action.STOP, f"action queue ran dry: inference running for "
+                        f"{running_s:.3f} s (recent worst {self._queue.latency.max_s:.3f} s)")
+        return Step(Action.STOP, "action queue ran dry: planning again")
+
+    def _plan(self, obs: Observation, now_s: float) -> None:
+        model, executor = self._loaded(), self._executor
+        loop = asyncio.get_running_loop()
+        submitted_s = self._clock()
+        self._in_flight = loop.run_in_executor(executor, self._infer, model, obs, submitted_s)
+        self._in_flight_since_s = now_s
+        self._discard_in_flight = False
+
+    def _infer(self, model: PolicyModel, obs: Observation,
+               submitted_s: float) -> tuple[list[int], float]:
+        """On the worker thread: logits, then the chunk's actions; and the latency from
+        submission (a starved worker thread is latency too, not only ``session.run``)."""
+        logits = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions]
+        actions = choose_actions(logits, self.config.temperature, self._rng)
+        return actions, self._clock() - submitted_s
+
+    def _collect(self) -> None:
+        done = self._in_flight
+        if done is None or not done.done():
+            return
+        self._in_flight = None
+        try:
+            chunk, latency_s = done.result()
+        except Exception as exc:  # onnxruntime's errors share no other base
+            self._last_failure = f"inference failed: {exc}"
+            log.exception("inference failed")
+            return
+        self._last_failure = None
+        self._plans += 1
+        self._queue.latency.add(latency_s)
+        if not self._discard_in_flight:
+            self._queue.install(chunk)

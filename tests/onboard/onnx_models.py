@@ -1,0 +1,125 @@
+"""Tiny ONNX policies built with the ``onnx`` helper API (no torch), for the policy tests.
+
+Every model follows the model I/O contract of :mod:`zima.onboard.policy` unless a test
+asks it not to. What the logits are, so that a test can predict the actions:
+
+``table``    logits[b, j] = table[j]: a constant [chunk_len, n_actions] table
+``history``  logits[b, j] = 10 * one_hot((last + 1 + 2 j) mod n_actions), ``last`` being
+             the newest entry of ``action_history``: argmax is :func:`history_chunk`
+``slow_n``   adds a [slow_n, slow_n] @ [slow_n, slow_n] matmul that depends on the input
+             (so it is not folded away) and is multiplied by 0: a deliberately slow op
+``noise``    adds RandomUniformLike noise: two runs on one input differ (onnxruntime's
+             optimizer removes a Dropout even in training mode, so that is no test)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, LOGITS_OUTPUT
+
+from zima.contract import METADATA_KEY, Contract
+
+OPSET = 17  # well inside what the installed onnxruntime runs
+IR_VERSION = 8
+
+
+def history_chunk(last: int, contract: Contract) -> list[int]:
+    """The argmax chunk of the ``history`` model after ``last``."""
+    return [(last + 1 + 2 * j) % contract.n_actions for j in range(contract.chunk_len)]
+
+
+def build_model(
+    path: Path,
+    contract: Contract,
+    *,
+    kind: str = "history",
+    table: np.ndarray | None = None,
+    metadata: str | Contract | None = None,
+    slow_n: int = 0,
+    noise: bool = False,
+    images_name: str = IMAGES_INPUT,
+    images_type: int = TensorProto.UINT8,
+    chunk_len: int | None = None,
+) -> Path:
+    """Write a tiny policy for ``contract`` to ``path`` (see the module docstring).
+    ``metadata``: None writes ``contract``; a Contract writes that one; a string is
+    written verbatim; ``""`` writes no contract at all."""
+    c = contract
+    chunk = c.chunk_len if chunk_len is None else chunk_len
+    n = c.n_actions
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    # A [B, 1, 1] float zero that depends on both inputs: keeps them in the graph.
+    nodes += [
+        helper.make_node("Cast", [images_name], ["img_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMax", ["img_f"], ["img_max"], keepdims=0, axes=[1, 2, 3, 4]),
+        helper.make_node("Cast", [ACTION_HISTORY_INPUT], ["hist_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["hist_f", const("ax1", np.array([1], np.int64))],
+                         ["hist_sum"], keepdims=0),
+        helper.make_node("Add", ["img_max", "hist_sum"], ["both"]),  # [B]
+        helper.make_node("Mul", ["both", const("zero", np.zeros((), np.float32))], ["z"]),
+        helper.make_node("Unsqueeze", ["z", const("ax12", np.array([1, 2], np.int64))], ["z3"]),
+    ]
+    if kind == "table":
+        values = np.zeros((chunk, n), np.float32) if table is None else table
+        nodes.append(helper.make_node("Add", ["z3", const("table", values[None].astype(
+            np.float32))], ["base"]))
+    else:  # history
+        offsets = const("offsets", (1 + 2 * np.arange(chunk)).astype(np.int64))
+        nodes += [
+            helper.make_node("Gather", [ACTION_HISTORY_INPUT,
+                                        const("last_i", np.array(c.action_history - 1))],
+                             ["last"], axis=1),  # [B]
+            helper.make_node("Unsqueeze", ["last", const("ax1b", np.array([1], np.int64))],
+                             ["last2"]),  # [B, 1]
+            helper.make_node("Add", ["last2", offsets], ["idx"]),  # [B, chunk]
+            helper.make_node("Mod", ["idx", const("n", np.array(n, np.int64))], ["idx_n"]),
+            helper.make_node("OneHot", ["idx_n", const("depth", np.array(n, np.int64)),
+                                        const("onoff", np.array([0, 10], np.float32))],
+                             ["onehot"], axis=-1),  # [B, chunk, n]
+            helper.make_node("Add", ["onehot", "z3"], ["base"]),
+        ]
+    out = "base"
+    if slow_n:
+        nodes += [
+            helper.make_node("Expand", ["z", const("nn", np.array([slow_n, slow_n], np.int64))],
+                             ["m0"]),
+            helper.make_node("Add", ["m0", const("one", np.ones((), np.float32))], ["m"]),
+            helper.make_node("MatMul", ["m", "m"], ["mm"]),
+            helper.make_node("MatMul", ["mm", "m"], ["mmm"]),
+            helper.make_node("ReduceSum", ["mmm"], ["s"], keepdims=0),
+            helper.make_node("Mul", ["s", "zero"], ["s0"]),
+            helper.make_node("Add", [out, "s0"], ["slow"]),
+        ]
+        out = "slow"
+    if noise:
+        nodes += [helper.make_node("RandomUniformLike", [out], ["u"]),
+                  helper.make_node("Add", [out, "u"], ["noisy"])]
+        out = "noisy"
+    nodes.append(helper.make_node("Identity", [out], [LOGITS_OUTPUT]))
+    graph = helper.make_graph(
+        nodes, "tiny_policy",
+        [helper.make_tensor_value_info(images_name, images_type, ["B", *c.image_shape]),
+         helper.make_tensor_value_info(ACTION_HISTORY_INPUT, TensorProto.INT64,
+                                       ["B", c.action_history])],
+        [helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT, ["B", chunk, n])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              ir_version=IR_VERSION)
+    text = (c if metadata is None else metadata)
+    if text != "":
+        helper.set_model_props(model, {
+            METADATA_KEY: text.to_json() if isinstance(text, Contract) else text})
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path

@@ -1,0 +1,92 @@
+"""`zima sim collect`: expert episodes as episode files, deterministic per seed."""
+
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from zima.sim import cli
+from zima.sim.collect import CollectConfig, EpisodeStats, Progress, collect, episode_path
+from zima.sim.env import EnvConfig
+
+from zima.contract import DEFAULT, Action
+from zima.episodes import EpisodeReader
+
+# Episodes capped at 5 s (50 steps): in the arena seeds 8 and 12 succeed within it and
+# seeds 9..11 time out, so a run of five has both kinds and takes a few seconds.
+SHORT = EnvConfig(time_limit_s=5.0)
+FIRST, N = 8, 5
+
+
+def test_workers_do_not_change_the_episodes(tmp_path: Path) -> None:
+    one = collect(tmp_path / "one", CollectConfig(episodes=N, seed=FIRST, env=SHORT,
+                                                  keep_failures=True))
+    two = collect(tmp_path / "two", CollectConfig(episodes=N, seed=FIRST, env=SHORT,
+                                                  workers=2))
+    assert [e.seed for e in one.episodes] == list(range(FIRST, FIRST + N))
+    assert len(one.kept) == N  # failures kept
+    successes = [e.seed for e in one.episodes if e.outcome == "success"]
+    assert 0 < len(successes) < N  # the test sees both kinds
+    # By default only successes are written; with 2 workers they are the same episodes.
+    assert [e.seed for e in two.kept] == successes
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        episode_path(tmp_path / "two", "arena", s).name for s in successes]
+    assert [e.outcome for e in two.episodes] == [e.outcome for e in one.episodes]
+    for seed in successes:
+        with (EpisodeReader(episode_path(tmp_path / "one", "arena", seed)) as a,
+              EpisodeReader(episode_path(tmp_path / "two", "arena", seed)) as b):
+            ea, eb = a.load(), b.load()
+        np.testing.assert_array_equal(ea.action, eb.action)
+        for cam in DEFAULT.cameras:
+            np.testing.assert_array_equal(ea.images[cam], eb.images[cam])
+    assert two.workers == 2
+    assert two.success_rate == pytest.approx(len(successes) / N)
+
+
+def test_episode_files_carry_the_run(tmp_path: Path) -> None:
+    summary = collect(tmp_path, CollectConfig(episodes=1, seed=12, env=SHORT))
+    (stats,) = summary.kept
+    assert stats.path is not None
+    with EpisodeReader(stats.path) as r:
+        ep = r.load()
+    assert ep.info.source == "sim"
+    assert ep.info.scene == "arena"
+    assert ep.info.seed == 12
+    assert ep.info.outcome == "success"
+    assert ep.info.steps_recorded == stats.steps >= len(ep) == stats.frames
+    assert ep.action[-1] == Action.STOP  # the "arrived" label survives trimming
+    assert (ep.action[:-1] != Action.STOP).all()  # the expert never idles before it
+    np.testing.assert_allclose(np.diff(ep.timestamp_s), 1 / DEFAULT.control_hz)
+    assert not ep.operator_takeover.any()
+    # Row t's track speeds are measured over the step before it: the result of action t-1.
+    speed = ep.telemetry["track_left_mm_s"][1:]
+    forward, left = ep.action[:-1] == Action.FORWARD, ep.action[:-1] == Action.LEFT
+    assert speed[forward].mean() > 0.5 * DEFAULT.forward_mm_s
+    assert left.sum() == 0 or speed[left].mean() < 0
+    assert ep.images["forward"].std() > 5  # a rendered scene, not a blank frame
+    assert sum(summary.action_counts) == summary.frames == len(ep)
+
+
+def test_cli_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["collect", "--episodes", "1", "--seed", "12", "--out",
+                              str(tmp_path)])
+    assert cli.run(args) == 0
+    captured = capsys.readouterr()
+    assert "1/1 episodes" in captured.err  # the progress line
+    for text in ("episodes: 1 kept of 1", "frames:", "actions: stop 1 (", "demonstrations/hour"):
+        assert text in captured.out
+    assert episode_path(tmp_path, "arena", 12).exists()
+    assert cli.run(parser.parse_args(["collect", "--workers", "0", "--out", "x"])) == 2
+
+
+def test_progress_line_shows_rate_and_eta() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(4, out, clock=lambda: now[0])
+    stats = EpisodeStats(0, "success", 10, 10, (1, 9, 0, 0), None, 0)
+    now[0] = 30.0
+    progress(stats)
+    assert "1/4 episodes 2.0/min ETA 1:30 success 100%" in out.getvalue()

@@ -1,0 +1,265 @@
+"""The episode file: round trip, atomic publication, clear errors, idle trimming."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zima.contract import DEFAULT, METADATA_KEY, Action, Contract
+from zima.episodes import (
+    FORMAT_VERSION,
+    ContractMismatchError,
+    EpisodeFormatError,
+    EpisodeInfo,
+    EpisodeReader,
+    EpisodeWriter,
+    IdleTrim,
+    idle_mask,
+)
+
+SMALL = Contract(image_height=12, image_width=16)
+
+
+def _frames(c: Contract, t: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(t)
+    return {cam: rng.integers(0, 256, (c.image_height, c.image_width, 3), np.uint8)
+            for cam in c.cameras}
+
+
+def _write(path: Path, steps: int, c: Contract = SMALL, **kwargs: object) -> Path:
+    with EpisodeWriter(path, EpisodeInfo("sim", "arena", seed=7), c, flush_every=4) as w:
+        for t in range(steps):
+            w.append(_frames(c, t), t % c.n_actions, t / c.control_hz)
+        w.set_outcome("success")
+    return path
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    path = tmp_path / "ep.h5"
+    info = EpisodeInfo("real", "kitchen", outcome="unknown", steps_recorded=12)
+    with EpisodeWriter(path, info, SMALL, flush_every=4) as w:  # 10 steps: a partial flush
+        for t in range(10):
+            w.append(_frames(SMALL, t), Action.FORWARD, 100.0 + t * 0.1,
+                     expert_action=Action.LEFT if t == 3 else Action.FORWARD,
+                     operator_takeover=t >= 5,
+                     telemetry={"track_left_mm_s": t, "track_right_mm_s": -t,
+                                "battery_mv": 7400.0})
+        w.set_outcome("collision")
+    assert not path.with_name("ep.h5.partial").exists()
+    with EpisodeReader(path, SMALL) as r:
+        ep = r.load()
+    assert len(ep) == 10
+    assert ep.info.source == "real"
+    assert ep.info.scene == "kitchen"
+    assert ep.info.outcome == "collision"
+    assert ep.info.seed == -1
+    assert ep.info.steps_recorded == 12
+    assert ep.contract == SMALL
+    for t in range(10):
+        for cam in SMALL.cameras:
+            np.testing.assert_array_equal(ep.images[cam][t], _frames(SMALL, t)[cam])
+    assert ep.action.dtype == np.uint8
+    assert ep.action.tolist() == [Action.FORWARD] * 10
+    assert ep.expert_action[3] == Action.LEFT
+    assert ep.timestamp_s.dtype == np.float64
+    np.testing.assert_allclose(ep.timestamp_s, 100.0 + np.arange(10) * 0.1)
+    assert ep.operator_takeover.tolist() == [False] * 5 + [True] * 5
+    assert ep.telemetry["track_right_mm_s"].tolist() == [-t for t in range(10)]
+    assert set(ep.telemetry) == {"track_left_mm_s", "track_right_mm_s", "battery_mv"}
+
+
+def test_file_layout_is_the_documented_one(tmp_path: Path) -> None:
+    path = _write(tmp_path / "ep.h5", 5, DEFAULT)
+    with h5py.File(path) as f:
+        assert f.attrs[METADATA_KEY] == DEFAULT.to_json()
+        assert f.attrs["format_version"] == FORMAT_VERSION
+        assert f.attrs["source"] == "sim"
+        assert f.attrs["seed"] == 7
+        for cam in DEFAULT.cameras:
+            ds = f[f"images/{cam}"]
+            assert ds.shape == (5, DEFAULT.image_height, DEFAULT.image_width, 3)
+            assert ds.chunks == (1, DEFAULT.image_height, DEFAULT.image_width, 3)
+        assert "expert_action" not in f
+        assert "telemetry" not in f
+    with EpisodeReader(path) as r:
+        ep = r.load()
+    np.testing.assert_array_equal(ep.expert_action, ep.action)  # absent: same as action
+    assert ep.telemetry == {}
+
+
+def test_an_error_mid_episode_leaves_only_the_partial_file(tmp_path: Path) -> None:
+    path = tmp_path / "ep.h5"
+
+    def crash_mid_episode() -> None:
+        with EpisodeWriter(path, EpisodeInfo("sim", "arena"), SMALL, flush_every=2) as w:
+            for t in range(5):
+                w.append(_frames(SMALL, t), Action.STOP, t)
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        crash_mid_episode()
+    assert not path.exists()
+    partial = tmp_path / "ep.h5.partial"
+    assert partial.exists()
+    with pytest.raises(EpisodeFormatError, match="incomplete"):
+        EpisodeReader(partial, SMALL)
+
+
+def test_a_full_disk_is_a_clear_error_naming_the_file(tmp_path: Path) -> None:
+    # A real write failure: the child may not write files beyond 64 KiB (RLIMIT_FSIZE),
+    # which fails the write like a full disk would (EFBIG instead of ENOSPC).
+    path = tmp_path / "ep.h5"
+    script = textwrap.dedent(f"""
+        import resource, signal
+        import numpy as np
+        from zima.episodes import EpisodeInfo, EpisodeWriteError, EpisodeWriter
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        rng = np.random.default_rng(0)
+        try:
+            with EpisodeWriter({str(path)!r}, EpisodeInfo("sim", "arena")) as w:
+                for t in range(50):
+                    w.append({{c: rng.integers(0, 256, (96, 128, 3), np.uint8)
+                              for c in ("forward", "wrist")}}, 1, t)
+        except EpisodeWriteError as exc:
+            print("ERROR", exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.startswith("ERROR")
+    assert str(path) in out
+    assert "partial" in out
+    assert not path.exists()
+    assert (tmp_path / "ep.h5.partial").exists()
+
+
+def test_a_killed_writer_never_publishes(tmp_path: Path) -> None:
+    path = tmp_path / "ep.h5"
+    script = textwrap.dedent(f"""
+        import os
+        import numpy as np
+        from zima.contract import Contract
+        from zima.episodes import EpisodeInfo, EpisodeWriter
+        c = Contract(image_height=12, image_width=16)
+        w = EpisodeWriter({str(path)!r}, EpisodeInfo("sim", "arena"), c, flush_every=1)
+        for t in range(5):
+            w.append({{cam: np.zeros((12, 16, 3), np.uint8) for cam in c.cameras}}, 1, t)
+        os._exit(1)
+    """)
+    subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
+    assert not path.exists()
+    assert (tmp_path / "ep.h5.partial").exists()
+
+
+def test_contract_mismatch_names_the_fields(tmp_path: Path) -> None:
+    other = Contract(image_height=12, image_width=16, chunk_len=8)
+    path = _write(tmp_path / "ep.h5", 3, other)
+    with pytest.raises(ContractMismatchError, match=r"chunk_len: file 8, expected 4") as info:
+        EpisodeReader(path, SMALL)
+    assert str(path) in str(info.value)
+    with EpisodeReader(path, contract=None) as r:  # any contract
+        assert r.contract == other
+
+
+def test_files_that_are_not_episodes_are_clear_errors(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5 at all" * 100)
+    with pytest.raises(EpisodeFormatError, match="not a readable HDF5 file") as info:
+        EpisodeReader(garbage)
+    assert str(garbage) in str(info.value)
+
+    whole = _write(tmp_path / "ep.h5", 8)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(EpisodeFormatError, match="truncated"):
+        EpisodeReader(truncated, SMALL)
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = [1, 2, 3]
+    with pytest.raises(EpisodeFormatError, match="not a zima episode"):
+        EpisodeReader(other)
+
+    with h5py.File(whole, "a") as f:
+        f.attrs["format_version"] = FORMAT_VERSION + 1
+    with pytest.raises(EpisodeFormatError, match="format version 2"):
+        EpisodeReader(whole, SMALL)
+
+
+def test_a_missing_or_misshapen_dataset_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "ep.h5", 4)
+    with h5py.File(path, "a") as f:
+        del f["timestamp_s"]
+        f["timestamp_s"] = np.zeros(3)
+    with pytest.raises(EpisodeFormatError, match=r"'timestamp_s' is float64 \[3\]"):
+        EpisodeReader(path, SMALL)
+    with h5py.File(path, "a") as f:
+        del f["images/wrist"]
+    with pytest.raises(EpisodeFormatError, match="missing dataset 'images/wrist'"):
+        EpisodeReader(path, SMALL)
+
+
+def test_a_corrupt_frame_is_reported_with_its_dataset(tmp_path: Path) -> None:
+    path = _write(tmp_path / "ep.h5", 4)
+    with h5py.File(path) as f:
+        chunk = f["images/wrist"].id.get_chunk_info(2)
+    with path.open("r+b") as raw:  # garble the compressed bytes of frame 2
+        raw.seek(chunk.byte_offset)
+        raw.write(b"\xff" * chunk.size)
+    with EpisodeReader(path, SMALL) as r, pytest.raises(EpisodeFormatError,
+                                                        match="'images/wrist' is corrupt"):
+        r.load()
+
+
+def test_writer_rejects_bad_steps_and_overwrites(tmp_path: Path) -> None:
+    path = _write(tmp_path / "ep.h5", 2)
+    with pytest.raises(FileExistsError):
+        EpisodeWriter(path, EpisodeInfo("sim", "arena"), SMALL)
+    with EpisodeWriter(tmp_path / "b.h5", EpisodeInfo("sim", "arena"), SMALL) as w:
+        with pytest.raises(ValueError, match="cameras"):
+            w.append({"forward": _frames(SMALL, 0)["forward"]}, 0, 0.0)
+        with pytest.raises(ValueError, match="uint8"):
+            w.append({c: np.zeros((12, 16, 3), np.float32) for c in SMALL.cameras}, 0, 0.0)
+        with pytest.raises(ValueError, match="action 9"):
+            w.append(_frames(SMALL, 0), 9, 0.0)
+        w.append(_frames(SMALL, 0), 0, 0.0, telemetry={"battery_mv": 7000.0})
+        with pytest.raises(ValueError, match="same optional fields"):
+            w.append(_frames(SMALL, 1), 0, 0.1)
+    with pytest.raises(ValueError, match="source"):
+        EpisodeInfo("simulated", "arena")
+
+
+S, F, L = Action.STOP, Action.FORWARD, Action.LEFT
+
+
+@pytest.mark.parametrize(
+    ("actions", "trim", "kept"),
+    [
+        # leading STOPs go, the final STOP (the "arrived" label) stays, a long pause shrinks
+        ([S, S, F, S, S, S, S, S, L, S, S], IdleTrim(max_run=2, keep_trailing=1),
+         [2, 3, 4, 8, 9]),
+        ([S, S, F, S], IdleTrim(keep_leading=1, keep_trailing=0), [1, 2]),
+        ([F, S, S, L], IdleTrim(max_run=0), [0, 3]),
+        ([S, S, S], IdleTrim(keep_leading=2), [1, 2]),
+        ([F, L, F], IdleTrim(), [0, 1, 2]),
+        ([], IdleTrim(), []),
+    ],
+)
+def test_idle_trimming(actions: list[int], trim: IdleTrim, kept: list[int]) -> None:
+    assert np.flatnonzero(idle_mask(np.array(actions, np.uint8), trim)).tolist() == kept
+
+
+@given(st.lists(st.sampled_from(list(Action)), max_size=60), st.integers(0, 4))
+def test_trimming_keeps_every_motion_and_caps_every_pause(actions: list[Action],
+                                                         max_run: int) -> None:
+    a = np.array(actions, np.uint8)
+    kept = a[idle_mask(a, IdleTrim(max_run=max_run, keep_trailing=max_run))]
+    assert (kept != S).sum() == (a != S).sum()
+    runs = "".join("s" if x == S else "m" for x in kept).split("m")
+    assert all(len(r) <= max_run for r in runs)
