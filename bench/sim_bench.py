@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import zima.sim  # noqa: F401 -- sets MUJOCO_GL before mujoco is imported
+from zima.contract import DEFAULT, Action
 from zima.sim.collect import CollectConfig, CollectSummary, collect
 from zima.sim.effects import EffectsConfig
 from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.expert import run_episode
 from zima.sim.scenes import SCENES
-
-from zima.contract import DEFAULT, Action
 
 PHYSICS_S = 20.0  # simulated seconds of driving per scene
 EXPERT_EPISODES = 20

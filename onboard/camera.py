@@ -32,6 +32,7 @@ from typing import Protocol, Self
 
 import cv2
 import numpy as np
+
 from zima.onboard.camera_config import (
     CameraConfig,
     CameraError,

@@ -50,7 +50,6 @@ from zima.onboard.link_config import (
 )
 from zima.onboard.link_session import LinkSession
 from zima.onboard.mcu_state import LinkStatus, McuState
-
 from zima.protocol import Arm, Clear, Drive, Estop, Fault, Info, ParamGet, ParamId, ParamSet
 
 __all__ = ["McuLink"]

@@ -27,7 +27,6 @@ from zima.onboard.link_config import (
 from zima.onboard.mcu_state import HealthMeter, LinkStatus, McuState
 from zima.onboard.serial_port import SerialPort
 from zima.onboard.watch import Watch
-
 from zima.protocol import (
     Ack,
     ArmState,

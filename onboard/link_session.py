@@ -30,7 +30,6 @@ from zima.onboard.link_config import (
 )
 from zima.onboard.link_io import LinkIO
 from zima.onboard.mcu_state import LinkStatus
-
 from zima.protocol import (
     PARAMS,
     Ack,

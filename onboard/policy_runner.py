@@ -39,11 +39,11 @@ from types import TracebackType
 from typing import Self
 
 import numpy as np
+
+from zima.contract import Action, Contract
 from zima.onboard.chunking import ActionQueue, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
 from zima.onboard.policy import ModelError, PolicyModel, load_model
-
-from zima.contract import Action, Contract
 
 __all__ = ["PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
 

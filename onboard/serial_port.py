@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import serial
+
 from zima.onboard.link_config import PortError
 
 __all__ = ["SerialPort"]

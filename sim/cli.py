@@ -73,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from zima.sim.collect import CollectConfig, Progress, collect  # noqa: PLC0415
-
     from zima.episodes import IdleTrim  # noqa: PLC0415
+    from zima.sim.collect import CollectConfig, Progress, collect  # noqa: PLC0415
 
     if args.workers < 1 or args.max_idle < 0:
         print("error: --workers must be at least 1 and --max-idle at least 0", file=sys.stderr)
@@ -124,10 +123,10 @@ def _write_video(scene: str, seed: int, path: Path) -> int:
     """Render one expert episode's forward camera into ``path``; return the frame count."""
     import cv2  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
-    from zima.sim.env import StepResult, ZimaEnv  # noqa: PLC0415
-    from zima.sim.expert import run_episode  # noqa: PLC0415
 
     from zima.contract import Action  # noqa: PLC0415
+    from zima.sim.env import StepResult, ZimaEnv  # noqa: PLC0415
+    from zima.sim.expert import run_episode  # noqa: PLC0415
 
     env = ZimaEnv(scene)
     c = env.contract

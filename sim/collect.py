@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
-from zima.sim.expert import Expert
 
 from zima.contract import DEFAULT, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter, IdleTrim, idle_mask
+from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.expert import Expert
 
 
 @dataclass(frozen=True, slots=True)

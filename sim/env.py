@@ -23,12 +23,12 @@ from enum import StrEnum
 
 import mujoco
 import numpy as np
+
+from zima.contract import DEFAULT, Action, Contract
 from zima.sim.effects import EffectsConfig, ImageEffects
 from zima.sim.randomize import DomainConfig, EpisodeDomain, Randomizer
 from zima.sim.robot import ARM_JOINTS, BASE_JOINTS, ROOT_BODY, RobotConfig, TrackDrive
 from zima.sim.scenes import CUBE_SIZE_M, GROUP_CUBE, GROUP_OBSTACLE, SCENES, world_xml
-
-from zima.contract import DEFAULT, Action, Contract
 
 
 class Outcome(StrEnum):

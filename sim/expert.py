@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from zima.sim.env import Outcome, StepResult, ZimaEnv
 
 from zima.contract import Action
+from zima.sim.env import Outcome, StepResult, ZimaEnv
 
 
 class Expert:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+
 from zima.sim.robot import RobotConfig
 from zima.sim.scenes import CUBE_SIZE_M, FLOOR_MATERIALS, WALL_MATERIALS, SceneLayout
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zima.sim.robot import RobotConfig, actuators_xml, robot_xml
-
 from zima.contract import DEFAULT, Contract
+from zima.sim.robot import RobotConfig, actuators_xml, robot_xml
 
 CUBE_SIZE_M = 0.057  # the target and distractors: 57 mm cubes (the real ones)
 GROUP_OBSTACLE = 1

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from zima.onboard.link_config import LinkConfig
 
 from tests.firmware.conftest import emulator_binary, firmware_elf
 from zima.emulator import EmulatedBoard, EmulatorConfig
+from zima.onboard.link_config import LinkConfig
 
 __all__ = ["board", "board_config", "emulator_binary", "firmware_elf", "link_config"]
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, LOGITS_OUTPUT
 
 from zima.contract import METADATA_KEY, Contract
+from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, LOGITS_OUTPUT
 
 OPSET = 17  # well inside what the installed onnxruntime runs
 IR_VERSION = 8

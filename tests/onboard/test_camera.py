@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from zima.onboard.camera import Camera, CameraRig
 from zima.onboard.camera_config import CameraConfig, CameraOpenError, CameraState, CameraStatus
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from zima.onboard.fusion import FrameFusion, FusionConfig, StaleObservationError, fit_image
 
 from zima.contract import DEFAULT, Action, Contract
+from zima.onboard.fusion import FrameFusion, FusionConfig, StaleObservationError, fit_image
 
 
 def solid(value: int, h: int = 480, w: int = 640) -> np.ndarray:

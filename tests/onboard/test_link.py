@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from zima.emulator import EmulatedBoard
 from zima.onboard.link import McuLink
 from zima.onboard.link_config import (
     LinkConfig,
@@ -22,8 +24,6 @@ from zima.onboard.link_config import (
     RefusedError,
 )
 from zima.onboard.mcu_state import McuState
-
-from zima.emulator import EmulatedBoard
 from zima.protocol import (
     PROTOCOL_VERSION,
     SCHEMA_HASH,

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 from onnx import TensorProto
+
+from zima.contract import DEFAULT, Action, Contract
 from zima.onboard.chunking import ActionQueue, choose_actions
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy import (
@@ -31,8 +33,6 @@ from zima.onboard.policy import (
     load_model,
 )
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
-
-from zima.contract import DEFAULT, Action, Contract
 
 from .onnx_models import build_model, history_chunk
 

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig, LinkDownError
 from zima.onboard.mcu_state import LinkStatus
-
-from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.protocol import FrameEncoder, Heartbeat, ParamId, ResetCause, State
 
 from .helpers import NoisyLine, run, until_mcu

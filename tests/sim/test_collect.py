@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from zima.sim import cli
-from zima.sim.collect import CollectConfig, EpisodeStats, Progress, collect, episode_path
-from zima.sim.env import EnvConfig
 
 from zima.contract import DEFAULT, Action
 from zima.episodes import EpisodeReader
+from zima.sim import cli
+from zima.sim.collect import CollectConfig, EpisodeStats, Progress, collect, episode_path
+from zima.sim.env import EnvConfig
 
 # Episodes capped at 5 s (50 steps): in the arena seeds 8 and 12 succeed within it and
 # seeds 9..11 time out, so a run of five has both kinds and takes a few seconds.

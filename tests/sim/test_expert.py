@@ -6,11 +6,11 @@ from collections.abc import Callable
 import mujoco
 import numpy as np
 import pytest
+
+from zima.contract import Action
 from zima.sim.env import EnvConfig, Outcome, ZimaEnv
 from zima.sim.expert import run_episode, success_rate
 from zima.sim.scenes import SCENES
-
-from zima.contract import Action
 
 MakeEnv = Callable[..., ZimaEnv]
 PHYSICS_ONLY = EnvConfig(render=False)

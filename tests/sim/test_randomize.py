@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from zima.sim.effects import EffectsConfig, ImageEffects, barrel_maps
 from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.scenes import SCENES

@@ -6,11 +6,11 @@ from collections.abc import Callable
 import mujoco
 import numpy as np
 import pytest
+
+from zima.contract import DEFAULT, Action
 from zima.sim.env import EnvConfig, Outcome, ZimaEnv
 from zima.sim.robot import RobotConfig
 from zima.sim.scenes import SCENES
-
-from zima.contract import DEFAULT, Action
 
 MakeEnv = Callable[..., ZimaEnv]
 

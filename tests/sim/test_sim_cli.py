@@ -5,10 +5,10 @@ from pathlib import Path
 
 import cv2
 import pytest
-from zima.sim import cli
-from zima.sim.scenes import SCENES
 
 from zima.contract import DEFAULT
+from zima.sim import cli
+from zima.sim.scenes import SCENES
 
 
 def _run(*argv: str) -> int:
