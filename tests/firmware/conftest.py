@@ -1,43 +1,22 @@
 """Fixtures of the firmware tests: the AVR build, the emulator build, a running board,
 and a protocol client with its session open.
 
-The builds run through the same makefile fragments as CI (`firmware/avr.mk`,
-`firmware/emulator/emulator.mk`); they are no-ops when nothing changed.
+The builds (`firmware_elf`, `emulator_binary`) are fixtures of tests/conftest.py, shared
+with the onboard tests.
 """
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import AVR_BUILD, ROOT
 from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.protocol import Result
 
 from .mcu import Mcu
 
-ROOT = Path(__file__).resolve().parents[2]
-AVR_BUILD = ROOT / "build" / "avr"
-
-
-def _make(makefile: str) -> None:
-    done = subprocess.run(
-        ["make", "-f", makefile, "-j4"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(f"make -f {makefile} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-
-
-@pytest.fixture(scope="session")
-def firmware_elf() -> Path:
-    _make("firmware/avr.mk")
-    return AVR_BUILD / "zima.elf"
-
-
-@pytest.fixture(scope="session")
-def emulator_binary() -> Path:
-    _make("firmware/emulator/emulator.mk")
-    return ROOT / "build" / "emulator" / "zima-emu"
+__all__ = ["AVR_BUILD", "ROOT"]
 
 
 @pytest.fixture

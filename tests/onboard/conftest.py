@@ -1,9 +1,9 @@
 """Fixtures of the onboard tests: a real emulated board behind a stable port path.
 
-The builds are the firmware tests' fixtures (tests/firmware/conftest.py: the same make
-fragments as CI). The board's UART is symlinked at ``tmp_path/zima-mcu``, as udev links
-/dev/zima-mcu on the robot, so a test can stop the emulator and start another one on the
-same path while the link keeps running.
+The builds are fixtures of tests/conftest.py (the same make fragments as CI). The board's
+UART is symlinked at ``tmp_path/zima-mcu``, as udev links /dev/zima-mcu on the robot, so a
+test can stop the emulator and start another one on the same path while the link keeps
+running.
 """
 
 from collections.abc import Iterator
@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.firmware.conftest import emulator_binary, firmware_elf
 from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.onboard.link_config import LinkConfig
 
-__all__ = ["board", "board_config", "emulator_binary", "firmware_elf", "link_config"]
+__all__ = ["board", "board_config", "link_config"]
 
 
 @pytest.fixture
