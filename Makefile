@@ -100,11 +100,16 @@ bench-firmware: venv
 	$(MAKE) --no-print-directory avr-firmware emulator
 	$(PY) bench/firmware_bench.py
 
+# Until the golden path exists (the onboard runtime driving the MuJoCo robot through the
+# emulated MCU with the bundled policy), the demo runs what is built: the scripted expert
+# in both scenes, with a video of one episode each.
 demo: venv
-	@echo "make demo will run the whole robot in simulation: the emulated MCU, MuJoCo and the"
-	@echo "onboard runtime with the bundled policy. Not built yet: today the protocol and the"
-	@echo "firmware core exist (see README.md, 'What works today'). Showing the protocol instead:"
-	$(VENV)/bin/zima protocol
+	$(MAKE) --no-print-directory avr-firmware emulator
+	@echo "== the scripted expert in the MuJoCo scenes (video in $(BUILD)/demo/) =="
+	$(VENV)/bin/zima sim expert --scene arena --episodes 20 --video $(BUILD)/demo/expert_arena.mp4
+	$(VENV)/bin/zima sim expert --scene room --episodes 20 --video $(BUILD)/demo/expert_room.mp4
+	@echo "== not built yet: the policy driving the sim robot through the onboard runtime and"
+	@echo "   the emulated MCU (see README.md, 'What works today') =="
 
 clean: clean-avr clean-emulator
 	rm -rf $(BUILD) $(VENV)

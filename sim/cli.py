@@ -128,6 +128,7 @@ def _write_video(scene: str, seed: int, path: Path) -> int:
     from zima.sim.env import StepResult, ZimaEnv  # noqa: PLC0415
     from zima.sim.expert import run_episode  # noqa: PLC0415
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     env = ZimaEnv(scene)
     c = env.contract
     fourcc = cv2.VideoWriter.fourcc(*CODECS[path.suffix])

@@ -27,7 +27,7 @@ def test_scenes_lists_every_registered_scene(capsys: pytest.CaptureFixture[str])
 def test_expert_prints_success_rate_and_writes_a_video(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
 ) -> None:
-    video = tmp_path / f"episode{suffix}"
+    video = tmp_path / "not" / "yet" / f"episode{suffix}"  # folders are made as needed
     assert _run("expert", "--scene", "arena", "--episodes", "3", "--video", str(video)) == 0
     out = capsys.readouterr().out
     assert "success 100.0% over 3 episodes" in out

@@ -1,0 +1,178 @@
+"""The behaviour-cloning dataset: split by episode, the memory-mapped cache, and samples
+built exactly as the contract says (checked on a hand-made episode)."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from zima.contract import Action, Contract
+from zima.episodes import ContractMismatchError, EpisodeInfo, EpisodeWriter
+from zima.training.dataset import (
+    BCDataset,
+    EpisodeCache,
+    load_splits,
+    split_episodes,
+)
+
+TINY = Contract(image_height=6, image_width=8, image_history=2, action_history=3, chunk_len=4)
+F, L, R, S = Action.FORWARD, Action.LEFT, Action.RIGHT, Action.STOP
+
+
+def _frame(c: Contract, value: int) -> np.ndarray:
+    return np.full((c.image_height, c.image_width, 3), value, np.uint8)
+
+
+def write_episode(path: Path, actions: Sequence[int], *, source: str = "sim",
+                  labels: Sequence[int] | None = None, c: Contract = TINY,
+                  base: int = 0) -> Path:
+    """An episode whose frame at step t is filled with base + t (forward camera) and
+    base + 100 + t (wrist camera)."""
+    labels = list(actions) if labels is None else list(labels)
+    with EpisodeWriter(path, EpisodeInfo(source, "test"), c, flush_every=8) as w:
+        for t, (a, y) in enumerate(zip(actions, labels, strict=True)):
+            w.append({"forward": _frame(c, base + t), "wrist": _frame(c, base + 100 + t)},
+                     a, t / c.control_hz, expert_action=y)
+    return path
+
+
+def many_episodes(folder: Path, n: int, steps: int = 6) -> list[Path]:
+    return [write_episode(folder / f"ep{i:03d}.h5", [(i + t) % 4 for t in range(steps)],
+                          source="real" if i % 3 == 0 else "sim")
+            for i in range(n)]
+
+
+def test_samples_follow_the_contract_on_a_hand_made_episode(tmp_path: Path) -> None:
+    # Executed actions F F L R S; the expert relabels step 2 as RIGHT.
+    path = write_episode(tmp_path / "ep.h5", [F, F, L, R, S], labels=[F, F, R, R, S])
+    cache = EpisodeCache.open([path], tmp_path / "cache", TINY)
+    data = BCDataset(cache, [0])
+    assert len(data) == 5
+
+    images, history, target = data[0]
+    assert images.dtype == torch.uint8
+    assert tuple(images.shape) == TINY.image_shape  # [N=4, 6, 8, 3]
+    # camera-major, oldest first; the first frame repeats before the start
+    assert images[:, 0, 0, 0].tolist() == [0, 0, 100, 100]
+    assert history.dtype == torch.int64
+    assert history.tolist() == [S, S, S]
+    assert target.tolist() == [F, F, R, R]  # labels, not executed actions
+
+    images, history, target = data[3]
+    assert images[:, 0, 0, 0].tolist() == [2, 3, 102, 103]
+    assert history.tolist() == [F, F, L]  # executed actions of steps 0..2
+    assert target.tolist() == [R, S, S, S]  # STOP past the end
+
+    _, history, target = data[4]
+    assert history.tolist() == [F, L, R]
+    assert target.tolist() == [S, S, S, S]
+
+
+def test_samples_never_cross_episode_boundaries(tmp_path: Path) -> None:
+    first = write_episode(tmp_path / "a.h5", [F, F, F])
+    second = write_episode(tmp_path / "b.h5", [L, L, L], base=50)
+    cache = EpisodeCache.open([first, second], tmp_path / "cache", TINY)
+    data = BCDataset(cache, [0, 1])
+    images, history, target = data[3]  # step 0 of b.h5
+    assert images[:, 0, 0, 0].tolist() == [50, 50, 150, 150]
+    assert history.tolist() == [S, S, S]
+    _, _, target = data[2]  # last step of a.h5: no look into b.h5
+    assert target.tolist() == [F, S, S, S]
+
+
+def test_a_batch_has_the_model_io_shapes(tmp_path: Path) -> None:
+    paths = many_episodes(tmp_path, 3)
+    train, _ = load_splits(paths, tmp_path / "cache", TINY, val_fraction=0.0)
+    images, history, target = next(iter(DataLoader(train, batch_size=5, shuffle=True)))
+    assert tuple(images.shape) == (5, *TINY.image_shape)
+    assert tuple(history.shape) == (5, TINY.action_history)
+    assert tuple(target.shape) == (5, TINY.chunk_len)
+    assert target.dtype == torch.int64
+
+
+def test_split_is_by_episode_and_deterministic(tmp_path: Path) -> None:
+    paths = many_episodes(tmp_path, 10)
+    train, val = load_splits(paths, tmp_path / "cache", TINY, val_fraction=0.2, seed=3)
+    train_paths = {e.path for e in train.episodes}
+    val_paths = {e.path for e in val.episodes}
+    assert len(val_paths) == 2
+    assert not train_paths & val_paths
+    assert train_paths | val_paths == {str(p.resolve()) for p in paths}
+    assert len(train) + len(val) == 60
+    again, _ = load_splits(list(reversed(paths)), tmp_path / "cache", TINY, 0.2, seed=3)
+    assert {e.path for e in again.episodes} == train_paths  # listing order does not matter
+
+
+def test_split_keeps_one_validation_episode_and_one_training_episode() -> None:
+    assert split_episodes(2, 0.01, seed=0)[1] != []
+    train, val = split_episodes(2, 0.9, seed=0)
+    assert len(train) == 1
+    assert len(val) == 1
+    assert split_episodes(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_episodes(5, 1.0, seed=0)
+
+
+def test_cache_is_memory_mapped_and_reused(tmp_path: Path) -> None:
+    paths = many_episodes(tmp_path, 3)
+    first = EpisodeCache.open(paths, tmp_path / "cache", TINY)
+    assert first.decoded_episodes == 3
+    assert isinstance(first.images["forward"], np.memmap)
+    stored = first.folder / "images_forward.npy"
+    mtime = stored.stat().st_mtime_ns
+
+    second = EpisodeCache.open(paths, tmp_path / "cache", TINY)
+    assert second.decoded_episodes == 0
+    assert second.folder == first.folder
+    assert stored.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(second.images["wrist"], first.images["wrist"])
+
+    paths[0].unlink()
+    write_episode(paths[0], [S, S])  # a rewritten episode is a new data set
+    third = EpisodeCache.open(paths, tmp_path / "cache", TINY)
+    assert third.decoded_episodes == 3
+    assert third.folder != first.folder
+    assert third.n_rows == 2 + 6 + 6
+
+
+def test_an_interrupted_build_is_redone(tmp_path: Path) -> None:
+    paths = many_episodes(tmp_path, 2)
+    cache = EpisodeCache.open(paths, tmp_path / "cache", TINY)
+    (cache.folder / "manifest.json").unlink()  # as if the build had died before its end
+    assert EpisodeCache.open(paths, tmp_path / "cache", TINY).decoded_episodes == 2
+
+
+def test_episodes_of_another_contract_are_refused(tmp_path: Path) -> None:
+    other = Contract(image_height=6, image_width=8, chunk_len=8)
+    path = write_episode(tmp_path / "ep.h5", [F, F], c=other)
+    with pytest.raises(ContractMismatchError, match="chunk_len"):
+        EpisodeCache.open([path], tmp_path / "cache", TINY)
+
+
+def test_class_weights_are_inverse_frequencies_of_the_targets(tmp_path: Path) -> None:
+    path = write_episode(tmp_path / "ep.h5", [F, F, F, F, F, F, F, L])
+    data = BCDataset(EpisodeCache.open([path], tmp_path / "cache", TINY), [0])
+    counts = np.bincount(data.targets().ravel(), minlength=TINY.n_actions)
+    assert counts.tolist() == [6, 22, 4, 0]  # 8 steps x 4: STOP is the padding
+    weights = data.class_weights()
+    assert weights[R] == 0.0
+    expected = 32 / (3 * counts[:3])
+    np.testing.assert_allclose(weights[:3].numpy(), expected, rtol=1e-6)
+    assert float((weights[:3] * torch.from_numpy(counts[:3]).float()).sum()) == pytest.approx(32)
+
+
+def test_source_mixing_weights(tmp_path: Path) -> None:
+    sim = [write_episode(tmp_path / f"sim{i}.h5", [F] * 6) for i in range(3)]
+    real = [write_episode(tmp_path / "real.h5", [L] * 2, source="real")]
+    data = BCDataset(EpisodeCache.open(sim + real, tmp_path / "cache", TINY), range(4))
+    weights = data.sample_weights({"sim": 0.25, "real": 0.75})
+    is_real = data.sources == "real"
+    assert float(weights[torch.from_numpy(is_real)].sum()) == pytest.approx(0.75)
+    assert float(weights[torch.from_numpy(~is_real)].sum()) == pytest.approx(0.25)
+    only_sim = data.sample_weights({"sim": 1.0, "real": 0.0})
+    assert float(only_sim[torch.from_numpy(is_real)].sum()) == 0.0
+    with pytest.raises(ValueError, match="no sample"):
+        data.sample_weights({"real": 0.0})

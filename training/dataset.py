@@ -1,0 +1,253 @@
+"""Behaviour-cloning samples from episode files, through a memory-mapped cache.
+
+The first prototype spent 95% of its training time in per-sample HDF5 reads (gzip
+frames, one chunk each). Here every episode is decoded once, with one read per dataset
+(:meth:`EpisodeReader.load`), into plain ``.npy`` arrays under a cache folder named by a
+fingerprint of the files and the contract; later runs memory-map them, so a data set
+larger than memory trains with the page cache as its only buffer. Decoding holds one
+episode in memory at a time.
+
+Cache folder ``<cache_dir>/<fingerprint>/`` (R = steps of all episodes, concatenated)::
+
+    images_<camera>.npy   uint8  [R, H, W, 3]   every contract camera
+    action.npy            uint8  [R]           executed action (fed back as history)
+    label.npy             uint8  [R]           expert_action: the training target
+    manifest.json                              episodes (path, source, first row, steps)
+                                               and the contract; written last, so a
+                                               folder without it is an interrupted build
+
+A sample at step ``t`` of an episode (the contract's ordering; see zima.contract)::
+
+    images          uint8  [N, H, W, 3]    per camera the frames of steps t-h+1 .. t
+                                           (h = image_history), the first frame repeated
+                                           before the episode starts
+    action_history  int64  [A]             executed actions of steps t-A .. t-1, STOP
+                                           before the start
+    target          int64  [chunk_len]     labels of steps t .. t+chunk_len-1, STOP past
+                                           the end (the task ends stopped)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from zima.contract import Action, Contract
+from zima.episodes import EpisodeReader
+
+CACHE_VERSION: Final = 1  # bump when the cache layout changes
+MANIFEST: Final = "manifest.json"
+_NONE: Final = -1  # a row index meaning "no row: STOP"
+
+Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(images uint8 [N, H, W, 3], action_history int64 [A], target int64 [chunk_len])."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedEpisode:
+    """Where one episode lies in the cache's concatenated arrays."""
+
+    path: str  # the episode file, resolved
+    source: str  # "sim" or "real"
+    first_row: int
+    n_steps: int
+
+
+def fingerprint(paths: Sequence[Path], contract: Contract) -> str:
+    """Cache key of ``paths`` under ``contract``: resolved path, size and mtime of each
+    file (a rewritten episode gets a new key), the contract and the cache version."""
+    h = hashlib.sha256(f"zima-cache-v{CACHE_VERSION}\n{contract.to_json()}\n".encode())
+    for path in sorted(Path(p).resolve() for p in paths):
+        st = path.stat()
+        h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+class EpisodeCache:
+    """The decoded, memory-mapped steps of a set of episode files.
+
+    ``EpisodeCache.open(paths, cache_dir, contract)`` reuses the cache of the same files
+    and contract when one is complete, and builds it otherwise; ``decoded_episodes``
+    says how many episodes this open decoded (0 on reuse).
+    """
+
+    def __init__(self, folder: Path, contract: Contract, decoded_episodes: int) -> None:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        self.folder = folder
+        self.contract = contract
+        self.decoded_episodes = decoded_episodes
+        self.episodes = tuple(CachedEpisode(**e) for e in manifest["episodes"])
+        self.images = {cam: np.load(folder / f"images_{cam}.npy", mmap_mode="r")
+                       for cam in contract.cameras}  # camera -> [R, H, W, 3] uint8
+        self.action = np.load(folder / "action.npy")  # [R] uint8, small: in memory
+        self.label = np.load(folder / "label.npy")  # [R] uint8
+
+    @classmethod
+    def open(cls, paths: Sequence[str | Path], cache_dir: str | Path,
+             contract: Contract) -> EpisodeCache:
+        """The cache of ``paths`` (episode files of ``contract``) under ``cache_dir``."""
+        files = sorted(Path(p).resolve() for p in paths)
+        if not files:
+            raise ValueError("no episode files given")
+        folder = Path(cache_dir) / fingerprint(files, contract)
+        if (folder / MANIFEST).exists():
+            return cls(folder, contract, decoded_episodes=0)
+        _build(files, folder, contract)
+        return cls(folder, contract, decoded_episodes=len(files))
+
+    @property
+    def n_rows(self) -> int:
+        """Steps of all episodes."""
+        return len(self.action)
+
+
+def _build(files: Sequence[Path], folder: Path, contract: Contract) -> None:
+    """Decode ``files`` into ``folder``: built beside it, then renamed into place, so a
+    crash leaves no half cache under the final name."""
+    episodes: list[CachedEpisode] = []
+    row = 0
+    for path in files:  # first pass: attributes only, to size the arrays
+        with EpisodeReader(path, contract) as reader:
+            episodes.append(CachedEpisode(str(path), reader.info.source, row, reader.n_steps))
+            row += reader.n_steps
+    tmp = folder.with_name(folder.name + ".building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    frame = (contract.image_height, contract.image_width, 3)
+    images = {cam: np.lib.format.open_memmap(tmp / f"images_{cam}.npy", "w+", np.uint8,
+                                             (row, *frame)) for cam in contract.cameras}
+    action = np.empty(row, np.uint8)
+    label = np.empty(row, np.uint8)
+    for ep in episodes:  # second pass: one episode in memory at a time
+        with EpisodeReader(ep.path, contract) as reader:
+            loaded = reader.load()
+        rows = slice(ep.first_row, ep.first_row + ep.n_steps)
+        for cam in contract.cameras:
+            images[cam][rows] = loaded.images[cam]
+        action[rows] = loaded.action
+        label[rows] = loaded.expert_action
+    for array in images.values():
+        array.flush()
+    del images
+    np.save(tmp / "action.npy", action)
+    np.save(tmp / "label.npy", label)
+    manifest = {"contract": json.loads(contract.to_json()),
+                "episodes": [{"path": e.path, "source": e.source, "first_row": e.first_row,
+                              "n_steps": e.n_steps} for e in episodes]}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+
+
+def split_episodes(n_episodes: int, val_fraction: float, seed: int,
+                   names: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+    """(train, validation) episode indices; no episode is in both.
+
+    Episodes are ranked by a hash of (seed, name) — the file name when ``names`` is
+    given — so the split does not depend on listing order and an episode keeps its side
+    when others are added. At least one validation episode when ``val_fraction > 0`` and
+    there are two or more episodes.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    keys = list(names) if names is not None else [str(i) for i in range(n_episodes)]
+    if len(keys) != n_episodes:
+        raise ValueError(f"{len(keys)} names for {n_episodes} episodes")
+    rank = sorted(range(n_episodes),
+                  key=lambda i: hashlib.sha256(f"{seed}\t{keys[i]}".encode()).digest())
+    n_val = round(n_episodes * val_fraction)
+    if val_fraction > 0 and n_episodes >= 2:
+        n_val = min(max(n_val, 1), n_episodes - 1)
+    return sorted(rank[n_val:]), sorted(rank[:n_val])
+
+
+class BCDataset(Dataset[Sample]):
+    """The samples of some of a cache's episodes, every step of each one a sample."""
+
+    def __init__(self, cache: EpisodeCache, episodes: Sequence[int]) -> None:
+        c = cache.contract
+        self.cache = cache
+        self.contract = c
+        self.episodes = tuple(cache.episodes[i] for i in episodes)
+        image_rows, history_rows, target_rows, sources = [], [], [], []
+        for ep in self.episodes:
+            start, end = ep.first_row, ep.first_row + ep.n_steps
+            t = np.arange(start, end)[:, None]  # [T, 1] rows of the samples
+            back = np.arange(c.image_history - 1, -1, -1)  # oldest first
+            image_rows.append(np.maximum(t - back, start))  # [T, image_history]
+            hist = t - np.arange(c.action_history, 0, -1)  # [T, A] steps t-A .. t-1
+            history_rows.append(np.where(hist >= start, hist, _NONE))
+            ahead = t + np.arange(c.chunk_len)  # [T, chunk_len] steps t .. t+chunk_len-1
+            target_rows.append(np.where(ahead < end, ahead, _NONE))
+            sources.extend([ep.source] * ep.n_steps)
+        self._image_rows = np.concatenate(image_rows) if image_rows else np.empty(
+            (0, c.image_history), np.int64)
+        self._history_rows = np.concatenate(history_rows) if history_rows else np.empty(
+            (0, c.action_history), np.int64)
+        self._target_rows = np.concatenate(target_rows) if target_rows else np.empty(
+            (0, c.chunk_len), np.int64)
+        self.sources = np.asarray(sources, dtype=object)  # [S] "sim" / "real"
+
+    def __len__(self) -> int:
+        return len(self._image_rows)
+
+    def __getitem__(self, index: int) -> Sample:
+        rows = self._image_rows[index]  # [image_history]
+        images = np.concatenate([self.cache.images[cam][rows] for cam in self.contract.cameras])
+        history = _gather(self.cache.action, self._history_rows[index])  # [A]
+        target = _gather(self.cache.label, self._target_rows[index])  # [chunk_len]
+        return torch.from_numpy(images), torch.from_numpy(history), torch.from_numpy(target)
+
+    def targets(self) -> np.ndarray:
+        """Every sample's chunk target: [S, chunk_len] int64 (what the loss sees)."""
+        return _gather(self.cache.label, self._target_rows)
+
+    def class_weights(self) -> torch.Tensor:
+        """Inverse-frequency weights of the actions over this split's chunk targets:
+        float32 [n_actions], mean 1 over the actions present, 0 for absent ones."""
+        n = self.contract.n_actions
+        counts = np.bincount(self.targets().ravel(), minlength=n).astype(np.float64)
+        present = counts > 0
+        weights = np.zeros(n)
+        weights[present] = counts.sum() / (present.sum() * counts[present])
+        return torch.from_numpy(weights.astype(np.float32))
+
+    def sample_weights(self, source_mix: Mapping[str, float]) -> torch.Tensor:
+        """Per-sample weights [S] float64 for ``WeightedRandomSampler`` such that each
+        source is drawn with its share of ``source_mix`` (e.g. ``{"sim": 0.7, "real":
+        0.3}``); shares of sources absent from this split are redistributed."""
+        weights = np.zeros(len(self))
+        present = {s: float(w) for s, w in source_mix.items()
+                   if w > 0 and np.any(self.sources == s)}
+        if not present:
+            raise ValueError(f"no sample of any source with a positive share in {source_mix}")
+        total = sum(present.values())
+        for source, share in present.items():
+            mask = self.sources == source
+            weights[mask] = share / total / mask.sum()
+        return torch.from_numpy(weights)
+
+
+def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]`` as int64, STOP where ``rows`` is _NONE."""
+    out = values[np.maximum(rows, 0)].astype(np.int64)
+    out[rows == _NONE] = int(Action.STOP)
+    return out
+
+
+def load_splits(paths: Sequence[str | Path], cache_dir: str | Path, contract: Contract,
+                val_fraction: float = 0.1, seed: int = 0) -> tuple[BCDataset, BCDataset]:
+    """(train, validation) datasets of episode ``paths``, split by episode."""
+    cache = EpisodeCache.open(paths, cache_dir, contract)
+    names = [Path(e.path).name for e in cache.episodes]
+    train, val = split_episodes(len(names), val_fraction, seed, names)
+    return BCDataset(cache, train), BCDataset(cache, val)
