@@ -239,7 +239,7 @@ class BCDataset(Dataset[Sample]):
 
 def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``values[rows]`` as int64, STOP where ``rows`` is _NONE."""
-    out = values[np.maximum(rows, 0)].astype(np.int64)
+    out: np.ndarray = values[np.maximum(rows, 0)].astype(np.int64)
     out[rows == _NONE] = int(Action.STOP)
     return out
 

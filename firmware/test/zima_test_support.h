@@ -165,6 +165,33 @@ class Harness {
   zima::MotorOutputs last_out{0, 0};
 };
 
+inline zima::ParamSet param_set(uint8_t id, float value) {
+  zima::ParamSet s;
+  s.param_id = id;
+  s.value = value;
+  return s;
+}
+
+inline zima::Clear clear_msg(uint16_t faults) {
+  zima::Clear c;
+  c.faults = faults;
+  return c;
+}
+
+/// An ARM that leaves every joint where it is.
+inline zima::Arm arm_keep_all() {
+  zima::Arm arm;
+  for (uint8_t j = 0; j < zima::kJointCount; ++j) {
+    arm.target_ddeg[j] = zima::kServoKeep;
+    arm.speed_ddeg_s[j] = 0;
+  }
+  return arm;
+}
+
+inline bool outputs_zero(const zima::MotorOutputs& o) {
+  return o.left_permille == 0 && o.right_permille == 0;
+}
+
 inline uint8_t result_code(zima::Result r) { return static_cast<uint8_t>(r); }
 
 }  // namespace zima_test

@@ -80,7 +80,7 @@ def test_gradients_reach_the_backbone_and_the_embedding() -> None:
     target = torch.randint(0, TINY.n_actions, (4, TINY.chunk_len))
     loss = torch.nn.functional.cross_entropy(model(images, history).flatten(0, 1),
                                              target.flatten())
-    loss.backward()
+    torch.autograd.backward(loss)
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name

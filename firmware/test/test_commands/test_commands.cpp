@@ -14,34 +14,10 @@ using zima_test::Frame;
 using zima_test::Harness;
 using zima_test::drive_msg;
 using zima_test::result_code;
-
-namespace {
-
-ParamSet param_set(uint8_t id, float value) {
-  ParamSet s;
-  s.param_id = id;
-  s.value = value;
-  return s;
-}
-
-Clear clear_msg(uint16_t faults) {
-  Clear c;
-  c.faults = faults;
-  return c;
-}
-
-Arm arm_keep_all() {
-  Arm arm;
-  for (uint8_t j = 0; j < kJointCount; ++j) {
-    arm.target_ddeg[j] = kServoKeep;
-    arm.speed_ddeg_s[j] = 0;
-  }
-  return arm;
-}
-
-bool outputs_zero(const MotorOutputs& o) { return o.left_permille == 0 && o.right_permille == 0; }
-
-}  // namespace
+using zima_test::arm_keep_all;
+using zima_test::clear_msg;
+using zima_test::outputs_zero;
+using zima_test::param_set;
 
 TEST(Drive, TargetsWithinMaxSpeedAreAcceptedSilentlyOthersRefused) {
   Harness h;
