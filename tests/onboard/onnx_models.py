@@ -6,8 +6,6 @@ asks it not to. What the logits are, so that a test can predict the actions:
 ``table``    logits[b, j] = table[j]: a constant [chunk_len, n_actions] table
 ``history``  logits[b, j] = 10 * one_hot((last + 1 + 2 j) mod n_actions), ``last`` being
              the newest entry of ``action_history``: argmax is :func:`history_chunk`
-``slow_n``   adds a [slow_n, slow_n] @ [slow_n, slow_n] matmul that depends on the input
-             (so it is not folded away) and is multiplied by 0: a deliberately slow op
 ``noise``    adds RandomUniformLike noise: two runs on one input differ (onnxruntime's
              optimizer removes a Dropout even in training mode, so that is no test)
 """
@@ -39,7 +37,6 @@ def build_model(
     kind: str = "history",
     table: np.ndarray | None = None,
     metadata: str | Contract | None = None,
-    slow_n: int = 0,
     noise: bool = False,
     images_name: str = IMAGES_INPUT,
     images_type: int = TensorProto.UINT8,
@@ -89,18 +86,6 @@ def build_model(
             helper.make_node("Add", ["onehot", "z3"], ["base"]),
         ]
     out = "base"
-    if slow_n:
-        nodes += [
-            helper.make_node("Expand", ["z", const("nn", np.array([slow_n, slow_n], np.int64))],
-                             ["m0"]),
-            helper.make_node("Add", ["m0", const("one", np.ones((), np.float32))], ["m"]),
-            helper.make_node("MatMul", ["m", "m"], ["mm"]),
-            helper.make_node("MatMul", ["mm", "m"], ["mmm"]),
-            helper.make_node("ReduceSum", ["mmm"], ["s"], keepdims=0),
-            helper.make_node("Mul", ["s", "zero"], ["s0"]),
-            helper.make_node("Add", [out, "s0"], ["slow"]),
-        ]
-        out = "slow"
     if noise:
         nodes += [helper.make_node("RandomUniformLike", [out], ["u"]),
                   helper.make_node("Add", [out, "u"], ["noisy"])]

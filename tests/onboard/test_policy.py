@@ -2,8 +2,8 @@
 the runner (partial chunks, stale inputs, early re-planning, hot reload).
 
 The models are tiny ONNX graphs built by tests/onboard/onnx_models.py. Timing is judged
-in ticks (the pure ``ActionQueue``) and with a stepped clock; one test runs in real time
-against a deliberately slow model, with wide margins.
+in ticks (the pure ``ActionQueue``) and with a stepped clock, never against the wall
+clock: how fast real inference is belongs in a benchmark.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -331,42 +330,6 @@ def test_the_measured_latency_moves_the_start_of_the_next_plan(tmp_path: Path) -
             # STOP; chunk(0) = 1 3 1 3, cut short of nothing: the next plan starts after
             # the 2nd pop with [1, 3] pending, so it plans from last = 3: 0 2 0 2.
             assert [int(s.action) for s in steps] == [0, 1, 3, 1, 3, 0, 2, 0, 2, 3]
-
-    run(main)
-
-
-def test_a_slow_model_in_real_time_keeps_the_queue_from_running_dry(tmp_path: Path) -> None:
-    """Real time, a deliberately slow op (a 600 x 600 matmul chain, ~10-30 ms): its
-    latency is measured from submission to result, re-planning starts early, and no tick
-    finds the queue empty while every inference is shorter than a chunk (200 ms). The
-    margin is set so that re-planning starts as early as it can (lead k - 1): a latency
-    spike on a machine loaded by other work is then absorbed up to the chunk's length
-    (the adaptive lead is judged in ticks, above)."""
-    contract = Contract(control_hz=20.0)
-    path = build_model(tmp_path / "slow.onnx", contract, slow_n=600)
-    fusion = FrameFusion(contract)
-    config = PolicyConfig(model_path=path, execute_k=4, temperature=0.0, latency_margin=1000.0)
-    period_s = 1 / contract.control_hz
-
-    async def main() -> None:
-        async with PolicyRunner(config, contract, fusion) as runner:
-            steps = []
-            next_s = time.monotonic()
-            for _ in range(40):
-                feed(fusion, time.monotonic())
-                steps.append(runner.tick(time.monotonic()))
-                next_s = max(next_s + period_s, time.monotonic())  # late: skip, never bunch
-                await asyncio.sleep(next_s - time.monotonic())
-            status = runner.status
-            assert status.latency_max_s > 0.002, status  # the slow op is measured
-            assert status.lead == config.execute_k - 1, status
-            assert status.plans >= 40 // 4 - 2, status
-            reasons = [s.reason for s in steps[1:] if s.reason]
-            if status.latency_max_s < config.execute_k * period_s:
-                assert status.dry_ticks == 0, reasons
-            else:  # an inference longer than a chunk (an overloaded machine): said why
-                assert all(r.startswith(("action queue ran dry", "waiting for the first"))
-                           for r in reasons), reasons
 
     run(main)
 
