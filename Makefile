@@ -16,8 +16,8 @@ FUZZ_BUILD := $(BUILD)/fuzz
 FUZZ_RUNS  ?= 10000000
 JOBS  ?= $(shell nproc)
 # Python extras the tests need (onboard: pyserial for the emulated board's port; sim:
-# MuJoCo).
-EXTRAS := dev,onboard,sim
+# MuJoCo; train: the CPU build of torch 2.13.0 and h5py).
+EXTRAS := dev,onboard,sim,train
 
 .PHONY: all firmware test lint typecheck test-cpp test-py demo bench bench-cpp bench-py bench-firmware fuzz \
         system-deps venv clean
