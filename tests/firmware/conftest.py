@@ -5,6 +5,7 @@ The builds (`firmware_elf`, `emulator_binary`) are fixtures of tests/conftest.py
 with the onboard tests.
 """
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,24 @@ from zima.protocol import Result
 
 from .mcu import Mcu
 
-__all__ = ["AVR_BUILD", "ROOT"]
+__all__ = ["AVR_BUILD", "ROOT", "avr_dry_run", "avr_flags"]
+
+
+def avr_flags(group: str) -> list[str]:
+    """The flags of one group of firmware/build_flags.txt, in order."""
+    rows = [ln.split() for ln in (ROOT / "firmware" / "build_flags.txt").read_text().splitlines()]
+    return [row[1] for row in rows if row and not row[0].startswith("#") and row[0] == group]
+
+
+def avr_dry_run() -> list[str]:
+    """Every command a full AVR rebuild would run (make -n -B), without running it."""
+    return subprocess.run(
+        ["make", "-n", "-B", "-f", "firmware/avr.mk"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
 
 
 @pytest.fixture

@@ -3,18 +3,7 @@
 import subprocess
 from pathlib import Path
 
-from .conftest import AVR_BUILD, ROOT
-
-FLAGS_FILE = ROOT / "firmware" / "build_flags.txt"
-
-
-def _flags(group: str) -> list[str]:
-    lines = FLAGS_FILE.read_text().splitlines()
-    return [
-        ln.split()[1]
-        for ln in lines
-        if ln.strip() and not ln.startswith("#") and ln.split()[0] == group
-    ]
+from .conftest import AVR_BUILD, ROOT, avr_dry_run, avr_flags
 
 
 def test_elf_and_hex_within_limits(firmware_elf: Path) -> None:
@@ -30,14 +19,7 @@ def test_elf_and_hex_within_limits(firmware_elf: Path) -> None:
 
 
 def test_every_flag_of_the_list_reaches_the_compiler(firmware_elf: Path) -> None:
-    # -n -B: print every command a full rebuild would run, without running it
-    dry = subprocess.run(
-        ["make", "-n", "-B", "-f", "firmware/avr.mk"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    dry = avr_dry_run()
     ours = [ln for ln in dry if ln.startswith("avr-g++") and "/firmware/src/" in ln]
     core = [ln for ln in dry if ln.startswith("avr-g") and "/cores/arduino/" in ln]
     link = [ln for ln in dry if ln.startswith("avr-gcc") and " -o " in ln and ".elf" in ln]
@@ -47,13 +29,13 @@ def test_every_flag_of_the_list_reaches_the_compiler(firmware_elf: Path) -> None
     for line in ours:
         words = line.split()
         for group in ("board", "common", "cxx", "warnings"):
-            for flag in _flags(group):
+            for flag in avr_flags(group):
                 assert flag in words, f"{flag} ({group}) missing from: {line}"
     for line in core:
         assert "-Werror" not in line.split(), "the Arduino core is not warning-clean"
-        for flag in _flags("board") + _flags("common"):
+        for flag in avr_flags("board") + avr_flags("common"):
             assert flag in line.split()
-    for flag in _flags("link"):
+    for flag in avr_flags("link"):
         assert flag in link[0].split()
 
 
@@ -66,13 +48,7 @@ def test_build_id_is_the_git_head(firmware_elf: Path) -> None:
         check=False,
     )
     expected = done.stdout[:8] if done.returncode == 0 and done.stdout else "0"
-    dry = subprocess.run(
-        ["make", "-n", "-B", "-f", "firmware/avr.mk"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    dry = avr_dry_run()
     ours = [ln for ln in dry if ln.startswith("avr-g++") and "/firmware/src/" in ln]
     assert ours
     for line in ours:

@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, avr_dry_run, avr_flags
 
 FIRMWARE = ROOT / "firmware"
 BOARDS_TXT = Path("/usr/share/arduino/hardware/arduino/avr/boards.txt")
-
-
-def _flags(group: str) -> list[str]:
-    rows = [ln.split() for ln in (FIRMWARE / "build_flags.txt").read_text().splitlines()]
-    return [row[1] for row in rows if row and not row[0].startswith("#") and row[0] == group]
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +50,11 @@ def test_avr_env_is_the_mega_with_arduino(ini: dict[str, dict[str, object]]) -> 
 
 def test_avr_flags_agree_with_the_make_path(ini: dict[str, dict[str, object]]) -> None:
     env = ini["env:megaatmega2560"]
-    assert sorted(_words(env["build_flags"])) == sorted(_flags("common") + _flags("link"))
-    assert sorted(_words(env["build_src_flags"])) == sorted(_flags("warnings"))
+    assert sorted(_words(env["build_flags"])) == sorted(avr_flags("common") + avr_flags("link"))
+    assert sorted(_words(env["build_src_flags"])) == sorted(avr_flags("warnings"))
     assert {"-flto", "-fpermissive"} <= set(_words(env["build_unflags"]))
     library = json.loads((FIRMWARE / "lib" / "zima_core" / "library.json").read_text())
-    assert set(_flags("warnings")) <= set(_words(library["build"]["flags"]))
+    assert set(avr_flags("warnings")) <= set(_words(library["build"]["flags"]))
 
 
 def test_board_flags_are_the_megas(ini: dict[str, dict[str, object]]) -> None:
@@ -68,20 +63,14 @@ def test_board_flags_are_the_megas(ini: dict[str, dict[str, object]]) -> None:
     boards = dict(
         line.split("=", 1) for line in BOARDS_TXT.read_text().splitlines() if "=" in line
     )
-    assert f"-mmcu={boards['mega.menu.cpu.atmega2560.build.mcu']}" in _flags("board")
-    assert f"-DF_CPU={boards['mega.build.f_cpu']}" in _flags("board")
-    assert f"-DARDUINO_{boards['mega.menu.cpu.atmega2560.build.board']}" in _flags("board")
+    assert f"-mmcu={boards['mega.menu.cpu.atmega2560.build.mcu']}" in avr_flags("board")
+    assert f"-DF_CPU={boards['mega.build.f_cpu']}" in avr_flags("board")
+    assert f"-DARDUINO_{boards['mega.menu.cpu.atmega2560.build.board']}" in avr_flags("board")
     assert ini["env:megaatmega2560"]["board"] == "megaatmega2560"
 
 
 def test_make_path_compiles_every_source_pio_would() -> None:
-    dry = subprocess.run(
-        ["make", "-n", "-B", "-f", "firmware/avr.mk"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    dry = "\n".join(avr_dry_run()) + "\n"
     sources = sorted(FIRMWARE.glob("src/*.cpp")) + sorted(FIRMWARE.glob("lib/*/src/*.cpp"))
     assert sources
     for source in sources:
@@ -92,4 +81,4 @@ def test_native_env_runs_the_googletest_suites(ini: dict[str, dict[str, object]]
     env = ini["env:native"]
     assert env["platform"] == "native"
     assert env["test_framework"] == "googletest"
-    assert set(_flags("warnings")) <= set(_words(env["build_flags"]))
+    assert set(avr_flags("warnings")) <= set(_words(env["build_flags"]))
