@@ -21,7 +21,8 @@ from zima import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "protocol": ("zima.protocol.cli", "show the MCU wire protocol or decode captured bytes"),
     "emulator": ("zima.emulator", "run the emulated MCU board (simavr) on a pseudo-terminal"),
-    "sim": ("zima.sim.cli", "MuJoCo scenes and the scripted expert"),
+    "sim": ("zima.sim.cli", "MuJoCo scenes, the scripted expert and data collection"),
+    "export": ("zima.export.cli", "export a trained checkpoint to the ONNX file the robot loads"),
 }
 
 

@@ -1,0 +1,108 @@
+"""Policy checkpoints: the one file format training writes and export reads.
+
+A checkpoint is a ``torch.save``'d dict of plain values only (no pickled classes), so
+``torch.load(weights_only=True)`` opens it and an old file never needs old code::
+
+    "format"            int             CHECKPOINT_FORMAT (bumped when the keys change)
+    "model_state"       dict[str, Tensor]  Policy.state_dict()
+    "policy_config"     dict            dataclasses.asdict(PolicyConfig)
+    "contract"          str             Contract.to_json() of the contract trained on
+    "config"            dict | None     the training run's settings (free-form, JSON-like)
+    "data_fingerprint"  str | None      the episode cache's fingerprint (training.dataset)
+
+``save_checkpoint`` writes through a temporary file and a rename, so a crash mid-write
+never leaves a truncated checkpoint under the final name; ``load_checkpoint`` checks the
+keys and rebuilds the typed values; ``build_policy`` turns one back into a Policy in
+eval mode.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+
+from zima.contract import Contract
+from zima.training.models import Policy, PolicyConfig
+
+CHECKPOINT_FORMAT: Final = 1
+_REQUIRED: Final = ("format", "model_state", "policy_config", "contract")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint of this format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A loaded checkpoint (see the module table for the stored keys)."""
+
+    model_state: dict[str, torch.Tensor]
+    policy_config: PolicyConfig
+    contract: Contract
+    config: dict[str, Any] | None = None
+    data_fingerprint: str | None = None
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: Policy, *,
+                    config: Mapping[str, Any] | None = None,
+                    data_fingerprint: str | None = None) -> Path:
+    """Write ``model`` (its weights, architecture and contract) to ``path`` atomically."""
+    path = Path(path)
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "policy_config": asdict(model.config),
+        "contract": model.contract.to_json(),
+        "config": dict(config) if config is not None else None,
+        "data_fingerprint": data_fingerprint,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes it 0600; the final file is an ordinary one
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """The checkpoint at ``path``; a ``CheckpointError`` naming what is wrong otherwise."""
+    try:
+        data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors alike
+        raise CheckpointError(f"checkpoint {path}: not readable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(data).__name__}")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: missing keys {missing}")
+    if data["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path}: format {data['format']!r}, "
+                              f"this build reads {CHECKPOINT_FORMAT}")
+    try:
+        policy_config = PolicyConfig(**data["policy_config"])
+        contract = Contract.from_json(data["contract"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+    return Checkpoint(model_state=dict(data["model_state"]), policy_config=policy_config,
+                      contract=contract, config=data.get("config"),
+                      data_fingerprint=data.get("data_fingerprint"))
+
+
+def build_policy(checkpoint: Checkpoint) -> Policy:
+    """The checkpoint's Policy with its weights loaded (strict), in eval mode."""
+    model = Policy(checkpoint.contract, checkpoint.policy_config)
+    model.load_state_dict(checkpoint.model_state)
+    return model.eval()

@@ -1,0 +1,81 @@
+"""`zima export CHECKPOINT`: a trained checkpoint to the ONNX file the robot loads.
+
+Steps, each printed: rebuild the Policy from the checkpoint (eval mode, verified), trace
+it to ONNX with the contract in its metadata, verify the file as the robot does
+(``zima.onboard.policy.load_model`` for the checkpoint's contract), compare PyTorch and
+onnxruntime logits on held-out samples (``--samples`` episodes, else seeded random
+inputs) and fail above the thresholds; with ``--int8`` also write a dynamically
+quantised copy (``<out>.int8.onnx``) and report its size and argmax agreement.
+Exit status: 0 exported and within thresholds, 1 refused or failed (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file (zima.export.checkpoint)")
+    parser.add_argument("--out", type=Path, default=Path("model.onnx"),
+                        help="ONNX file to write (default: model.onnx)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write a dynamically quantised int8 copy beside --out")
+    parser.add_argument("--samples", type=Path, metavar="EPISODE_DIR",
+                        help="episode folder (*.h5) for the parity check (default: random)")
+    parser.add_argument("--n-samples", type=int, default=32,
+                        help="samples in the parity check (default: 32)")
+
+
+def int8_path(out: Path) -> Path:
+    """Where ``--int8`` writes its copy: model.onnx -> model.int8.onnx."""
+    return out.with_name(f"{out.stem}.int8{out.suffix or '.onnx'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zima.onboard.policy import ModelError, load_model  # noqa: PLC0415
+
+    from .checkpoint import CheckpointError, build_policy, load_checkpoint  # noqa: PLC0415
+    from .onnx_export import ExportError, export_onnx, file_sha256  # noqa: PLC0415
+    from .parity import (  # noqa: PLC0415
+        check_parity,
+        compare,
+        episode_samples,
+        onnx_logits,
+        random_samples,
+    )
+
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+        model = build_policy(checkpoint)
+        contract = checkpoint.contract
+        start_s = time.perf_counter()
+        export_onnx(model, contract, args.out, source_sha256=file_sha256(args.checkpoint))
+        print(f"exported {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, "
+              f"backbone {checkpoint.policy_config.backbone}) "
+              f"in {time.perf_counter() - start_s:.2f} s")
+        load_model(args.out, contract)
+        print("verified: the onboard runtime accepts it for the checkpoint's contract")
+        samples = (episode_samples(args.samples, contract, args.n_samples) if args.samples
+                   else random_samples(contract, args.n_samples))
+        print(f"parity samples: {samples.source}")
+        report = check_parity(model, args.out, samples)
+        for line in report.lines():
+            print(line)
+        report.check()
+        if args.int8:
+            from .quantize import quantize_int8  # noqa: PLC0415
+
+            q_path = quantize_int8(args.out, int8_path(args.out))
+            load_model(q_path, contract)
+            q_report = compare(onnx_logits(args.out, samples), onnx_logits(q_path, samples))
+            print(f"int8: {q_path} {args.out.stat().st_size / 1e6:.2f} MB -> "
+                  f"{q_path.stat().st_size / 1e6:.2f} MB")
+            for line in q_report.lines("int8 vs float"):
+                print(line)
+    except (CheckpointError, ExportError, ModelError, OSError) as exc:
+        print(f"zima export: {exc}", file=sys.stderr)
+        return 1
+    return 0

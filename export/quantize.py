@@ -1,0 +1,32 @@
+"""Optional int8: onnxruntime's dynamic quantisation of an exported float model.
+
+Weights become int8, activations are quantised on the fly (no calibration data needed).
+The contract and the other metadata are copied over, so the runtime verifies an int8
+file exactly as it verifies the float one. Accuracy is judged as argmax agreement with
+the float model, not with PyTorch (int8 logits are not expected to match to 1e-3).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
+
+from .onnx_export import save_atomic, set_metadata
+
+
+def quantize_int8(float_path: str | os.PathLike[str], int8_path: str | os.PathLike[str]) -> Path:
+    """Write the dynamic int8 quantisation of ``float_path`` to ``int8_path`` (atomically)."""
+    int8_path = Path(int8_path)
+    source = onnx.load(str(float_path))
+    props = {p.key: p.value for p in source.metadata_props}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize_dynamic(str(float_path), str(out), weight_type=QuantType.QInt8)
+        proto = onnx.load(str(out))
+    set_metadata(proto, props)
+    save_atomic(proto, int8_path)
+    return int8_path
