@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="checkpoint file (zima.export.checkpoint)")
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file (zima.training.checkpoint)")
     parser.add_argument("--out", type=Path, default=Path("model.onnx"),
                         help="ONNX file to write (default: model.onnx)")
     parser.add_argument("--int8", action="store_true",
@@ -36,8 +36,12 @@ def int8_path(out: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from zima.onboard.policy import ModelError, load_model  # noqa: PLC0415
+    from zima.training.checkpoint import (  # noqa: PLC0415
+        CheckpointError,
+        build_policy,
+        load_checkpoint,
+    )
 
-    from .checkpoint import CheckpointError, build_policy, load_checkpoint  # noqa: PLC0415
     from .onnx_export import ExportError, export_onnx, file_sha256  # noqa: PLC0415
     from .parity import (  # noqa: PLC0415
         check_parity,

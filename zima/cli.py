@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "protocol": ("zima.protocol.cli", "show the MCU wire protocol or decode captured bytes"),
     "emulator": ("zima.emulator", "run the emulated MCU board (simavr) on a pseudo-terminal"),
     "sim": ("zima.sim.cli", "MuJoCo scenes, the scripted expert and data collection"),
+    "train": ("zima.training.cli", "train the policy by behaviour cloning from episodes"),
     "export": ("zima.export.cli", "export a trained checkpoint to the ONNX file the robot loads"),
 }
 

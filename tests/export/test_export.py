@@ -14,12 +14,6 @@ import torch
 from zima.contract import METADATA_KEY, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter
 from zima.export import cli
-from zima.export.checkpoint import (
-    CheckpointError,
-    build_policy,
-    load_checkpoint,
-    save_checkpoint,
-)
 from zima.export.onnx_export import (
     SOURCE_SHA256_KEY,
     VERSION_KEY,
@@ -36,6 +30,12 @@ from zima.export.parity import (
     random_samples,
 )
 from zima.onboard.policy import ContractMismatchError, load_model
+from zima.training.checkpoint import (
+    CheckpointError,
+    build_policy,
+    load_checkpoint,
+    save_checkpoint,
+)
 from zima.training.models import Policy, PolicyConfig
 
 TINY = Contract(image_height=24, image_width=32, image_history=2, action_history=3, chunk_len=4)

@@ -9,6 +9,7 @@ A checkpoint is a ``torch.save``'d dict of plain values only (no pickled classes
     "contract"          str             Contract.to_json() of the contract trained on
     "config"            dict | None     the training run's settings (free-form, JSON-like)
     "data_fingerprint"  str | None      the episode cache's fingerprint (training.dataset)
+    "trainer"           dict | None     what resuming needs: optimizer state, epoch, history
 
 ``save_checkpoint`` writes through a temporary file and a rename, so a crash mid-write
 never leaves a truncated checkpoint under the final name; ``load_checkpoint`` checks the
@@ -47,11 +48,13 @@ class Checkpoint:
     contract: Contract
     config: dict[str, Any] | None = None
     data_fingerprint: str | None = None
+    trainer: dict[str, Any] | None = None  # the trainer's own state, for resuming
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: Policy, *,
                     config: Mapping[str, Any] | None = None,
-                    data_fingerprint: str | None = None) -> Path:
+                    data_fingerprint: str | None = None,
+                    trainer: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` (its weights, architecture and contract) to ``path`` atomically."""
     path = Path(path)
     payload: dict[str, Any] = {
@@ -61,6 +64,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: Policy, *,
         "contract": model.contract.to_json(),
         "config": dict(config) if config is not None else None,
         "data_fingerprint": data_fingerprint,
+        "trainer": dict(trainer) if trainer is not None else None,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -98,7 +102,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     return Checkpoint(model_state=dict(data["model_state"]), policy_config=policy_config,
                       contract=contract, config=data.get("config"),
-                      data_fingerprint=data.get("data_fingerprint"))
+                      data_fingerprint=data.get("data_fingerprint"),
+                      trainer=data.get("trainer"))
 
 
 def build_policy(checkpoint: Checkpoint) -> Policy:

@@ -1,0 +1,191 @@
+"""The training loop on tiny generated episodes whose action is written in the frames'
+brightness: it learns, checkpoints, resumes bit-exactly, stops early, plots, and its
+configuration errors name the bad key."""
+
+import argparse
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from zima.contract import Contract
+from zima.episodes import EpisodeInfo, EpisodeWriter
+from zima.training import cli
+from zima.training.augment import AugmentConfig
+from zima.training.checkpoint import build_policy, load_checkpoint
+from zima.training.config import ConfigError, DataConfig, TrainConfig
+from zima.training.models import PolicyConfig
+from zima.training.train import BEST, LAST, train
+
+TINY = Contract(image_height=16, image_width=16, image_history=1, action_history=2,
+                chunk_len=2)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> Iterator[None]:
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(mode=True)
+    yield
+    torch.use_deterministic_algorithms(mode=before)
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight episodes of 24 steps, runs of 4 equal actions; frame brightness = action."""
+    folder = tmp_path_factory.mktemp("episodes")
+    g = torch.Generator().manual_seed(0)
+    for i in range(8):
+        runs = torch.randint(0, TINY.n_actions, (6,), generator=g).tolist()
+        actions = [a for a in runs for _ in range(4)]
+        info = EpisodeInfo("real" if i % 4 == 0 else "sim", "toy")
+        with EpisodeWriter(folder / f"ep{i}.h5", info, TINY) as w:
+            for t, a in enumerate(actions):
+                frame = torch.full((16, 16, 3), 30 + 60 * a, dtype=torch.uint8)
+                frame += torch.randint(0, 10, (16, 16, 3), generator=g, dtype=torch.uint8)
+                w.append({c: frame.numpy() for c in TINY.cameras}, a, t / TINY.control_hz)
+    return folder
+
+
+def _config(episodes: Path, out: Path, **changes: object) -> TrainConfig:
+    base = TrainConfig(
+        output_dir=str(out),
+        data=DataConfig(dirs=(str(episodes),), source_weights={"sim": 0.5, "real": 0.5},
+                        val_fraction=0.25, cache_dir=str(out.parent / "cache")),
+        policy=PolicyConfig(backbone="small", hidden_dim=32, dropout=0.1),
+        augment=AugmentConfig(enabled=False), batch_size=16, epochs=6, backbone_lr=1e-3,
+        head_lr=3e-3, patience=10)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_loss_decreases_on_a_learnable_signal(episodes: Path, tmp_path: Path) -> None:
+    result = train(_config(episodes, tmp_path / "run"), TINY, progress=None)
+    losses = [h["val_loss"] for h in result.history]
+    assert result.epochs_done == 6
+    assert losses[-1] < 0.7 * losses[0]
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.history[-1]["val_acc_per_step"][0] > 0.5  # the visible action
+
+
+def test_checkpoint_contents(episodes: Path, tmp_path: Path) -> None:
+    config = _config(episodes, tmp_path / "run", epochs=2)
+    train(config, TINY, progress=None)
+    ckpt = load_checkpoint(tmp_path / "run" / LAST)
+    assert ckpt.trainer is not None
+    assert ckpt.config is not None
+    assert ckpt.data_fingerprint is not None
+    assert ckpt.trainer["epoch"] == 2
+    assert ckpt.contract == TINY
+    assert ckpt.config["policy"]["backbone"] == "small"
+    assert ckpt.config["data"]["source_weights"] == {"sim": 0.5, "real": 0.5}
+    assert len(ckpt.data_fingerprint) == 24
+    assert {"state", "param_groups"} <= set(ckpt.trainer["optimizer"])
+    assert [g["lr"] for g in ckpt.trainer["optimizer"]["param_groups"]] == [1e-3, 3e-3]
+    assert len(ckpt.trainer["history"]) == 2
+    assert (tmp_path / "run" / BEST).exists()
+    model = build_policy(ckpt)
+    assert not model.training
+    images = torch.zeros((1, *TINY.image_shape), dtype=torch.uint8)
+    logits = model(images, torch.zeros(1, TINY.action_history, dtype=torch.int64))
+    assert logits.shape == (1, TINY.chunk_len, TINY.n_actions)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(episodes: Path,
+                                                                tmp_path: Path) -> None:
+    augment = AugmentConfig(barrel_prob=0.5)  # every random stream in play
+    whole = _config(episodes, tmp_path / "whole", epochs=2, augment=augment)
+    train(whole, TINY, progress=None)
+    half = _config(episodes, tmp_path / "half", epochs=1, augment=augment)
+    train(half, TINY, progress=None)
+    resumed = train(dataclasses.replace(half, epochs=2, resume=True), TINY, progress=None)
+    assert resumed.epochs_done == 2
+    a = load_checkpoint(tmp_path / "whole" / LAST)
+    b = load_checkpoint(tmp_path / "half" / LAST)
+    assert a.trainer is not None
+    assert b.trainer is not None
+    assert b.trainer["epoch"] == 2
+    assert a.model_state.keys() == b.model_state.keys()
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+    assert a.trainer["history"][1]["val_loss"] == b.trainer["history"][1]["val_loss"]
+
+
+def test_init_from_loads_weights_only(episodes: Path, tmp_path: Path) -> None:
+    train(_config(episodes, tmp_path / "sim", epochs=1), TINY, progress=None)
+    tuned = train(_config(episodes, tmp_path / "real", epochs=1,
+                          init_from=str(tmp_path / "sim" / BEST)), TINY, progress=None)
+    assert tuned.epochs_done == 1  # a fresh epoch count, not the source's
+    ckpt = load_checkpoint(tmp_path / "real" / LAST)
+    assert ckpt.trainer is not None
+    assert ckpt.trainer["epoch"] == 1
+
+
+def test_early_stopping_stops(episodes: Path, tmp_path: Path) -> None:
+    # Learning rates too small to change anything: validation loss cannot keep improving.
+    result = train(_config(episodes, tmp_path / "run", epochs=30, patience=2,
+                           backbone_lr=1e-12, head_lr=1e-12), TINY, progress=None)
+    assert result.stopped_early
+    assert result.epochs_done < 30
+
+
+def test_plots_are_pngs(episodes: Path, tmp_path: Path) -> None:
+    train(_config(episodes, tmp_path / "run", epochs=1), TINY, progress=None)
+    for name in ("loss.png", "accuracy.png", "actions.png"):
+        data = (tmp_path / "run" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        assert len(data) > 1000
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_config_from_toml_resolves_paths_and_defaults(tmp_path: Path) -> None:
+    config = TrainConfig.from_toml(_write(tmp_path / "run.toml", """
+        output_dir = "out"
+        epochs = 3
+        [data]
+        dirs = ["eps"]
+        source_weights = { sim = 0.7, real = 0.3 }
+        [policy]
+        backbone = "small"
+        [augment]
+        barrel_prob = 0.3
+    """))
+    assert config.output_dir == str(tmp_path / "out")
+    assert config.data.dirs == (str(tmp_path / "eps"),)
+    assert config.data.source_weights == {"sim": 0.7, "real": 0.3}
+    assert (config.backbone_lr, config.head_lr) == (1e-5, 3e-4)
+    assert config.policy.backbone == "small"
+    assert config.augment.barrel_prob == 0.3
+    assert config.init_from == ""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('output_dir = "o"\nepochz = 3\n[data]\ndirs = ["d"]', "unknown key 'epochz'"),
+    ('output_dir = "o"\n[data]\ndirs = ["d"]\nsorce_weights = {}', "unknown key 'data.sorce"),
+    ('output_dir = "o"\nepochs = "3"\n[data]\ndirs = ["d"]', "epochs must be of type int"),
+    ('output_dir = "o"\nepochs = 0\n[data]\ndirs = ["d"]', "epochs must be positive"),
+    ('output_dir = "o"\n[data]\ndirs = "d"', "data.dirs must be a list"),
+    ('[data]\ndirs = ["d"]', "missing key 'output_dir'"),
+    ('output_dir = "o"\n[data]\ndirs = ["d"]\nsource_weights = { robot = 1.0 }',
+     "unknown sources"),
+    ('output_dir = "o"\n[data]\ndirs = ["d"]\n[policy]\nbackbone = "vgg"',
+     "unknown backbone 'vgg'"),
+    ('output_dir = "o"\n[data]\ndirs = ["d"]\n[augment]\nblur_prob = 3', "augment.*blur_prob"),
+    ('output_dir = "o"\n[data]\ndirs = ["d"]\n[augment]\nenabled = 1', "augment.enabled must"),
+    ("output_dir = ", "not valid TOML"),
+])
+def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_toml(_write(tmp_path / "bad.toml", text))
+
+
+def test_cli_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    bad = _write(tmp_path / "bad.toml", 'output_dir = "o"\n[data]\ndirs = ["missing"]')
+    assert cli.run(parser.parse_args([str(bad), "--quiet"])) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,140 @@
+"""Training-time image augmentation on whole batches of the policy's uint8 input.
+
+The prototype's lesson: a policy trained on clean frames fails on the real camera's
+blur, colour cast, lens distortion and sensor noise, so training shows it all of them.
+Everything runs on the batch tensor (B = batch, N = images of one observation)::
+
+    images uint8 [B, N, H, W, 3] -> float [B*N, 3, H, W]
+      -> geometry (shift/crop, optional barrel distortion: one grid_sample)
+      -> colour (brightness, contrast, saturation) -> blur -> noise -> uint8 [B, N, H, W, 3]
+
+The random parameters are drawn per sample and shared by its N images, so the frames
+of one observation stay consistent with each other (motion between them is signal).
+Noise alone is drawn per pixel. :class:`Augment` is an ``nn.Module`` only for its
+train/eval switch: in eval mode it returns its input untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True, slots=True)
+class AugmentConfig:
+    """Which augmentations run in training, and how strong they are."""
+
+    # Master switch: False trains on the frames as recorded.
+    enabled: bool = True
+    # Brightness factor drawn from [1 - b, 1 + b] (exposure differences).
+    brightness: float = 0.25
+    # Contrast factor drawn from [1 - c, 1 + c] around each image's mean.
+    contrast: float = 0.25
+    # Saturation factor drawn from [1 - s, 1 + s] (white balance, cheap sensors).
+    saturation: float = 0.25
+    # Probability that a sample is blurred (motion, focus).
+    blur_prob: float = 0.3
+    # Largest Gaussian blur sigma, pixels (sigma drawn from [0.3, max]).
+    blur_sigma_max: float = 1.2
+    # Standard deviation of additive Gaussian pixel noise, in 0..255 units (drawn up to it).
+    noise_std: float = 4.0
+    # Largest shift of the view in each direction, pixels (camera mounting tolerance).
+    shift_px: int = 4
+    # Probability of a barrel (fisheye-like) distortion of a sample.
+    barrel_prob: float = 0.0
+    # Largest barrel coefficient k: a point at radius r samples radius r * (1 + k r^2).
+    barrel_strength: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("blur_prob", "barrel_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("blur_sigma_max", "noise_std", "barrel_strength", "shift_px"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator) -> Tensor:
+    """[n] float32 uniform in [low, high)."""
+    return low + (high - low) * torch.rand(n, generator=g)
+
+
+def _gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """Separable Gaussian blur of x [M, 3, H, W] with per-image sigma [M] (pixels)."""
+    m = x.shape[0]
+    radius = max(1, math.ceil(2.0 * float(sigma.max())))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)  # [K]
+    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)  # [M, K]
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    kernel = kernel.repeat_interleave(3, dim=0)  # [M*3, K]: one kernel per channel
+    y = x.reshape(1, m * 3, *x.shape[2:])  # [1, M*3, H, W]: every channel its own group
+    y = F.pad(y, (radius, radius, radius, radius), mode="replicate")
+    y = F.conv2d(y, kernel[:, None, None, :], groups=m * 3)  # horizontal
+    y = F.conv2d(y, kernel[:, None, :, None], groups=m * 3)  # vertical
+    return y.reshape_as(x)
+
+
+class Augment(nn.Module):
+    """Random augmentation of uint8 [B, N, H, W, 3] batches in train mode; identity in eval.
+
+    Deterministic given ``generator``'s state: the training loop seeds it per epoch.
+    """
+
+    def __init__(self, config: AugmentConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = generator if generator is not None else torch.Generator()
+
+    def forward(self, images: Tensor) -> Tensor:
+        if not self.training or not self.config.enabled:
+            return images
+        if images.dtype != torch.uint8 or images.ndim != 5 or images.shape[-1] != 3:
+            raise ValueError(f"augment expects uint8 [B, N, H, W, 3], got {images.dtype} "
+                             f"{list(images.shape)}")
+        cfg, g = self.config, self.generator
+        b, n, h, w, _ = images.shape
+        x = images.reshape(b * n, h, w, 3).permute(0, 3, 1, 2).float()  # [M, 3, H, W] 0..255
+
+        def per_image(v: Tensor) -> Tensor:  # [B] per sample -> [M, 1, 1, 1], shared by N
+            return v.repeat_interleave(n)[:, None, None, None]
+
+        # Geometry: one sampling grid per sample, shift plus optional barrel distortion.
+        if cfg.shift_px > 0 or cfg.barrel_prob > 0:
+            ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h)
+            xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w)
+            gy, gx = torch.meshgrid(ys, xs, indexing="ij")  # [H, W] each
+            grid = torch.stack([gx, gy], dim=-1).expand(b, h, w, 2)  # [B, H, W, 2] (x, y)
+            k = _uniform(b, 0.0, cfg.barrel_strength, g)
+            k = k * (torch.rand(b, generator=g) < cfg.barrel_prob)
+            scale = 1 + k[:, None, None, None] * (grid ** 2).sum(-1, keepdim=True)
+            shift = torch.randint(-cfg.shift_px, cfg.shift_px + 1, (b, 2), generator=g).float()
+            shift = shift * torch.tensor([2.0 / w, 2.0 / h])  # pixels -> grid units
+            grid = grid * scale + shift[:, None, None, :]
+            grid = grid.repeat_interleave(n, dim=0)  # [M, H, W, 2]
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                              align_corners=False)
+        # Colour.
+        x = x * per_image(_uniform(b, 1 - cfg.brightness, 1 + cfg.brightness, g))
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * per_image(_uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, g)) + mean
+        gray = (x * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
+        x = (x - gray) * per_image(_uniform(b, 1 - cfg.saturation, 1 + cfg.saturation, g)) + gray
+        # Blur: every sample gets a sigma; the unblurred ones are put back after.
+        if cfg.blur_prob > 0 and cfg.blur_sigma_max > 0:
+            sigma = _uniform(b, 0.3, max(0.3, cfg.blur_sigma_max), g)
+            blurred = _gaussian_blur(x, sigma.repeat_interleave(n))
+            x = torch.where(per_image((torch.rand(b, generator=g) < cfg.blur_prob).float()) > 0,
+                            blurred, x)
+        # Noise, its strength drawn per sample.
+        if cfg.noise_std > 0:
+            std = per_image(_uniform(b, 0.0, cfg.noise_std, g))
+            x = x + std * torch.randn(x.shape, generator=g)
+        out = x.round().clamp(0, 255).to(torch.uint8)  # [M, 3, H, W]
+        return out.permute(0, 2, 3, 1).reshape(b, n, h, w, 3)

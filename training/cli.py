@@ -1,0 +1,36 @@
+"""`zima train CONFIG.toml`: train the policy by behaviour cloning (see zima.training.train)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `zima train` arguments."""
+    parser.add_argument("config", help="run configuration (TOML; see zima.training.config)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/last.pt (overrides the file's resume)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; 0 on success, 2 on a configuration or data error."""
+    import dataclasses  # noqa: PLC0415 (heavy imports stay inside run)
+
+    from zima.episodes import EpisodeError  # noqa: PLC0415
+    from zima.training.config import ConfigError, TrainConfig  # noqa: PLC0415
+    from zima.training.train import TrainError, train  # noqa: PLC0415
+
+    try:
+        config = TrainConfig.from_toml(args.config)
+        if args.resume:
+            config = dataclasses.replace(config, resume=True)
+        result = train(config, progress=None if args.quiet else sys.stderr)
+    except (ConfigError, TrainError, EpisodeError, FileNotFoundError) as exc:
+        print(f"zima train: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result.epochs_done} epochs, best validation loss {result.best_val_loss:.4f}"
+          f"{' (stopped early)' if result.stopped_early else ''}; checkpoints and plots in "
+          f"{result.output_dir}")
+    return 0
