@@ -6,6 +6,9 @@
                                                       ... and a video of the first episode
     zima sim collect --scene arena --episodes 200 --workers 2 --out data/arena
                                                       demonstrations as episode files
+    zima sim eval policy.onnx --scene arena --episodes 50 --video-dir out --videos 3
+                                                      a policy's success rate (95% CI),
+                                                      failure modes and videos
 
 MuJoCo is imported inside ``run`` so that `zima --help` stays fast.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -45,6 +49,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="also write episodes the expert failed (outcome attribute)")
     collect.add_argument("--max-idle", type=int, default=3,
                          help="longest run of STOP frames kept between motions (default 3)")
+    ev = sub.add_parser("eval", help="run an ONNX policy through the onboard runtime in the sim")
+    ev.add_argument("model", type=Path, help="the policy's ONNX file")
+    ev.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes to run (default 20)")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="seed of the first episode; episode i uses seed + i (default 0)")
+    ev.add_argument("--video-dir", type=Path, help="folder of the episodes' MP4 videos")
+    ev.add_argument("--videos", type=int, default=1,
+                    help="film the first K episodes when --video-dir is given (default 1)")
+    ev.add_argument("--temperature", type=float, default=1.0,
+                    help="sampling temperature, 0 = argmax (default 1.0, the runtime's)")
+    ev.add_argument("--execute-k", type=int, default=4,
+                    help="actions executed per chunk (default 4, the runtime's)")
+    ev.add_argument("--time-limit", type=float,
+                    help="episode time limit, s (default: the environment's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,9 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print("error: --episodes must be at least 1", file=sys.stderr)
         return 2
-    if args.action == "collect":
-        return _collect(args)
-    return _expert(args)
+    handlers = {"collect": _collect, "eval": _eval, "expert": _expert}
+    return handlers[args.action](args)
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -85,6 +103,50 @@ def _collect(args: argparse.Namespace) -> int:
     summary = collect(args.out, cfg, Progress(args.episodes))
     print(f"{args.out}: scene {args.scene}, seeds {args.seed}..{args.seed + args.episodes - 1}")
     print(summary.report())
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from zima.contract import DEFAULT  # noqa: PLC0415
+    from zima.onboard.policy import ModelError  # noqa: PLC0415
+    from zima.sim.env import EnvConfig, Outcome  # noqa: PLC0415
+    from zima.sim.evaluate import EpisodeResult, EvalConfig, evaluate  # noqa: PLC0415
+
+    try:
+        env = EnvConfig()
+        if args.time_limit is not None:
+            if not args.time_limit > 0:
+                raise ValueError("--time-limit must be positive")
+            env = dataclasses.replace(env, time_limit_s=args.time_limit)
+        cfg = EvalConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
+                         execute_k=args.execute_k, temperature=args.temperature,
+                         video_dir=args.video_dir, videos=args.videos, env=env)
+        if not (1 <= args.execute_k <= DEFAULT.chunk_len and args.temperature >= 0):
+            raise ValueError(f"--execute-k must be in 1..{DEFAULT.chunk_len} "
+                             "and --temperature at least 0")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    successes = 0
+
+    def progress(done: int, result: EpisodeResult) -> None:
+        nonlocal successes
+        successes += result.outcome is Outcome.SUCCESS
+        _progress(done, args.episodes, successes / done)
+
+    try:
+        summary = evaluate(args.model, cfg, on_episode=progress)
+    except ModelError as exc:
+        print(f"error: the runtime refuses this model: {exc}", file=sys.stderr)
+        return 1
+    print(file=sys.stderr)
+    print(f"{args.model} (sha256 {summary.model_sha256[:12]}) on scene {args.scene}, seeds "
+          f"{args.seed}..{args.seed + args.episodes - 1}, execute_k {args.execute_k}, "
+          f"temperature {args.temperature}")
+    print(summary.table())
+    if args.video_dir is not None and args.videos > 0:
+        print(f"videos: {args.video_dir}/episode_<seed>.mp4 "
+              f"({min(args.videos, args.episodes)} episodes)")
     return 0
 
 

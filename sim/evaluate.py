@@ -1,0 +1,255 @@
+"""Policy evaluation: an ONNX policy driving the simulator through the onboard runtime.
+
+The policy runs through the same :class:`~zima.onboard.fusion.FrameFusion` and
+:class:`~zima.onboard.policy_runner.PolicyRunner` as on the robot (not a copy of them),
+in lock-step with the simulation. Each control step:
+
+1. push every camera's newest rendered frame into the fusion, stamped with sim time;
+2. ``runner.tick(sim time)`` gives the action, then ``wait_plan()`` lets a plan started
+   by that tick finish before the simulation moves on (inference takes no sim time);
+3. ``env.step(action)``, until the env reports an :class:`~zima.sim.env.Outcome`.
+
+Everything is seeded (episode ``i`` uses ``seed + i`` for the env and for sampling) and
+the runner's clock is the sim clock, so a run does not depend on the machine's speed:
+the same model and seeds give the same results. As on the robot, the first step is a
+STOP while the first plan runs.
+
+Reported over the episodes: success rate with its 95% Wilson score interval, failures by
+outcome, mean episode length; optionally MP4 videos of the first episodes' forward
+camera with the executed action written on each frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from zima.contract import DEFAULT, Contract
+from zima.onboard.fusion import FrameFusion
+from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
+from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+
+__all__ = ["EpisodeResult", "EvalConfig", "EvalSummary", "evaluate", "wilson_interval"]
+
+Z_95 = 1.959963984540054  # standard normal quantile of 0.975
+VIDEO_SCALE = 4  # contract images are small; enlarged so the overlaid text is legible
+FAILURES = (Outcome.WRONG_CUBE, Outcome.COLLISION, Outcome.TIMEOUT)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion: (low, high); (0, 1) for n = 0."""
+    if not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalConfig:
+    """One evaluation run."""
+
+    scene: str = "arena"  # a registered scene
+    episodes: int = 20  # seeded episodes: seed, seed + 1, ...
+    seed: int = 0  # seed of the first episode (env randomisation and action sampling)
+    execute_k: int = 4  # actions executed per chunk (the runtime's PolicyConfig.execute_k)
+    temperature: float = 1.0  # sampling temperature (the runtime's default); 0 = argmax
+    video_dir: Path | None = None  # where episode_<seed>.mp4 files go; None: no videos
+    videos: int = 0  # how many of the first episodes to film
+    env: EnvConfig = field(default_factory=EnvConfig)  # render must stay True
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"EvalConfig.episodes={self.episodes} must be >= 1")
+        if self.videos < 0:
+            raise ValueError(f"EvalConfig.videos={self.videos} must be >= 0")
+        if not self.env.render:
+            raise ValueError("EvalConfig.env.render must be True: the policy needs images")
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeResult:
+    """How one policy episode ended."""
+
+    seed: int
+    outcome: Outcome
+    steps: int
+    time_s: float
+    forced_stops: int  # STOPs the runner forced (first plan, stale input, dry queue)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSummary:
+    """The episodes of one evaluation and how long it took (wall clock)."""
+
+    model_sha256: str
+    results: tuple[EpisodeResult, ...]
+    wall_s: float
+
+    @property
+    def successes(self) -> int:
+        return sum(r.outcome is Outcome.SUCCESS for r in self.results)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / len(self.results)
+
+    @property
+    def success_ci(self) -> tuple[float, float]:
+        """95% Wilson score interval of the success rate."""
+        return wilson_interval(self.successes, len(self.results))
+
+    @property
+    def failures(self) -> dict[Outcome, int]:
+        """Failed episodes by outcome (every failure mode listed, zeros included)."""
+        counts = collections.Counter(r.outcome for r in self.results)
+        return {o: counts[o] for o in FAILURES}
+
+    @property
+    def mean_steps(self) -> float:
+        return sum(r.steps for r in self.results) / len(self.results)
+
+    @property
+    def steps_per_s(self) -> float:
+        """Control steps simulated per wall-clock second (rendering and inference included)."""
+        return sum(r.steps for r in self.results) / max(self.wall_s, 1e-9)
+
+    def table(self, contract: Contract = DEFAULT) -> str:
+        """The summary as an aligned text table."""
+        low, high = self.success_ci
+        n = len(self.results)
+        rows = [("episodes", f"{n}"),
+                ("success", (f"{self.successes} ({self.success_rate:.1%}, "
+                             f"95% CI {low:.1%} - {high:.1%})"))]
+        rows += [(o.value, f"{k} ({k / n:.1%})") for o, k in self.failures.items()]
+        rows += [("mean length", (f"{self.mean_steps:.1f} steps "
+                                  f"({self.mean_steps / contract.control_hz:.1f} s)")),
+                 ("forced stops", f"{sum(r.forced_stops for r in self.results)}"),
+                 ("speed", f"{self.steps_per_s:.1f} steps/s ({self.wall_s:.1f} s)")]
+        return "\n".join(f"{name:<14}{value}" for name, value in rows)
+
+
+class SimClock:
+    """The runner's clock: sim time, set by the evaluation loop (never the wall clock)."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+class _Video:
+    """An MP4 of the forward camera, each frame labelled with the executed action."""
+
+    def __init__(self, path: Path, contract: Contract) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = (contract.image_width * VIDEO_SCALE, contract.image_height * VIDEO_SCALE)
+        fourcc = cv2.VideoWriter.fourcc(*"mp4v")  # in opencv-python-headless's FFmpeg
+        self.writer = cv2.VideoWriter(str(path), fourcc, contract.control_hz, self.size)
+        if not self.writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot write {path} (codec mp4v)")
+
+    def add(self, image_rgb: np.ndarray, lines: list[str]) -> None:
+        """image_rgb [H, W, 3] uint8 with ``lines`` of text in the top left corner."""
+        frame = cv2.resize(image_rgb[:, :, ::-1], self.size,  # OpenCV wants BGR
+                           interpolation=cv2.INTER_NEAREST)
+        for i, text in enumerate(lines):
+            org = (8, 24 + 24 * i)
+            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3,
+                        cv2.LINE_AA)
+            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        self.writer.release()
+
+
+async def _episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int,
+                   video: _Video | None) -> tuple[EpisodeResult, str]:
+    """One episode in lock-step; its result and the model's sha256."""
+    c = env.contract
+    clock = SimClock()
+    fusion = FrameFusion(c)
+    # latency_window=1: under the sim clock every inference takes 0 s, and the one
+    # latency the runner measured with the wall clock (the load's warm-up) must not
+    # choose when plans start, or results would depend on the machine's speed.
+    policy = PolicyConfig(model_path=model_path, execute_k=cfg.execute_k,
+                          temperature=cfg.temperature, seed=seed, latency_window=1)
+    newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
+    forward = newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]
+    forced = 0
+    async with PolicyRunner(policy, c, fusion, clock=clock) as runner:
+        images = env.reset(seed).images  # [n_images, H, W, 3]
+        while True:
+            assert images is not None  # EvalConfig insists on rendering
+            clock.now_s = env.time_s
+            for cam, index in zip(c.cameras, newest, strict=True):
+                fusion.push(cam, images[index], clock.now_s)
+            step = runner.tick(clock.now_s)
+            await runner.wait_plan()  # lock-step: the plan is ready for the next tick
+            forced += step.reason is not None
+            if video is not None:
+                video.add(images[forward], _label(clock.now_s, step))
+            result = env.step(step.action)
+            if result.done:
+                break
+            images = result.observation.images
+        sha256 = runner.model_sha256
+    if video is not None and result.observation.images is not None:
+        video.add(result.observation.images[forward],
+                  [f"t {result.time_s:5.1f} s", f"outcome: {result.outcome.value}"])
+    return EpisodeResult(seed, result.outcome, env.steps, result.time_s, forced), sha256
+
+
+def _label(now_s: float, step: Step) -> list[str]:
+    lines = [f"t {now_s:5.1f} s", step.action.name]
+    if step.reason is not None:
+        lines.append(step.reason[:40])
+    return lines
+
+
+async def evaluate_async(model_path: Path, cfg: EvalConfig, contract: Contract = DEFAULT,
+                         on_episode: Callable[[int, EpisodeResult], None] | None = None,
+                         ) -> EvalSummary:
+    """Run ``cfg.episodes`` episodes; ``on_episode(done, result)`` after each. A model the
+    runtime refuses raises :class:`~zima.onboard.policy.ModelError` before any episode."""
+    start_s = time.perf_counter()
+    results: list[EpisodeResult] = []
+    sha256 = ""
+    env = ZimaEnv(cfg.scene, cfg.env, contract)
+    try:
+        for i in range(cfg.episodes):
+            seed = cfg.seed + i
+            video = (_Video(cfg.video_dir / f"episode_{seed}.mp4", contract)
+                     if cfg.video_dir is not None and i < cfg.videos else None)
+            try:
+                result, sha256 = await _episode(env, model_path, cfg, seed, video)
+            finally:
+                if video is not None:
+                    video.close()
+            results.append(result)
+            if on_episode is not None:
+                on_episode(i + 1, result)
+    finally:
+        env.close()
+    return EvalSummary(sha256, tuple(results), time.perf_counter() - start_s)
+
+
+def evaluate(model_path: Path, cfg: EvalConfig, contract: Contract = DEFAULT,
+             on_episode: Callable[[int, EpisodeResult], None] | None = None) -> EvalSummary:
+    """:func:`evaluate_async` in its own event loop."""
+    return asyncio.run(evaluate_async(model_path, cfg, contract, on_episode))

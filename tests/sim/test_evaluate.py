@@ -1,0 +1,117 @@
+"""`zima sim eval`: a policy through the onboard runtime in lock-step with the simulator."""
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.onboard.onnx_models import build_model
+from zima.contract import DEFAULT, Action
+from zima.sim import cli
+from zima.sim.env import EnvConfig, Outcome
+from zima.sim.evaluate import EvalConfig, evaluate, wilson_interval
+
+SHORT = EnvConfig(time_limit_s=2.0)  # 20 control steps per episode
+
+
+def _table_model(path: Path, logits: list[float]) -> Path:
+    table = np.tile(np.array(logits, np.float32), (DEFAULT.chunk_len, 1))  # [chunk, actions]
+    return build_model(path, DEFAULT, kind="table", table=table)
+
+
+def _run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize(("successes", "n", "low", "high"), [
+    (0, 10, 0.0, 0.2775),  # upper bound z^2 / (n + z^2)
+    (5, 10, 0.2366, 0.7634),
+    (8, 10, 0.4902, 0.9433),
+    (10, 10, 0.7225, 1.0),
+    (1, 20, 0.0089, 0.2361),
+    (0, 0, 0.0, 1.0),  # no episodes: nothing known
+])
+def test_wilson_interval_matches_known_values(successes: int, n: int, low: float,
+                                              high: float) -> None:
+    assert wilson_interval(successes, n) == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_interval_rejects_impossible_counts() -> None:
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(3, 2)
+
+
+def test_always_stop_times_out_every_episode(tmp_path: Path) -> None:
+    stop = [5.0 if a is Action.STOP else 0.0 for a in Action]
+    model = _table_model(tmp_path / "stop.onnx", stop)
+    summary = evaluate(model, EvalConfig(episodes=2, temperature=0, env=SHORT))
+    assert summary.success_rate == 0
+    assert summary.failures == {Outcome.WRONG_CUBE: 0, Outcome.COLLISION: 0,
+                                Outcome.TIMEOUT: 2}
+    assert [r.steps for r in summary.results] == [20, 20]
+    assert summary.mean_steps == 20
+    assert summary.success_ci == pytest.approx(wilson_interval(0, 2))
+    assert "timeout" in summary.table()
+
+
+def test_the_same_seeds_give_the_same_results(tmp_path: Path) -> None:
+    model = _table_model(tmp_path / "uniform.onnx", [0.0] * DEFAULT.n_actions)  # sampled
+    cfg = EvalConfig(episodes=2, seed=7, temperature=1.0, execute_k=2, env=SHORT)
+    first, second = evaluate(model, cfg), evaluate(model, cfg)
+    assert first.results == second.results
+    other = evaluate(model, dataclasses.replace(cfg, seed=8))
+    assert other.results != first.results  # the seed does reach the episodes
+
+
+def test_videos_are_written_and_readable(tmp_path: Path) -> None:
+    model = _table_model(tmp_path / "forward.onnx",
+                         [5.0 if a is Action.FORWARD else 0.0 for a in Action])
+    videos = tmp_path / "videos"
+    summary = evaluate(model, EvalConfig(episodes=2, temperature=0, env=SHORT,
+                                         video_dir=videos, videos=1))
+    assert sorted(p.name for p in videos.iterdir()) == ["episode_0.mp4"]
+    capture = cv2.VideoCapture(str(videos / "episode_0.mp4"))
+    ok, frame = capture.read()
+    assert ok
+    assert frame.shape[2] == 3
+    # One frame per step and one of the outcome.
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == summary.results[0].steps + 1
+    capture.release()
+
+
+def test_cli_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _table_model(tmp_path / "stop.onnx", [5.0, 0.0, 0.0, 0.0])
+    videos = tmp_path / "videos"
+    assert _run("eval", str(model), "--episodes", "2", "--seed", "3", "--time-limit", "1",
+                "--temperature", "0", "--video-dir", str(videos), "--videos", "1") == 0
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err  # the progress line
+    lines = dict(line.split(maxsplit=1) for line in captured.out.splitlines()[1:]
+                 if not line.startswith(("mean", "forced", "videos")))
+    assert lines["success"].startswith("0 (0.0%, 95% CI 0.0% - 65.8%)")
+    assert lines["timeout"] == "2 (100.0%)"
+    assert (videos / "episode_3.mp4").is_file()
+
+
+def test_bad_eval_arguments_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "any.onnx"
+    assert _run("eval", str(model), "--execute-k", "0") == 2
+    assert _run("eval", str(model), "--time-limit", "0") == 2
+    assert _run("eval", str(model), "--scene", "moon") == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_a_model_for_another_contract_is_refused_with_the_mismatch_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = dataclasses.replace(DEFAULT, chunk_len=DEFAULT.chunk_len + 4)
+    model = build_model(tmp_path / "other.onnx", other)
+    assert _run("eval", str(model), "--episodes", "1") == 1
+    err = capsys.readouterr().err
+    assert "refuses" in err
+    assert f"chunk_len: model {other.chunk_len}, runtime {DEFAULT.chunk_len}" in err
