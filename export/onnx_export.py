@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from zima import __version__
+from zima.atomic import write_atomic
 from zima.contract import METADATA_KEY, Contract
 from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, LOGITS_OUTPUT
 
@@ -77,18 +78,7 @@ def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
 
 def save_atomic(model: onnx.ModelProto, path: Path) -> None:
     """Write ``model`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o644)  # mkstemp makes it 0600; the final file is an ordinary one
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(model.SerializeToString()))
 
 
 def export_onnx(model: nn.Module, contract: Contract, path: str | os.PathLike[str], *,

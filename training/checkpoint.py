@@ -20,7 +20,6 @@ eval mode.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Final
 
 import torch
 
+from zima.atomic import write_atomic
 from zima.contract import Contract
 from zima.training.models import Policy, PolicyConfig
 
@@ -66,19 +66,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: Policy, *,
         "data_fingerprint": data_fingerprint,
         "trainer": dict(trainer) if trainer is not None else None,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o644)  # mkstemp makes it 0600; the final file is an ordinary one
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
