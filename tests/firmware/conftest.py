@@ -17,7 +17,19 @@ from zima.protocol import Result
 
 from .mcu import Mcu
 
-__all__ = ["AVR_BUILD", "ROOT", "avr_dry_run", "avr_flags"]
+__all__ = ["AVR_BUILD", "ROOT", "avr_dry_run", "avr_flags", "git_build_id"]
+
+
+def git_build_id() -> int:
+    """The build id the firmware should carry: the first 8 hex digits of HEAD, 0 outside git."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return int(done.stdout[:8], 16) if done.returncode == 0 and done.stdout else 0
 
 
 def avr_flags(group: str) -> list[str]:

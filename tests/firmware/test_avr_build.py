@@ -1,9 +1,8 @@
 """The AVR build path: Debian's avr-gcc and Arduino core, flags from build_flags.txt."""
 
-import subprocess
 from pathlib import Path
 
-from .conftest import AVR_BUILD, ROOT, avr_dry_run, avr_flags
+from .conftest import AVR_BUILD, avr_dry_run, avr_flags, git_build_id
 
 
 def test_elf_and_hex_within_limits(firmware_elf: Path) -> None:
@@ -40,14 +39,8 @@ def test_every_flag_of_the_list_reaches_the_compiler(firmware_elf: Path) -> None
 
 
 def test_build_id_is_the_git_head(firmware_elf: Path) -> None:
-    done = subprocess.run(
-        ["git", "rev-parse", "--verify", "-q", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    expected = done.stdout[:8] if done.returncode == 0 and done.stdout else "0"
+    build_id = git_build_id()
+    expected = f"{build_id:08x}" if build_id else "0"
     dry = avr_dry_run()
     ours = [ln for ln in dry if ln.startswith("avr-g++") and "/firmware/src/" in ln]
     assert ours

@@ -6,7 +6,6 @@ through a real pty with pyserial (tests/firmware/mcu.py).
 
 import random
 import re
-import subprocess
 
 import pytest
 from cobs import cobs
@@ -31,7 +30,7 @@ from zima.protocol import (
     crc16,
 )
 
-from .conftest import ROOT
+from .conftest import ROOT, git_build_id
 from .mcu import Mcu
 
 
@@ -42,15 +41,6 @@ def _firmware_version() -> tuple[int, int, int]:
     return tuple(int(m.group(1)) for m in parts if m)  # type: ignore[return-value]
 
 
-def _git_build_id() -> int:
-    done = subprocess.run(
-        ["git", "rev-parse", "--verify", "-q", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return int(done.stdout[:8], 16) if done.returncode == 0 and done.stdout else 0
 
 
 def test_handshake_reports_this_build_and_opens_the_session(port: Mcu) -> None:
@@ -59,7 +49,7 @@ def test_handshake_reports_this_build_and_opens_the_session(port: Mcu) -> None:
     check_info(info)  # the host-side check agrees
     assert (info.protocol_version, info.schema_hash) == (PROTOCOL_VERSION, SCHEMA_HASH)
     assert (info.fw_major, info.fw_minor, info.fw_patch) == _firmware_version()
-    assert info.build_id == _git_build_id()
+    assert info.build_id == git_build_id()
     assert info.board == Board.MEGA2560
     assert info.capabilities == 0x1F
     assert info.max_payload == 49
