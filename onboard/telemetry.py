@@ -1,0 +1,271 @@
+"""``Telemetry``: the robot's state to an MQTT broker, operator commands back.
+
+An async context manager around one aiomqtt ``Client`` (its single seam to the broker).
+Values come from providers the caller hands in (a callable returning a JSON object, or
+``None`` when there is nothing to send); nothing here knows the runtime. Topics, with
+``<r>`` the robot id (JSON payloads, units in key names, QoS 0 unless said)::
+
+    topic                          dir  payload
+    zima/<r>/status                out  "online" / "offline", retained, QoS 1; "offline"
+                                        is also our MQTT last will (broker sends it when
+                                        the connection dies without a DISCONNECT)
+    zima/<r>/telemetry/battery     out  provider's object + stamp_unix_s, e.g. battery_mv
+    zima/<r>/telemetry/odometry    out  e.g. x_m, y_m, heading_rad, linear_m_per_s
+    zima/<r>/telemetry/mode        out  e.g. mode
+    zima/<r>/telemetry/faults      out  e.g. active (list of names)
+    zima/<r>/telemetry/loop        out  e.g. rate_hz, jitter_ms, overruns
+    zima/<r>/telemetry/policy      out  e.g. latency_ms, model_hash
+    zima/<r>/cmd/mode              in   {"mode": "idle"|"teleop"|"autonomous"}
+    zima/<r>/cmd/teleop            in   {"linear_m_per_s": v, "angular_rad_per_s": w}
+    zima/<r>/cmd/estop             in   {"engaged": true|false}
+    zima/<r>/cmd/reload            in   {"target": "policy"|"config"}
+    zima/<r>/cmd/result            out  {"command", "request_id", "accepted", "error"}
+
+Every command may carry a string ``request_id``, echoed in its result. ``accepted`` means
+valid and queued for the caller (``Telemetry.commands``), not yet carried out.
+
+Failure rule: the broker is optional. Publishing (``post`` and the samplers) only appends
+to a bounded queue (the oldest message is dropped and counted when full) and never blocks
+or raises; the connection is retried with doubling backoff, and telemetry resumes when the
+broker returns. ``wait_connected`` is the one call that raises (``AuthRefusedError`` for
+bad credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiomqtt
+
+from zima.onboard.mqtt_config import (
+    COMMAND_NAMES,
+    AuthRefusedError,
+    BrokerUnreachableError,
+    Command,
+    CommandError,
+    MqttConfig,
+    TelemetryError,
+    parse_command,
+    request_id_of,
+)
+from zima.onboard.watch import Watch
+
+__all__ = ["BrokerState", "Provider", "Telemetry", "TelemetryCounters"]
+
+log = logging.getLogger(__name__)
+
+Provider = Callable[[], Mapping[str, object] | None]
+
+# CONNACK codes no retry will fix: bad client id, bad credentials, not authorized (MQTT 3.1.1
+# codes, and the MQTT 5 reason codes paho reports them as).
+_REFUSED_CODES = (2, 4, 5, 133, 134, 135)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerState:
+    connected: bool = False
+    error: TelemetryError | None = None  # why the last attempt failed or the link dropped
+
+
+@dataclass(slots=True)
+class TelemetryCounters:
+    published: int = 0
+    dropped: int = 0  # oldest messages pushed out of the full queue
+    provider_errors: int = 0
+    commands_refused: int = 0  # malformed, out of range, or the command queue was full
+    connects: int = 0
+
+
+class Telemetry:
+    """Publishes the providers' values at ``config.rates_hz``; collects commands."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        providers: Mapping[str, Provider],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        unknown = set(providers) - set(config.rates_hz)
+        if unknown:
+            raise ValueError(f"no rate configured for streams {sorted(unknown)}")
+        self.config = config
+        self._providers = dict(providers)
+        self._clock = clock
+        self.commands: asyncio.Queue[Command] = asyncio.Queue(config.command_queue_len)
+        self.broker: Watch[BrokerState] = Watch(BrokerState())
+        self.counters = TelemetryCounters()
+        self._outbox: deque[tuple[str, bytes]] = deque(maxlen=config.queue_len)
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    async def __aenter__(self) -> Telemetry:
+        self._tasks.append(asyncio.create_task(self._connection(), name="telemetry-mqtt"))
+        for stream, provider in self._providers.items():
+            period_s = 1.0 / self.config.rates_hz[stream]
+            task = self._sample(stream, provider, period_s)
+            self._tasks.append(asyncio.create_task(task, name=f"telemetry-{stream}"))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Cancelling the connection task leaves the client's context: a clean DISCONNECT
+        # after "offline" (published in _session's finally), so the will is not sent.
+        self._closing = True
+        self._wake.set()  # _send leaves on its own even if a cancel gets lost (see _send)
+        for task in self._tasks:
+            task.cancel()
+        # A cancelled aiomqtt client still waits (bounded) for the broker's answer to its
+        # DISCONNECT; past that, cancel again rather than hang the runtime's shutdown.
+        _, pending = await asyncio.wait(self._tasks, timeout=self.config.connect_timeout_s + 1)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.broker.close()
+
+    def post(self, stream: str, values: Mapping[str, object]) -> None:
+        """Queue ``values`` for ``zima/<r>/telemetry/<stream>`` now; never blocks or raises."""
+        payload = {**values, "stamp_unix_s": self._clock()}
+        self._enqueue(self.config.topic(f"telemetry/{stream}"), json.dumps(payload).encode())
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        """Return once connected; ``AuthRefusedError`` if the broker refuses us."""
+        state = await self.broker.wait_for(
+            lambda s: s.connected or isinstance(s.error, AuthRefusedError), timeout_s
+        )
+        if state.error is not None and not state.connected:
+            raise state.error
+
+    def _enqueue(self, topic: str, payload: bytes) -> None:
+        if len(self._outbox) == self._outbox.maxlen:
+            self.counters.dropped += 1  # deque(maxlen) drops the oldest on append
+        self._outbox.append((topic, payload))
+        self._wake.set()
+
+    async def _sample(self, stream: str, provider: Provider, period_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            try:
+                values = provider()
+            except Exception:  # a broken provider must not stop the other streams
+                self.counters.provider_errors += 1
+                log.exception("telemetry provider %r failed", stream)
+                values = None
+            if values is not None:
+                self.post(stream, values)
+            deadline = max(deadline + period_s, loop.time())  # late: skip, don't burst
+            await asyncio.sleep(deadline - loop.time())
+
+    async def _connection(self) -> None:
+        backoff_s = self.config.reconnect_min_s
+        while True:
+            error: TelemetryError = BrokerUnreachableError("the session ended")
+            try:
+                await self._session()
+            except* aiomqtt.MqttError as group:  # the TaskGroup wraps what the tasks raise
+                error = _error_of(group.exceptions[0])
+            if self._closing:  # a cancelled session can surface as an MqttError: leave
+                return
+            was_connected = self.broker.value.connected
+            self.broker.set(BrokerState(connected=False, error=error))
+            if was_connected:
+                backoff_s = self.config.reconnect_min_s
+                log.warning("telemetry: broker connection lost (%s)", error)
+            else:
+                log.warning("telemetry: cannot connect (%s); retry in %.1f s", error, backoff_s)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(2 * backoff_s, self.config.reconnect_max_s)
+
+    async def _session(self) -> None:
+        status = self.config.topic("status")
+        client = aiomqtt.Client(
+            self.config.host,
+            self.config.port,
+            username=self.config.username,
+            password=self.config.password,
+            identifier=f"zima-{self.config.robot_id}",
+            keepalive=self.config.keepalive_s,
+            timeout=self.config.connect_timeout_s,
+            will=aiomqtt.Will(status, b"offline", qos=1, retain=True),
+        )
+        async with client:
+            await client.publish(status, b"online", qos=1, retain=True)
+            await client.subscribe([(self.config.topic(f"cmd/{n}"), 1) for n in COMMAND_NAMES])
+            self.counters.connects += 1
+            self.broker.set(BrokerState(connected=True))
+            log.info("telemetry: connected to %s:%d", self.config.host, self.config.port)
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._send(client))
+                    tasks.create_task(self._receive(client))
+            finally:
+                if self._closing:  # leaving on purpose: say so before going
+                    await _quietly(client.publish(status, b"offline", qos=1, retain=True))
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        # Python 3.11's asyncio.wait_for (inside aiomqtt's publish) can swallow a cancel
+        # that lands as the publish completes, and a TaskGroup cancels its tasks only once:
+        # so the loop also checks _closing rather than trust the cancel alone.
+        while not self._closing:
+            await self._wake.wait()
+            while self._outbox:
+                topic, payload = self._outbox.popleft()
+                try:
+                    await client.publish(topic, payload)
+                except aiomqtt.MqttError:
+                    self._outbox.appendleft((topic, payload))  # resent after reconnecting
+                    raise
+                self.counters.published += 1
+            self._wake.clear()
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            name = str(message.topic).rsplit("/", 1)[-1]
+            raw = message.payload if isinstance(message.payload, bytes) else b""
+            self._command(name, raw)
+
+    def _command(self, name: str, raw: bytes) -> None:
+        try:
+            command = parse_command(name, raw, self.config)
+            self.commands.put_nowait(command)
+        except (CommandError, asyncio.QueueFull) as exc:
+            error = str(exc) if isinstance(exc, CommandError) else "busy: command queue full"
+            self.counters.commands_refused += 1
+            log.warning("telemetry: refused %s command: %s", name, error)
+            self._result(name, request_id_of(raw), error)
+        else:
+            self._result(name, command.request_id, None)
+
+    def _result(self, name: str, request_id: str | None, error: str | None) -> None:
+        body = {"command": name, "request_id": request_id, "accepted": error is None}
+        body["error"] = error
+        self._enqueue(self.config.topic("cmd/result"), json.dumps(body).encode())
+
+
+def _error_of(exc: BaseException) -> TelemetryError:
+    """aiomqtt's error as ours: refused credentials apart from plain outages."""
+    # aiomqtt does not export its MqttConnectError; its rc is an int or a paho ReasonCode.
+    rc = getattr(exc, "rc", None)
+    code = getattr(rc, "value", rc)
+    if type(exc).__name__ == "MqttConnectError" and code in _REFUSED_CODES:
+        return AuthRefusedError(f"the broker refused the connection: {exc}")
+    return BrokerUnreachableError(str(exc) or type(exc).__name__)
+
+
+async def _quietly(publishing: Awaitable[None]) -> None:
+    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+        await asyncio.wait_for(publishing, 1.0)
