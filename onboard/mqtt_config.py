@@ -32,6 +32,7 @@ __all__ = [
     "Mode",
     "ModeCommand",
     "MqttConfig",
+    "RecordCommand",
     "ReloadCommand",
     "TelemetryError",
     "TeleopCommand",
@@ -77,6 +78,7 @@ class MqttConfig:
             "battery": 1.0,  # slow: a pack drains over hours
             "odometry": 10.0,  # enough to draw the path on a map
             "mode": 2.0,  # also sent at once when it changes, by the caller's provider
+            "link": 1.0,  # connected, frame rate, firmware
             "faults": 1.0,
             "loop": 2.0,  # control-loop rate and jitter
             "policy": 2.0,  # latency and model hash
@@ -115,6 +117,7 @@ class Mode(enum.Enum):
     IDLE = "idle"
     TELEOP = "teleop"
     AUTONOMOUS = "autonomous"
+    SUPERVISED = "supervised"  # the policy drives; a teleop command takes over
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +145,19 @@ class ReloadCommand:
     request_id: str | None = None
 
 
-Command = ModeCommand | TeleopCommand | EstopCommand | ReloadCommand
+@dataclass(frozen=True, slots=True)
+class RecordCommand:
+    action: str  # "start", "stop" (with an outcome) or "discard"
+    outcome: str | None = None  # "success" or "failure" with "stop"
+    request_id: str | None = None
 
-COMMAND_NAMES = ("mode", "teleop", "estop", "reload")
+
+Command = ModeCommand | TeleopCommand | EstopCommand | ReloadCommand | RecordCommand
+
+COMMAND_NAMES = ("mode", "teleop", "estop", "reload", "record")
 RELOAD_TARGETS = ("policy", "config")
+RECORD_ACTIONS = ("start", "stop", "discard")
+RECORD_OUTCOMES = ("success", "failure")
 
 
 def _number(body: dict[str, object], key: str, limit: float) -> float:
@@ -155,6 +167,15 @@ def _number(body: dict[str, object], key: str, limit: float) -> float:
     if not (math.isfinite(value) and abs(value) <= limit):
         raise CommandError(f"{key}={value} is outside [-{limit}, {limit}]")
     return float(value)
+
+
+def _record(body: dict[str, object], rid: str | None) -> RecordCommand:
+    action, outcome = body["action"], body.get("outcome")
+    if action not in RECORD_ACTIONS:
+        raise CommandError(f"action must be one of {list(RECORD_ACTIONS)}")
+    if outcome is not None and outcome not in RECORD_OUTCOMES:
+        raise CommandError(f"outcome must be one of {list(RECORD_OUTCOMES)}")
+    return RecordCommand(str(action), None if outcome is None else str(outcome), rid)
 
 
 def request_id_of(payload: bytes) -> str | None:
@@ -168,7 +189,8 @@ def request_id_of(payload: bytes) -> str | None:
 
 
 def parse_command(name: str, payload: bytes, config: MqttConfig) -> Command:
-    """The command ``name`` (``mode``, ``teleop``, ``estop``, ``reload``) in ``payload``.
+    """The command ``name`` (``mode``, ``teleop``, ``estop``, ``reload``, ``record``) in
+    ``payload``.
 
     Strict: a JSON object with exactly the documented keys. ``CommandError`` otherwise.
     """
@@ -186,6 +208,7 @@ def parse_command(name: str, payload: bytes, config: MqttConfig) -> Command:
         "teleop": {"linear_m_per_s", "angular_rad_per_s"},
         "estop": {"engaged"},
         "reload": {"target"},
+        "record": {"action", "outcome"} if body.get("action") == "stop" else {"action"},
     }.get(name)
     if expected is None:
         raise CommandError(f"unknown command {name!r}")
@@ -206,6 +229,8 @@ def parse_command(name: str, payload: bytes, config: MqttConfig) -> Command:
         if not isinstance(body["engaged"], bool):
             raise CommandError("engaged must be true or false")
         return EstopCommand(body["engaged"], rid)
+    if name == "record":
+        return _record(body, rid)
     if body["target"] not in RELOAD_TARGETS:
         raise CommandError(f"target must be one of {list(RELOAD_TARGETS)}")
     return ReloadCommand(str(body["target"]), rid)

@@ -15,10 +15,13 @@ Values come from providers the caller hands in (a callable returning a JSON obje
     zima/<r>/telemetry/faults      out  e.g. active (list of names)
     zima/<r>/telemetry/loop        out  e.g. rate_hz, jitter_ms, overruns
     zima/<r>/telemetry/policy      out  e.g. latency_ms, model_hash
-    zima/<r>/cmd/mode              in   {"mode": "idle"|"teleop"|"autonomous"}
+    zima/<r>/cmd/mode              in   {"mode": "idle"|"teleop"|"autonomous"|
+                                        "supervised"}
     zima/<r>/cmd/teleop            in   {"linear_m_per_s": v, "angular_rad_per_s": w}
     zima/<r>/cmd/estop             in   {"engaged": true|false}
     zima/<r>/cmd/reload            in   {"target": "policy"|"config"}
+    zima/<r>/cmd/record            in   {"action": "start"|"discard"} or
+                                        {"action": "stop", "outcome": "success"|"failure"}
     zima/<r>/cmd/result            out  {"command", "request_id", "accepted", "error"}
 
 Every command may carry a string ``request_id``, echoed in its result. ``accepted`` means
@@ -203,8 +206,10 @@ class Telemetry:
             will=aiomqtt.Will(status, b"offline", qos=1, retain=True),
         )
         async with client:
-            await client.publish(status, b"online", qos=1, retain=True)
+            # Subscribed before saying "online": an operator who waits for "online" can
+            # command at once.
             await client.subscribe([(self.config.topic(f"cmd/{n}"), 1) for n in COMMAND_NAMES])
+            await client.publish(status, b"online", qos=1, retain=True)
             self.counters.connects += 1
             self.broker.set(BrokerState(connected=True))
             log.info("telemetry: connected to %s:%d", self.config.host, self.config.port)

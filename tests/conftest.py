@@ -1,4 +1,5 @@
-"""Fixtures of the whole suite: Hypothesis profiles, and the firmware and emulator builds.
+"""Fixtures of the whole suite: Hypothesis profiles, the firmware and emulator builds, and
+a real emulated board behind a stable port path (used by tests/onboard and tests/host).
 
 ``ci`` (chosen when the environment variable CI is set) is derandomized, so a CI run
 is reproducible and never red by chance; ``dev`` explores new examples on every run.
@@ -7,10 +8,17 @@ is reproducible and never red by chance; ``dev`` explores new examples on every 
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from zima.emulator import EmulatedBoard, EmulatorConfig
+from zima.onboard.link_config import LinkConfig
+
+# The `broker` fixture (a real Mosquitto on loopback) for every folder that needs one.
+pytest_plugins = ["tests.mqtt_broker"]
 
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
@@ -44,3 +52,30 @@ def firmware_elf() -> Path:
 def emulator_binary() -> Path:
     _make("firmware/emulator/emulator.mk")
     return ROOT / "build" / "emulator" / "zima-emu"
+
+
+# --- the emulated board behind a stable port path -----------------------------------------
+# The board's UART is symlinked at ``tmp_path/zima-mcu``, as udev links /dev/zima-mcu on the
+# robot, so a test can stop the emulator and start another one on the same path while the
+# link keeps running.
+
+
+@pytest.fixture
+def board_config(firmware_elf: Path, emulator_binary: Path, tmp_path: Path) -> EmulatorConfig:
+    """An emulated board paced to the wall clock, its UART at ``tmp_path/zima-mcu``."""
+    return EmulatorConfig(
+        firmware=firmware_elf, binary=emulator_binary, port=tmp_path / "zima-mcu", state_hz=0
+    )
+
+
+@pytest.fixture
+def board(board_config: EmulatorConfig) -> Iterator[EmulatedBoard]:
+    with EmulatedBoard(board_config) as running:
+        yield running
+
+
+@pytest.fixture
+def link_config(board_config: EmulatorConfig) -> LinkConfig:
+    """The link's defaults (those of PROTOCOL.md), except a shorter reconnect backoff."""
+    assert board_config.port is not None
+    return LinkConfig(port=board_config.port, reconnect_max_s=0.4)

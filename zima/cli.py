@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("zima.sim.cli", "MuJoCo scenes, the scripted expert and data collection"),
     "train": ("zima.training.cli", "train the policy by behaviour cloning from episodes"),
     "export": ("zima.export.cli", "export a trained checkpoint to the ONNX file the robot loads"),
+    "battery": ("zima.host.battery", "live battery view of a robot over MQTT: voltage, SoC, alarm"),
+    "status": ("zima.host.status", "a snapshot of a robot's mode, link, battery, policy, faults"),
+    "estop": ("zima.host.estop", "engage (or --release) a robot's e-stop over MQTT and confirm it"),
+    "flash": ("zima.host.flash", "build and upload the firmware with PlatformIO, then verify it"),
+    "onboard": ("zima.onboard.cli", "the robot computer's runtime service and its installer"),
 }
 
 

@@ -11,6 +11,16 @@ through ``asyncio.to_thread``::
         board.set_battery(11_000)                     # pack voltage, mV
         state = board.state()                         # wheel speeds, encoders, time...
 
+External wheels (hardware in the loop with the MuJoCo sim): the sim moves the tracks from
+the firmware's signed motor duty and feeds the wheel positions back as encoder counts;
+the emulator turns them into quadrature edges on the firmware's encoder pins::
+
+    board.external_wheels(True)                       # the built-in track model stops
+    state = board.wait_state(newer_than_us=0)         # the next periodic state line
+    duty = (state.duty_signed_left, state.duty_signed_right)   # -1..1, sign = direction
+    ...                                               # step MuJoCo by that duty
+    board.set_wheels(left_ticks, right_ticks)         # absolute counts, no answer awaited
+
 Exceptions (all ``EmulatorError``)::
 
     EmulatorError
@@ -42,6 +52,7 @@ DEFAULT_FIRMWARE = ROOT / "build" / "avr" / "zima.elf"
 DEFAULT_PORT = ROOT / "build" / "emulator" / "ttyZIMA"  # `zima emulator`'s UART link
 
 JsonValue = str | int | float | bool | None
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the firmware's encoder counts
 Side = Literal["left", "right", "both"]
 
 
@@ -80,6 +91,8 @@ class EmulatorConfig:
     divider: float = 4.0  # battery divider, pack / ADC pin (PROTOCOL.md batt_divider)
     battery_mv: float = 12000.0  # open-circuit pack voltage at start
     reset_on_open: bool = False  # reset the MCU when a program opens the port (DTR)
+    wheels_min_edge_us: float = 50.0  # external wheels: closest edges of one encoder
+    wheels_max_spread_ms: float = 100.0  # external wheels: longest walk to one command's counts
     extra_args: tuple[str, ...] = ()  # any other zima-emu option, passed as is
     ready_timeout_s: float = 10.0  # how long to wait for the "ready" line
 
@@ -91,6 +104,8 @@ class EmulatorConfig:
         args += ["--max-speed-mm-s", repr(self.max_speed_mm_s)]
         args += ["--ticks-per-m", repr(self.ticks_per_m), "--divider", repr(self.divider)]
         args += ["--battery-mv", repr(self.battery_mv)]
+        args += ["--wheels-min-edge-us", repr(self.wheels_min_edge_us)]
+        args += ["--wheels-max-spread-ms", repr(self.wheels_max_spread_ms)]
         if self.reset_on_open:
             args.append("--reset-on-open")
         return [*args, *self.extra_args, str(self.firmware)]
@@ -118,6 +133,8 @@ class BoardState:
     duty_right: float
     dir_left: int  # DIR pin level, 1 = forward
     dir_right: int
+    duty_signed_left: float  # the motor drive, -1..1: duty with the DIR pin's sign (+ forward)
+    duty_signed_right: float
     pwm_left_hz: float
     pwm_right_hz: float
     speed_left_mm_s: float  # track speed, signed
@@ -126,6 +143,9 @@ class BoardState:
     enc_right_ticks: int
     stall_left: bool
     stall_right: bool
+    wheels_external: bool  # encoder counts come from set_wheels, not the built-in tracks
+    wheels_lag_left_ticks: int  # external: counts still to be walked to the last target
+    wheels_lag_right_ticks: int
     battery_mv: float  # pack terminal voltage (under load)
     adc_pin_mv: float  # what the ADC pin sees: battery_mv / divider
     current_ma: float
@@ -148,6 +168,8 @@ class BoardState:
             duty_right=_num(raw, "duty_right"),
             dir_left=_int(raw, "dir_left"),
             dir_right=_int(raw, "dir_right"),
+            duty_signed_left=_num(raw, "duty_signed_left"),
+            duty_signed_right=_num(raw, "duty_signed_right"),
             pwm_left_hz=_num(raw, "pwm_left_hz"),
             pwm_right_hz=_num(raw, "pwm_right_hz"),
             speed_left_mm_s=_num(raw, "speed_left_mm_s"),
@@ -156,6 +178,9 @@ class BoardState:
             enc_right_ticks=_int(raw, "enc_right_ticks"),
             stall_left=bool(raw["stall_left"]),
             stall_right=bool(raw["stall_right"]),
+            wheels_external=bool(raw["wheels_external"]),
+            wheels_lag_left_ticks=_int(raw, "wheels_lag_left_ticks"),
+            wheels_lag_right_ticks=_int(raw, "wheels_lag_right_ticks"),
             battery_mv=_num(raw, "battery_mv"),
             adc_pin_mv=_num(raw, "adc_pin_mv"),
             current_ma=_num(raw, "current_ma"),
@@ -221,6 +246,7 @@ class EmulatedBoard:
         self._latest: BoardState | None = None
         self._exited = False
         self._ids = itertools.count(1)
+        self._send_lock = threading.Lock()  # set_wheels may run on another thread
         self.ready: dict[str, object] = {}
         self.port = ""
 
@@ -323,6 +349,29 @@ class EmulatedBoard:
         """Pulse the MCU's reset pin (what DTR does on a real Mega)."""
         self.command("reset")
 
+    def external_wheels(self, on: bool) -> None:
+        """Switch external wheels on (the built-in track model stops moving the encoders;
+        the counts stay where they are until ``set_wheels``) or off (the model takes over
+        from the present counts, at rest)."""
+        if not isinstance(on, bool):
+            raise TypeError(f"external_wheels wants a bool, got {on!r}")
+        self.command("wheels", external=on)
+
+    def set_wheels(self, left_ticks: int, right_ticks: int) -> None:
+        """Absolute encoder counts of the two wheels (as ``TrackDrive.encoders()`` gives
+        them); switches external wheels on. The emulator walks the encoder pins from the
+        present counts to these, with edges spread evenly over the interval since the
+        previous call (at most ``wheels_max_spread_ms``; longer when the jump needs edges
+        closer than ``wheels_min_edge_us``: see ``BoardState.wheels_lag_*_ticks``).
+        Fire and forget: nothing is awaited, so a 100 Hz loop can call it freely; a
+        refusal would arrive as an "error" event."""
+        for name, value in (("left_ticks", left_ticks), ("right_ticks", right_ticks)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"set_wheels: {name} must be an int, got {value!r}")
+            if not INT32_MIN <= value <= INT32_MAX:
+                raise ValueError(f"set_wheels: {name} {value} is outside the firmware's int32")
+        self._send({"cmd": "wheels", "left_ticks": left_ticks, "right_ticks": right_ticks})
+
     def probes(self) -> Probes:
         """The firmware's cycle probes so far (GPIOR0/GPIOR1 markers, README.md)."""
         return Probes.from_json(self.command("probes"))
@@ -337,6 +386,21 @@ class EmulatedBoard:
         """The last periodic state line (state_hz), if any."""
         with self._cond:
             return self._latest
+
+    def wait_state(self, newer_than_us: int = -1, timeout_s: float = 5.0) -> BoardState:
+        """The first periodic state line (``state_hz``) of emulated time after
+        ``newer_than_us``: the tick of a loop that follows the emulator's clock."""
+        if self.config.state_hz <= 0:
+            raise EmulatorError("wait_state needs periodic state lines: state_hz is 0")
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                latest = self._latest
+                if latest is not None and latest.time_us > newer_than_us:
+                    return latest
+                self._check_alive()
+                if not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise EmulatorTimeoutError(f"no state line in {timeout_s} s")
 
     def events(self, kind: str) -> list[dict[str, object]]:
         """Every event line of one kind received so far ("reset", "port", "motor", ...)."""
@@ -378,8 +442,9 @@ class EmulatedBoard:
         if proc is None or proc.stdin is None:
             raise EmulatorExitedError("the emulator is not running")
         try:
-            proc.stdin.write(json.dumps(message).encode() + b"\n")
-            proc.stdin.flush()
+            with self._send_lock:
+                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                proc.stdin.flush()
         except OSError as exc:
             raise EmulatorExitedError(f"the emulator is gone: {self._stderr_tail()}") from exc
 

@@ -36,6 +36,9 @@ Row ``t`` of every per-step dataset is one control step: the frames captured at
     steps_recorded              int      steps before idle trimming (-1: not trimmed)
     idle_trim                   str      JSON of the IdleTrim applied ("" for none)
     zima_version / created_utc  str      writer's version; ISO 8601 UTC creation time
+    (any other name)            scalar   optional extras (:meth:`EpisodeWriter.set_attributes`),
+                                         e.g. the robot recorder's robot_id, model_sha256,
+                                         mode and events; :meth:`EpisodeReader.extras`
 
 Whole datasets are meant to be read at once (:meth:`EpisodeReader.load`, one read per
 dataset): the first prototype spent 95% of its training time on per-sample HDF5 reads.
@@ -229,6 +232,15 @@ class EpisodeWriter:
             raise ValueError("outcome must be non-empty")
         self._file.attrs["outcome"] = outcome
 
+    def set_attributes(self, attrs: Mapping[str, str | int | float | bool]) -> None:
+        """Store extra root attributes; the format's own names are refused."""
+        taken = set(attrs) & _FORMAT_ATTRS
+        if taken:
+            raise ValueError(f"attributes {sorted(taken)} belong to the episode format")
+        if self._closed:
+            raise RuntimeError(f"episode {self.path} is closed")
+        self._guard(lambda: self._file.attrs.update(attrs))
+
     def append(self, images: Mapping[str, np.ndarray], action: Action | int, timestamp_s: float,
                *, expert_action: Action | int | None = None, operator_takeover: bool = False,
                telemetry: Mapping[str, float] | None = None) -> None:
@@ -346,6 +358,10 @@ class EpisodeWriter:
         self._buffer.clear()
 
 
+_FORMAT_ATTRS: Final = frozenset(
+    {"format", "format_version", METADATA_KEY, "n_steps", *EpisodeInfo.__dataclass_fields__})
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -397,6 +413,11 @@ class EpisodeReader:
         except OSError as exc:
             raise EpisodeFormatError(f"{self.path}: dataset {name!r} is corrupt: {exc}") from exc
         return data
+
+    def extras(self) -> dict[str, Any]:
+        """The root attributes beyond the format's (:meth:`EpisodeWriter.set_attributes`)."""
+        return {k: (v.item() if isinstance(v, np.generic) else v)
+                for k, v in self._file.attrs.items() if k not in _FORMAT_ATTRS}
 
     def load(self) -> Episode:
         """The whole episode in memory, every dataset read once."""

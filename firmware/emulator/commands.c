@@ -1,5 +1,6 @@
 /* zima-emu's commands: one JSON object per line on stdin (README.md, "Control"). */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,6 +99,41 @@ static bool handle_command(board *b, const char *line)
 			goto fail;
 		b->cfg.speed = f->num; /* 0: unpaced */
 		repace(b);
+	} else if (!strcmp(c, "wheels")) {
+		const json_field *ext = json_get(&cmd, "external");
+		const json_field *lt = json_get(&cmd, "left_ticks");
+		const json_field *rt = json_get(&cmd, "right_ticks");
+		if (ext && ext->type != JSON_BOOL) {
+			snprintf(err, sizeof(err), "'external' must be true or false");
+			goto fail;
+		}
+		if (lt || rt) {
+			if (ext && !ext->boolean) {
+				snprintf(err, sizeof(err), "'left_ticks'/'right_ticks' with \"external\":false");
+				goto fail;
+			}
+			int64_t target[2];
+			const json_field *t[2] = { lt, rt };
+			static const char *key[2] = { "left_ticks", "right_ticks" };
+			for (int i = 0; i < 2; i++) {
+				/* the firmware counts in int32 */
+				if (!t[i] || t[i]->type != JSON_NUMBER || t[i]->num != floor(t[i]->num) ||
+				    t[i]->num < INT32_MIN || t[i]->num > INT32_MAX) {
+					snprintf(err, sizeof(err), "'%s' must be an integer in [%d, %d]", key[i],
+						INT32_MIN, INT32_MAX);
+					goto fail;
+				}
+				target[i] = (int64_t)t[i]->num;
+			}
+			wheels_set(b, target);
+		} else if (ext) {
+			wheels_external(b, ext->boolean);
+		} else {
+			snprintf(err, sizeof(err), "wheels wants 'left_ticks' and 'right_ticks', or 'external'");
+			goto fail;
+		}
+		if (!id)
+			return true; /* fire and forget: a 100 Hz sender wants no answers */
 	} else if (!strcmp(c, "probes")) {
 		emit_probes(b, id);
 		return true;

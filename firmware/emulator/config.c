@@ -27,6 +27,9 @@ static void usage(FILE *f)
 		"  --no-discharge          keep the open-circuit voltage where it is set\n"
 		"  --reset-on-open         reset the MCU when a program opens the port (DTR)\n"
 		"  --physics-us US         model step (default 20)\n"
+		"  --wheels-min-edge-us US external wheels: closest edges of one encoder (default 50)\n"
+		"  --wheels-max-spread-ms MS  external wheels: longest walk to one command's counts\n"
+		"                          at the even rate (default 100)\n"
 		"  --max-lag-ms MS         paced: largest wall-clock lag made up (default 100)\n"
 		"  --simavr-log N          simavr log level to stderr (default 1 = errors)\n");
 }
@@ -34,7 +37,8 @@ static void usage(FILE *f)
 enum {
 	OPT_PTY = 1000, OPT_SPEED, OPT_UNPACED, OPT_STATE_HZ, OPT_TAU, OPT_MAX_SPEED, OPT_TICKS,
 	OPT_DIVIDER, OPT_BATT, OPT_BATT_EMPTY, OPT_CAPACITY, OPT_RINT, OPT_MOTOR_MA, OPT_IDLE_MA,
-	OPT_NO_DISCHARGE, OPT_RESET_ON_OPEN, OPT_PHYSICS_US, OPT_MAX_LAG, OPT_SIMAVR_LOG, OPT_HELP,
+	OPT_NO_DISCHARGE, OPT_RESET_ON_OPEN, OPT_PHYSICS_US, OPT_MAX_LAG, OPT_SIMAVR_LOG, OPT_WHEELS_MIN_EDGE,
+	OPT_WHEELS_MAX_SPREAD, OPT_HELP,
 };
 
 static double parse_number(const char *name, const char *text, double min, double max)
@@ -71,12 +75,15 @@ void parse_args(int argc, char **argv, config *c)
 		{ "physics-us", required_argument, 0, OPT_PHYSICS_US },
 		{ "max-lag-ms", required_argument, 0, OPT_MAX_LAG },
 		{ "simavr-log", required_argument, 0, OPT_SIMAVR_LOG },
+		{ "wheels-min-edge-us", required_argument, 0, OPT_WHEELS_MIN_EDGE },
+		{ "wheels-max-spread-ms", required_argument, 0, OPT_WHEELS_MAX_SPREAD },
 		{ "help", no_argument, 0, OPT_HELP },
 		{ 0, 0, 0, 0 },
 	};
 	*c = (config){
 		.speed = 1.0, .state_hz = 10, .physics_us = 20, .max_lag_ms = 100, .divider = 4.0,
-		.battery_mv = 12000, .simavr_log = LOG_ERROR,
+		.battery_mv = 12000, .wheels_min_edge_us = 50, .wheels_max_spread_ms = 100,
+		.simavr_log = LOG_ERROR,
 		.track = { .tau_s = 0.100, .max_speed_m_s = 1.0, .ticks_per_m = 4000 },
 		.battery = { .capacity_mah = 2200, .empty_mv = 9000, .internal_mohm = 100,
 			     .motor_ma = 1500, .idle_ma = 0, .discharge = true },
@@ -109,6 +116,12 @@ void parse_args(int argc, char **argv, config *c)
 		case OPT_PHYSICS_US: c->physics_us = parse_number("physics-us", optarg, 1, 10000); break;
 		case OPT_MAX_LAG: c->max_lag_ms = parse_number("max-lag-ms", optarg, 0, 1e6); break;
 		case OPT_SIMAVR_LOG: c->simavr_log = (int)parse_number("simavr-log", optarg, 0, 6); break;
+		case OPT_WHEELS_MIN_EDGE:
+			c->wheels_min_edge_us = parse_number("wheels-min-edge-us", optarg, 0, 1e6);
+			break;
+		case OPT_WHEELS_MAX_SPREAD:
+			c->wheels_max_spread_ms = parse_number("wheels-max-spread-ms", optarg, 0, 1e5);
+			break;
 		case 'h':
 		case OPT_HELP: usage(stdout); exit(0);
 		default: usage(stderr); exit(2);

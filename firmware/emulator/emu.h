@@ -43,6 +43,8 @@ typedef struct config {
 	double max_lag_ms;     /* behind the wall clock by more than this: give up catching up */
 	double divider;        /* pack voltage / ADC pin voltage */
 	double battery_mv;
+	double wheels_min_edge_us; /* external wheels: closest spacing of one side's edges */
+	double wheels_max_spread_ms; /* external wheels: longest time one command is spread over */
 	bool reset_on_open;    /* emulate the DTR auto-reset of a real Mega */
 	track_params track;
 	battery_params battery;
@@ -91,6 +93,15 @@ typedef struct motor_io {
 	int dir_level;
 } motor_io;
 
+/* External wheels (README.md): another program (the MuJoCo sim) sends absolute encoder
+ * counts; the emulator walks the pins there with evenly spaced edges. */
+typedef struct wheel_walk {
+	int64_t target;        /* absolute count last commanded */
+	double next_edge;      /* emulated cycle at which the next edge of the walk is due */
+	double spacing;        /* cycles between the walk's edges */
+	uint64_t late;         /* commands whose jump was too large for their interval */
+} wheel_walk;
+
 typedef struct servo_io {
 	pin_ref pin;
 	int level;
@@ -108,6 +119,11 @@ typedef struct board {
 	avr_irq_t *adc0;
 	motor_io motor[2];     /* 0 left, 1 right */
 	track track[2];
+	/* external wheels: the built-in track model no longer moves the encoders */
+	bool wheels_external;
+	wheel_walk wheel[2];
+	uint64_t wheels_cmds;          /* wheels commands with counts since external mode began */
+	uint64_t wheels_last_cycle;    /* when the last of them arrived */
 	battery batt;
 	servo_io servo[ZIMA_SERVO_COUNT];
 	pin_ref led;
@@ -150,6 +166,8 @@ void drive_input(board *b, const pin_ref *p, int level);
 void after_mcu_reset(board *b);
 void physics_step(board *b, double dt_s);
 void on_servo_pin(struct avr_irq_t *irq, uint32_t value, void *param);
+void wheels_external(board *b, bool on);
+void wheels_set(board *b, const int64_t target[2]);
 
 /* probes.c */
 void probes_attach(board *b);

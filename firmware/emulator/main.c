@@ -5,7 +5,8 @@
  *                    Mega's USB port
  *   motor PWM + DIR  read from the timer and port registers of the pins in pins.h
  *   tracks           first-order speed response, stall and load (model.h)
- *   encoders         quadrature edges on the four encoder pins at the track speed
+ *   encoders         quadrature edges on the four encoder pins at the track speed, or
+ *                    walked to counts another program sends (external wheels: MuJoCo)
  *   battery          pack voltage / divider injected into ADC0, sagging with motor current
  *   servos           pulse widths measured on the six servo pins
  *   watchdog         simavr's WDT resets the MCU; resets are reported
@@ -46,6 +47,8 @@ static void emit_ready(board *b)
 	json_out_num(&o, "tau_ms", b->cfg.track.tau_s * 1000, 3);
 	json_out_num(&o, "max_speed_mm_s", b->cfg.track.max_speed_m_s * 1000, 3);
 	json_out_num(&o, "divider", b->cfg.divider, 4);
+	json_out_num(&o, "wheels_min_edge_us", b->cfg.wheels_min_edge_us, 3);
+	json_out_num(&o, "wheels_max_spread_ms", b->cfg.wheels_max_spread_ms, 3);
 	json_out_int(&o, "pid", getpid());
 	json_out_end(&o);
 	emit(&o);

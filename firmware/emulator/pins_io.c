@@ -179,6 +179,94 @@ static void encoder_edge(void *ctx, int64_t counts)
 	drive_input(e->b, &e->m->enc_b, bl);
 }
 
+/* ---- external wheels ---------------------------------------------------------------- */
+
+/* Closest spacing of one side's edges, in cycles. Edges are put on the pins at physics
+ * steps, at most one per side per step: two edges of one channel pair closer than the
+ * encoder ISR's latency would reach the firmware as a double step (counted 0). */
+static double wheels_min_spacing(const board *b)
+{
+	double min_edge = b->cfg.wheels_min_edge_us * F_CPU_HZ / 1e6;
+	double step = b->cfg.physics_us * F_CPU_HZ / 1e6;
+	return min_edge > step ? min_edge : step;
+}
+
+/* One physics step of a walk: at most one edge towards the target, when it is due. */
+static void wheel_walk_step(board *b, int side, struct edge_ctx *ctx)
+{
+	track *t = &b->track[side];
+	wheel_walk *w = &b->wheel[side];
+	double now = (double)b->cycles;
+	if (t->counts == w->target) {
+		t->speed_m_s = 0;
+		return;
+	}
+	int dir = w->target > t->counts ? 1 : -1;
+	/* the state line's speed is the walk's rate */
+	t->speed_m_s = dir * (double)F_CPU_HZ / w->spacing / b->cfg.track.ticks_per_m;
+	if (now < w->next_edge)
+		return;
+	t->counts += dir;
+	t->position_counts = (double)t->counts + 0.5;
+	encoder_edge(ctx, t->counts);
+	double next = w->next_edge + w->spacing;
+	double earliest = now + wheels_min_spacing(b);
+	w->next_edge = next > earliest ? next : earliest;
+}
+
+/* Switches external wheels on (targets: the present counts, nothing moves) or off (the
+ * track model takes over from the present counts, at rest). */
+void wheels_external(board *b, bool on)
+{
+	if (on == b->wheels_external)
+		return;
+	b->wheels_external = on;
+	b->wheels_cmds = 0;
+	for (int i = 0; i < 2; i++) {
+		track *t = &b->track[i];
+		t->speed_m_s = 0;
+		t->position_counts = (double)t->counts + 0.5;
+		b->wheel[i].target = t->counts;
+		b->wheel[i].next_edge = (double)b->cycles;
+		b->wheel[i].spacing = wheels_min_spacing(b);
+	}
+}
+
+/* New absolute targets: walk from the present counts with evenly spaced edges over the
+ * interval since the previous command (what the sender's loop period is, so the edges
+ * arrive as a steady speed), capped at wheels_max_spread_ms; never closer than
+ * wheels_min_spacing (then the walk takes longer and the command counts as late). */
+void wheels_set(board *b, const int64_t target[2])
+{
+	wheels_external(b, true);
+	const double first_cycles = 0.010 * F_CPU_HZ; /* first command: a 100 Hz sender */
+	double max_spread = b->cfg.wheels_max_spread_ms * F_CPU_HZ / 1000;
+	double min_spacing = wheels_min_spacing(b);
+	double interval = b->wheels_cmds ? (double)(b->cycles - b->wheels_last_cycle) : first_cycles;
+	if (interval > max_spread)
+		interval = max_spread;
+	if (interval < min_spacing)
+		interval = min_spacing;
+	b->wheels_cmds++;
+	b->wheels_last_cycle = b->cycles;
+	for (int i = 0; i < 2; i++) {
+		wheel_walk *w = &b->wheel[i];
+		int64_t n = target[i] - b->track[i].counts;
+		if (n < 0)
+			n = -n;
+		w->target = target[i];
+		if (n == 0)
+			continue;
+		double spacing = interval / (double)n;
+		if (spacing < min_spacing) {
+			spacing = min_spacing;
+			w->late++;
+		}
+		w->spacing = spacing;
+		w->next_edge = (double)b->cycles + spacing;
+	}
+}
+
 /* The battery divider's output on ADC0, re-injected when it moved by half a millivolt. */
 void update_adc(board *b)
 {
@@ -202,7 +290,10 @@ void physics_step(board *b, double dt_s)
 			emit_motor(b, i, duty); /* started or stopped: an event with its time */
 		b->track[i].duty = duty;
 		struct edge_ctx ctx = { b, m };
-		track_step(&b->track[i], &b->cfg.track, dt_s, encoder_edge, &ctx);
+		if (b->wheels_external)
+			wheel_walk_step(b, i, &ctx);
+		else
+			track_step(&b->track[i], &b->cfg.track, dt_s, encoder_edge, &ctx);
 	}
 	battery_step(&b->batt, &b->cfg.battery, b->track, 2, dt_s);
 	update_adc(b);

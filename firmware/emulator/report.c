@@ -31,6 +31,7 @@ void emit_state(board *b, const char *id)
 	json_out_num(&o, "wall_s", wall_now() - b->wall_start, 6);
 	json_out_num(&o, "speed", b->cfg.speed, 3);
 	json_out_num(&o, "lag_dropped_s", b->lag_dropped_s, 6);
+	json_out_bool(&o, "wheels_external", b->wheels_external);
 	static const char *side[2] = { "left", "right" };
 	char key[48];
 	for (int i = 0; i < 2; i++) {
@@ -44,6 +45,12 @@ void emit_state(board *b, const char *id)
 		json_out_num(&o, key, m->pwm_hz, 1);
 		snprintf(key, sizeof(key), "pwm_%s_mode", side[i]);
 		json_out_str(&o, key, m->pwm_mode ? m->pwm_mode : "none");
+		snprintf(key, sizeof(key), "duty_signed_%s", side[i]);
+		json_out_num(&o, key, t->duty, 5);
+		snprintf(key, sizeof(key), "wheels_lag_%s_ticks", side[i]);
+		json_out_int(&o, key, b->wheels_external ? b->wheel[i].target - t->counts : 0);
+		snprintf(key, sizeof(key), "wheels_late_%s", side[i]);
+		json_out_int(&o, key, (int64_t)b->wheel[i].late);
 		snprintf(key, sizeof(key), "speed_%s_mm_s", side[i]);
 		json_out_num(&o, key, t->speed_m_s * 1000, 3);
 		snprintf(key, sizeof(key), "enc_%s_ticks", side[i]);

@@ -5,19 +5,14 @@ Rates are judged by counts over generous windows, not by tight timing.
 
 import asyncio
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
 from zima.onboard.mqtt_config import (
     AuthRefusedError,
     CommandError,
@@ -29,71 +24,6 @@ from zima.onboard.mqtt_config import (
     parse_command,
 )
 from zima.onboard.telemetry import Provider, Telemetry
-
-ROOT = Path(__file__).resolve().parents[2]
-ROBOT = "zima-test"  # the robot's username is its id: the sample ACL's %u patterns
-ROBOT_PASSWORD = "robot-secret"
-OPERATOR_PASSWORD = "operator-secret"
-
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """A Mosquitto process with the sample ACL, on a fixed loopback port; restartable."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.conf = directory / "mosquitto.conf"
-        passwd = directory / "passwd"
-        tool = shutil.which("mosquitto_passwd")
-        assert tool is not None
-        passwd.touch(mode=0o600)
-        for user, password in ((ROBOT, ROBOT_PASSWORD), ("operator", OPERATOR_PASSWORD)):
-            subprocess.run([tool, "-b", str(passwd), user, password], check=True)
-        user = "root" if os.geteuid() == 0 else os.environ.get("USER", "mosquitto")
-        self.conf.write_text(
-            f"per_listener_settings false\nallow_anonymous false\n"
-            f"password_file {passwd}\nacl_file {ROOT / 'onboard/mosquitto.acl.example'}\n"
-            f"listener {self.port} 127.0.0.1\nuser {user}\nlog_dest stderr\n"
-        )
-        self.log = directory / "mosquitto.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
-        assert binary is not None
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([binary, "-c", str(self.conf)], stderr=log)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.02)
-            else:
-                return
-        raise RuntimeError(f"mosquitto did not start: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-            self.process = None
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    running = Broker(tmp_path)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def robot_config(broker: Broker, **changes: object) -> MqttConfig:
@@ -230,6 +160,7 @@ def test_parse_command_is_strict() -> None:
 ROBOT_SCRIPT = """
 import asyncio, sys
 from zima.onboard.mqtt_config import MqttConfig
+from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
 from zima.onboard.telemetry import Provider, Telemetry
 
 async def main() -> None:

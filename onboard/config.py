@@ -1,0 +1,149 @@
+"""The onboard runtime's configuration: one TOML file, validated on load.
+
+``zima onboard run --config /etc/zima/onboard.toml`` reads it; ``onboard/onboard.example.toml``
+is the annotated sample that ``zima onboard install`` puts in place. Every section maps onto
+the frozen config dataclass of the part it configures, with that part's defaults and its
+own validation::
+
+    robot_id = "zima"             # MQTT topic level and the broker username
+    control_hz = 50.0             # the control loop (track commands to the MCU)
+    track_gauge_m = 0.21          # teleop: (m/s, rad/s) -> track speeds
+
+    [link]      zima.onboard.link_config.LinkConfig        (port, timeouts)
+    [[cameras]] zima.onboard.camera_config.CameraConfig    (one table per camera)
+    [fusion]    zima.onboard.fusion.FusionConfig           (max_frame_age_s)
+    [policy]    zima.onboard.policy_runner.PolicyConfig    (model_path, execute_k, ...)
+    [safety]    zima.onboard.safety.SafetyConfig           (timeouts, limits, derate)
+    [mqtt]      zima.onboard.mqtt_config.MqttConfig        + enabled, password_file
+    [recorder]  zima.onboard.recorder.RecorderConfig       (directory, ...)
+
+Unknown keys, wrong types and out-of-range values are ``ConfigError``s naming the file
+and the key; relative paths are taken from the file's folder. A missing file is a
+``ConfigError`` too, so the service's journal says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zima.onboard.camera_config import CameraConfig, default_cameras
+from zima.onboard.fusion import FusionConfig
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.mqtt_config import MqttConfig
+from zima.onboard.policy_runner import PolicyConfig
+from zima.onboard.recorder import RecorderConfig
+from zima.onboard.safety import SafetyConfig
+from zima.tomlconfig import ConfigError, convert, from_table
+
+__all__ = ["ConfigError", "MqttSection", "RuntimeConfig", "load_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    """The ``[mqtt]`` table: the broker connection, and whether to use one at all."""
+
+    enabled: bool = True  # False: no telemetry, no MQTT commands (the robot still drives)
+    password_file: Path | None = None  # root-only file holding the broker password
+    broker: MqttConfig = field(default_factory=MqttConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Everything the runtime is configured with (see the module docstring)."""
+
+    robot_id: str = "zima"
+    control_hz: float = 50.0
+    # Distance between the tracks' centre lines (the real base: 0.25 m wide, 4 cm tracks).
+    track_gauge_m: float = 0.21
+    link: LinkConfig = field(default_factory=LinkConfig)
+    cameras: tuple[CameraConfig, ...] = field(default_factory=default_cameras)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    recorder: RecorderConfig = field(
+        default_factory=lambda: RecorderConfig(directory=Path("/var/lib/zima/episodes")))
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.control_hz) and 5.0 <= self.control_hz <= 500.0):
+            raise ConfigError(f"control_hz={self.control_hz} must be in [5, 500]")
+        if not (math.isfinite(self.track_gauge_m) and self.track_gauge_m > 0):
+            raise ConfigError(f"track_gauge_m={self.track_gauge_m} must be positive")
+        if not self.cameras:
+            raise ConfigError("at least one [[cameras]] table is needed")
+
+    def broker_config(self) -> MqttConfig:
+        """The broker connection with the password read from ``password_file``."""
+        broker = self.mqtt.broker
+        if self.mqtt.password_file is None:
+            return broker
+        try:
+            password = self.mqtt.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {self.mqtt.password_file}: "
+                              f"{exc.strerror}") from exc
+        return dataclasses.replace(broker, password=password)
+
+
+def load_config(path: Path) -> RuntimeConfig:
+    """The configuration in ``path`` (``ConfigError`` naming the file and key)."""
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return config_from_table(table, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def config_from_table(table: dict[str, Any], base: Path = Path()) -> RuntimeConfig:
+    """A ``RuntimeConfig`` from a parsed TOML table; relative paths from ``base``."""
+    table = dict(table)
+    robot_id = table.get("robot_id", "zima")
+    if not isinstance(robot_id, str):
+        raise ConfigError(f"robot_id must be a string, got {robot_id!r}")
+    mqtt = dict(table.pop("mqtt", {}))
+    if not isinstance(mqtt, dict):
+        raise ConfigError("mqtt must be a table")
+    section = {k: mqtt.pop(k) for k in ("enabled", "password_file") if k in mqtt}
+    if "robot_id" in mqtt:
+        raise ConfigError("mqtt.robot_id is set from the top-level robot_id")
+    mqtt.setdefault("username", robot_id)  # the sample ACL's %u: username = robot id
+    broker = from_table(MqttConfig, {**mqtt, "robot_id": robot_id}, "mqtt.")
+    enabled = convert(section.get("enabled", True), bool, "mqtt.enabled")
+    password_file = section.get("password_file")
+    mqtt_section = MqttSection(
+        enabled, None if password_file is None else convert(password_file, Path,
+                                                            "mqtt.password_file"), broker)
+    config = from_table(RuntimeConfig, table, "")
+    config = dataclasses.replace(config, mqtt=mqtt_section)
+    return _resolve_paths(config, base)
+
+
+def _resolve_paths(config: RuntimeConfig, base: Path) -> RuntimeConfig:
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    mqtt = config.mqtt
+    if mqtt.password_file is not None:
+        mqtt = dataclasses.replace(mqtt, password_file=rel(mqtt.password_file))
+    cameras = tuple(
+        dataclasses.replace(c, source=str(rel(Path(c.source))))
+        if isinstance(c.source, str) and "://" not in c.source else c
+        for c in config.cameras)
+    return dataclasses.replace(
+        config,
+        link=dataclasses.replace(config.link, port=rel(config.link.port)),
+        cameras=cameras,
+        policy=dataclasses.replace(config.policy, model_path=rel(config.policy.model_path)),
+        recorder=dataclasses.replace(config.recorder,
+                                     directory=rel(config.recorder.directory)),
+        mqtt=mqtt)
