@@ -511,8 +511,8 @@ class Runtime:
     def _providers(self) -> Mapping[str, Callable[[], Mapping[str, object] | None]]:
         def battery() -> Mapping[str, object] | None:
             state = self._link.state if self._link is not None else None
-            if state is None:
-                return None
+            if state is None or state.telemetry.battery_mv == 0:
+                return None  # 0: the MCU has not filtered an ADC sample yet (just reset)
             low, critical = self._battery_limits
             return {"battery_mv": state.telemetry.battery_mv,
                     "level": _battery_level(state.faults).value,

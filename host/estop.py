@@ -1,0 +1,141 @@
+"""`zima estop`: stop the robot's motors over MQTT, and confirm that they stopped.
+
+Publishes ``zima/<r>/cmd/estop`` ``{"engaged": true, "request_id": <uuid>}`` at QoS 1,
+then waits (``--timeout``, default 5 s) for two things: the runtime's ``cmd/result`` with
+that request id (accepted or refused, and why) and ``telemetry/mode`` showing ``"estop"``.
+Only both together count as confirmed. ``--release`` sends ``engaged: false`` and waits
+for a mode other than ``"estop"``. Nothing is asked of the robot first: the runtime
+accepts an e-stop in every mode::
+
+    zima estop --robot zima --username operator --password-file ~/.zima-mqtt
+    zima estop --release
+
+``send_estop`` is the whole exchange (tests and other tools call it directly).
+
+Exit status: 0 confirmed; 1 an error (broker, flags) or the robot refused the command;
+2 not confirmed within the timeout (no result or the mode never changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from zima.host.mqtt import (
+    HostMqttConfig,
+    HostMqttError,
+    add_connection_arguments,
+    config_from_args,
+    connect,
+    json_object,
+    next_message,
+)
+
+__all__ = ["EstopOutcome", "send_estop"]
+
+EXIT_OK, EXIT_ERROR, EXIT_UNCONFIRMED = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class EstopOutcome:
+    """What came back for one e-stop command."""
+
+    engaged: bool  # what was asked: True engage, False release
+    request_id: str
+    result: dict[str, object] | None  # the matching cmd/result, None if none came
+    mode: str | None  # the last telemetry/mode seen after sending
+    mode_confirmed: bool  # telemetry/mode showed the asked-for state
+
+    @property
+    def accepted(self) -> bool:
+        return self.result is not None and self.result.get("accepted") is True
+
+    @property
+    def confirmed(self) -> bool:
+        return self.accepted and self.mode_confirmed
+
+    def describe(self) -> str:
+        """A few lines saying what happened."""
+        action = "e-stop" if self.engaged else "e-stop release"
+        if self.result is None:
+            said = f"no result for {action} request {self.request_id} (is the robot running?)"
+        elif self.accepted:
+            said = f"the robot accepted the {action} (request {self.request_id})"
+        else:
+            said = f"the robot REFUSED the {action}: {self.result.get('error')}"
+        mode = "no telemetry/mode message" if self.mode is None else f"mode is {self.mode!r}"
+        verdict = "CONFIRMED" if self.confirmed else "NOT CONFIRMED"
+        return f"{said}\n{mode}\n{action} {verdict}"
+
+
+async def send_estop(
+    config: HostMqttConfig,
+    *,
+    engaged: bool = True,
+    timeout_s: float = 5.0,
+    request_id: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> EstopOutcome:
+    """Send one e-stop (or release) and wait for its result and the mode to follow."""
+    rid = request_id or str(uuid.uuid4())
+    result: dict[str, object] | None = None
+    mode: str | None = None
+    mode_confirmed = False
+    async with connect(config, "estop") as client:
+        result_topic, mode_topic = config.topic("cmd/result"), config.topic("telemetry/mode")
+        # Subscribed before sending: the answer cannot slip past us.
+        await client.subscribe([(result_topic, 1), (mode_topic, 0)])
+        body = json.dumps({"engaged": engaged, "request_id": rid}).encode()
+        await client.publish(config.topic("cmd/estop"), body, qos=1)
+        deadline_s = clock() + timeout_s
+        while (now_s := clock()) < deadline_s:
+            message = await next_message(client, deadline_s - now_s)
+            if message is None:
+                break
+            payload = json_object(message.payload)
+            if payload is None:
+                continue
+            topic = str(message.topic)
+            if topic == result_topic and payload.get("request_id") == rid:
+                result = payload
+                if payload.get("accepted") is not True:
+                    break  # refused: the mode will not follow
+            elif topic == mode_topic and isinstance(payload.get("mode"), str):
+                mode = str(payload["mode"])
+            # The latest mode decides: one in flight before the command was handled still
+            # says "estop" on release, and the next one must then say otherwise.
+            mode_confirmed = mode is not None and (mode == "estop") == engaged
+            if result is not None and mode_confirmed:
+                break
+    return EstopOutcome(engaged, rid, result, mode, mode_confirmed)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser)
+    parser.add_argument("--release", action="store_true",
+                        help="release the e-stop (engaged=false) instead of engaging it")
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="wait this long for the result and the mode (default: 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        sys.stderr.write(f"zima estop: --timeout {args.timeout} must be a positive number\n")
+        return EXIT_ERROR
+    try:
+        config = config_from_args(args)
+        outcome = asyncio.run(send_estop(config, engaged=not args.release, timeout_s=args.timeout))
+    except HostMqttError as exc:
+        sys.stderr.write(f"zima estop: {exc}\n")
+        return EXIT_ERROR
+    sys.stdout.write(outcome.describe() + "\n")
+    if outcome.confirmed:
+        return EXIT_OK
+    return EXIT_ERROR if outcome.result is not None and not outcome.accepted else EXIT_UNCONFIRMED

@@ -1,0 +1,178 @@
+"""The operator tools' side of the robot's MQTT broker: connection flags, topics, JSON.
+
+Every host tool (``zima battery``, ``zima status``, ``zima estop``) connects the same way::
+
+    def add_arguments(parser):
+        add_connection_arguments(parser)      # --robot --broker --username --password-file
+
+    def run(args):
+        config = config_from_args(args)       # HostMqttError on bad flags / unreadable file
+        async with connect(config, "battery") as client:
+            await client.subscribe(config.topic("telemetry/battery"))
+
+Passwords never appear on the command line (where ``ps`` shows them): ``--password-file``
+or the environment variable ``ZIMA_MQTT_PASSWORD``. The topics are those of
+``zima.onboard.telemetry`` (``zima/<robot>/...``).
+
+Exceptions::
+
+    HostMqttError          a bad flag, an unreadable password file, or the broker could not
+     |                     be reached / dropped us (aiomqtt's MqttError never leaks)
+     +-- BrokerRefusedError the broker refused the username or password
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+
+__all__ = [
+    "PASSWORD_ENV",
+    "BrokerRefusedError",
+    "HostMqttConfig",
+    "HostMqttError",
+    "add_connection_arguments",
+    "config_from_args",
+    "connect",
+    "json_object",
+    "next_message",
+    "parse_broker",
+]
+
+PASSWORD_ENV = "ZIMA_MQTT_PASSWORD"  # noqa: S105 - a variable's name, not a password
+DEFAULT_PORT = 1883  # MQTT's registered port
+# CONNACK codes meaning "bad credentials / not authorised" (MQTT 3.1.1 and 5).
+_REFUSED_CODES = (4, 5, 134, 135)
+
+
+class HostMqttError(Exception):
+    """A host tool could not talk to the broker (or was configured wrongly)."""
+
+
+class BrokerRefusedError(HostMqttError):
+    """The broker refused our username or password."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostMqttConfig:
+    """Where the robot's broker is and who we are there. Times in seconds."""
+
+    robot_id: str = "zima"  # the robot's topics are zima/<robot_id>/...
+    host: str = "localhost"
+    port: int = DEFAULT_PORT
+    username: str | None = None  # "operator" with the sample ACL
+    password: str | None = None
+    connect_timeout_s: float = 3.0  # one connect attempt; a tool reports and exits after it
+
+    def __post_init__(self) -> None:
+        if not self.robot_id or any(c in self.robot_id for c in "/+#"):
+            raise HostMqttError(f"robot id {self.robot_id!r} must be one MQTT topic level")
+        if not 0 < self.port < 65536:
+            raise HostMqttError(f"broker port {self.port} is not in 1..65535")
+
+    def topic(self, suffix: str) -> str:
+        """``zima/<robot_id>/<suffix>``."""
+        return f"zima/{self.robot_id}/{suffix}"
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) as (host, port)."""
+    host, port_text = text, ""
+    if text.startswith("["):  # [::1]:1883
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise HostMqttError(f"--broker {text!r}: no host name")
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise HostMqttError(f"--broker {text!r}: port {port_text!r} is not in 1..65535")
+    return host, int(port_text)
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every host tool shares."""
+    group = parser.add_argument_group("MQTT connection")
+    group.add_argument("--robot", default="zima", metavar="ID",
+                       help="robot id: its topics are zima/ID/... (default: zima)")
+    group.add_argument("--broker", default="localhost", metavar="HOST[:PORT]",
+                       help=f"MQTT broker (default: localhost:{DEFAULT_PORT})")
+    group.add_argument("--username", help="MQTT username (the sample ACL's is 'operator')")
+    group.add_argument("--password-file", type=Path, metavar="FILE",
+                       help=f"file holding the MQTT password (else ${PASSWORD_ENV}; "
+                            "never on the command line)")
+
+
+def config_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> HostMqttConfig:
+    """The connection the flags of :func:`add_connection_arguments` describe."""
+    environ = os.environ if environ is None else environ
+    host, port = parse_broker(args.broker)
+    password: str | None = environ.get(PASSWORD_ENV)
+    if args.password_file is not None:
+        try:
+            # One line; the trailing newline an editor adds is not part of the password.
+            password = args.password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise HostMqttError(f"--password-file {args.password_file}: {exc.strerror}") from None
+    if password is not None and args.username is None:
+        raise HostMqttError("a password was given without --username")
+    return HostMqttConfig(args.robot, host, port, args.username, password)
+
+
+@contextlib.asynccontextmanager
+async def connect(config: HostMqttConfig, tool: str) -> AsyncIterator[aiomqtt.Client]:
+    """A connected aiomqtt client; its errors (here or in the body) as ``HostMqttError``."""
+    client = aiomqtt.Client(
+        config.host,
+        config.port,
+        username=config.username,
+        password=config.password,
+        # Unique: a second operator's tool with the same id would kick this one off.
+        identifier=f"zima-{tool}-{uuid.uuid4().hex[:8]}",
+        timeout=config.connect_timeout_s,
+    )
+    where = f"{config.host}:{config.port}"
+    try:
+        async with client:
+            yield client
+    except aiomqtt.MqttError as exc:
+        rc = getattr(exc, "rc", None)
+        if getattr(rc, "value", rc) in _REFUSED_CODES:
+            raise BrokerRefusedError(
+                f"the broker at {where} refused user {config.username!r}: {exc} "
+                "(check --username and --password-file)"
+            ) from None
+        raise HostMqttError(f"MQTT broker at {where}: {exc}") from None
+
+
+def json_object(payload: object) -> dict[str, object] | None:
+    """A message payload as a JSON object, or None when it is not one."""
+    if not isinstance(payload, bytes | bytearray):
+        return None
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def next_message(client: aiomqtt.Client, timeout_s: float) -> aiomqtt.Message | None:
+    """The next message, or None after ``timeout_s`` (aiomqtt's iterator survives that
+    cancel: it cancels its own queue read)."""
+    try:
+        return await asyncio.wait_for(anext(aiter(client.messages)), max(timeout_s, 0.0))
+    except TimeoutError:
+        return None
