@@ -24,7 +24,8 @@ Values come from providers the caller hands in (a callable returning a JSON obje
                                         {"action": "stop", "outcome": "success"|"failure"}
     zima/<r>/cmd/result            out  {"command", "request_id", "accepted", "error"}
 
-Every command may carry a string ``request_id``, echoed in its result. ``accepted`` means
+What the runtime puts in each stream is listed in onboard/MQTT.md. Every command may carry
+a string ``request_id``, echoed in its result. ``accepted`` means
 valid and queued for the caller (``Telemetry.commands``), not yet carried out.
 
 Failure rule: the broker is optional. Publishing (``post`` and the samplers) only appends
