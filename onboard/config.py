@@ -16,6 +16,7 @@ own validation::
     [safety]    zima.onboard.safety.SafetyConfig           (timeouts, limits, derate)
     [mqtt]      zima.onboard.mqtt_config.MqttConfig        + enabled, password_file
     [recorder]  zima.onboard.recorder.RecorderConfig       (directory, ...)
+    [web]       zima.onboard.web.WebConfig                 (the console: port, token_file)
 
 Unknown keys, wrong types and out-of-range values are ``ConfigError``s naming the file
 and the key; relative paths are taken from the file's folder. A missing file is a
@@ -38,6 +39,7 @@ from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.safety import SafetyConfig
+from zima.onboard.web import WebConfig
 from zima.tomlconfig import ConfigError, convert, from_table
 
 __all__ = ["ConfigError", "MqttSection", "RuntimeConfig", "load_config"]
@@ -68,6 +70,7 @@ class RuntimeConfig:
     mqtt: MqttSection = field(default_factory=MqttSection)
     recorder: RecorderConfig = field(
         default_factory=lambda: RecorderConfig(directory=Path("/var/lib/zima/episodes")))
+    web: WebConfig = field(default_factory=WebConfig)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.control_hz) and 5.0 <= self.control_hz <= 500.0):
@@ -76,6 +79,8 @@ class RuntimeConfig:
             raise ConfigError(f"track_gauge_m={self.track_gauge_m} must be positive")
         if not self.cameras:
             raise ConfigError("at least one [[cameras]] table is needed")
+        if self.web.enabled and self.web.token_file is None:
+            raise ConfigError("web.enabled needs web.token_file (the console drives the robot)")
 
     def broker_config(self) -> MqttConfig:
         """The broker connection with the password read from ``password_file``."""
@@ -132,7 +137,9 @@ def _resolve_paths(config: RuntimeConfig, base: Path) -> RuntimeConfig:
     def rel(p: Path) -> Path:
         return p if p.is_absolute() else base / p
 
-    mqtt = config.mqtt
+    mqtt, web = config.mqtt, config.web
+    if web.token_file is not None:
+        web = dataclasses.replace(web, token_file=rel(web.token_file))
     if mqtt.password_file is not None:
         mqtt = dataclasses.replace(mqtt, password_file=rel(mqtt.password_file))
     cameras = tuple(
@@ -146,4 +153,4 @@ def _resolve_paths(config: RuntimeConfig, base: Path) -> RuntimeConfig:
         policy=dataclasses.replace(config.policy, model_path=rel(config.policy.model_path)),
         recorder=dataclasses.replace(config.recorder,
                                      directory=rel(config.recorder.directory)),
-        mqtt=mqtt)
+        mqtt=mqtt, web=web)

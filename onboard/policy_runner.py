@@ -20,6 +20,10 @@ the next plan when it is due. Inference runs on one worker thread (onnxruntime r
 the GIL); its latency, from submission to result, is measured with the injected clock.
 Every STOP the runner forces carries a ``reason``.
 
+``on_plan`` (optional, a callback on the event loop) receives a ``PlanTrace`` for every
+plan whose chunk is queued: when it passed each stage, on the injected clock. It is how
+bench/runtime_bench.py splits the camera-to-command latency; nothing else depends on it.
+
 ``reload(path)`` loads and verifies a new file on another thread while the old model
 keeps driving, and swaps it in only if it passed (one assignment: plans started after
 the swap use it). A refused file raises ``ModelError`` and leaves the old model in place;
@@ -45,7 +49,7 @@ from zima.onboard.chunking import ActionQueue, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
 from zima.onboard.policy import ModelError, PolicyModel, load_model
 
-__all__ = ["PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
+__all__ = ["PlanTrace", "PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
 
 log = logging.getLogger("zima.onboard.policy")
 
@@ -80,6 +84,28 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanTrace:
+    """When one queued plan passed each stage (seconds on the runner's clock)."""
+
+    captured_s: tuple[float, ...]  # the observation's newest frame of each camera
+    tick_s: float  # the control tick that started the plan
+    submitted_s: float  # handed to the worker thread
+    started_s: float  # the worker thread began it
+    inferred_s: float  # the model's logits were back
+    finished_s: float  # its actions were chosen: the result went back to the event loop
+    collected_s: float  # the control tick that queued its chunk
+    queued_ahead: int  # actions queued before the chunk's (0: its first runs at collected_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inference:
+    actions: list[int]
+    started_s: float
+    inferred_s: float
+    finished_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyStatus:
     """Telemetry of the runner."""
 
@@ -105,18 +131,21 @@ class PolicyRunner:
         fusion: FrameFusion,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_plan: Callable[[PlanTrace], None] | None = None,
     ) -> None:
         if fusion.contract != contract:
             raise ValueError("PolicyRunner: the fusion was built for another contract")
         self.config, self.contract, self.fusion = config, contract, fusion
         self._clock = clock
+        self.on_plan = on_plan
         self._rng = np.random.default_rng(config.seed)  # used on the worker thread only
         self._queue = ActionQueue(contract, config.execute_k, config.latency_margin,
                                   config.latency_window)
         self._model: PolicyModel | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._in_flight: asyncio.Future[tuple[list[int], float]] | None = None
+        self._in_flight: asyncio.Future[_Inference] | None = None
         self._in_flight_since_s = 0.0
+        self._in_flight_trace: tuple[tuple[float, ...], float, float] = ((), 0.0, 0.0)
         self._discard_in_flight = False
         self._plans = self._dry = self._stale = self._reloads = 0
         self._reload_error: str | None = None
@@ -146,7 +175,7 @@ class PolicyRunner:
 
     def tick(self, now_s: float) -> Step:
         """The step to execute now; call once per control period from the event loop."""
-        self._collect()
+        self._collect(now_s)
         reasons = self.fusion.stale_reasons(now_s)
         if reasons:
             self._stale += 1
@@ -217,31 +246,40 @@ class PolicyRunner:
         model, executor = self._loaded(), self._executor
         loop = asyncio.get_running_loop()
         submitted_s = self._clock()
-        self._in_flight = loop.run_in_executor(executor, self._infer, model, obs, submitted_s)
+        self._in_flight = loop.run_in_executor(executor, self._infer, model, obs)
         self._in_flight_since_s = now_s
+        self._in_flight_trace = (obs.newest_s, now_s, submitted_s)
         self._discard_in_flight = False
 
-    def _infer(self, model: PolicyModel, obs: Observation,
-               submitted_s: float) -> tuple[list[int], float]:
-        """On the worker thread: logits, then the chunk's actions; and the latency from
-        submission (a starved worker thread is latency too, not only ``session.run``)."""
+    def _infer(self, model: PolicyModel, obs: Observation) -> _Inference:
+        """On the worker thread: logits, then the chunk's actions, and when each was done."""
+        started_s = self._clock()
         logits = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions]
+        inferred_s = self._clock()
         actions = choose_actions(logits, self.config.temperature, self._rng)
-        return actions, self._clock() - submitted_s
+        return _Inference(actions, started_s, inferred_s, self._clock())
 
-    def _collect(self) -> None:
+    def _collect(self, now_s: float) -> None:
         done = self._in_flight
         if done is None or not done.done():
             return
         self._in_flight = None
         try:
-            chunk, latency_s = done.result()
+            result = done.result()
         except Exception as exc:  # onnxruntime's errors share no other base
             self._last_failure = f"inference failed: {exc}"
             log.exception("inference failed")
             return
         self._last_failure = None
         self._plans += 1
-        self._queue.latency.add(latency_s)
+        captured_s, tick_s, submitted_s = self._in_flight_trace
+        # The latency from submission: a starved worker thread is latency too, not only
+        # session.run.
+        self._queue.latency.add(result.finished_s - submitted_s)
         if not self._discard_in_flight:
-            self._queue.install(chunk)
+            queued_ahead = len(self._queue.pending)
+            self._queue.install(result.actions)
+            if self.on_plan is not None:
+                self.on_plan(PlanTrace(
+                    captured_s, tick_s, submitted_s, result.started_s, result.inferred_s,
+                    result.finished_s, now_s, queued_ahead))

@@ -61,10 +61,11 @@ from zima.onboard.mqtt_config import (
 )
 from zima.onboard.policy import ModelError
 from zima.onboard.policy_runner import PolicyRunner, Step
-from zima.onboard.recorder import Recorder, RecorderError
+from zima.onboard.recorder import EVENT_KINDS, Recorder, RecorderError
 from zima.onboard.safety import BatteryLevel, Decision, DriveMode, Safety, SafetyError
 from zima.onboard.sdnotify import Notifier, watchdog_loop
 from zima.onboard.telemetry import Telemetry
+from zima.onboard.web import WebConsole, WebConsoleError, read_token
 from zima.protocol import Fault, ParamId, State
 
 __all__ = ["LoopStats", "Runtime", "RuntimeStartError", "action_of_tracks"]
@@ -180,34 +181,8 @@ class Runtime:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Start every part, run until ``stop`` is set (or a task fails), stop cleanly."""
         stop = stop or asyncio.Event()
-        cfg = self.config
         async with contextlib.AsyncExitStack() as stack:
-            if self._own_notifier:
-                stack.callback(self._notifier.close)
-            self._notifier.status("connecting to the MCU")
-            try:
-                self._link = await stack.enter_async_context(McuLink(cfg.link, clock=self._clock))
-            except LinkError as exc:
-                raise RuntimeStartError(f"MCU link on {cfg.link.port}: {exc}") from exc
-            try:
-                await self._link.wait_for(lambda _state: True, cfg.link.handshake_timeout_s)
-            except (LinkError, TimeoutError) as exc:
-                raise RuntimeStartError(f"MCU on {cfg.link.port} sends no TELEMETRY") from exc
-            await self._read_battery_limits()
-            self._notifier.status("opening cameras")
-            try:
-                self._rig = await stack.enter_async_context(
-                    CameraRig(cfg.cameras, clock=self._clock, opener=self._opener))
-            except CameraError as exc:
-                raise RuntimeStartError(f"cameras: {exc}") from exc
-            stack.push_async_callback(self._policy_stack.aclose)
-            await self._start_policy(cfg.policy.model_path)
-            if cfg.mqtt.enabled:
-                self._telemetry = await stack.enter_async_context(
-                    Telemetry(cfg.broker_config(), self._providers()))
-            self._recorder = await stack.enter_async_context(
-                Recorder(cfg.recorder, self.contract, self._metadata()))
-            stack.push_async_callback(self._stop_tracks)
+            await self._start(stack)
             self._notifier.ready()
             self._notifier.status("running")
             self._started.set()
@@ -230,6 +205,43 @@ class Runtime:
                 if self._recorder is not None and self._recorder.status.recording:
                     with contextlib.suppress(RecorderError):
                         await self._recorder.stop(outcome="aborted")
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Enter every part into ``stack``, in the order they depend on each other."""
+        cfg = self.config
+        if self._own_notifier:
+            stack.callback(self._notifier.close)
+        self._notifier.status("connecting to the MCU")
+        try:
+            self._link = await stack.enter_async_context(McuLink(cfg.link, clock=self._clock))
+        except LinkError as exc:
+            raise RuntimeStartError(f"MCU link on {cfg.link.port}: {exc}") from exc
+        try:
+            await self._link.wait_for(lambda _state: True, cfg.link.handshake_timeout_s)
+        except (LinkError, TimeoutError) as exc:
+            raise RuntimeStartError(f"MCU on {cfg.link.port} sends no TELEMETRY") from exc
+        await self._read_battery_limits()
+        self._notifier.status("opening cameras")
+        try:
+            self._rig = await stack.enter_async_context(
+                CameraRig(cfg.cameras, clock=self._clock, opener=self._opener))
+        except CameraError as exc:
+            raise RuntimeStartError(f"cameras: {exc}") from exc
+        stack.push_async_callback(self._policy_stack.aclose)
+        await self._start_policy(cfg.policy.model_path)
+        if cfg.mqtt.enabled:
+            self._telemetry = await stack.enter_async_context(
+                Telemetry(cfg.broker_config(), self._providers()))
+        self._recorder = await stack.enter_async_context(
+            Recorder(cfg.recorder, self.contract, self._metadata()))
+        if cfg.web.enabled:
+            assert cfg.web.token_file is not None  # RuntimeConfig insists
+            try:
+                token = read_token(cfg.web.token_file)
+                await stack.enter_async_context(WebConsole(self, cfg.web, token))
+            except WebConsoleError as exc:
+                raise RuntimeStartError(f"web console: {exc}") from exc
+        stack.push_async_callback(self._stop_tracks)
 
     async def wait_started(self, timeout_s: float | None = None) -> None:
         """Return once every part is up and the control loop is about to start."""
@@ -285,6 +297,16 @@ class Runtime:
                     raise ModelError(self._policy_error or "no model")
                 return runner.model_sha256
             return await self._runner.reload(self.config.policy.model_path)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The runtime's clock (``time.monotonic`` on the robot): Safety's ``now_s``."""
+        return self._clock
+
+    @property
+    def link_or_none(self) -> McuLink | None:
+        """The MCU link, or None before start-up reached it."""
+        return self._link
 
     @property
     def link(self) -> McuLink:
@@ -388,8 +410,10 @@ class Runtime:
                      transition.source)
             if self._telemetry is not None:
                 self._telemetry.post("mode", self._mode_values())
-            if self._recorder is not None and self._recorder.status.recording:
-                self._recorder.mark_event(transition.kind, now_s=transition.now_s)
+            recorder = self._recorder
+            if (transition.kind in EVENT_KINDS and recorder is not None
+                    and recorder.status.recording):
+                recorder.mark_event(transition.kind, now_s=transition.now_s)
 
     def _record_step(self, now_s: float, decision: Decision) -> None:
         recorder = self._recorder
@@ -459,7 +483,7 @@ class Runtime:
                     await self._require_recorder().discard()
                 case _:
                     return f"unknown command {command!r}"
-        except (SafetyError, ModelError, RecorderError, LinkError) as exc:
+        except (SafetyError, ModelError, RecorderError, LinkError, ValueError) as exc:
             return str(exc)
         return None
 

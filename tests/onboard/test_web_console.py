@@ -1,0 +1,485 @@
+"""The web console end to end: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``, driven by Selenium) against the runtime on the emulated board.
+
+What the page makes the robot do is read back from the firmware (TELEMETRY's track
+targets and state, ``until_mcu`` in MCU time), episodes from the files on disk. Selenium is
+synchronous: its calls run in a thread (``browse``) so the runtime's loop keeps ticking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import numpy as np
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from zima.contract import DEFAULT, Action
+from zima.emulator import EmulatedBoard
+from zima.episodes import EpisodeReader
+from zima.onboard.link import McuLink
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.mcu_state import McuState
+from zima.onboard.runtime import Runtime
+from zima.onboard.safety import DriveMode
+from zima.onboard.web import WebConfig, WebConsole
+from zima.protocol import State
+
+from .helpers import run, until_mcu
+from .test_runtime import constant_policy, running, runtime_config, targets
+
+T = TypeVar("T")
+TOKEN = "correct-horse-battery"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+WAIT_S = 10.0  # hang guard of the browser-side waits
+FORWARD = DEFAULT.track_command(Action.FORWARD)
+DRIVE_V = 0.3  # the page's default speed slider (m/s)
+
+
+def new_browser() -> WebDriver:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows", "--window-size=1280,900"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    driver = new_browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def transitions_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Mode and lease changes appear in a failed test's captured log."""
+    caplog.set_level(logging.INFO, logger="zima.onboard")
+
+
+@pytest.fixture
+def page(browser: WebDriver) -> WebDriver:
+    """The shared browser, signed out, on a blank page, no keys held."""
+    browser.get("about:blank")
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every port's
+    ActionChains(browser).reset_actions()
+    return browser
+
+
+async def browse(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.to_thread(fn, *args)
+
+
+@contextlib.asynccontextmanager
+async def console(runtime: Runtime, **changes: Any) -> AsyncIterator[str]:
+    """The console on a free loopback port around ``runtime``; yields its URL."""
+    config = WebConfig(enabled=True, host="127.0.0.1", port=0, login_delay_s=0.0, **changes)
+    async with WebConsole(runtime, config, token=TOKEN) as web:
+        await until(runtime.alive)  # Safety has seen the link: driving modes are allowed
+        try:
+            yield f"http://127.0.0.1:{web.port}"
+        except Exception as exc:  # say what the robot was doing when a check failed
+            exc.add_note(f"last decision: {runtime.last_decision}")
+            raise
+
+
+def sign_in(driver: WebDriver, url: str, token: str = TOKEN) -> None:
+    """Through the login form, as an operator does; then wait for the first status."""
+    driver.get(url + "/")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "signin").click()
+    if token == TOKEN:
+        wait_text(driver, "mode", lambda text: text in {m.value for m in DriveMode})
+
+
+def wait_text(driver: WebDriver, element_id: str, predicate: Callable[[str], bool]) -> str:
+    found: list[str] = []
+
+    def check(d: WebDriver) -> bool:
+        elements = d.find_elements(By.ID, element_id)
+        text = elements[0].text if elements else ""
+        found[:] = [text]
+        return bool(elements) and predicate(text)
+
+    WebDriverWait(driver, WAIT_S).until(check, f"#{element_id} text: {found}")
+    return found[0]
+
+
+def click(driver: WebDriver, element_id: str) -> None:
+    driver.find_element(By.ID, element_id).click()
+
+
+def key_down(driver: WebDriver, key: str) -> None:
+    ActionChains(driver).key_down(key).perform()
+
+
+def key_up(driver: WebDriver, key: str) -> None:
+    ActionChains(driver).key_up(key).perform()
+
+
+async def until(predicate: Callable[[], bool], guard_s: float = WAIT_S) -> None:
+    async with asyncio.timeout(guard_s):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def choose_mode(page: WebDriver, runtime: Runtime, mode: DriveMode) -> None:
+    """Click the mode's button until Safety is in it: a click in a moment when the link is
+    down (the loaded test machine's emulator can miss a telemetry deadline) is refused."""
+    async with asyncio.timeout(WAIT_S):
+        while runtime.safety.mode != mode:
+            await browse(click, page, f"mode-{mode.value}")
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: runtime.safety.mode == mode, 0.5)
+
+
+async def stays(link: McuLink, predicate: Callable[[McuState], bool], for_ms: int) -> None:
+    """``predicate`` holds for every McuState during ``for_ms`` of MCU time."""
+    start_ms: int | None = None
+    async with asyncio.timeout(max(5.0, 10 * for_ms / 1000)):
+        async for state in link.states():
+            assert predicate(state), state
+            start_ms = state.mcu_time_ms if start_ms is None else start_ms
+            if state.mcu_time_ms - start_ms >= for_ms:
+                return
+
+
+CAMERA_PIXELS = """
+const img = document.getElementById("cam-" + arguments[0]);
+if (!img || img.naturalWidth === 0) return null;
+const canvas = document.createElement("canvas");
+canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+const g = canvas.getContext("2d");
+g.drawImage(img, 0, 0);
+const a = g.getImageData(10, 10, 1, 1).data, b = g.getImageData(100, 60, 1, 1).data;
+return [img.naturalWidth, img.naturalHeight, Array.from(a), Array.from(b)];
+"""
+
+
+def test_the_page_loads_and_shows_every_camera(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            await browse(sign_in, page, url)
+            for camera in DEFAULT.cameras:
+                pixels: list[Any] = []
+
+                def drawn(d: WebDriver, cam: str = camera, out: list[Any] = pixels) -> bool:
+                    out[:] = [d.execute_script(CAMERA_PIXELS, cam)]
+                    return out[0] is not None
+
+                await browse(WebDriverWait(page, WAIT_S).until, drawn)
+                width, height, *samples = pixels[0]
+                frame = runtime.frames()[camera].image_rgb  # [H, W, 3]
+                assert (height, width) == frame.shape[:2]
+                # the test video is green with a moving grey bar: one sample is green
+                assert any(g > 120 and r < 60 and b < 60 for r, g, b, _ in samples), samples
+            battery = await browse(wait_text, page, "battery", lambda t: " V " in t)
+            assert battery.startswith("battery ")
+            await browse(wait_text, page, "link", lambda t: t.startswith("link ") and "Hz" in t)
+
+    run(main, guard_s=60)
+
+
+def test_holding_a_key_drives_and_releasing_it_stops(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link = runtime.link
+            await browse(sign_in, page, url)
+            await browse(key_down, page, "w")  # idle: the key is refused, nothing moves
+            await browse(wait_text, page, "message", lambda t: "idle" in t)
+            await stays(link, targets(0, 0), 300)
+            await browse(key_up, page, "w")
+            await choose_mode(page, runtime, DriveMode.TELEOP)
+            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
+            await browse(key_down, page, "w")
+            await until_mcu(link, targets(*forward), 1000)
+            # held well past the teleop timeout: the page keeps the command alive
+            await stays(link, targets(*forward), 600)
+            await until_mcu(link, lambda s: s.telemetry.vel_left_mm_s > 150, 2000)
+            assert runtime.safety.lease is not None
+            await browse(wait_text, page, "lease", lambda t: t == "you drive")
+            await browse(key_up, page, "w")
+            await until_mcu(link, targets(0, 0), 300)
+            left = runtime.teleop_tracks(0.0, 1.5)  # the turn slider's default
+            await browse(key_down, page, Keys.ARROW_LEFT)
+            await until_mcu(link, targets(*left), 1000)
+            await browse(key_up, page, Keys.ARROW_LEFT)
+            await until_mcu(link, targets(0, 0), 300)
+
+    run(main, guard_s=60)
+
+
+def test_closing_the_page_stops_the_motors_within_the_lease_timeout(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link, lease_ms = runtime.link, round(runtime.safety.config.lease_timeout_s * 1000)
+            await browse(sign_in, page, url)
+            await choose_mode(page, runtime, DriveMode.TELEOP)
+            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
+            await browse(key_down, page, "w")
+            await until_mcu(link, targets(*forward), 1000)
+            await browse(page.get, "about:blank")  # the key is still held: the page is gone
+            await until_mcu(link, targets(0, 0), lease_ms)
+            await until(lambda: runtime.safety.lease is None, 2.0)
+            await browse(ActionChains(page).reset_actions)
+
+            # A network that vanishes without closing the socket: the commands stop coming.
+            async with aiohttp.ClientSession() as http, \
+                    http.ws_connect(f"{url}/ws?token={TOKEN}") as ws:
+                await ws.send_json({"t": "drive", "v": DRIVE_V, "w": 0.0})
+                await until_mcu(link, targets(*forward), 1000)
+                await until_mcu(link, targets(0, 0), lease_ms)  # silent: stopped
+                await until(lambda: runtime.safety.lease is None,
+                            2 * runtime.safety.config.lease_timeout_s)
+
+    run(main, guard_s=60)
+
+
+def test_a_second_client_watches_and_cannot_drive(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    second = new_browser()
+
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link = runtime.link
+            await browse(sign_in, page, url)
+            await choose_mode(page, runtime, DriveMode.TELEOP)
+            await browse(click, page, "lease-take")
+            await browse(wait_text, page, "lease", lambda t: t == "you drive")
+            await browse(sign_in, second, url)
+            await browse(wait_text, second, "lease", lambda t: t.startswith("watching"))
+            await browse(key_down, second, "w")
+            await browse(wait_text, second, "message", lambda t: "holds the teleop lease" in t)
+            await stays(link, targets(0, 0), 500)
+            await browse(key_up, second, "w")
+            await browse(click, second, "mode-idle")  # nor may a watcher change the mode
+            await browse(wait_text, second, "message", lambda t: "watching" in t)
+            assert runtime.safety.mode == DriveMode.TELEOP
+            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
+            await browse(key_down, page, "w")  # the lease holder drives
+            await until_mcu(link, targets(*forward), 1000)
+            await browse(key_up, page, "w")
+            await until_mcu(link, targets(0, 0), 300)
+            await browse(click, second, "estop")  # but anyone may stop the robot
+            await until_mcu(link, lambda s: s.state == State.ESTOP, 1000)
+
+    try:
+        run(main, guard_s=60)
+    finally:
+        second.quit()
+
+
+def test_estop_from_the_page_latches_the_mcu_and_release_returns_to_idle(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link = runtime.link
+            await browse(sign_in, page, url)
+            await choose_mode(page, runtime, DriveMode.TELEOP)
+            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
+            await browse(key_down, page, "w")
+            await until_mcu(link, targets(*forward), 1000)
+            await browse(key_down, page, Keys.SPACE)  # e-stop while the drive key is held
+            state = await until_mcu(link, lambda s: s.state == State.ESTOP, 500)
+            assert state.telemetry.target_left_mm_s == 0
+            await browse(key_up, page, Keys.SPACE)
+            await browse(key_up, page, "w")
+            assert runtime.safety.mode == DriveMode.ESTOP
+            await browse(wait_text, page, "mode", lambda t: t == "estop")
+            await browse(click, page, "estop-release")
+            await until(lambda: runtime.safety.mode == DriveMode.IDLE)
+            await until_mcu(link, lambda s: s.state == State.IDLE, 1000)
+
+    run(main, guard_s=60)
+
+
+def test_recorded_episodes_land_on_disk_with_their_outcome(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    episodes = tmp_path / "episodes"
+
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link, recorder = runtime.link, runtime.recorder
+            assert recorder is not None
+            await browse(sign_in, page, url)
+            await choose_mode(page, runtime, DriveMode.TELEOP)
+            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
+            for outcome in ("success", "failure", "discard"):
+                await browse(click, page, "rec-start")
+                await until(lambda: recorder.status.recording)
+                await browse(key_down, page, "w")
+                await until_mcu(link, targets(*forward), 1000)
+                await until(lambda: recorder.status.steps >= 10)
+                await browse(key_up, page, "w")
+                await until_mcu(link, targets(0, 0), 300)
+                await browse(click, page, f"rec-{outcome}")
+                await until(lambda: not recorder.status.recording)
+            await until(lambda: recorder.status.episodes_written == 2)
+            await browse(wait_text, page, "episodes", lambda t: t == "2")
+            bars = await browse(page.find_element, By.ID, "actions")
+            assert "forward" in bars.text
+
+    run(main, guard_s=60)
+    files = sorted(episodes.glob("*.h5"))
+    assert len(files) == 2, files  # the discarded one left nothing
+    outcomes = []
+    for path in files:
+        with EpisodeReader(path) as episode:
+            outcomes.append(episode.info.outcome)
+            assert episode.extras()["mode"] == "teleop"
+            actions = episode.read("action")
+            assert np.count_nonzero(actions == int(Action.FORWARD)) >= 5
+    assert sorted(outcomes) == ["failure", "success"]
+
+
+def test_a_wrong_token_is_refused(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            await browse(sign_in, page, url, "not-the-token")
+            await browse(wait_text, page, "login", lambda t: "wrong token" in t)
+            assert not await browse(page.find_elements, By.ID, "estop")
+            async with aiohttp.ClientSession() as http:
+                for path in ("/", "/ws", "/camera/forward"):
+                    async with http.get(url + path) as response:
+                        assert response.status == 401, path
+                async with http.get(url + "/?token=wrong") as response:
+                    assert response.status == 403
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(url + "/ws?token=wrong")
+                assert refused.value.status == 401
+            assert runtime.safety.lease is None
+            await browse(sign_in, page, url)  # the right one opens the console
+            await browse(wait_text, page, "lease", lambda t: t == "lease free")
+
+    run(main, guard_s=60)
+
+
+def test_supervised_takeover_by_key_and_hand_back_are_recorded(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
+
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link, recorder = runtime.link, runtime.recorder
+            assert recorder is not None
+            await browse(sign_in, page, url)
+            await choose_mode(page, runtime, DriveMode.SUPERVISED)
+            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+            await browse(click, page, "rec-start")
+            await until(lambda: recorder.status.steps >= 3)
+            right = runtime.teleop_tracks(0.0, -1.5)
+            await browse(key_down, page, "d")  # the operator takes over
+            await until_mcu(link, targets(*right), 1000)
+            await browse(wait_text, page, "mode", lambda t: "took over" in t)
+            await browse(key_up, page, "d")
+            await until_mcu(link, targets(0, 0), 300)  # still the operator's: stopped
+            await browse(key_down, page, "h")  # hand back: the policy drives again
+            await browse(key_up, page, "h")
+            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+            await browse(click, page, "rec-success")
+            await until(lambda: recorder.status.episodes_written == 1)
+
+    run(main, guard_s=60)
+    (path,) = (tmp_path / "episodes").glob("*.h5")
+    with EpisodeReader(path) as episode:
+        extras = episode.extras()
+        assert extras["mode"] == "supervised"
+        assert '"takeover"' in extras["events"]
+        assert '"handback"' in extras["events"]
+
+
+FAKE_PAD = """
+window.testPad = {id: "test pad", connected: true, axes: [0, 0, 0, 0],
+                  buttons: Array.from({length: 16}, () => ({pressed: false, value: 0}))};
+navigator.getGamepads = () => [window.testPad];
+"""
+
+
+def test_a_gamepad_stick_drives_and_its_b_button_stops_the_robot(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    """The browser's Gamepad API is the seam: a pad object stands in for the USB device."""
+
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link = runtime.link
+            await browse(sign_in, page, url)
+            await browse(page.execute_script, FAKE_PAD)
+            await browse(wait_text, page, "gamepad", lambda t: "test pad" in t)
+            await choose_mode(page, runtime, DriveMode.TELEOP)
+            await browse(page.execute_script, "window.testPad.axes = [0.05, -0.1, 0, 0];")
+            await stays(link, targets(0, 0), 300)  # inside the dead zone
+            await browse(page.execute_script, "window.testPad.axes = [0, -1, 0, 0];")
+            await until_mcu(link, targets(*runtime.teleop_tracks(DRIVE_V, 0.0)), 1000)
+            await browse(page.execute_script, "window.testPad.axes = [0, 0, 0, 0];")
+            await until_mcu(link, targets(0, 0), 300)  # the stick let go
+            await browse(page.execute_script, "window.testPad.axes = [0, -1, 0, 0];")
+            await until_mcu(link, targets(*runtime.teleop_tracks(DRIVE_V, 0.0)), 1000)
+            await browse(page.execute_script, "window.testPad.buttons[1].pressed = true;")
+            await until_mcu(link, lambda s: s.state == State.ESTOP, 500)
+            assert runtime.safety.mode == DriveMode.ESTOP
+
+    run(main, guard_s=60)
+
+
+def test_arm_sliders_and_gripper_buttons_move_the_servos(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url:
+            link = runtime.link
+            await browse(sign_in, page, url)
+            await browse(click, page, "grip-close")  # idle: refused, with the reason
+            await browse(wait_text, page, "message", lambda t: "arm refused" in t)
+            await choose_mode(page, runtime, DriveMode.TELEOP)
+            await browse(click, page, "grip-close")
+            await until(lambda: link.arm_state is not None and link.arm_state.pos5_ddeg == 0)
+            await browse(click, page, "grip-open")
+            await until(lambda: link.arm_state is not None
+                        and link.arm_state.pos5_ddeg == 1800)
+            await browse(page.execute_script, """
+                const s = document.getElementById("joint-1");
+                s.value = "1200"; s.dispatchEvent(new Event("change"));""")
+            await until(lambda: link.arm_state is not None
+                        and link.arm_state.pos1_ddeg == 1200)
+            assert runtime.safety.lease is not None  # arm commands take the lease too
+
+    run(main, guard_s=60)
