@@ -289,24 +289,11 @@ def _config(job: dict[str, Any]) -> RuntimeConfig:
 
 
 async def _child(job: dict[str, Any]) -> dict[str, Any]:
-    import zima.onboard.runtime as runtime_module  # noqa: PLC0415
     from zima.onboard.mqtt_config import Mode, ModeCommand  # noqa: PLC0415
-    from zima.onboard.policy_runner import PolicyRunner  # noqa: PLC0415
+    from zima.onboard.runtime import Runtime  # noqa: PLC0415
 
     traces: list[PlanTrace] = []
-
-    class TracedRunner(PolicyRunner):
-        """The runtime's PolicyRunner with its ``on_plan`` hook set (the runtime has no
-        parameter for it)."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.on_plan = traces.append
-
-    # The name the runtime constructs its runner by (bench only; see TracedRunner).
-    vars(runtime_module)["PolicyRunner"] = TracedRunner
-
-    runtime = runtime_module.Runtime(_config(job), camera_opener=PacedVideo)
+    runtime = Runtime(_config(job), camera_opener=PacedVideo, on_plan=traces.append)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     try:
@@ -326,7 +313,7 @@ async def _child(job: dict[str, Any]) -> dict[str, Any]:
             decision = runtime.last_decision
             if traces and decision is not None and decision.owner == "policy":
                 plan = traces.pop()
-                backlog = link._tx  # bytes the port did not take yet
+                backlog = link.tx_backlog  # bytes the port did not take yet
                 if plan.queued_ahead == 0 and not backlog:
                     plans.append(_plan_times(plan, now_s, fused))
             traces.clear()

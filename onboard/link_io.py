@@ -86,6 +86,11 @@ class LinkIO:
         self._last_mcu_time_ms: int | None = None
 
     @property
+    def tx_backlog(self) -> int:
+        """Encoded bytes the port has not taken yet (0: everything sent is written)."""
+        return len(self._tx)
+
+    @property
     def _loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 

@@ -60,7 +60,7 @@ from zima.onboard.mqtt_config import (
     TeleopCommand,
 )
 from zima.onboard.policy import ModelError
-from zima.onboard.policy_runner import PolicyRunner, Step
+from zima.onboard.policy_runner import PlanTrace, PolicyRunner, Step
 from zima.onboard.recorder import EVENT_KINDS, Recorder, RecorderError
 from zima.onboard.safety import BatteryLevel, Decision, DriveMode, Safety, SafetyError
 from zima.onboard.sdnotify import Notifier, watchdog_loop
@@ -151,6 +151,7 @@ class Runtime:
         camera_opener: Callable[[CameraConfig], Capture] = open_capture,
         notifier: Notifier | None = None,
         software: str = "",
+        on_plan: Callable[[PlanTrace], None] | None = None,
     ) -> None:
         self.config, self.contract = config, contract
         self._clock = clock
@@ -158,6 +159,7 @@ class Runtime:
         self._own_notifier = notifier is None  # ours to close; a caller's is theirs
         self._notifier = notifier or Notifier()
         self._software = software
+        self._on_plan = on_plan  # timing of every plan (bench/runtime_bench.py)
         self.safety = Safety(config.safety, now_s=clock())
         self.fusion = FrameFusion(contract, config.fusion)
         self._timer = _LoopTimer(1.0 / config.control_hz)
@@ -275,7 +277,8 @@ class Runtime:
             self._policy_error = f"no model at {path}"
             log.warning("policy: %s; autonomous modes are refused until one is deployed", path)
             return None
-        runner = PolicyRunner(self.config.policy, self.contract, self.fusion, clock=self._clock)
+        runner = PolicyRunner(self.config.policy, self.contract, self.fusion, clock=self._clock,
+                              on_plan=self._on_plan)
         try:
             self._runner = await self._policy_stack.enter_async_context(runner)
         except ModelError as exc:
