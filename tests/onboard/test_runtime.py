@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -66,7 +67,10 @@ def runtime_config(tmp_path: Path, link_config: LinkConfig, **changes: object) -
         for cam in DEFAULT.cameras)
     fields: dict[str, object] = {
         "robot_id": "zima-test",
-        "link": link_config,
+        # A machine loaded by a parallel build can starve the link past the default 0.25 s
+        # telemetry timeout; these tests are about the runtime, not link-loss detection
+        # (a vanished port is still seen at once: the read fails).
+        "link": dataclasses.replace(link_config, telemetry_timeout_s=1.0),
         "cameras": cameras,
         "policy": PolicyConfig(model_path=tmp_path / "policy.onnx", temperature=0.0, seed=0),
         "mqtt": MqttSection(enabled=False),
