@@ -2,10 +2,11 @@
 # a newcomer needs: both install what they need first (Debian packages, then .venv).
 #
 #   make test      lint, type checks, C++ unit tests, fuzz-corpus replay, Python tests
-#   make demo      the main job (the whole robot in simulation; not built yet)
+#   make demo      the main job: the whole robot in simulation (runtime, emulated MCU, MuJoCo)
 #   make firmware  the ATmega2560 firmware with Debian's avr-gcc (build/avr/zima.hex)
 #   make bench     every benchmark of the project, in one table per part
 #   make fuzz      libFuzzer on the protocol decoder (FUZZ_RUNS executions, default 10 million)
+#   make policy    the demo policy: collect, train, export, evaluate (models/zima-demo.onnx)
 
 SHELL := /bin/bash
 VENV  := .venv
@@ -20,7 +21,7 @@ JOBS  ?= $(shell nproc)
 EXTRAS := dev,onboard,sim,train
 
 .PHONY: all firmware test lint typecheck test-cpp test-py demo bench bench-cpp bench-py bench-firmware fuzz \
-        system-deps venv clean
+        system-deps venv clean policy
 
 all: test
 
@@ -95,21 +96,32 @@ bench-cpp: $(HOST_BUILD)/CMakeCache.txt
 bench-py: venv
 	$(PY) bench/protocol_bench.py
 	$(PY) bench/sim_bench.py
+	$(PY) bench/runtime_bench.py
 
 bench-firmware: venv
 	$(MAKE) --no-print-directory avr-firmware emulator
 	$(PY) bench/firmware_bench.py
 
-# Until the golden path exists (the onboard runtime driving the MuJoCo robot through the
-# emulated MCU with the bundled policy), the demo runs what is built: the scripted expert
-# in both scenes, with a video of one episode each.
+# The golden path: the onboard runtime drives the MuJoCo robot through the real firmware on
+# the emulated board, in real time, with the bundled demo policy (`zima sim run`, sim/hil.py);
+# telemetry through a local Mosquitto when one starts. Prints each episode and the success
+# rate; writes a video of the first episode and a plot of the MCU's telemetry to build/demo/.
+DEMO_MODEL    ?= models/zima-demo.onnx
+DEMO_EPISODES ?= 5
 demo: venv
 	$(MAKE) --no-print-directory avr-firmware emulator
-	@echo "== the scripted expert in the MuJoCo scenes (video in $(BUILD)/demo/) =="
-	$(VENV)/bin/zima sim expert --scene arena --episodes 20 --video $(BUILD)/demo/expert_arena.mp4
-	$(VENV)/bin/zima sim expert --scene room --episodes 20 --video $(BUILD)/demo/expert_room.mp4
-	@echo "== not built yet: the policy driving the sim robot through the onboard runtime and"
-	@echo "   the emulated MCU (see README.md, 'What works today') =="
+	@test -f $(DEMO_MODEL) || { echo "demo: $(DEMO_MODEL) is missing; \`make policy\` trains it"; exit 1; }
+	MUJOCO_GL=egl $(VENV)/bin/zima sim run --episodes $(DEMO_EPISODES) --model $(DEMO_MODEL) \
+	    --out $(BUILD)/demo
 
 clean: clean-avr clean-emulator
 	rm -rf $(BUILD) $(VENV)
+
+# The bundled demo policy: expert demonstrations (one collection worker per core),
+# training (configs/demo_policy.toml), export and an evaluation on held-out seeds;
+# writes models/zima-demo.onnx and its provenance, models/zima-demo.json.
+POLICY_EPISODES ?= 200
+POLICY_EVAL     ?= 100
+policy: venv
+	$(PY) tools/make_policy.py --episodes $(POLICY_EPISODES) --eval-episodes $(POLICY_EVAL) \
+	    --workers $(JOBS)

@@ -9,6 +9,10 @@
     zima sim eval policy.onnx --scene arena --episodes 50 --video-dir out --videos 3
                                                       a policy's success rate (95% CI),
                                                       failure modes and videos
+    zima sim run --episodes 5 --model models/zima-demo.onnx --out build/demo
+                                                      hardware in the loop: the onboard
+                                                      runtime drives the MuJoCo robot through
+                                                      the firmware on the emulated board
 
 MuJoCo is imported inside ``run`` so that `zima --help` stays fast.
 """
@@ -64,11 +68,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="actions executed per chunk (default 4, the runtime's)")
     ev.add_argument("--time-limit", type=float,
                     help="episode time limit, s (default: the environment's)")
+    hil = sub.add_parser("run", help="hardware in the loop: runtime, emulated MCU and MuJoCo "
+                                     "in real time")
+    hil.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
+    hil.add_argument("--episodes", type=int, default=5, help="episodes to run (default 5)")
+    hil.add_argument("--model", type=Path, default=Path("models/zima-demo.onnx"),
+                     help="the policy's ONNX file (default models/zima-demo.onnx)")
+    hil.add_argument("--out", type=Path, default=Path("build/demo"),
+                     help="folder of the video and the telemetry plot (default build/demo)")
+    hil.add_argument("--seed", type=int, default=100_000,
+                     help="seed of the first episode; episode i uses seed + i (default 100000)")
+    hil.add_argument("--mqtt", choices=("auto", "off"), default="auto",
+                     help="auto: telemetry through a local Mosquitto if one can start")
+    hil.add_argument("--realtime-factor", type=float, default=1.0,
+                     help="emulated seconds per wall second (default 1.0)")
+    hil.add_argument("--time-limit", type=float, default=40.0,
+                     help="episode time limit, emulated s (default 40)")
+    hil.add_argument("--drive", choices=("policy", "operator"), default="policy",
+                     help="policy: autonomous episodes; operator: a person drives (with "
+                          "--web or MQTT teleop) and records demonstrations")
+    hil.add_argument("--web", type=int, metavar="PORT", default=None,
+                     help="serve the teleoperation console on 127.0.0.1:PORT")
 
 
 def run(args: argparse.Namespace) -> int:
     """List scenes, run the expert or collect demonstrations."""
-    from zima.sim.scenes import SCENES  # noqa: PLC0415 -- keeps `zima --help` fast
+    from zima.sim.scenes import SCENES
 
     if args.action == "scenes":
         for name, builder in SCENES.items():
@@ -86,13 +111,13 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print("error: --episodes must be at least 1", file=sys.stderr)
         return 2
-    handlers = {"collect": _collect, "eval": _eval, "expert": _expert}
+    handlers = {"collect": _collect, "eval": _eval, "expert": _expert, "run": _run}
     return handlers[args.action](args)
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from zima.episodes import IdleTrim  # noqa: PLC0415
-    from zima.sim.collect import CollectConfig, Progress, collect  # noqa: PLC0415
+    from zima.episodes import IdleTrim
+    from zima.sim.collect import CollectConfig, Progress, collect
 
     if args.workers < 1 or args.max_idle < 0:
         print("error: --workers must be at least 1 and --max-idle at least 0", file=sys.stderr)
@@ -107,10 +132,10 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from zima.contract import DEFAULT  # noqa: PLC0415
-    from zima.onboard.policy import ModelError  # noqa: PLC0415
-    from zima.sim.env import EnvConfig, Outcome  # noqa: PLC0415
-    from zima.sim.evaluate import EpisodeResult, EvalConfig, evaluate  # noqa: PLC0415
+    from zima.contract import DEFAULT
+    from zima.onboard.policy import ModelError
+    from zima.sim.env import EnvConfig, Outcome
+    from zima.sim.evaluate import EpisodeResult, EvalConfig, evaluate
 
     try:
         env = EnvConfig()
@@ -150,9 +175,70 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from zima.sim.env import Outcome
+    from zima.sim.evaluate import wilson_interval
+    from zima.sim.hil import (
+        HilConfig,
+        HilEpisode,
+        HilError,
+        HilSession,
+        plot_telemetry,
+        run_episodes,
+    )
+
+    try:
+        cfg = HilConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
+                        model_path=args.model, out_dir=args.out, mqtt=args.mqtt,
+                        realtime_factor=args.realtime_factor, time_limit_s=args.time_limit,
+                        drive=args.drive, web_port=args.web)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    def progress(done: int, result: HilEpisode) -> None:
+        report(f"episode {done}/{args.episodes} seed {result.seed}: {result.outcome.value:<10} "
+               f"after {result.time_s:5.1f} s (wall {result.wall_s:5.1f} s)"
+               + (f"; autonomy re-engaged {result.reengaged}x after link losses"
+                  if result.reengaged else ""))
+
+    async def main() -> tuple[list[HilEpisode], HilSession]:
+        async with HilSession(cfg, report=report) as hil:
+            report(f"running {args.episodes} episodes of {args.scene}, model {args.model} "
+                   f"(sha256 {(hil.runtime.model_sha256 or '')[:12]}), seeds "
+                   f"{args.seed}..{args.seed + args.episodes - 1}")
+            return await run_episodes(hil, progress), hil
+
+    start = time.perf_counter()
+    try:
+        results, hil = asyncio.run(main())
+    except HilError as exc:  # a part did not start (or died): say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    wall_s = time.perf_counter() - start
+    successes = sum(r.outcome is Outcome.SUCCESS for r in results)
+    low, high = wilson_interval(successes, len(results))
+    counts = collections.Counter(r.outcome.value for r in results)
+    print(f"success {successes}/{len(results)} ({successes / len(results):.0%}, 95% CI "
+          f"{low:.0%} - {high:.0%}); {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}"
+          f"; {wall_s:.1f} s")
+    loop = hil.runtime.loop_stats()
+    print(f"runtime control loop: {loop.rate_hz:.1f} Hz, period p99 {loop.period_p99_ms:.1f} ms, "
+          f"{loop.overruns} overruns; MCU link losses: {hil.runtime.link.status.disconnects}")
+    for video in hil.world.videos:
+        print(f"video: {video}")
+    print(f"plot: {plot_telemetry(hil.telemetry, args.out / 'telemetry.png')}")
+    return 0
+
+
 def _expert(args: argparse.Namespace) -> int:
-    from zima.sim.env import EnvConfig, ZimaEnv  # noqa: PLC0415
-    from zima.sim.expert import run_episode, success_rate  # noqa: PLC0415
+    from zima.sim.env import EnvConfig, ZimaEnv
+    from zima.sim.expert import run_episode, success_rate
 
     start = time.perf_counter()
     results = []
@@ -183,12 +269,12 @@ def _progress(done: int, total: int, rate: float) -> None:
 
 def _write_video(scene: str, seed: int, path: Path) -> int:
     """Render one expert episode's forward camera into ``path``; return the frame count."""
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
-    from zima.contract import Action  # noqa: PLC0415
-    from zima.sim.env import StepResult, ZimaEnv  # noqa: PLC0415
-    from zima.sim.expert import run_episode  # noqa: PLC0415
+    from zima.contract import Action
+    from zima.sim.env import StepResult, ZimaEnv
+    from zima.sim.expert import run_episode
 
     path.parent.mkdir(parents=True, exist_ok=True)
     env = ZimaEnv(scene)

@@ -159,14 +159,16 @@ class ZimaEnv:
         if self._renderer is not None:
             for cam, frames in self._frames.items():
                 frames.append(self.render(cam))
-        return StepResult(self._observation(), self._outcome(Action(action)), self.time_s)
+        return StepResult(self._observation(), self.outcome(Action(action)), self.time_s)
 
     @property
     def time_s(self) -> float:
         """Seconds since reset."""
         return self.steps / self.contract.control_hz
 
-    def _outcome(self, action: Action) -> Outcome:
+    def outcome(self, action: Action) -> Outcome:
+        """The episode's outcome now, if the robot's last action was ``action`` (success
+        needs STOP at the target; contact with an obstacle or a distractor ends it)."""
         d = self.data
         pairs = d.contact.geom[: d.ncon]  # [ncon, 2] geom ids
         robot = self._robot[pairs]  # [ncon, 2] bool
