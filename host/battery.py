@@ -21,8 +21,7 @@ alarm change), for logs and pipes::
 (``homeassistant/sensor/zima_<r>_battery_{voltage,soc,level}/config``) that point Home
 Assistant at the robot's own battery topic, so the battery shows up there with no
 configuration; the SoC sensor computes the same curve in its Jinja template. The broker
-must let this user write ``homeassistant/#`` (the sample ACL does not: add
-``topic write homeassistant/#`` under ``user operator``).
+must let this user write ``homeassistant/#`` (the sample ACL lets ``operator`` do it).
 
 Exit status: 0 the last reading was ok; 1 an error (broker, flags, files); 2 the battery
 was low or critical at the end; 3 no data at the end (stale, never heard, or offline).
