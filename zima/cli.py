@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "battery": ("zima.host.battery", "live battery view of a robot over MQTT: voltage, SoC, alarm"),
     "status": ("zima.host.status", "a snapshot of a robot's mode, link, battery, policy, faults"),
     "estop": ("zima.host.estop", "engage (or --release) a robot's e-stop over MQTT and confirm it"),
+    "deploy": ("zima.host.deploy", "install a policy model on a robot over SSH and hot-reload it"),
     "flash": ("zima.host.flash", "build and upload the firmware with PlatformIO, then verify it"),
     "onboard": ("zima.onboard.cli", "the robot computer's runtime service and its installer"),
 }

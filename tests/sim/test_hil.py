@@ -172,12 +172,16 @@ def test_an_operator_drives_the_sim_robot_through_the_web_console(
                         await hil.sleep(0.05)
                         snaps.append(hil.world.snapshot())
                     await ws.send_json({"t": "drive", "v": 0.0, "w": 0.0})  # key released
-                    await hil.sleep(0.5)
-                    snaps.append(hil.world.snapshot())
+                    released_s = hil.world.snapshot().time_s
+                    while (snap := hil.world.snapshot()).time_s < released_s + 3.0:
+                        if max(map(abs, snap.track_mm_s)) < 20:
+                            break
+                        await hil.sleep(0.05)
+                    snaps.append(snap)
             return snaps
 
     snaps = run(main, guard_s=90)
     (x0, y0, yaw0), (x1, y1, _) = snaps[0].pose, snaps[-1].pose
     along = (x1 - x0) * math.cos(yaw0) + (y1 - y0) * math.sin(yaw0)
     assert along > 0.1, snaps[-1]  # 0.3 m/s for 1.5 s: about 0.45 m
-    assert max(map(abs, snaps[-1].track_mm_s)) < 20  # released: stopped
+    assert max(map(abs, snaps[-1].track_mm_s)) < 20  # released: stopped, within 3 s
