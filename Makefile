@@ -20,7 +20,7 @@ JOBS  ?= $(shell nproc)
 # MuJoCo; train: the CPU build of torch 2.13.0 and h5py).
 EXTRAS := dev,onboard,sim,train
 
-.PHONY: all firmware test lint typecheck test-cpp test-py demo bench bench-cpp bench-py bench-firmware fuzz \
+.PHONY: all firmware test lint typecheck test-cpp test-py demo bench bench-start bench-cpp bench-py bench-firmware fuzz \
         system-deps venv clean policy
 
 all: test
@@ -87,16 +87,25 @@ fuzz: | $(BUILD)/.system-deps
 	@echo "fuzz: no finding. New inputs: $(FUZZ_BUILD)/new; keep the useful ones with"
 	@echo "  $(FUZZ_BUILD)/fuzz_decoder -merge=1 -max_len=256 firmware/fuzz/corpus $(FUZZ_BUILD)/new"
 
-bench: bench-cpp bench-py bench-firmware
+# Each bench prints its own tables and records its headline figures in
+# $(BUILD)/bench/results.jsonl (bench/results.py), emptied first; the last step prints them
+# as one table. Serial make runs the prerequisites in order, bench-start first.
+bench: bench-start bench-cpp bench-py bench-firmware
+	$(PY) bench/results.py
+
+bench-start: venv
+	$(PY) bench/results.py --reset
 
 bench-cpp: $(HOST_BUILD)/CMakeCache.txt
 	cmake --build $(HOST_BUILD) --target bench_decoder -j$(JOBS)
-	$(HOST_BUILD)/bench_decoder
+	mkdir -p $(BUILD)/bench
+	$(HOST_BUILD)/bench_decoder --results $(BUILD)/bench/results.jsonl
 
 bench-py: venv
 	$(PY) bench/protocol_bench.py
 	$(PY) bench/sim_bench.py
 	$(PY) bench/runtime_bench.py
+	$(PY) bench/training_bench.py
 
 bench-firmware: venv
 	$(MAKE) --no-print-directory avr-firmware emulator

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import record  # noqa: E402
 from tests.firmware.mcu import Mcu  # noqa: E402 - the HIL tests' client
 from zima.emulator import EmulatedBoard, EmulatorConfig, Probes  # noqa: E402
 from zima.protocol import Drive, Heartbeat, ParamId, Telemetry  # noqa: E402
@@ -37,6 +38,8 @@ CONTROL, RX, TX_IDLE, TX_SENT = 1, 2, 3, 4  # firmware/src/probe.h
 ENCODER_ISR = 1
 TELEMETRY_RATES_HZ = (50, 100, 150, 200)  # 200 is telemetry_hz's maximum
 RATE_WINDOW_MS = 2000
+HEADLINES = ("flash", "static RAM", "control tick rate", "control tick jitter (worst)",
+             "control tick cost", "max telemetry rate, no frame lost")  # in the common table
 
 Row = tuple[str, str, str]
 
@@ -174,6 +177,9 @@ def main() -> None:
         print(row[0].ljust(widths[0]), row[1].rjust(widths[1]), " ", row[2])
         if index == 0:
             print("-" * (sum(widths) + 4))
+    for metric, value, _notes in rows:
+        if metric in HEADLINES:
+            record("firmware (emulated ATmega2560)", metric, value)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from typing import Any
 
 from pymavlink.generator import mavgen
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.results import record
 from zima.protocol import FRAME_OVERHEAD, Frame, FrameDecoder, FrameEncoder, State, Telemetry
 
 DIALECT = Path(__file__).resolve().parent / "zima_mavlink.xml"
@@ -126,6 +130,10 @@ def main() -> None:
         print(row[0].ljust(widths[0]), *cells)
         if index == 0:
             print("-" * (sum(widths) + 3))
+    for metric, zima, mavlink in rows:
+        if metric.startswith(("TELEMETRY frame", "Python")):
+            record("protocol", f"{metric} (zima vs MAVLink v2)",
+                   f"{number(zima)} vs {number(mavlink)}")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import record  # noqa: E402
 from tests.onboard.streams import PacedVideo, write_video  # noqa: E402 - cameras of the tests
 from zima.contract import DEFAULT  # noqa: E402
 
@@ -254,7 +255,12 @@ def main() -> None:
             key, limit, text = goals[metric]
             oks = [float(r[key]) <= limit for r in (plain, broker)]
             line += f"  {text}: {mark(oks[0])} / {mark(oks[1])}"
+            for run, cells, ok in (("no broker", plain, oks[0]), ("with broker", broker, oks[1])):
+                record("onboard runtime", f"{metric} ({run})", " ".join(cells[metric].split()),
+                       text, ok)
         print(line)
+    record("onboard runtime", "bare onnxruntime inference p50/p99, ms",
+           " ".join(p50_p99(bare).split()))
 
 
 # ---- the child: the runtime alone in a process ----------------------------------------------

@@ -14,11 +14,15 @@ about 40 s.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import zima.sim  # noqa: F401 -- sets MUJOCO_GL before mujoco is imported
+from bench.results import record
 from zima.contract import DEFAULT, Action
 from zima.sim.collect import CollectConfig, CollectSummary, collect
 from zima.sim.effects import EffectsConfig
@@ -27,6 +31,7 @@ from zima.sim.expert import run_episode
 from zima.sim.scenes import SCENES
 
 PHYSICS_S = 20.0  # simulated seconds of driving per scene
+GOAL_RTF = 100.0  # physics real-time factor without rendering
 EXPERT_EPISODES = 20
 FRAMES = 200  # rendered per camera
 COLLECT_EPISODES = 16  # per worker count, arena
@@ -80,21 +85,28 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for scene in SCENES:
-        print(f"{scene:<8} {'physics real-time factor (no rendering)':<44} "
-              f"{physics_rtf(scene):>8.0f}x")
+        rtf = physics_rtf(scene)
+        print(f"{scene:<8} {'physics real-time factor (no rendering)':<44} {rtf:>8.0f}x")
+        record(f"sim {scene}", "physics real-time factor (no rendering)", f"{rtf:.0f}x",
+               f">= {GOAL_RTF:.0f}x", rtf >= GOAL_RTF)
         print(f"{scene:<8} {'expert episodes real-time factor':<44} {expert_rtf(scene):>8.0f}x")
         for camera in DEFAULT.cameras:
             for label, fx in (("plain", EffectsConfig.off()),
                               ("all effects", EffectsConfig.always())):
                 metric = f"{camera} camera {size} fps, {label}"
-                print(f"{scene:<8} {metric:<44} {render_fps(scene, camera, fx):>9.0f}")
+                fps = render_fps(scene, camera, fx)
+                print(f"{scene:<8} {metric:<44} {fps:>9.0f}")
+                if camera == DEFAULT.cameras[0] and label == "all effects":
+                    record(f"sim {scene}", metric, f"{fps:.0f}")
     runs = {w: collection(w) for w in (1, 2)}
     for w, run in runs.items():
         print(f"{'arena':<8} {f'demonstrations/hour, {w} worker(s)':<44} "
               f"{run.demos_per_hour:>9.0f}")
     one = runs[1]
-    print(f"{'arena':<8} {'collection speed-up, 2 workers over 1':<44} "
-          f"{runs[2].demos_per_hour / one.demos_per_hour:>8.2f}x")
+    speedup = runs[2].demos_per_hour / one.demos_per_hour
+    print(f"{'arena':<8} {'collection speed-up, 2 workers over 1':<44} {speedup:>8.2f}x")
+    record("sim arena", "demonstrations/hour, 1 worker", f"{one.demos_per_hour:.0f}")
+    record("sim arena", "collection speed-up, 2 workers over 1", f"{speedup:.2f}x")
     kept = max(1, len(one.kept))
     print(f"{'arena':<8} {'frames per episode (after trimming)':<44} {one.frames / kept:>9.1f}")
     size_mb = sum(e.size_bytes for e in one.kept) / 1e6 / kept

@@ -35,15 +35,15 @@ def int8_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zima.onboard.policy import ModelError, load_model  # noqa: PLC0415
-    from zima.training.checkpoint import (  # noqa: PLC0415
+    from zima.onboard.policy import ModelError, load_model
+    from zima.training.checkpoint import (
         CheckpointError,
         build_policy,
         load_checkpoint,
     )
 
-    from .onnx_export import ExportError, export_onnx, file_sha256  # noqa: PLC0415
-    from .parity import (  # noqa: PLC0415
+    from .onnx_export import ExportError, export_onnx, file_sha256
+    from .parity import (
         check_parity,
         compare,
         episode_samples,
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         report.check()
         if args.int8:
-            from .quantize import quantize_int8  # noqa: PLC0415
+            from .quantize import quantize_int8
 
             q_path = quantize_int8(args.out, int8_path(args.out))
             load_model(q_path, contract)

@@ -16,11 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; 0 on success, 2 on a configuration or data error."""
-    import dataclasses  # noqa: PLC0415 (heavy imports stay inside run)
+    import dataclasses
 
-    from zima.episodes import EpisodeError  # noqa: PLC0415
-    from zima.training.config import ConfigError, TrainConfig  # noqa: PLC0415
-    from zima.training.train import TrainError, train  # noqa: PLC0415
+    from zima.episodes import EpisodeError
+    from zima.training.config import ConfigError, TrainConfig
+    from zima.training.train import TrainError, train
 
     try:
         config = TrainConfig.from_toml(args.config)

@@ -1,7 +1,11 @@
 // Decoder benchmark: cost per received byte of FrameDecoder (COBS + CRC + checks)
 // on a realistic link mix, in the host build.
 //
-//   bench_decoder [megabytes]     (default 64 MB of frames, best of 5 passes)
+//   bench_decoder [megabytes] [--results FILE]
+//
+// (default 64 MB of frames, best of 5 passes). With --results, the headline figures are
+// also appended to FILE as JSON lines in bench/results.py's format (what `make bench`
+// gathers into its one table).
 //
 // The mix is what the robot computer receives at 50 Hz telemetry: per 20 ms one
 // TELEMETRY (43 wire bytes), plus an ARM_STATE every 5th period, an ACK every
@@ -69,10 +73,27 @@ std::vector<uint8_t> build_stream(size_t target_bytes, size_t* frames) {
   return out;
 }
 
+// One row of bench/results.py's file; part, metric and value carry no quote or backslash.
+void record(FILE* out, const char* metric, const char* value) {
+  fprintf(out, "{\"part\": \"protocol decoder (C++, host)\", \"metric\": \"%s\", "
+          "\"value\": \"%s\", \"goal\": \"\", \"ok\": null}\n", metric, value);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const double megabytes = argc > 1 ? atof(argv[1]) : 64.0;
+  double megabytes = 64.0;
+  const char* results = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
+      results = argv[++i];
+    } else if (atof(argv[i]) > 0) {
+      megabytes = atof(argv[i]);
+    } else {
+      fprintf(stderr, "usage: bench_decoder [megabytes] [--results FILE]; got '%s'\n", argv[i]);
+      return 2;
+    }
+  }
   size_t frames = 0;
   const std::vector<uint8_t> stream = build_stream(static_cast<size_t>(megabytes * 1e6), &frames);
 
@@ -103,7 +124,24 @@ int main(int argc, char** argv) {
   printf("bench_decoder: %zu bytes, %zu frames (mean %.1f B/frame), best of 5\n", stream.size(),
          frames, static_cast<double>(stream.size()) / static_cast<double>(frames));
   printf("%-14s %12s %14s %12s\n", "metric", "ns/byte", "frames/s", "MB/s");
-  printf("%-14s %12.2f %14.0f %12.1f\n", "decoder", ns_per_byte,
-         static_cast<double>(frames) / best_s, static_cast<double>(stream.size()) / best_s / 1e6);
+  const double frames_s = static_cast<double>(frames) / best_s;
+  const double mb_s = static_cast<double>(stream.size()) / best_s / 1e6;
+  printf("%-14s %12.2f %14.0f %12.1f\n", "decoder", ns_per_byte, frames_s, mb_s);
+  if (results != nullptr) {
+    FILE* out = fopen(results, "a");
+    if (out == nullptr) {
+      fprintf(stderr, "bench_decoder: cannot append to %s\n", results);
+      return 1;
+    }
+    char value[64];
+    snprintf(value, sizeof value, "%.2f ns/byte", ns_per_byte);
+    record(out, "decode cost per received byte (link mix)", value);
+    snprintf(value, sizeof value, "%.0f MB/s, %.1f M frames/s", mb_s, frames_s / 1e6);
+    record(out, "decode throughput", value);
+    if (fclose(out) != 0) {
+      fprintf(stderr, "bench_decoder: writing %s failed\n", results);
+      return 1;
+    }
+  }
   return 0;
 }

@@ -1,0 +1,331 @@
+"""Training data and inference speed: the episode cache against per-sample HDF5 reads, and
+onnxruntime against PyTorch eager for the same policy.
+
+    .venv/bin/python bench/training_bench.py
+
+**Loader.** EPISODES synthetic episodes of STEPS steps are written with
+``zima.episodes.EpisodeWriter`` (gzip frames, one per chunk, as the simulator writes them;
+the frames are smooth moving gradients with pixel noise, so they compress about as the
+rendered ones do) into a temporary folder. Samples per second through a
+``DataLoader`` (batch 32, shuffled, no worker processes, as ``configs/demo_policy.toml``
+trains) of (1) the first prototype's loader, which opens the episode file and reads one
+sample's frames, action history and target per ``__getitem__``, and (2)
+``zima.training.dataset``'s memory-mapped cache (``BCDataset``), built once before (its
+build time is shown). Both read files the page cache already holds, and both are checked
+to give the same samples. Beside them, the training step rate: samples per second through
+forward, backward and an AdamW step of the small-backbone policy (batch 32, CPU, on one
+thread and on torch's default threads), so the table shows whether a loader keeps up
+with the faster of the two (goal: the cache 20x or more faster than the naive reads).
+The loaders run on one torch thread, as in a DataLoader worker process.
+
+**Inference.** Batch-1 latency (p50/p99, ms) of the policy with the small backbone and
+with ResNet-18, random weights, one thread on both sides (the runtime's
+``intra_op_threads = 1``): PyTorch eager (``eval()``, ``inference_mode``) against
+onnxruntime on the file ``zima.export.onnx_export`` writes; then int8: eager PyTorch's
+dynamic quantisation (it has one for ``Linear`` only) against onnxruntime on the file
+``zima.export.quantize`` writes (Conv and MatMul). Goal: onnxruntime at least 1.5x faster
+(eager p50 over onnxruntime p50). Takes about 60 s; p99 over a few dozen ResNet-18 runs
+is close to their maximum.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+import h5py
+import numpy as np
+import onnxruntime as ort  # type: ignore[import-untyped]
+import torch
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.results import record
+from zima.contract import DEFAULT, Action, Contract
+from zima.episodes import EpisodeInfo, EpisodeWriter
+from zima.export.onnx_export import export_onnx
+from zima.export.quantize import quantize_int8
+from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT
+from zima.training.dataset import BCDataset, EpisodeCache, Sample
+from zima.training.models import Policy, PolicyConfig
+
+EPISODES: Final = 8
+STEPS: Final = 150  # per episode: 1200 samples
+BATCH: Final = 32
+LOADER_S: Final = 3.0  # per loader, at most (the cache passes the whole set sooner)
+TRAIN_STEPS: Final = 12
+GOAL_LOADER_X: Final = 20.0
+GOAL_ORT_X: Final = 1.5
+LATENCY_S: Final = {"small": 1.5, "resnet18": 2.5}  # per measurement, at least MIN_RUNS
+MIN_RUNS: Final = 20
+PART_DATA: Final = "training data"
+PART_INFER: Final = "inference"
+
+
+# --- episodes and the two loaders --------------------------------------------------------------
+
+
+def write_episodes(folder: Path, contract: Contract) -> list[Path]:
+    """EPISODES synthetic episode files: frames a banded scene drifting by a pixel per
+    step under pixel noise (about 13 KB a frame with gzip 1, as rendered frames: 12.7 KB),
+    random runs of actions."""
+    rng = np.random.default_rng(0)
+    h, w = contract.image_height, contract.image_width
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:h, 0:w * 2]  # twice as wide: the view drifts across it
+    paths = []
+    for e in range(EPISODES):
+        scene = np.stack([(xx * (1 + e) + yy) % 256, (2 * yy + 40 * e) % 256,
+                          (xx + 3 * yy) % 256], axis=-1) // 64 * 64  # [H, 2W, 3] flat bands
+        path = folder / f"episode_{e:03d}.h5"
+        with EpisodeWriter(path, EpisodeInfo(source="sim", scene="bench", seed=e), contract,
+                           fsync=False) as writer:
+            action = int(Action.FORWARD)
+            for t in range(STEPS):
+                if rng.random() < 0.1:
+                    action = int(rng.integers(0, contract.n_actions))
+                frames = {}
+                for c, cam in enumerate(contract.cameras):
+                    view = scene[:, (t + 7 * c) % w:(t + 7 * c) % w + w]
+                    noise = rng.normal(0, 0.6, view.shape)
+                    frames[cam] = np.clip(view + noise, 0, 255).astype(np.uint8)
+                writer.append(frames, action, t / contract.control_hz)
+        paths.append(path)
+    return paths
+
+
+class NaiveDataset(Dataset[Sample]):
+    """The first prototype's loader: each sample opens its episode file and reads its
+    frames (one gzip chunk each), action history and target; samples in the order of
+    ``BCDataset`` over the same episodes, and the same tensors."""
+
+    def __init__(self, paths: Sequence[str], contract: Contract) -> None:
+        self.contract = contract
+        self.index: list[tuple[str, int, int]] = []  # (file, step, steps of the episode)
+        for path in paths:
+            with h5py.File(path, "r") as f:
+                n = int(f.attrs["n_steps"])
+            self.index += [(path, t, n) for t in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> Sample:
+        c, (path, t, n) = self.contract, self.index[index]
+        stop = int(Action.STOP)
+        with h5py.File(path, "r") as f:
+            frames = [f[f"images/{cam}"][max(t - back, 0)]  # [H, W, 3], oldest first
+                      for cam in c.cameras for back in range(c.image_history - 1, -1, -1)]
+            past = f["action"][max(t - c.action_history, 0):t]
+            labels = f["expert_action" if "expert_action" in f else "action"]
+            ahead = labels[t:min(t + c.chunk_len, n)]
+        history = np.full(c.action_history, stop, np.int64)  # [A], STOP before the start
+        history[c.action_history - len(past):] = past
+        target = np.full(c.chunk_len, stop, np.int64)  # [chunk_len], STOP past the end
+        target[:len(ahead)] = ahead
+        return (torch.from_numpy(np.stack(frames)), torch.from_numpy(history),
+                torch.from_numpy(target))
+
+
+def loader_rate(dataset: Dataset[Sample], seconds: float) -> float:
+    """Samples per second through a shuffled batch-32 DataLoader, for up to ``seconds``."""
+    g = torch.Generator().manual_seed(0)
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, generator=g)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for images, _history, _target in loader:
+            n += len(images)
+            if time.perf_counter() - start >= seconds:
+                break
+    return n / (time.perf_counter() - start)
+
+
+def train_step_rate(data: BCDataset, threads: int) -> float:
+    """Samples per second of forward + backward + AdamW step, small backbone, batch 32,
+    on ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = Policy(data.contract, PolicyConfig(backbone="small")).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images, history, target = next(iter(DataLoader(data, batch_size=BATCH, shuffle=True)))
+
+    def step() -> None:
+        logits = model(images, history)  # [B, chunk_len, n_actions]
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+
+    for _ in range(2):  # warm-up: allocator, kernels' first calls
+        step()
+    start = time.perf_counter()
+    for _ in range(TRAIN_STEPS):
+        step()
+    return TRAIN_STEPS * BATCH / (time.perf_counter() - start)
+
+
+def data_rows(folder: Path) -> list[tuple[str, str]]:
+    """Write the episodes, measure both loaders and the step rate; (metric, value) rows."""
+    paths = write_episodes(folder / "episodes", DEFAULT)
+    start = time.perf_counter()
+    cache = EpisodeCache.open(paths, folder / "cache", DEFAULT)
+    build_s = time.perf_counter() - start
+    cached = BCDataset(cache, range(len(cache.episodes)))
+    naive = NaiveDataset([e.path for e in cache.episodes], DEFAULT)
+    assert len(naive) == len(cached) == EPISODES * STEPS
+    for i in (0, 1, STEPS - 1, STEPS, len(naive) - 1):  # the same samples, or no comparison
+        assert all(torch.equal(a, b) for a, b in zip(naive[i], cached[i], strict=True)), i
+    cores = torch.get_num_threads()
+    # The loaders on one thread, as in a DataLoader worker process: collating is a copy,
+    # and on a busy machine a multi-threaded copy waits for its threads' time slices.
+    torch.set_num_threads(1)
+    naive_rate = loader_rate(naive, LOADER_S)
+    cache_rate = loader_rate(cached, LOADER_S)
+    steps = {n: train_step_rate(cached, n) for n in sorted({1, cores})}
+    torch.set_num_threads(cores)
+    step_rate = max(steps.values())  # the faster training is what a loader must keep up with
+    ratio = cache_rate / naive_rate
+    mb = sum(p.stat().st_size for p in paths) / 1e6
+    record(PART_DATA, "loader, naive per-sample HDF5 reads", f"{naive_rate:,.0f} samples/s")
+    record(PART_DATA, "loader, memory-mapped cache", f"{cache_rate:,.0f} samples/s")
+    record(PART_DATA, "loader speed-up, cache over naive", f"{ratio:.0f}x",
+           f">= {GOAL_LOADER_X:.0f}x", ratio >= GOAL_LOADER_X)
+    record(PART_DATA, f"train step, small backbone, batch {BATCH}, CPU (best thread count)",
+           f"{step_rate:,.0f} samples/s", "cache >= step rate", cache_rate >= step_rate)
+    return [
+        ("episodes (synthetic, EpisodeWriter, gzip)",
+         f"{EPISODES} x {STEPS} steps, {mb:.1f} MB"),
+        ("cache build (decode every episode once)", f"{build_s:.2f} s"),
+        ("loader, naive per-sample HDF5 reads", f"{naive_rate:,.0f} samples/s"),
+        ("loader, memory-mapped cache (BCDataset)", f"{cache_rate:,.0f} samples/s"),
+        ("cache over naive", f"{ratio:.1f}x (goal >= {GOAL_LOADER_X:.0f}x)"),
+        *((f"train step, small backbone, batch {BATCH}, CPU, {n} thread(s)",
+           f"{rate:,.0f} samples/s") for n, rate in steps.items()),
+        ("naive loader over the faster step rate", f"{naive_rate / step_rate:.2f}x"),
+        ("cache loader over the faster step rate", f"{cache_rate / step_rate:.1f}x"),
+    ]
+
+
+# --- inference latency -----------------------------------------------------------------------
+
+
+def latencies_ms(run: Callable[[], object], seconds: float) -> np.ndarray:
+    """Times (ms) of ``run`` after 3 warm-up calls, for ``seconds`` and MIN_RUNS at least."""
+    for _ in range(3):
+        run()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < MIN_RUNS or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return np.asarray(times)
+
+
+def session(path: Path) -> ort.InferenceSession:
+    """An onnxruntime session with the runtime's options (one thread)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def eager_int8(model: Policy) -> nn.Module:
+    """PyTorch's eager dynamic int8 quantisation (Linear layers: all it covers)."""
+    with warnings.catch_warnings():
+        # torch.ao's move to torchao, and quantized tensors' deprecation in torch 2.13.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        quantized: nn.Module = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {nn.Linear}, dtype=torch.qint8)
+    return quantized
+
+
+def quietly(work: Callable[..., Path], *args: object) -> Path:
+    """``work(*args)`` without the root logger's warnings (onnxruntime's quantiser advises
+    pre-processing, and names every tensor it leaves in float, through ``logging``)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return work(*args)
+    finally:
+        root.setLevel(level)
+
+
+def inference_rows(folder: Path) -> list[tuple[str, str, str, str, str]]:
+    """(model, precision, eager p50/p99, onnxruntime p50/p99, eager/ort) rows."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (1, *DEFAULT.image_shape), np.uint8)  # [1, N, H, W, 3]
+    history = rng.integers(0, DEFAULT.n_actions, (1, DEFAULT.action_history)).astype(np.int64)
+    feeds = {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: history}
+    inputs = (torch.from_numpy(images), torch.from_numpy(history))
+    rows = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same single thread as the onnxruntime session
+    try:
+        for backbone, seconds in LATENCY_S.items():
+            torch.manual_seed(0)
+            model = Policy(DEFAULT, PolicyConfig(backbone=backbone)).eval()
+            fp32 = export_onnx(model, DEFAULT, folder / f"{backbone}.onnx")
+            int8 = quietly(quantize_int8, fp32, folder / f"{backbone}-int8.onnx")
+            for precision, eager, path in (("fp32", model, fp32),
+                                           ("int8", eager_int8(model), int8)):
+                sess = session(path)
+                with torch.inference_mode():
+                    eager_ms = latencies_ms(functools.partial(eager, *inputs), seconds)
+                ort_ms = latencies_ms(functools.partial(sess.run, None, feeds), seconds)
+                ratio = float(np.median(eager_ms) / np.median(ort_ms))
+                metric = f"{backbone} {precision} batch 1, eager / onnxruntime p50"
+                record(PART_INFER, metric,
+                       f"{np.median(eager_ms):.2f} / {np.median(ort_ms):.2f} ms = {ratio:.2f}x",
+                       f">= {GOAL_ORT_X}x", ratio >= GOAL_ORT_X)
+                rows.append((backbone, precision, p50_p99(eager_ms), p50_p99(ort_ms),
+                             f"{ratio:.2f}x"))
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
+def p50_p99(ms: np.ndarray) -> str:
+    return f"{np.percentile(ms, 50):.2f} / {np.percentile(ms, 99):.2f}"
+
+
+def main() -> None:
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="zima-training-bench-") as tmp:
+        data = data_rows(Path(tmp))
+        inference = inference_rows(Path(tmp))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"training bench: {os.cpu_count()} cores, load average {load}")
+    width = max(len(m) for m, _ in data)
+    print(f"{'metric':<{width}}  value")
+    print("-" * (width + 30))
+    for metric, value in data:
+        print(f"{metric:<{width}}  {value}")
+    print()
+    header = ("model", "precision", "eager p50/p99 ms", "onnxruntime p50/p99 ms",
+              f"eager/ort p50 (goal >= {GOAL_ORT_X}x)")
+    table = [header, *inference]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for index, row in enumerate(table):
+        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        if index == 0:
+            print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    print(f"({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
