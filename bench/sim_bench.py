@@ -102,6 +102,14 @@ def main() -> None:
     for w, run in runs.items():
         print(f"{'arena':<8} {f'demonstrations/hour, {w} worker(s)':<44} "
               f"{run.demos_per_hour:>9.0f}")
+        # Every control step renders each contract camera once (start-up included in wall_s).
+        rendered = sum(e.steps for e in run.episodes) * len(DEFAULT.cameras) / run.wall_s
+        print(f"{'arena':<8} {f'collection: rendered fps, {w} worker(s) total':<44} "
+              f"{rendered:>9.0f}")
+        print(f"{'arena':<8} {f'collection: rendered fps per worker ({w})':<44} "
+              f"{rendered / w:>9.0f}")
+        record("sim arena", f"collection rendered fps, {w} worker(s): total / per worker",
+               f"{rendered:.0f} / {rendered / w:.0f}")
     one = runs[1]
     speedup = runs[2].demos_per_hour / one.demos_per_hour
     print(f"{'arena':<8} {'collection speed-up, 2 workers over 1':<44} {speedup:>8.2f}x")
