@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="also write episodes the expert failed (outcome attribute)")
     collect.add_argument("--max-idle", type=int, default=3,
                          help="longest run of STOP frames kept between motions (default 3)")
+    collect.add_argument("--noise", type=float, default=0.0,
+                         help="chance per step of a 1-3 step burst of random actions, labelled "
+                              "with the expert's (DART; default 0: clean demonstrations)")
     ev = sub.add_parser("eval", help="run an ONNX policy through the onboard runtime in the sim")
     ev.add_argument("model", type=Path, help="the policy's ONNX file")
     ev.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
@@ -119,12 +122,13 @@ def _collect(args: argparse.Namespace) -> int:
     from zima.episodes import IdleTrim
     from zima.sim.collect import CollectConfig, Progress, collect
 
-    if args.workers < 1 or args.max_idle < 0:
-        print("error: --workers must be at least 1 and --max-idle at least 0", file=sys.stderr)
+    if args.workers < 1 or args.max_idle < 0 or not 0 <= args.noise < 1:
+        print("error: --workers must be at least 1, --max-idle at least 0, --noise in [0, 1)",
+              file=sys.stderr)
         return 2
     cfg = CollectConfig(scene=args.scene, episodes=args.episodes, workers=args.workers,
                         seed=args.seed, keep_failures=args.keep_failures,
-                        trim=IdleTrim(max_run=args.max_idle))
+                        trim=IdleTrim(max_run=args.max_idle), noise=args.noise)
     summary = collect(args.out, cfg, Progress(args.episodes))
     print(f"{args.out}: scene {args.scene}, seeds {args.seed}..{args.seed + args.episodes - 1}")
     print(summary.report())

@@ -29,7 +29,7 @@ from typing import TextIO
 
 import numpy as np
 
-from zima.contract import DEFAULT, Contract
+from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter, IdleTrim, idle_mask
 from zima.sim.env import EnvConfig, Outcome, ZimaEnv
 from zima.sim.expert import Expert
@@ -52,10 +52,18 @@ class CollectConfig:
     # Environment settings (tests shorten time_limit_s).
     env: EnvConfig = field(default_factory=EnvConfig)
     contract: Contract = DEFAULT
+    # DART-style noise injection: at each step, with this probability, a burst of 1-3
+    # random actions other than the expert's is executed instead; every step is still
+    # labelled with the expert's action (``expert_action``). The data then shows how to
+    # recover from mistakes, and the executed-action history stops predicting the label
+    # (a policy trained on clean demonstrations learns to repeat its last action).
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.workers < 1:
             raise ValueError("collect: episodes and workers must be at least 1")
+        if not 0.0 <= self.noise < 1.0:
+            raise ValueError(f"collect: noise={self.noise} must be in [0, 1)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +93,11 @@ def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -
     observation = env.reset(seed)
     expert.reset(seed)
     frames: list[np.ndarray] = []  # per step [n_cameras, H, W, 3]
-    actions: list[int] = []
+    actions: list[int] = []  # executed
+    labels: list[int] = []  # the expert's (differs from executed under noise)
     stamps: list[float] = []
+    rng = np.random.default_rng([seed, 0xDA27])
+    burst: list[int] = []  # noise actions still to execute
     speeds: list[tuple[float, float]] = []  # mm/s over the previous step
     ticks = prev = env.drive.encoders(env.data)
     while True:
@@ -96,8 +107,15 @@ def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -
         speeds.append(((ticks[0] - prev[0]) * ticks_to_mm_s, (ticks[1] - prev[1]) * ticks_to_mm_s))
         prev = ticks
         stamps.append(env.time_s)
-        action = expert.act()
+        label = expert.act()
+        if not burst and label is not Action.STOP and rng.uniform() < cfg.noise:
+            wrong = [a for a in Action if a is not label]
+            burst = [int(rng.choice(wrong))] * int(rng.integers(1, 4))
+        action = Action(burst.pop()) if burst and label is not Action.STOP else label
+        if label is Action.STOP:
+            burst = []  # at the target: never push it off
         actions.append(int(action))
+        labels.append(int(label))
         result = env.step(action)
         observation = result.observation
         if result.done:
@@ -112,9 +130,10 @@ def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -
     with EpisodeWriter(path, info, c, overwrite=True, flush_every=32) as writer:
         for t in np.flatnonzero(keep):
             writer.append(dict(zip(c.cameras, frames[t], strict=True)), actions[t], stamps[t],
+                          expert_action=labels[t] if cfg.noise > 0 else None,
                           telemetry={"track_left_mm_s": speeds[t][0],
                                      "track_right_mm_s": speeds[t][1]})
-    counts = np.bincount(np.array(actions)[keep], minlength=c.n_actions)
+    counts = np.bincount(np.array(labels)[keep], minlength=c.n_actions)
     return EpisodeStats(seed, outcome.value, len(actions), int(keep.sum()),
                         tuple(int(n) for n in counts), path, path.stat().st_size)
 

@@ -48,12 +48,17 @@ class AugmentConfig:
     barrel_prob: float = 0.0
     # Largest barrel coefficient k: a point at radius r samples radius r * (1 + k r^2).
     barrel_strength: float = 0.15
+    # Probability that a sample's action history is replaced by random actions. Runs of
+    # one action are long, so "repeat the last action" scores well on the labels and a
+    # policy that learns it ignores its cameras (it spun in place forever in closed
+    # loop); unreliable history forces it to look. Applies even when enabled is False.
+    history_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("brightness", "contrast", "saturation"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("blur_prob", "barrel_prob"):
+        for name in ("blur_prob", "barrel_prob", "history_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("blur_sigma_max", "noise_std", "barrel_strength", "shift_px"):
@@ -91,6 +96,18 @@ class Augment(nn.Module):
         super().__init__()
         self.config = config
         self.generator = generator if generator is not None else torch.Generator()
+
+    def history(self, action_history: Tensor, n_actions: int) -> Tensor:
+        """action_history int64 [B, A] with each sample's row replaced by random actions
+        with probability ``history_dropout`` (train mode only)."""
+        p = self.config.history_dropout
+        if not self.training or p <= 0:
+            return action_history
+        g = self.generator
+        b, a = action_history.shape
+        drop = torch.rand(b, generator=g) < p  # [B]
+        noise = torch.randint(0, n_actions, (b, a), generator=g)  # [B, A]
+        return torch.where(drop[:, None], noise, action_history)
 
     def forward(self, images: Tensor) -> Tensor:
         if not self.training or not self.config.enabled:

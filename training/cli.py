@@ -1,4 +1,9 @@
-"""`zima train CONFIG.toml`: train the policy by behaviour cloning (see zima.training.train)."""
+"""`zima train CONFIG.toml`: train the policy by behaviour cloning (see zima.training.train).
+
+Data-parallel on N processes (one per GPU, or gloo on the CPU), rank 0 reporting::
+
+    torchrun --standalone --nproc_per_node=N $(which zima) train CONFIG.toml
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from zima.episodes import EpisodeError
     from zima.training.config import ConfigError, TrainConfig
+    from zima.training.distributed import world_from_env
     from zima.training.train import TrainError, train
 
     try:
@@ -30,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, TrainError, EpisodeError, FileNotFoundError) as exc:
         print(f"zima train: {exc}", file=sys.stderr)
         return 2
+    if world_from_env().rank != 0:  # under torchrun, rank 0 alone reports
+        return 0
     print(f"{result.epochs_done} epochs, best validation loss {result.best_val_loss:.4f}"
           f"{' (stopped early)' if result.stopped_early else ''}; checkpoints and plots in "
           f"{result.output_dir}")

@@ -23,21 +23,16 @@ Unknown keys and wrongly typed values are errors that name the key (``ConfigErro
 from __future__ import annotations
 
 import tomllib
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
 
 from zima.episodes import SOURCES
+from zima.tomlconfig import ConfigError, from_table
 from zima.training.augment import AugmentConfig
 from zima.training.models import PolicyConfig
 
-_C = TypeVar("_C")
+__all__ = ["ConfigError", "DataConfig", "TrainConfig", "from_table"]
 
-
-class ConfigError(ValueError):
-    """A run configuration that cannot be used; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +87,14 @@ class TrainConfig:
     weight_decay: float = 1e-4
     # Epochs without a better validation loss before stopping.
     patience: int = 5
+    # Class weights of the loss are (inverse action frequency) ** this: 1 balances the
+    # actions fully, 0 not at all. Full balance makes a rare action (STOP: one label per
+    # episode) fire early; a power in between trades that against never firing.
+    class_weight_power: float = 1.0
+    # Sampling weight of a transition sample (label differs from the previous action)
+    # relative to the others: runs of one action are long, and a policy trained on them
+    # as they come learns to repeat its last action and misses the moments that matter.
+    transition_weight: float = 1.0
     # Seeds the split, the sampler, augmentation, dropout and initialisation.
     seed: int = 0
     # DataLoader worker processes (0: load in the training process; needed for tests).
@@ -110,6 +113,12 @@ class TrainConfig:
         for name in ("backbone_lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.transition_weight > 0:
+            raise ConfigError(f"transition_weight must be positive, got "
+                              f"{self.transition_weight}")
+        if not 0.0 <= self.class_weight_power <= 1.0:
+            raise ConfigError(f"class_weight_power must be in [0, 1], got "
+                              f"{self.class_weight_power}")
         if self.weight_decay < 0 or self.num_workers < 0:
             raise ConfigError("weight_decay and num_workers must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -138,54 +147,3 @@ class TrainConfig:
             "output_dir": rel(config.output_dir), "init_from": rel(config.init_from),
             "data": DataConfig(tuple(rel(d) for d in data.dirs), data.source_weights,
                                data.val_fraction, rel(data.cache_dir))})
-
-
-def from_table(cls: type[_C], table: dict[str, Any], where: str) -> _C:
-    """``cls`` (a dataclass) built from a TOML table, every value type-checked."""
-    if not is_dataclass(cls):
-        raise TypeError(f"{cls} is not a dataclass")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown key '{where}{unknown[0]}'; known: {sorted(known)}")
-    values: dict[str, Any] = {}
-    for name, f in known.items():
-        key = f"{where}{name}"
-        if name not in table:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise ConfigError(f"missing key {key!r}")
-            continue
-        values[name] = _convert(table[name], hints[name], key)
-    try:
-        return cls(**values)
-    except ConfigError:
-        raise
-    except ValueError as exc:  # a component's own validation
-        raise ConfigError(f"{where.rstrip('.') or 'config'}: {exc}") from exc
-
-
-def _convert(value: Any, hint: Any, key: str) -> Any:
-    """``value`` checked against the type ``hint`` (TOML lists become tuples)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if is_dataclass(hint) and isinstance(hint, type):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a table, got {value!r}")
-        return from_table(hint, value, f"{key}.")
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a table, got {value!r}")
-        return {k: _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    if origin is types.UnionType:
-        raise TypeError(f"{key}: union types are not supported in configs")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, bool):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if not isinstance(value, hint):
-        raise ConfigError(f"{key} must be of type {hint.__name__}, got {value!r}")
-    return value

@@ -221,6 +221,13 @@ class BCDataset(Dataset[Sample]):
         weights[present] = counts.sum() / (present.sum() * counts[present])
         return torch.from_numpy(weights.astype(np.float32))
 
+    def transitions(self) -> np.ndarray:
+        """[S] bool: the sample's label differs from the action executed just before it
+        (the moments a policy must decide from its cameras, not from its history)."""
+        last = _gather(self.cache.action, self._history_rows[:, -1]) if (
+            self.contract.action_history > 0) else np.full(len(self), int(Action.STOP))
+        return np.asarray(self.targets()[:, 0] != last)
+
     def sample_weights(self, source_mix: Mapping[str, float]) -> torch.Tensor:
         """Per-sample weights [S] float64 for ``WeightedRandomSampler`` such that each
         source is drawn with its share of ``source_mix`` (e.g. ``{"sim": 0.7, "real":

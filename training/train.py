@@ -11,6 +11,14 @@ is seeded from (seed, epoch), so an epoch depends only on the weights and optimi
 state it starts from. Resuming from ``last.pt`` therefore gives bit-identical weights to
 an uninterrupted run (on CPU with deterministic algorithms; tested).
 
+Data-parallel: under ``torchrun --nproc_per_node=N`` every process trains a
+DistributedDataParallel replica on its own shard of each epoch's weighted draw, with
+``batch_size / N`` samples per step (``batch_size`` stays the global batch, so a recipe
+means the same on any N); metrics are reduced over the ranks, rank 0 decides early
+stopping and alone writes checkpoints, plots, metrics and progress (zima.training.distributed).
+Augmentation and dropout streams are seeded per rank as well; a one-process run is the
+rank-0 case and unchanged by all this.
+
 A checkpoint (``torch.load(..., weights_only=True)`` reads it) holds::
 
     model, optimizer      state dicts
@@ -37,23 +45,36 @@ from typing import Any, Final, TextIO
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (torch's own convention)
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
 
 from zima.contract import DEFAULT, Contract
 from zima.training.augment import Augment
 from zima.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from zima.training.config import TrainConfig
 from zima.training.dataset import BCDataset, load_splits
+from zima.training.distributed import (
+    DistributedError,
+    WeightedDistributedSampler,
+    World,
+    all_reduce_sums,
+    broadcast_buffers,
+    broadcast_flags,
+    process_group,
+)
 from zima.training.models import Policy
 from zima.training.plots import plot_run
 
 LAST: Final = "last.pt"
 BEST: Final = "best.pt"
 METRICS: Final = "metrics.json"
+SINGLE: Final = World()  # a one-process run
 
 
 class TrainError(Exception):
-    """A run that cannot start or continue (no data, mismatched checkpoint)."""
+    """A run that cannot start or continue (no data, mismatched checkpoint, a batch size
+    the processes cannot share)."""
 
 
 @dataclass(slots=True)
@@ -85,8 +106,10 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    return (seed * 1_000_003 + epoch * 101 + stream) % (2 ** 63)
+def _epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """Seed of one random stream of one epoch (rank 0's seeds are those of a single
+    process, so adding ranks does not change what rank 0 draws)."""
+    return (seed * 1_000_003 + epoch * 101 + stream + rank * 7_919) % (2 ** 63)
 
 
 def _check_checkpoint(ckpt: Checkpoint, path: str | Path, contract: Contract) -> None:
@@ -109,16 +132,18 @@ def _batches(loader: DataLoader[Any], label: str, stream: TextIO | None) -> Iter
             stream.flush()
 
 
-def _train_epoch(model: Policy, augment: Augment, optimizer: torch.optim.Optimizer,
+def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Optimizer,
                  batches: Iterator[Any], *, class_weights: torch.Tensor,
-                 device: torch.device) -> tuple[float, float]:
-    """One pass over ``batches``: (mean weighted loss, mean accuracy over chunk steps)."""
+                 device: torch.device, world: World = SINGLE) -> tuple[float, float]:
+    """One pass over ``batches`` (``model`` a Policy or its DDP wrapper): (mean weighted
+    loss, mean accuracy over chunk steps), over the samples of every rank."""
     model.train()
     augment.train()
     loss_sum, correct, n = 0.0, 0.0, 0
     for images_cpu, hist_cpu, target_cpu in batches:
         images = augment(images_cpu).to(device)  # augmented on the CPU, by its generator
-        hist, target = hist_cpu.to(device), target_cpu.to(device)
+        hist = augment.history(hist_cpu, class_weights.numel()).to(device)
+        target = target_cpu.to(device)
         logits = model(images, hist)  # [B, chunk, n_actions]
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), weight=class_weights)
         optimizer.zero_grad(set_to_none=True)
@@ -127,19 +152,22 @@ def _train_epoch(model: Policy, augment: Augment, optimizer: torch.optim.Optimiz
         loss_sum += float(loss.detach()) * len(target)
         correct += float((logits.argmax(-1) == target).float().mean()) * len(target)
         n += len(target)
+    loss_sum, correct, n = all_reduce_sums([loss_sum, correct, n], world).tolist()
     return loss_sum / max(n, 1), correct / max(n, 1)
 
 
 def evaluate(model: Policy, data: BCDataset, class_weights: torch.Tensor, batch_size: int,
-             device: torch.device) -> tuple[float, list[float]]:
+             device: torch.device, *, world: World = SINGLE) -> tuple[float, list[float]]:
     """(mean weighted loss, accuracy at each chunk step [chunk_len]) of ``model`` on ``data``,
-    in eval mode and without gradients (the prototype once lost a week to a missing eval())."""
+    in eval mode and without gradients (the prototype once lost a week to a missing eval()).
+    Each rank of ``world`` takes every size-th sample; the sums are reduced over the ranks."""
     was_training = model.training
     model.eval()
     loss_sum, n = 0.0, 0
     correct = torch.zeros(model.contract.chunk_len, dtype=torch.float64)
+    shard = Subset(data, range(world.rank, len(data), world.size))
     with torch.no_grad():
-        for batch in DataLoader(data, batch_size=batch_size):
+        for batch in DataLoader(shard, batch_size=batch_size):
             images, history, target = (t.to(device) for t in batch)
             logits = model(images, history)  # [B, chunk, n_actions]
             loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(),
@@ -148,7 +176,29 @@ def evaluate(model: Policy, data: BCDataset, class_weights: torch.Tensor, batch_
             n += len(target)
             correct += (logits.argmax(-1) == target).sum(0).double().cpu()
     model.train(was_training)
+    sums = all_reduce_sums([loss_sum, n, *correct.tolist()], world)  # [2 + chunk_len]
+    loss_sum, n, correct = float(sums[0]), int(sums[1]), sums[2:]
     return loss_sum / max(n, 1), (correct / max(n, 1)).tolist()
+
+
+def _tempered(weights: torch.Tensor, power: float) -> torch.Tensor:
+    """``weights`` [n_actions] (0 for absent actions) raised to ``power`` and scaled back
+    to mean 1 over the present actions; absent actions stay 0."""
+    if power == 1.0:
+        return weights  # bit for bit what it was before the option existed
+    present = weights > 0
+    out = torch.zeros_like(weights)
+    out[present] = weights[present] ** power
+    return out * present.sum() / out.sum()
+
+
+def _sample_weights(config: TrainConfig, data: BCDataset) -> torch.Tensor:
+    """Per-sample draw weights [S]: the source mix, transitions boosted."""
+    weights = data.sample_weights(config.data.source_weights)  # [S] float64
+    if config.transition_weight != 1.0:
+        boost = np.where(data.transitions(), config.transition_weight, 1.0)
+        weights = weights * torch.from_numpy(boost)
+    return weights
 
 
 def _restore(config: TrainConfig, model: Policy, optimizer: torch.optim.Optimizer,
@@ -179,59 +229,93 @@ def _restore(config: TrainConfig, model: Policy, optimizer: torch.optim.Optimize
 
 def train(config: TrainConfig, contract: Contract = DEFAULT,
           progress: TextIO | None = sys.stderr) -> TrainResult:
-    """Run ``config`` on episodes of ``contract``; see the module docstring."""
+    """Run ``config`` on episodes of ``contract``; see the module docstring. Under
+    torchrun this is one rank's share of the run (``progress`` is shown by rank 0 only)."""
+    try:
+        with process_group(_device(config.device)) as (world, device):
+            return _train(config, contract, progress if world.is_main else None,
+                          world, device)
+    except DistributedError as exc:
+        raise TrainError(str(exc)) from exc
+
+
+def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, world: World,
+           device: torch.device) -> TrainResult:
+    if config.batch_size % world.size:
+        raise TrainError(f"batch_size {config.batch_size} (the global batch) is not a "
+                         f"multiple of the {world.size} processes")
+    rank_batch = config.batch_size // world.size
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train_ds, val_ds = load_splits(episode_files(config), config.data.cache_dir, contract,
-                                   config.data.val_fraction, config.seed)
+    files = episode_files(config)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        # Rank 0 builds the episode cache; the others open it once it is complete.
+        train_ds, val_ds = load_splits(files, config.data.cache_dir, contract,
+                                       config.data.val_fraction, config.seed)
+    world.barrier()
+    if not world.is_main:
+        train_ds, val_ds = load_splits(files, config.data.cache_dir, contract,
+                                       config.data.val_fraction, config.seed)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise TrainError("training needs at least two episodes (one for validation)")
     data_fingerprint = train_ds.cache.folder.name
-    device = _device(config.device)
 
-    torch.manual_seed(config.seed)  # initialisation
+    torch.manual_seed(config.seed)  # initialisation, the same on every rank
     model = Policy(contract, config.policy).to(device)
     optimizer = torch.optim.AdamW(model.param_groups(config.backbone_lr, config.head_lr),
                                   weight_decay=config.weight_decay)
     start_epoch, history, best, since_best = _restore(config, model, optimizer, contract,
                                                       data_fingerprint)
-    class_weights = train_ds.class_weights().to(device)
-    sample_weights = train_ds.sample_weights(config.data.source_weights)
+    # DDP averages the gradients over the ranks in backward (and broadcasts rank 0's
+    # weights and BatchNorm statistics), so the replicas stay equal step by step.
+    replica: nn.Module = model if not world.distributed else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    class_weights = _tempered(train_ds.class_weights(), config.class_weight_power).to(device)
+    sampler = WeightedDistributedSampler(_sample_weights(config, train_ds), len(train_ds),
+                                         world, seed=config.seed)
     augment = Augment(config.augment)
     stopped_early = since_best >= config.patience
     for epoch in range(start_epoch, config.epochs):
         if stopped_early:
             break
         t0 = time.monotonic()
-        sampler_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 1))
-        augment.generator.manual_seed(_epoch_seed(config.seed, epoch, 2))
-        torch.manual_seed(_epoch_seed(config.seed, epoch, 3))  # dropout
-        sampler = WeightedRandomSampler(sample_weights.tolist(), len(train_ds), replacement=True,
-                                        generator=sampler_gen)
-        loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler,
+        sampler.set_epoch(_epoch_seed(config.seed, epoch, 1))  # one draw, shared by the ranks
+        augment.generator.manual_seed(_epoch_seed(config.seed, epoch, 2, world.rank))
+        torch.manual_seed(_epoch_seed(config.seed, epoch, 3, world.rank))  # dropout
+        loader = DataLoader(train_ds, batch_size=rank_batch, sampler=sampler,
                             num_workers=config.num_workers)
         batches = _batches(loader, f"train epoch {epoch + 1}/{config.epochs}", progress)
-        train_loss, train_acc = _train_epoch(model, augment, optimizer, batches,
-                                             class_weights=class_weights, device=device)
-        val_loss, val_acc = evaluate(model, val_ds, class_weights, config.batch_size, device)
+        train_loss, train_acc = _train_epoch(replica, augment, optimizer, batches,
+                                             class_weights=class_weights, device=device,
+                                             world=world)
+        broadcast_buffers(model, world)
+        val_loss, val_acc = evaluate(model, val_ds, class_weights, config.batch_size, device,
+                                     world=world)
         seconds = time.monotonic() - t0
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val_loss, "val_acc": float(np.mean(val_acc)),
                         "val_acc_per_step": val_acc, "seconds": seconds})
-        improved = val_loss < best
+        # The reduced losses agree across ranks anyway; broadcasting rank 0's verdict
+        # makes sure that no rank can leave the loop alone and hang the others.
+        improved, = broadcast_flags([val_loss < best], world)
         best, since_best = (val_loss, 0) if improved else (best, since_best + 1)
         stopped_early = since_best >= config.patience
-        trainer = {"optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                   "history": history, "best_val_loss": best, "epochs_since_best": since_best}
-        for path in (out / LAST, out / BEST) if improved else (out / LAST,):
-            save_checkpoint(path, model, config=json.loads(json.dumps(dataclasses.asdict(config))),
-                            data_fingerprint=data_fingerprint, trainer=trainer)
+        if world.is_main:
+            trainer = {"optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                       "history": history, "best_val_loss": best,
+                       "epochs_since_best": since_best}
+            for path in (out / LAST, out / BEST) if improved else (out / LAST,):
+                save_checkpoint(path, model,
+                                config=json.loads(json.dumps(dataclasses.asdict(config))),
+                                data_fingerprint=data_fingerprint, trainer=trainer)
         if progress is not None:
             progress.write(f"\repoch {epoch + 1}/{config.epochs}: train loss "
                            f"{train_loss:.4f}, val loss {val_loss:.4f}, val acc "
                            f"{np.mean(val_acc):.3f}, {seconds:.1f} s{' *' if improved else ''}\n")
 
-    (out / METRICS).write_text(json.dumps(history, indent=1))
-    counts = np.bincount(train_ds.targets()[:, 0], minlength=contract.n_actions)
-    plot_run(history, counts, contract.actions, out)
+    if world.is_main:
+        (out / METRICS).write_text(json.dumps(history, indent=1))
+        counts = np.bincount(train_ds.targets()[:, 0], minlength=contract.n_actions)
+        plot_run(history, counts, contract.actions, out)
+    world.barrier()  # the run's files are complete when any rank returns
     return TrainResult(out, len(history), best, stopped_early, history)

@@ -90,3 +90,22 @@ def test_progress_line_shows_rate_and_eta() -> None:
     now[0] = 30.0
     progress(stats)
     assert "1/4 episodes 2.0/min ETA 1:30 success 100%" in out.getvalue()
+
+
+def test_noise_executes_other_actions_but_labels_the_experts(tmp_path: Path) -> None:
+    cfg = CollectConfig(episodes=2, seed=FIRST, env=SHORT, noise=0.3, keep_failures=True)
+    summary = collect(tmp_path, cfg)
+    executed, labels = [], []
+    for stats in summary.kept:
+        assert stats.path is not None
+        with EpisodeReader(stats.path) as reader:
+            episode = reader.load()
+        executed.append(episode.action)
+        labels.append(episode.expert_action)
+    action, label = np.concatenate(executed), np.concatenate(labels)
+    differ = action != label
+    assert differ.any()  # some steps were perturbed ...
+    assert not differ.all()  # ... most were the expert's own
+    assert not (differ & (label == int(Action.STOP))).any()  # never pushed off the target
+    with pytest.raises(ValueError, match="noise"):
+        CollectConfig(noise=1.0)

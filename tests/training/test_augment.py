@@ -61,3 +61,19 @@ def test_config_rejects_bad_strengths() -> None:
         AugmentConfig(brightness=1.5)
     with pytest.raises(ValueError, match="blur_prob"):
         AugmentConfig(blur_prob=2.0)
+
+
+def test_history_dropout_replaces_whole_rows_in_training_mode_only() -> None:
+    history = torch.full((400, 4), 1, dtype=torch.int64)  # [B, A]: all FORWARD
+    augment = Augment(AugmentConfig(enabled=False, history_dropout=0.5),
+                      torch.Generator().manual_seed(0))
+    out = augment.train().history(history, n_actions=4)
+    changed = (out != history).any(dim=1)  # [B]
+    assert 0.3 < changed.float().mean().item() < 0.7  # about half the rows, p = 0.5
+    assert out.min() >= 0
+    assert out.max() < 4
+    kept = ~changed
+    assert torch.equal(out[kept], history[kept])
+    assert torch.equal(augment.eval().history(history, n_actions=4), history)
+    none = Augment(AugmentConfig(history_dropout=0.0)).train()
+    assert torch.equal(none.history(history, n_actions=4), history)

@@ -7,7 +7,7 @@ import pytest
 from zima.training.config import TrainConfig
 from zima.training.models import BACKBONES
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("train_*.toml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
 
 
 def test_there_are_configs() -> None:

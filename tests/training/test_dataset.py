@@ -176,3 +176,11 @@ def test_source_mixing_weights(tmp_path: Path) -> None:
     assert float(only_sim[torch.from_numpy(is_real)].sum()) == 0.0
     with pytest.raises(ValueError, match="no sample"):
         data.sample_weights({"real": 0.0})
+
+
+def test_transitions_are_where_the_label_differs_from_the_action_before(tmp_path: Path) -> None:
+    # executed F F L R S, labels F F R R S: the action before step t is executed[t-1]
+    path = write_episode(tmp_path / "ep.h5", [F, F, L, R, S], labels=[F, F, R, R, S])
+    data = BCDataset(EpisodeCache.open([path], tmp_path / "cache", TINY), [0])
+    # step 0: F after the history's STOP; 2: R after F; 3: R after L; 4: S after R
+    assert data.transitions().tolist() == [True, False, True, True, True]

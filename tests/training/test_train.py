@@ -189,3 +189,17 @@ def test_cli_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[
     bad = _write(tmp_path / "bad.toml", 'output_dir = "o"\n[data]\ndirs = ["missing"]')
     assert cli.run(parser.parse_args([str(bad), "--quiet"])) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_tempered_class_weights_keep_their_order_and_mean() -> None:
+    from zima.training.train import _tempered  # noqa: PLC0415 -- a private helper
+
+    weights = torch.tensor([8.0, 1.0, 2.0, 0.0])  # [n_actions], the last action absent
+    assert torch.equal(_tempered(weights, 1.0), weights)
+    half = _tempered(weights, 0.5)
+    assert half[3] == 0.0
+    assert float(half[:3].mean()) == pytest.approx(1.0)
+    assert half[0] > half[2] > half[1]  # the same order, closer together
+    assert float(half[0] / half[1]) == pytest.approx(8.0 ** 0.5)
+    flat = _tempered(weights, 0.0)
+    assert torch.allclose(flat[:3], torch.ones(3))
