@@ -43,6 +43,7 @@ from zima.onboard.camera_config import (
     Frame,
     default_cameras,
 )
+from zima.onboard.fusion import fit_image
 
 __all__ = ["Camera", "CameraRig", "Capture", "centre_crop", "open_capture"]
 
@@ -97,8 +98,10 @@ class Camera:
         clock: Callable[[], float] = time.monotonic,
         opener: Callable[[CameraConfig], Capture] = open_capture,
         on_status: Callable[[CameraStatus], None] | None = None,
+        fit_to: tuple[int, int] | None = None,
     ) -> None:
         self.config = config
+        self._fit_to = fit_to  # (height, width): also deliver Frame.fitted at this size
         self._clock, self._opener, self._on_status = clock, opener, on_status
         self._lock = threading.Lock()  # guards everything below that the thread writes
         self._frame: Frame | None = None
@@ -193,10 +196,11 @@ class Camera:
             if not ok or bgr is None:
                 raise CameraReadError(f"camera {cfg.name!r}: cannot decode a frame")
             rgb = cv2.cvtColor(centre_crop(bgr, cfg.crop), cv2.COLOR_BGR2RGB)  # [h, w, 3] uint8
+            fitted = None if self._fit_to is None else fit_image(rgb, *self._fit_to)
             self._frames_since_open += 1
             with self._lock:
                 self._frames += 1
-                self._frame = Frame(cfg.name, rgb, captured_s, self._frames)
+                self._frame = Frame(cfg.name, rgb, captured_s, self._frames, fitted)
             if self._state is not CameraState.STREAMING:
                 self._set(CameraState.STREAMING, None)
                 log.info("camera %r: streaming from %r", cfg.name, cfg.source)
@@ -231,13 +235,14 @@ class CameraRig:
         clock: Callable[[], float] = time.monotonic,
         opener: Callable[[CameraConfig], Capture] = open_capture,
         on_status: Callable[[CameraStatus], None] | None = None,
+        fit_to: tuple[int, int] | None = None,
     ) -> None:
         configs = default_cameras() if configs is None else tuple(configs)
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise ValueError(f"CameraRig: camera names must be distinct: {names}")
-        self.cameras = {c.name: Camera(c, clock=clock, opener=opener, on_status=on_status)
-                        for c in configs}
+        self.cameras = {c.name: Camera(c, clock=clock, opener=opener, on_status=on_status,
+                                       fit_to=fit_to) for c in configs}
         self._stack = contextlib.AsyncExitStack()
         self._seen: dict[str, int] = dict.fromkeys(names, 0)
 

@@ -226,7 +226,8 @@ class Runtime:
         self._notifier.status("opening cameras")
         try:
             self._rig = await stack.enter_async_context(
-                CameraRig(cfg.cameras, clock=self._clock, opener=self._opener))
+                CameraRig(cfg.cameras, clock=self._clock, opener=self._opener,
+                          fit_to=(self.contract.image_height, self.contract.image_width)))
         except CameraError as exc:
             raise RuntimeStartError(f"cameras: {exc}") from exc
         stack.push_async_callback(self._policy_stack.aclose)
@@ -342,8 +343,9 @@ class Runtime:
             self._timer.tick(now_s)
             for frame in rig.new_frames():
                 self._frames[frame.camera] = frame
-                if frame.camera in self.contract.cameras:
-                    self.fusion.push(frame.camera, frame.image_rgb, frame.captured_s)
+                if frame.camera in self.contract.cameras:  # fitted on the camera's thread
+                    image = frame.fitted if frame.fitted is not None else frame.image_rgb
+                    self.fusion.push(frame.camera, image, frame.captured_s)
             policy_due = now_s >= next_policy_s
             if policy_due:
                 next_policy_s = max(next_policy_s + policy_period_s, now_s)
@@ -431,7 +433,8 @@ class Runtime:
             action = action_of_tracks(decision.left_mm_s, decision.right_mm_s)
         frames = {cam: self._frames[cam] for cam in self.contract.cameras}
         recorder.add_step(
-            images={cam: f.image_rgb for cam, f in frames.items()},
+            images={cam: f.fitted if f.fitted is not None else f.image_rgb
+                    for cam, f in frames.items()},
             captured_s={cam: f.captured_s for cam, f in frames.items()},
             action=int(action), telemetry=self._step_telemetry(), now_s=now_s)
 

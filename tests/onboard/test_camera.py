@@ -18,6 +18,7 @@ import pytest
 
 from zima.onboard.camera import Camera, CameraRig
 from zima.onboard.camera_config import CameraConfig, CameraOpenError, CameraState, CameraStatus
+from zima.onboard.fusion import fit_image
 
 GUARD_S = 10.0  # wall-clock guard of every wait below
 
@@ -72,6 +73,29 @@ def test_frames_are_cropped_rgb_and_stamped_with_the_injected_clock(tmp_path: Pa
             assert blue[1] < 50
             assert frame.captured_s >= 100.0
             assert (frame.captured_s - 100.0) % 0.5 == 0  # a value of the injected clock
+
+    asyncio.run(main())
+
+
+def test_fitted_frames_are_made_on_the_capture_thread_at_the_policy_size(
+    tmp_path: Path,
+) -> None:
+    video = write_video(tmp_path / "forward.avi", 10)
+
+    async def main() -> None:
+        config = CameraConfig(name="forward", source=str(video))
+        async with Camera(config, fit_to=(48, 64)) as cam:
+            await until(lambda: cam.status(0.0).frames >= 1, "a frame")
+            frame = cam.latest()
+            assert frame is not None
+            assert frame.fitted is not None
+            assert frame.fitted.shape == (48, 64, 3)
+            np.testing.assert_array_equal(frame.fitted, fit_image(frame.image_rgb, 48, 64))
+        async with Camera(config) as plain:
+            await until(lambda: plain.status(0.0).frames >= 1, "a frame")
+            unfitted = plain.latest()
+            assert unfitted is not None
+            assert unfitted.fitted is None
 
     asyncio.run(main())
 
