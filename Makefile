@@ -64,6 +64,7 @@ test-cpp: $(HOST_BUILD)/CMakeCache.txt
 	ctest --test-dir $(HOST_BUILD) --output-on-failure -j$(JOBS)
 
 test-py: venv
+	bash tools/install-system-deps test
 	$(MAKE) --no-print-directory avr-firmware emulator
 	$(VENV)/bin/pytest -q
 

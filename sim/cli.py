@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hil.add_argument("--drive", choices=("policy", "operator"), default="policy",
                      help="policy: autonomous episodes; operator: a person drives (with "
                           "--web or MQTT teleop) and records demonstrations")
+    hil.add_argument("--temperature", type=float, default=1.0,
+                     help="policy sampling temperature, 0 = argmax (default 1.0, the runtime's)")
     hil.add_argument("--web", type=int, metavar="PORT", default=None,
                      help="serve the teleoperation console on 127.0.0.1:PORT")
 
@@ -197,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         cfg = HilConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
                         model_path=args.model, out_dir=args.out, mqtt=args.mqtt,
                         realtime_factor=args.realtime_factor, time_limit_s=args.time_limit,
-                        drive=args.drive, web_port=args.web)
+                        drive=args.drive, web_port=args.web, temperature=args.temperature)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

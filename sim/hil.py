@@ -108,7 +108,7 @@ class HilConfig:
     battery_drain_mv_s: float = 15.0
     battery_floor_mv: float = 11_200.0  # never drained below this (the demo is not about it)
     videos: int = 1  # film the first K episodes (forward camera)
-    temperature: float = 0.0  # policy sampling; 0 = argmax
+    temperature: float = 1.0  # policy sampling, the runtime's default (0 = argmax)
     # "policy": episodes in AUTONOMOUS; "operator": a person drives (the web console or MQTT
     # teleop) and records demonstrations; the scene resets when an episode ends.
     drive: Literal["policy", "operator"] = "policy"
