@@ -36,6 +36,7 @@ from zima.contract import DEFAULT, Contract
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
 from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.expert import EpisodeResult
 
 __all__ = ["EpisodeResult", "EvalConfig", "EvalSummary", "evaluate", "wilson_interval"]
 
@@ -77,17 +78,6 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.videos={self.videos} must be >= 0")
         if not self.env.render:
             raise ValueError("EvalConfig.env.render must be True: the policy needs images")
-
-
-@dataclass(frozen=True, slots=True)
-class EpisodeResult:
-    """How one policy episode ended."""
-
-    seed: int
-    outcome: Outcome
-    steps: int
-    time_s: float
-    forced_stops: int  # STOPs the runner forced (first plan, stale input, dry queue)
 
 
 @dataclass(frozen=True, slots=True)

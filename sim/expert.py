@@ -56,12 +56,13 @@ class Expert:
 
 @dataclass(frozen=True, slots=True)
 class EpisodeResult:
-    """How one expert episode ended."""
+    """How one episode ended (the expert's, or a policy's in ``zima sim eval``)."""
 
     seed: int
     outcome: Outcome
     steps: int
     time_s: float
+    forced_stops: int = 0  # a policy's: STOPs the runner forced (first plan, stale, dry queue)
 
 
 def run_episode(env: ZimaEnv, seed: int,
