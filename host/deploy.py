@@ -317,7 +317,7 @@ class _PolicyWatch:
     async def reload(self, sha: str, timeout_s: float) -> str | None:
         """Ask for a policy reload; None once ``sha`` runs, else why it does not."""
         rid = str(uuid.uuid4())
-        before = self.policy.get("reload_error") if self.policy else None
+        before = (self.policy or {}).get("reload_failures")
         body = json.dumps({"target": "policy", "request_id": rid}).encode()
         try:
             await self.client.publish(self.config.topic("cmd/reload"), body, qos=1)
@@ -337,9 +337,10 @@ class _PolicyWatch:
             p = self.policy or {}
             return p.get("model_hash") == sha and p.get("reload_error") is None
 
-        def refused() -> bool:  # a new error: an old one may linger from an earlier reload
-            error = (self.policy or {}).get("reload_error")
-            return error is not None and error != before and not running()
+        def refused() -> bool:  # a new refusal: an old error may linger from an earlier one
+            failures = (self.policy or {}).get("reload_failures")
+            return (isinstance(failures, int) and isinstance(before, int)
+                    and failures > before and not running())
 
         await self.until(lambda: running() or refused(), left())
         if running():

@@ -119,6 +119,7 @@ class PolicyStatus:
     keeps_up: bool  # recent latency fits in execute_k control periods
     reloads: int  # models swapped in by reload()
     reload_error: str | None  # why the last refused reload was refused
+    reload_failures: int = 0  # reloads refused so far (a new refusal shows as a new count)
 
 
 class PolicyRunner:
@@ -149,6 +150,7 @@ class PolicyRunner:
         self._discard_in_flight = False
         self._plans = self._dry = self._stale = self._reloads = 0
         self._reload_error: str | None = None
+        self._reload_failures = 0
         self._last_failure: str | None = None
 
     # ---- lifetime -----------------------------------------------------------------------
@@ -203,7 +205,7 @@ class PolicyRunner:
             model_sha256=self.model_sha256, plans=self._plans, dry_ticks=self._dry,
             stale_ticks=self._stale, latency_max_s=latency.max_s, latency_ema_s=latency.ema_s,
             lead=self._queue.lead, keeps_up=self._queue.keeps_up, reloads=self._reloads,
-            reload_error=self._reload_error)
+            reload_error=self._reload_error, reload_failures=self._reload_failures)
 
     async def reload(self, path: Path | None = None) -> str:
         """Verify the model at ``path`` (default: the configured one) and swap it in;
@@ -213,6 +215,7 @@ class PolicyRunner:
             new = await asyncio.to_thread(self._load, path or self.config.model_path)
         except ModelError as exc:
             self._reload_error = str(exc)
+            self._reload_failures += 1
             log.error("reload refused, keeping model %s: %s", old.sha256[:12], exc)
             raise
         self._model = new  # atomic for the loop: the next plan uses it

@@ -167,6 +167,7 @@ class Runtime:
         self._rig: CameraRig | None = None
         self._runner: PolicyRunner | None = None
         self._policy_error: str | None = "not started"
+        self._policy_failures = 0  # loads refused while no model runs (telemetry's count)
         self._policy_stack = contextlib.AsyncExitStack()
         self._telemetry: Telemetry | None = None
         self._recorder: Recorder | None = None
@@ -276,6 +277,7 @@ class Runtime:
     async def _start_policy(self, path: Path) -> PolicyRunner | None:
         if not path.exists():
             self._policy_error = f"no model at {path}"
+            self._policy_failures += 1
             log.warning("policy: %s; autonomous modes are refused until one is deployed", path)
             return None
         runner = PolicyRunner(self.config.policy, self.contract, self.fusion, clock=self._clock,
@@ -284,6 +286,7 @@ class Runtime:
             self._runner = await self._policy_stack.enter_async_context(runner)
         except ModelError as exc:
             self._policy_error = str(exc)
+            self._policy_failures += 1
             log.error("policy: %s; autonomous modes are refused", exc)
         else:
             self._policy_error = None
@@ -592,7 +595,8 @@ class Runtime:
             if runner is None:
                 return {"model_hash": None, "model_path": None, "latency_ms": None,
                         "latency_max_ms": None, "plans": 0, "reloads": 0,
-                        "reload_error": self._policy_error}
+                        "reload_error": self._policy_error,
+                        "reload_failures": self._policy_failures}
             st = runner.status
             ema = st.latency_ema_s
             return {"model_hash": st.model_sha256,
@@ -600,7 +604,8 @@ class Runtime:
                     "latency_ms": None if ema is None else ema * 1e3,
                     "latency_max_ms": st.latency_max_s * 1e3 if math.isfinite(
                         st.latency_max_s) else None,
-                    "plans": st.plans, "reloads": st.reloads, "reload_error": st.reload_error}
+                    "plans": st.plans, "reloads": st.reloads, "reload_error": st.reload_error,
+                    "reload_failures": st.reload_failures}
 
         providers = {"battery": battery, "odometry": odometry, "mode": self._mode_values,
                      "link": link, "faults": faults, "loop": loop, "policy": policy}
