@@ -82,6 +82,7 @@ class MqttConfig:
             "faults": 1.0,
             "loop": 2.0,  # control-loop rate and jitter
             "policy": 2.0,  # latency and model hash
+            "cameras": 1.0,  # each camera's state, frame age, failures and last error
         }
     )
     max_linear_m_per_s: float = 1.0  # teleop commands above this are refused

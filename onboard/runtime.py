@@ -607,8 +607,16 @@ class Runtime:
                     "plans": st.plans, "reloads": st.reloads, "reload_error": st.reload_error,
                     "reload_failures": st.reload_failures}
 
+        def cameras() -> Mapping[str, object] | None:
+            if self._rig is None:
+                return None
+            return {name: {"state": st.state.value, "stale": st.stale, "frames": st.frames,
+                           "failures": st.failures, "age_s": st.age_s, "error": st.error}
+                    for name, st in self._rig.status(self._clock()).items()}
+
         providers = {"battery": battery, "odometry": odometry, "mode": self._mode_values,
-                     "link": link, "faults": faults, "loop": loop, "policy": policy}
+                     "link": link, "faults": faults, "loop": loop, "policy": policy,
+                     "cameras": cameras}
         rates = self.config.mqtt.broker.rates_hz
         return {name: p for name, p in providers.items() if name in rates}
 

@@ -360,6 +360,11 @@ def test_mqtt_commands_drive_and_a_killed_broker_never_stops_the_loop(
                 assert mode["owner"] == "policy"
                 policy = await next_on(op, "policy")
                 assert policy["model_hash"] == runtime.model_sha256
+                cameras = await next_on(op, "cameras")
+                forward = cameras["forward"]
+                assert isinstance(forward, dict)
+                assert forward["state"] == "streaming"
+                assert forward["failures"] == 0
             ticks = runtime.loop_stats().ticks
             await asyncio.to_thread(broker.stop)  # the broker dies mid-drive
             await until_mcu(link, lambda s: False if runtime.loop_stats().ticks < ticks + 50
