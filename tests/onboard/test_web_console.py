@@ -43,7 +43,7 @@ from .test_runtime import constant_policy, running, runtime_config, targets
 T = TypeVar("T")
 TOKEN = "correct-horse-battery"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-WAIT_S = 10.0  # hang guard of the browser-side waits
+WAIT_S = 20.0  # hang guard of the browser-side waits (a cold Chromium on a loaded CI box is slow)
 FORWARD = DEFAULT.track_command(Action.FORWARD)
 DRIVE_V = 0.3  # the page's default speed slider (m/s)
 
@@ -147,6 +147,19 @@ async def choose_mode(page: WebDriver, runtime: Runtime, mode: DriveMode) -> Non
             await browse(click, page, f"mode-{mode.value}")
             with contextlib.suppress(TimeoutError):
                 await until(lambda: runtime.safety.mode == mode, 0.5)
+
+
+async def click_until(page: WebDriver, button: str, element_id: str,
+                      predicate: Callable[[str], bool]) -> None:
+    """Click ``button`` until ``#element_id`` shows what ``predicate`` wants: the page drops
+    a click made while its socket is (re)connecting, as a real operator's would be."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            await browse(click, page, button)
+            text = await browse(lambda: page.find_element(By.ID, element_id).text)
+            if predicate(text):
+                return
+            await asyncio.sleep(0.5)
 
 
 async def stays(link: McuLink, predicate: Callable[[McuState], bool], for_ms: int) -> None:
@@ -467,8 +480,8 @@ def test_arm_sliders_and_gripper_buttons_move_the_servos(
                 console(runtime) as url:
             link = runtime.link
             await browse(sign_in, page, url)
-            await browse(click, page, "grip-close")  # idle: refused, with the reason
-            await browse(wait_text, page, "message", lambda t: "arm refused" in t)
+            await click_until(page, "grip-close", "message",  # idle: refused, with the reason
+                              lambda t: "arm refused" in t)
             await choose_mode(page, runtime, DriveMode.TELEOP)
             await browse(click, page, "grip-close")
             await until(lambda: link.arm_state is not None and link.arm_state.pos5_ddeg == 0)
