@@ -63,10 +63,18 @@ test-cpp: $(HOST_BUILD)/CMakeCache.txt
 	cmake --build $(HOST_BUILD) -j$(JOBS)
 	ctest --test-dir $(HOST_BUILD) --output-on-failure -j$(JOBS)
 
+# The web console's tests drive a real headless Chromium; about one full CI run in five,
+# one of them has timed out on the page (cause not found yet: see the session notes). Its
+# failed tests get one rerun, said in the log; failing twice fails CI. Everything else
+# runs once.
+WEB_TESTS := tests/onboard/test_web_console.py
 test-py: venv
 	bash tools/install-system-deps test
 	$(MAKE) --no-print-directory avr-firmware emulator
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --ignore=$(WEB_TESTS)
+	$(VENV)/bin/pytest -q $(WEB_TESTS) || { \
+	    echo "web console tests failed: rerunning the failed ones once"; \
+	    $(VENV)/bin/pytest -q --last-failed --last-failed-no-failures none $(WEB_TESTS); }
 
 # libFuzzer, one job per core; FUZZ_RUNS executions in all. New inputs land in
 # build/fuzz/new (the committed corpus is only read), crashes in build/fuzz/artifacts.
