@@ -191,23 +191,19 @@ class Runtime:
             self._started.set()
             log.info("runtime up: mode %s, policy %s", self.safety.mode.value,
                      self._runner.model_sha256[:12] if self._runner else self._policy_error)
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    workers = [tasks.create_task(self._control_loop(), name="control-loop"),
-                               tasks.create_task(watchdog_loop(self._notifier, self.alive),
-                                                 name="systemd-watchdog")]
-                    if self._telemetry is not None:
-                        workers.append(tasks.create_task(
-                            self._command_loop(self._telemetry), name="mqtt-commands"))
-                    await stop.wait()
-                    log.info("stopping")
-                    self._notifier.stopping()
-                    for worker in workers:
-                        worker.cancel()
-            finally:
-                if self._recorder is not None and self._recorder.status.recording:
-                    with contextlib.suppress(RecorderError):
-                        await self._recorder.stop(outcome="aborted")
+            async with asyncio.TaskGroup() as tasks:
+                workers = [tasks.create_task(self._control_loop(), name="control-loop"),
+                           tasks.create_task(watchdog_loop(self._notifier, self.alive),
+                                             name="systemd-watchdog")]
+                if self._telemetry is not None:
+                    workers.append(tasks.create_task(
+                        self._command_loop(self._telemetry), name="mqtt-commands"))
+                await stop.wait()
+                log.info("stopping")
+                self._notifier.stopping()
+                for worker in workers:
+                    worker.cancel()
+            # Leaving the stack closes an episode still recording as aborted (the recorder).
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         """Enter every part into ``stack``, in the order they depend on each other."""

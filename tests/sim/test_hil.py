@@ -20,20 +20,13 @@ import numpy as np
 import pytest
 
 from tests.onboard.helpers import run
-from tests.onboard.onnx_models import build_model
+from tests.onboard.test_runtime import constant_policy
 from zima.contract import DEFAULT, Action
 from zima.onboard.mqtt_config import Mode
 from zima.sim import cli
 from zima.sim.hil import HilConfig, HilSession, HilStartError, WorldSnapshot
 
 TICKS_PER_M = 4000.0  # the firmware's default ticks_per_m (and the sim robot's)
-
-
-def constant_policy(path: Path, action: Action) -> Path:
-    """An ONNX policy whose every chunk is ``action``."""
-    table = np.full((DEFAULT.chunk_len, DEFAULT.n_actions), -5.0, np.float32)
-    table[:, int(action)] = 5.0
-    return build_model(path, DEFAULT, kind="table", table=table)
 
 
 @pytest.fixture
