@@ -136,10 +136,13 @@ clean: clean-avr clean-emulator
 	rm -rf $(BUILD) $(VENV)
 
 # The bundled demo policy: expert demonstrations (one collection worker per core),
-# training (configs/demo_policy.toml), export and an evaluation on held-out seeds;
-# writes models/zima-demo.onnx and its provenance, models/zima-demo.json.
-POLICY_EPISODES ?= 200
+# behaviour cloning (configs/demo_policy.toml), DAgger rounds (the policy drives, the
+# expert labels, fine-tuning on all episodes so far), export and an evaluation on held-out
+# seeds; writes models/zima-demo.onnx and its provenance, models/zima-demo.json.
+# POLICY_ARGS=--resume continues an interrupted run.
+POLICY_EPISODES ?= 400
+POLICY_DAGGER   ?= 2
 POLICY_EVAL     ?= 100
 policy: venv
-	$(PY) tools/make_policy.py --episodes $(POLICY_EPISODES) --eval-episodes $(POLICY_EVAL) \
-	    --workers $(JOBS)
+	$(PY) tools/make_policy.py --episodes $(POLICY_EPISODES) --dagger-rounds $(POLICY_DAGGER) \
+	    --eval-episodes $(POLICY_EVAL) --workers $(JOBS) $(POLICY_ARGS)

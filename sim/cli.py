@@ -6,6 +6,9 @@
                                                       ... and a video of the first episode
     zima sim collect --scene arena --episodes 200 --workers 2 --out data/arena
                                                       demonstrations as episode files
+    zima sim collect --policy runs/demo/policy.onnx --episodes 100 --seed 1000 --out data/dagger1
+                                                      DAgger: the policy drives, the expert
+                                                      labels every step
     zima sim eval policy.onnx --scene arena --episodes 50 --video-dir out --videos 3
                                                       a policy's success rate (95% CI),
                                                       failure modes and videos
@@ -56,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     collect.add_argument("--noise", type=float, default=0.0,
                          help="chance per step of a 1-3 step burst of random actions, labelled "
                               "with the expert's (DART; default 0: clean demonstrations)")
+    collect.add_argument("--policy", type=Path, metavar="MODEL.onnx",
+                         help="DAgger: this policy drives through the onboard runtime and the "
+                              "expert labels each step; every episode is kept")
+    collect.add_argument("--execute-k", type=int, default=4,
+                         help="with --policy: actions executed per chunk (default 4)")
+    collect.add_argument("--temperature", type=float, default=1.0,
+                         help="with --policy: sampling temperature (default 1.0)")
     ev = sub.add_parser("eval", help="run an ONNX policy through the onboard runtime in the sim")
     ev.add_argument("model", type=Path, help="the policy's ONNX file")
     ev.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
@@ -124,15 +134,32 @@ def _collect(args: argparse.Namespace) -> int:
     from zima.episodes import IdleTrim
     from zima.sim.collect import CollectConfig, Progress, collect
 
-    if args.workers < 1 or args.max_idle < 0 or not 0 <= args.noise < 1:
-        print("error: --workers must be at least 1, --max-idle at least 0, --noise in [0, 1)",
-              file=sys.stderr)
+    if args.policy is not None:
+        from zima.contract import DEFAULT
+        from zima.onboard.policy import ModelError, load_model
+
+        try:
+            if not 1 <= args.execute_k <= DEFAULT.chunk_len or args.temperature < 0:
+                raise ValueError(f"--execute-k must be in 1..{DEFAULT.chunk_len} "
+                                 "and --temperature at least 0")
+            load_model(args.policy, DEFAULT)  # a refused model: one line, before any worker
+        except (ModelError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    try:
+        cfg = CollectConfig(scene=args.scene, episodes=args.episodes, workers=args.workers,
+                            seed=args.seed, keep_failures=args.keep_failures or (
+                                args.policy is not None),
+                            trim=IdleTrim(max_run=args.max_idle), noise=args.noise,
+                            policy=args.policy, execute_k=args.execute_k,
+                            temperature=args.temperature)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    cfg = CollectConfig(scene=args.scene, episodes=args.episodes, workers=args.workers,
-                        seed=args.seed, keep_failures=args.keep_failures,
-                        trim=IdleTrim(max_run=args.max_idle), noise=args.noise)
     summary = collect(args.out, cfg, Progress(args.episodes))
-    print(f"{args.out}: scene {args.scene}, seeds {args.seed}..{args.seed + args.episodes - 1}")
+    driver = "expert" if args.policy is None else f"policy {args.policy}, labelled by the expert"
+    print(f"{args.out}: scene {args.scene}, seeds {args.seed}..{args.seed + args.episodes - 1}, "
+          f"driven by {driver}")
     print(summary.report())
     return 0
 

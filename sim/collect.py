@@ -15,10 +15,20 @@ effects), the expert's action, the simulated time and the tracks' speeds measure
 the encoders over the previous step (what the robot's recorder stores too). Idle frames
 are trimmed (:func:`zima.episodes.idle_mask`); only successful episodes are kept unless
 ``keep_failures``.
+
+With ``policy`` (DAgger, Ross et al. 2011): an ONNX policy drives instead of the expert,
+through the onboard runtime exactly as in ``zima sim eval`` (:mod:`zima.sim.evaluate`), and
+the expert labels every step with the action it would take there (``expert_action``).
+Behaviour cloning on clean demonstrations sees only the expert's own states; these
+episodes show the states the policy really reaches (drifted off course, overshot, stopped
+short) with the way back from each. Every episode is kept, failures above all, and idle
+runs are trimmed by the labels (a policy standing still where the expert would drive is
+what the data must show).
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sys
 import time
@@ -58,12 +68,20 @@ class CollectConfig:
     # recover from mistakes, and the executed-action history stops predicting the label
     # (a policy trained on clean demonstrations learns to repeat its last action).
     noise: float = 0.0
+    # DAgger: this ONNX policy drives (sampling as the runtime does), the expert labels.
+    policy: Path | None = None
+    execute_k: int = 4  # the runtime's partial chunk execution, for the policy
+    temperature: float = 1.0  # the runtime's sampling temperature, for the policy
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.workers < 1:
             raise ValueError("collect: episodes and workers must be at least 1")
         if not 0.0 <= self.noise < 1.0:
             raise ValueError(f"collect: noise={self.noise} must be in [0, 1)")
+        if self.policy is not None and self.noise > 0:
+            raise ValueError("collect: noise is for the expert's own episodes, not with a policy")
+        if self.policy is not None and not self.policy.is_file():
+            raise ValueError(f"collect: policy {self.policy} is not a file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,29 +102,72 @@ def episode_path(out_dir: Path, scene: str, seed: int) -> Path:
     return out_dir / f"{scene}_seed{seed:06d}.h5"
 
 
+class _Steps:
+    """What one episode records, step by step, before it is written."""
+
+    def __init__(self, env: ZimaEnv) -> None:
+        c = env.contract
+        self.env = env
+        self.newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
+        self.ticks_to_mm_s = 1000.0 * c.control_hz / env.config.robot.ticks_per_m
+        self.frames: list[np.ndarray] = []  # per step [n_cameras, H, W, 3]
+        self.actions: list[int] = []  # executed
+        self.labels: list[int] = []  # the expert's (differs from executed under noise)
+        self.stamps: list[float] = []
+        self.speeds: list[tuple[float, float]] = []  # mm/s over the previous step
+        self.prev = env.drive.encoders(env.data)
+
+    def add(self, images: np.ndarray, action: int, label: int) -> None:
+        """One step: the observation's images [n_images, H, W, 3] (its newest frame of each
+        camera is stored), the executed action and the expert's label."""
+        env = self.env
+        self.frames.append(images[self.newest])
+        ticks = env.drive.encoders(env.data)
+        self.speeds.append(((ticks[0] - self.prev[0]) * self.ticks_to_mm_s,
+                            (ticks[1] - self.prev[1]) * self.ticks_to_mm_s))
+        self.prev = ticks
+        self.stamps.append(env.time_s)
+        self.actions.append(int(action))
+        self.labels.append(int(label))
+
+    def write(self, seed: int, outcome: Outcome, out_dir: Path, cfg: CollectConfig,
+              *, labelled: bool, trim_by: np.ndarray, driver: str) -> EpisodeStats:
+        """Write the episode (when kept): idle runs of ``trim_by`` [T] trimmed; the labels
+        stored as ``expert_action`` when ``labelled``."""
+        env, c = self.env, self.env.contract
+        if outcome is not Outcome.SUCCESS and not cfg.keep_failures:
+            return EpisodeStats(seed, outcome.value, len(self.actions), 0, (0,) * c.n_actions,
+                                None, 0)
+        keep = idle_mask(trim_by, cfg.trim)  # [T] bool
+        path = episode_path(out_dir, env.scene, seed)
+        info = EpisodeInfo("sim", env.scene, seed, outcome.value,
+                           steps_recorded=len(self.actions), idle_trim=cfg.trim.to_json())
+        with EpisodeWriter(path, info, c, overwrite=True, flush_every=32) as writer:
+            writer.set_attributes({"driver": driver})
+            for t in np.flatnonzero(keep):
+                writer.append(dict(zip(c.cameras, self.frames[t], strict=True)),
+                              self.actions[t], self.stamps[t],
+                              expert_action=self.labels[t] if labelled else None,
+                              telemetry={"track_left_mm_s": self.speeds[t][0],
+                                         "track_right_mm_s": self.speeds[t][1]})
+        counts = np.bincount(np.array(self.labels)[keep], minlength=c.n_actions)
+        return EpisodeStats(seed, outcome.value, len(self.actions), int(keep.sum()),
+                            tuple(int(n) for n in counts), path, path.stat().st_size)
+
+
 def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -> EpisodeStats:
-    """Run the expert for one episode of ``env`` and write it (if kept); in this process."""
-    c = env.contract
-    ticks_to_mm_s = 1000.0 * c.control_hz / env.config.robot.ticks_per_m
-    newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
+    """Run one episode of ``env`` (the expert drives, or ``cfg.policy``) and write it (if
+    kept); in this process."""
+    if cfg.policy is not None:
+        return _record_policy_episode(env, seed, out_dir, cfg, cfg.policy)
     expert = Expert(env)
     observation = env.reset(seed)
     expert.reset(seed)
-    frames: list[np.ndarray] = []  # per step [n_cameras, H, W, 3]
-    actions: list[int] = []  # executed
-    labels: list[int] = []  # the expert's (differs from executed under noise)
-    stamps: list[float] = []
+    steps = _Steps(env)
     rng = np.random.default_rng([seed, 0xDA27])
     burst: list[int] = []  # noise actions still to execute
-    speeds: list[tuple[float, float]] = []  # mm/s over the previous step
-    ticks = prev = env.drive.encoders(env.data)
     while True:
         assert observation.images is not None  # the env renders
-        frames.append(observation.images[newest])
-        ticks = env.drive.encoders(env.data)
-        speeds.append(((ticks[0] - prev[0]) * ticks_to_mm_s, (ticks[1] - prev[1]) * ticks_to_mm_s))
-        prev = ticks
-        stamps.append(env.time_s)
         label = expert.act()
         if not burst and label is not Action.STOP and rng.uniform() < cfg.noise:
             wrong = [a for a in Action if a is not label]
@@ -114,28 +175,37 @@ def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -
         action = Action(burst.pop()) if burst and label is not Action.STOP else label
         if label is Action.STOP:
             burst = []  # at the target: never push it off
-        actions.append(int(action))
-        labels.append(int(label))
+        steps.add(observation.images, action, label)
         result = env.step(action)
         observation = result.observation
         if result.done:
             break
-    outcome = result.outcome
-    if outcome is not Outcome.SUCCESS and not cfg.keep_failures:
-        return EpisodeStats(seed, outcome.value, len(actions), 0, (0,) * c.n_actions, None, 0)
-    keep = idle_mask(np.array(actions), cfg.trim)  # [T] bool
-    path = episode_path(out_dir, env.scene, seed)
-    info = EpisodeInfo("sim", env.scene, seed, outcome.value, steps_recorded=len(actions),
-                       idle_trim=cfg.trim.to_json())
-    with EpisodeWriter(path, info, c, overwrite=True, flush_every=32) as writer:
-        for t in np.flatnonzero(keep):
-            writer.append(dict(zip(c.cameras, frames[t], strict=True)), actions[t], stamps[t],
-                          expert_action=labels[t] if cfg.noise > 0 else None,
-                          telemetry={"track_left_mm_s": speeds[t][0],
-                                     "track_right_mm_s": speeds[t][1]})
-    counts = np.bincount(np.array(labels)[keep], minlength=c.n_actions)
-    return EpisodeStats(seed, outcome.value, len(actions), int(keep.sum()),
-                        tuple(int(n) for n in counts), path, path.stat().st_size)
+    return steps.write(seed, result.outcome, out_dir, cfg, labelled=cfg.noise > 0,
+                       trim_by=np.array(steps.actions), driver="expert")
+
+
+def _record_policy_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig,
+                           policy: Path) -> EpisodeStats:
+    """DAgger: ``policy`` drives one episode through the runtime, the expert labels it."""
+    from zima.sim.evaluate import EvalConfig, policy_episode  # noqa: PLC0415 -- onnxruntime
+
+    expert = Expert(env)
+    expert.reset(seed)
+    steps: _Steps | None = None
+
+    def label(env: ZimaEnv, images: np.ndarray, action: Action) -> None:
+        nonlocal steps
+        if steps is None:  # the first step: the env has just been reset
+            steps = _Steps(env)
+        last = Action(steps.actions[-1]) if steps.actions else None
+        steps.add(images, action, expert.act(last))
+
+    run = EvalConfig(cfg.scene, episodes=1, seed=seed, execute_k=cfg.execute_k,
+                     temperature=cfg.temperature, env=cfg.env)
+    result, sha256 = asyncio.run(policy_episode(env, policy, run, seed, on_step=label))
+    assert steps is not None, "an episode has at least one step"
+    return steps.write(seed, result.outcome, out_dir, cfg, labelled=True,
+                       trim_by=np.array(steps.labels), driver=f"policy {sha256[:12]}")
 
 
 # --- workers ------------------------------------------------------------------------------

@@ -32,13 +32,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from zima.contract import DEFAULT, Contract
+from zima.contract import DEFAULT, Action, Contract
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
 from zima.sim.env import EnvConfig, Outcome, ZimaEnv
 from zima.sim.expert import EpisodeResult
 
-__all__ = ["EpisodeResult", "EvalConfig", "EvalSummary", "evaluate", "wilson_interval"]
+__all__ = ["EpisodeResult", "EvalConfig", "EvalSummary", "StepHook", "evaluate", "policy_episode",
+           "wilson_interval"]
 
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975
 VIDEO_SCALE = 4  # contract images are small; enlarged so the overlaid text is legible
@@ -168,8 +169,14 @@ class _Video:
         self.writer.release()
 
 
-async def _episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int,
-                   video: _Video | None) -> tuple[EpisodeResult, str]:
+StepHook = Callable[[ZimaEnv, np.ndarray, Action], None]
+"""Called each control step before the action is executed: (env, the observation's images
+[n_images, H, W, 3], the action the policy chose)."""
+
+
+async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int, *,
+                         video: _Video | None = None, on_step: StepHook | None = None,
+                         ) -> tuple[EpisodeResult, str]:
     """One episode in lock-step; its result and the model's sha256."""
     c = env.contract
     clock = SimClock()
@@ -194,6 +201,8 @@ async def _episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int,
             forced += step.reason is not None
             if video is not None:
                 video.add(images[forward], _label(clock.now_s, step))
+            if on_step is not None:
+                on_step(env, images, step.action)
             result = env.step(step.action)
             if result.done:
                 break
@@ -227,7 +236,7 @@ async def evaluate_async(model_path: Path, cfg: EvalConfig, contract: Contract =
             video = (_Video(cfg.video_dir / f"episode_{seed}.mp4", contract)
                      if cfg.video_dir is not None and i < cfg.videos else None)
             try:
-                result, sha256 = await _episode(env, model_path, cfg, seed, video)
+                result, sha256 = await policy_episode(env, model_path, cfg, seed, video=video)
             finally:
                 if video is not None:
                     video.close()

@@ -8,6 +8,13 @@ It plays the task the way the policy must (the same four actions, one per contro
    ``align_deg``, otherwise drive FORWARD;
 3. STOP as soon as the environment's success test holds.
 
+It also labels states it did not choose (DAgger: a policy drives, the expert says what it
+would do at each step, :mod:`zima.sim.collect`). For that, ``act(last_action)`` keeps
+searching in the direction the robot is already turning: the policy cannot see the
+expert's per-episode search direction, and a label that turned it round would teach it
+nothing it could observe. On the expert's own episodes the last action during the search
+is the search direction anyway, so its demonstrations are the same either way.
+
 The placement of :mod:`zima.sim.randomize` keeps the straight corridor to the target
 clear, so no path planning is needed (the room's furniture never blocks the approach).
 """
@@ -39,13 +46,16 @@ class Expert:
         self.search = Action.LEFT if rng.uniform() < 0.5 else Action.RIGHT
         self.acquired = False
 
-    def act(self) -> Action:
-        """The next action for the environment's current state."""
+    def act(self, last_action: Action | None = None) -> Action:
+        """The next action for the environment's current state; ``last_action``, the one
+        the robot executed last (whoever chose it), sets the search's turn direction."""
         env = self.env
         if env.at_target():
             return Action.STOP
         if not self.acquired:
             if not env.target_in_view("forward"):
+                if last_action in (Action.LEFT, Action.RIGHT):
+                    return last_action
                 return self.search
             self.acquired = True
         bearing = env.target_bearing_rad()

@@ -3,6 +3,8 @@
 Data-parallel on N processes (one per GPU, or gloo on the CPU), rank 0 reporting::
 
     torchrun --standalone --nproc_per_node=N $(which zima) train CONFIG.toml
+
+Keys of the file can be overridden for one run: ``--set epochs=4 --set init_from=runs/a/last.pt``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run configuration (TOML; see zima.training.config)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last.pt (overrides the file's resume)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the file, e.g. --set epochs=4 --set "
+                             "init_from=runs/demo/last.pt --set 'data.dirs=[\"data/a\"]' "
+                             "(repeatable; VALUE is TOML, paths relative to the current "
+                             "directory)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -29,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from zima.training.train import TrainError, train
 
     try:
-        config = TrainConfig.from_toml(args.config)
+        config = TrainConfig.from_toml(args.config, args.set)
         if args.resume:
             config = dataclasses.replace(config, resume=True)
         result = train(config, progress=None if args.quiet else sys.stderr)

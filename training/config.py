@@ -23,8 +23,10 @@ Unknown keys and wrongly typed values are errors that name the key (``ConfigErro
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Final
 
 from zima.episodes import SOURCES
 from zima.tomlconfig import ConfigError, from_table
@@ -125,13 +127,21 @@ class TrainConfig:
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> TrainConfig:
-        """The configuration in ``path``; relative paths are taken from its folder."""
+    def from_toml(cls, path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+        """The configuration in ``path``; relative paths are taken from its folder.
+
+        ``overrides`` are ``KEY=VALUE`` strings (`zima train --set`) applied on top: KEY a
+        dotted key (``epochs``, ``data.dirs``), VALUE a TOML value (``4``, ``"runs/a"``,
+        ``["data/a", "data/b"]``; a bare word is taken as a string). Relative paths in
+        overrides are taken from the current directory, as on any command line.
+        """
         path = Path(path)
         try:
             table = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        for item in overrides:
+            _override(table, item)
         try:
             config = from_table(cls, table, "")
         except ConfigError as exc:
@@ -147,3 +157,29 @@ class TrainConfig:
             "output_dir": rel(config.output_dir), "init_from": rel(config.init_from),
             "data": DataConfig(tuple(rel(d) for d in data.dirs), data.source_weights,
                                data.val_fraction, rel(data.cache_dir))})
+
+
+_PATH_KEYS: Final = ("output_dir", "init_from", "data.dirs", "data.cache_dir")
+
+
+def _override(table: dict[str, Any], item: str) -> None:
+    """Apply one ``KEY=VALUE`` override to the parsed TOML ``table``."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=4")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word: a string
+    if key in _PATH_KEYS:  # from the command line: relative to the current directory
+        value = ([str(Path(v).absolute()) for v in value] if isinstance(value, list)
+                 else str(Path(value).absolute()) if value else value)
+    *parents, last = key.split(".")
+    node = table
+    for name in parents:
+        child = node.setdefault(name, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: {name} is not a table")
+        node = child
+    node[last] = value

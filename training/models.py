@@ -115,9 +115,54 @@ class SmallBackbone(Backbone):
         return torch.flatten(self.pool(self.features(x)), 1)
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature maps [B, C, h, w] -> expected image coordinates of each channel's softmax
+    [B, 2C] (x then y per channel, in [-1, 1]): *where* each feature fires, which a
+    global average throws away (Levine et al., "End-to-End Training of Deep Visuomotor
+    Policies", 2016). The temperature is learnt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        attention = torch.softmax(x.flatten(2) / self.log_temperature.exp(), dim=-1)  # [B, C, h*w]
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        grid_y = ys.view(h, 1).expand(h, w).reshape(h * w)  # [h*w]
+        grid_x = xs.view(1, w).expand(h, w).reshape(h * w)
+        expected = torch.stack([attention @ grid_x, attention @ grid_y], dim=-1)  # [B, C, 2]
+        return expected.reshape(b, 2 * c)
+
+
+class SpatialBackbone(Backbone):
+    """The small backbone's first three stages, a fourth at stride 1 (a 12 x 16 map for
+    96 x 128 images), then both the global average (*what* is in view) and a spatial
+    softmax (*where*): [B, 3, H, W] -> [B, 192]. Steering toward a small, distant cube
+    needs its position, which :class:`SmallBackbone`'s average keeps only weakly."""
+
+    out_features = 3 * 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for in_ch, out_ch, stride in ((3, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1)):
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False),
+                       nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.keypoints = SpatialSoftmax()
+
+    def forward(self, x: Tensor) -> Tensor:
+        maps = self.features(x)  # [B, 64, h, w]
+        return torch.cat([torch.flatten(self.pool(maps), 1), self.keypoints(maps)], dim=1)
+
+
 BACKBONES: Final[dict[str, Callable[[], Backbone]]] = {
     "resnet18": ResNet18,
     "small": SmallBackbone,
+    "spatial": SpatialBackbone,
 }
 
 

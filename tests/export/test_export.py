@@ -163,3 +163,14 @@ def test_parity_samples_from_episodes(tmp_path: Path) -> None:
     assert samples.action_history.shape == (5, TINY.action_history)
     out = export_onnx(policy(), TINY, tmp_path / "model.onnx")
     check_parity(policy(), out, samples).check()
+
+
+def test_the_spatial_backbone_exports_with_parity(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Policy(TINY, PolicyConfig(backbone="spatial", hidden_dim=32,
+                                      action_embed_dim=4)).eval()
+    out = export_onnx(model, TINY, tmp_path / "spatial.onnx")
+    assert load_model(out, TINY).contract == TINY
+    report = check_parity(model, out, random_samples(TINY, 16))
+    report.check()
+    assert report.max_abs_diff <= MAX_ABS_DIFF

@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Action
 from zima.episodes import EpisodeReader
 from zima.sim import cli
 from zima.sim.collect import CollectConfig, EpisodeStats, Progress, collect, episode_path
-from zima.sim.env import EnvConfig
+from zima.sim.env import EnvConfig, ZimaEnv
+from zima.sim.expert import Expert
 
 # Episodes capped at 5 s (50 steps): in the arena seeds 8 and 12 succeed within it and
 # seeds 9..11 time out, so a run of five has both kinds and takes a few seconds.
@@ -109,3 +111,60 @@ def test_noise_executes_other_actions_but_labels_the_experts(tmp_path: Path) -> 
     assert not (differ & (label == int(Action.STOP))).any()  # never pushed off the target
     with pytest.raises(ValueError, match="noise"):
         CollectConfig(noise=1.0)
+
+
+def _run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(argv))
+
+
+def _forward_policy(path: Path) -> Path:
+    table = np.tile(np.array([0.0, 9.0, 0.0, 0.0], np.float32), (DEFAULT.chunk_len, 1))
+    return build_model(path, DEFAULT, kind="table", table=table)  # FORWARD, all but always
+
+
+def test_dagger_the_policy_drives_and_the_expert_labels_its_states(tmp_path: Path) -> None:
+    cfg = CollectConfig(episodes=2, seed=FIRST, env=SHORT, keep_failures=True,
+                        policy=_forward_policy(tmp_path / "forward.onnx"))
+    summary = collect(tmp_path / "dagger", cfg)
+    assert len(summary.kept) == 2  # failures too: they are what DAgger is for
+    env = ZimaEnv("arena", SHORT)
+    try:
+        for stats in summary.kept:
+            assert stats.path is not None
+            with EpisodeReader(stats.path) as reader:
+                episode = reader.load()
+                assert str(reader.extras()["driver"]).startswith("policy ")
+            assert episode.info.steps_recorded == len(episode)  # nothing idle to trim
+            # The runtime's first step is a STOP while the first plan runs; then the policy.
+            assert episode.action[0] == Action.STOP
+            assert (episode.action[1:] == Action.FORWARD).all()
+            # Replayed, the labels are the expert's at the states the policy reached.
+            env.reset(stats.seed)
+            expert = Expert(env)
+            expert.reset(stats.seed)
+            last: Action | None = None
+            for action, label in zip(episode.action, episode.expert_action, strict=True):
+                assert expert.act(last) == label
+                env.step(Action(int(action)))
+                last = Action(int(action))
+            assert (episode.expert_action != Action.FORWARD).any()  # it disagreed somewhere
+    finally:
+        env.close()
+    again = collect(tmp_path / "again", cfg)
+    assert [e.outcome for e in again.episodes] == [e.outcome for e in summary.episodes]
+    assert [e.frames for e in again.episodes] == [e.frames for e in summary.episodes]
+
+
+def test_dagger_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _forward_policy(tmp_path / "forward.onnx")
+    with pytest.raises(ValueError, match="noise"):
+        CollectConfig(policy=model, noise=0.1)
+    with pytest.raises(ValueError, match="not a file"):
+        CollectConfig(policy=tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    assert _run("collect", "--policy", str(tmp_path / "junk.onnx"), "--out",
+                str(tmp_path / "out")) == 2
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

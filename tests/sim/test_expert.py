@@ -9,7 +9,7 @@ import pytest
 
 from zima.contract import Action
 from zima.sim.env import EnvConfig, Outcome, ZimaEnv
-from zima.sim.expert import run_episode, success_rate
+from zima.sim.expert import Expert, run_episode, success_rate
 from zima.sim.scenes import SCENES
 
 MakeEnv = Callable[..., ZimaEnv]
@@ -68,3 +68,19 @@ def test_stop_counts_only_in_front_of_the_target_and_time_runs_out(make_env: Mak
     _place_robot(env, x, y, math.atan2(-away[1], -away[0]))
     assert env.at_target()
     assert env.step(Action.STOP).outcome is Outcome.SUCCESS
+
+
+def test_labelling_keeps_searching_the_way_the_robot_turns(make_env: MakeEnv) -> None:
+    env = make_env("arena", PHYSICS_ONLY)
+    for seed in SEEDS:  # an episode whose target starts out of view
+        env.reset(seed)
+        if not env.target_in_view("forward"):
+            break
+    else:
+        pytest.fail("no seed starts with the target out of view")
+    expert = Expert(env)
+    expert.reset(seed)
+    assert expert.act() == expert.search  # its own episode: its own direction
+    other = Action.RIGHT if expert.search is Action.LEFT else Action.LEFT
+    assert expert.act(other) is other  # a policy turning the other way: keep turning so
+    assert expert.act(Action.FORWARD) == expert.search  # not turning: its own direction

@@ -10,6 +10,8 @@ from zima.training.models import (
     PolicyConfig,
     ResNet18,
     SmallBackbone,
+    SpatialBackbone,
+    SpatialSoftmax,
     load_torchvision_weights,
 )
 
@@ -130,3 +132,26 @@ def test_small_backbone_feature_width() -> None:
 def test_unknown_backbone_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown backbone"):
         PolicyConfig(backbone="vit")
+
+
+def test_spatial_softmax_finds_where_a_feature_fires() -> None:
+    maps = torch.zeros(1, 2, 12, 16)
+    maps[0, 0, 0, 15] = 50.0  # channel 0 fires at the top right corner
+    maps[0, 1, 11, 0] = 50.0  # channel 1 at the bottom left
+    x0, y0, x1, y1 = SpatialSoftmax()(maps)[0].tolist()
+    assert (x0, y0) == pytest.approx((1.0, -1.0), abs=1e-3)
+    assert (x1, y1) == pytest.approx((-1.0, 1.0), abs=1e-3)
+
+
+def test_spatial_backbone_feature_width_and_position_sensitivity() -> None:
+    torch.manual_seed(0)
+    backbone = SpatialBackbone().eval()
+    x = torch.zeros(2, 3, 96, 128)
+    x[0, :, 40:56, 8:24] = 3.0  # the same bright square, left ...
+    x[1, :, 40:56, 104:120] = 3.0  # ... and right
+    with torch.no_grad():
+        feats = backbone(x)
+    assert tuple(feats.shape) == (2, SpatialBackbone.out_features)
+    keypoint_x = feats[:, 64::2]  # the x coordinates of the 64 channels' keypoints
+    # Untrained, the softmax is soft, but every keypoint moves right with the square.
+    assert ((keypoint_x[1] - keypoint_x[0]) > 0).float().mean() > 0.9

@@ -163,6 +163,26 @@ def test_config_from_toml_resolves_paths_and_defaults(tmp_path: Path) -> None:
     assert config.init_from == ""
 
 
+def test_overrides_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path / "run.toml", 'output_dir = "out"\nepochs = 3\n[data]\ndirs = ["eps"]')
+    monkeypatch.chdir(tmp_path.parent)
+    config = TrainConfig.from_toml(path, ["epochs=5", f"init_from={tmp_path.name}/a.pt",
+                                          f'data.dirs = ["{tmp_path.name}/x", "/abs/y"]',
+                                          "policy.backbone=spatial", "head_lr = 2e-4"])
+    assert config.epochs == 5
+    assert config.init_from == str(tmp_path / "a.pt")  # relative to the current directory
+    assert config.data.dirs == (str(tmp_path / "x"), "/abs/y")
+    assert config.policy.backbone == "spatial"
+    assert config.head_lr == 2e-4
+    assert config.output_dir == str(tmp_path / "out")  # untouched: relative to the file
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        TrainConfig.from_toml(path, ["epochs"])
+    with pytest.raises(ConfigError, match="unknown key 'epochz'"):
+        TrainConfig.from_toml(path, ["epochz=4"])
+    with pytest.raises(ConfigError, match="epochs is not a table"):
+        TrainConfig.from_toml(path, ["epochs.x=4"])
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('output_dir = "o"\nepochz = 3\n[data]\ndirs = ["d"]', "unknown key 'epochz'"),
     ('output_dir = "o"\n[data]\ndirs = ["d"]\nsorce_weights = {}', "unknown key 'data.sorce"),
