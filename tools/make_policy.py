@@ -7,12 +7,12 @@ that fails:
 
 1. ``zima sim collect``: the scripted expert's arena episodes, seeds 0 .. E-1 (data/demo);
 2. ``zima train configs/demo_policy.toml``: behaviour cloning (runs/demo);
-3. ``zima export``: runs/demo/last.pt (the last epoch: the weighted validation loss
-   follows closed-loop success poorly) to runs/demo/policy.onnx, with the parity check;
+3. ``zima export``: runs/demo/best.pt (the epoch of the lowest validation loss) to
+   runs/demo/policy.onnx, with the parity check;
 4. DAgger rounds r = 1 .. R: ``zima sim collect --policy`` lets the last round's policy
    drive episodes of seeds r * 10000 on (data/dagger<r>) with the expert labelling every
-   step; ``zima train --set ...`` fine-tunes the last checkpoint on all episodes so far
-   (runs/dagger<r>); ``zima export`` again. Behaviour cloning alone only ever sees the
+   step; ``zima train --set ...`` fine-tunes the last round's best checkpoint on all
+   episodes so far (runs/dagger<r>); ``zima export`` its best.pt. Behaviour cloning alone only ever sees the
    expert's states; these rounds teach the policy the way back from its own mistakes;
 5. the last round's export is copied to models/zima-demo.onnx, and ``zima sim eval`` runs
    it through the onboard runtime in the simulator on seeds from EVAL_SEED on (never used
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     collected = _collect(args, step, "collect", DATA, seed=0, episodes=args.episodes)
     step("train", ["train", CONFIG, "--quiet", *(["--resume"] if args.resume else [])])
     run, onnx = RUN, f"{RUN}/policy.onnx"
-    step("export", ["export", f"{run}/last.pt", "--out", onnx, "--samples", DATA])
+    step("export", ["export", f"{run}/best.pt", "--out", onnx, "--samples", DATA])
     histories = {"bc": _history(run)}
     rounds: list[dict[str, Any]] = []
     for r in range(1, args.dagger_rounds + 1):
@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         dirs = "[" + ", ".join(f'"{d}"' for d in data_dirs) + "]"
         step(f"dagger{r}_train",
              ["train", CONFIG, "--quiet", "--set", f"output_dir={run}",
-              "--set", f"init_from={previous}/last.pt", "--set", f"epochs={args.dagger_epochs}",
+              "--set", f"init_from={previous}/best.pt", "--set", f"epochs={args.dagger_epochs}",
               "--set", f"patience={args.dagger_epochs}", "--set", f"data.dirs={dirs}",
               *(["--resume"] if args.resume else [])])
         onnx = f"{run}/policy.onnx"
-        step(f"dagger{r}_export", ["export", f"{run}/last.pt", "--out", onnx,
+        step(f"dagger{r}_export", ["export", f"{run}/best.pt", "--out", onnx,
                                    "--samples", DATA])
         histories[f"dagger{r}"] = _history(run)
         rounds.append({"round": r, "seeds": [r * DAGGER_SEED,
