@@ -3,9 +3,11 @@
 Steps, each printed: rebuild the Policy from the checkpoint (eval mode, verified), trace
 it to ONNX with the contract in its metadata, verify the file as the robot does
 (``zima.onboard.policy.load_model`` for the checkpoint's contract), compare PyTorch and
-onnxruntime logits on held-out samples (``--samples`` episodes, else seeded random
+onnxruntime outputs on held-out samples (``--samples`` episodes, else seeded random
 inputs) and fail above the thresholds; with ``--int8`` also write a dynamically
-quantised copy (``<out>.int8.onnx``) and report its size and argmax agreement.
+quantised copy (``<out>.int8.onnx``) and report its size and action agreement. A
+continuous policy (``PolicyConfig.head = "continuous"``) exports its ``tracks`` output
+and is compared in mm/s and by nearest action; a discrete one by logits and argmax.
 Exit status: 0 exported and within thresholds, 1 refused or failed (message on stderr).
 """
 
@@ -58,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
         start_s = time.perf_counter()
         export_onnx(model, contract, args.out, source_sha256=file_sha256(args.checkpoint))
         print(f"exported {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, "
-              f"backbone {checkpoint.policy_config.backbone}) "
+              f"backbone {checkpoint.policy_config.backbone}, "
+              f"{checkpoint.policy_config.head} head) "
               f"in {time.perf_counter() - start_s:.2f} s")
-        load_model(args.out, contract)
-        print("verified: the onboard runtime accepts it for the checkpoint's contract")
+        loaded = load_model(args.out, contract)
+        print(f"verified: the onboard runtime accepts it for the checkpoint's contract "
+              f"(output {loaded.output!r})")
         samples = (episode_samples(args.samples, contract, args.n_samples) if args.samples
                    else random_samples(contract, args.n_samples))
         print(f"parity samples: {samples.source}")
@@ -74,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
             q_path = quantize_int8(args.out, int8_path(args.out))
             load_model(q_path, contract)
-            q_report = compare(onnx_logits(args.out, samples), onnx_logits(q_path, samples))
+            q_report = compare(onnx_logits(args.out, samples), onnx_logits(q_path, samples),
+                               loaded.output)
             print(f"int8: {q_path} {args.out.stat().st_size / 1e6:.2f} MB -> "
                   f"{q_path.stat().st_size / 1e6:.2f} MB")
             for line in q_report.lines("int8 vs float"):

@@ -1,5 +1,8 @@
 """Action chunks: choosing actions from logits, the action queue, and when to plan again.
 
+A continuous policy's chunk queues a track command beside each step's (nearest) action:
+the queue and its timing rule are the same for both kinds of model.
+
 Pure: no clock, no threads; the runner (:mod:`zima.onboard.policy_runner`) calls it once
 per control tick and reports each inference's latency. The timing rule, in ticks of
 ``1 / control_hz`` seconds:
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from zima.contract import Contract
+from zima.contract import Contract, TrackCommand
 
 __all__ = ["ActionQueue", "LatencyEstimate", "choose_actions"]
 
@@ -83,12 +86,12 @@ class ActionQueue:
         self.execute_k = execute_k
         self.latency_margin = latency_margin
         self.latency = LatencyEstimate(latency_window)
-        self._queue: deque[int] = deque()
+        self._queue: deque[tuple[int, TrackCommand | None]] = deque()
 
     @property
     def pending(self) -> tuple[int, ...]:
         """The queued actions, next first."""
-        return tuple(self._queue)
+        return tuple(action for action, _ in self._queue)
 
     @property
     def lead(self) -> int:
@@ -103,14 +106,26 @@ class ActionQueue:
         period_s = self.execute_k / self.contract.control_hz
         return self.latency.max_s * self.latency_margin < period_s
 
-    def install(self, chunk: Sequence[int]) -> None:
-        """Queue the first ``execute_k`` actions of a planned chunk."""
+    def install(self, chunk: Sequence[int],
+                tracks: Sequence[TrackCommand] | None = None) -> None:
+        """Queue the first ``execute_k`` actions of a planned chunk, with the track
+        command of each step when the model is continuous (``tracks`` [chunk_len])."""
         if len(chunk) != self.contract.chunk_len:
             raise ValueError(f"a chunk has {self.contract.chunk_len} actions, got {len(chunk)}")
-        self._queue.extend(int(a) for a in chunk[: self.execute_k])
+        if tracks is not None and len(tracks) != len(chunk):
+            raise ValueError(f"a chunk of {len(chunk)} actions got {len(tracks)} track commands")
+        commands = tracks if tracks is not None else [None] * len(chunk)
+        self._queue.extend((int(a), t) for a, t in zip(chunk[: self.execute_k],
+                                                      commands[: self.execute_k], strict=True))
 
     def pop(self) -> int | None:
         """The action of this tick, or None when the queue ran dry."""
+        planned = self.pop_planned()
+        return planned[0] if planned is not None else None
+
+    def pop_planned(self) -> tuple[int, TrackCommand | None] | None:
+        """The action of this tick and its track command (None from a discrete model),
+        or None when the queue ran dry."""
         return self._queue.popleft() if self._queue else None
 
     def should_plan(self, in_flight: bool) -> bool:

@@ -5,19 +5,27 @@ The model I/O contract (what export must produce; the names are defined here onl
     input   images          uint8   [B, N, H, W, 3]   N = len(cameras) * image_history,
                                                       H, W = image_height, image_width; RGB
     input   action_history  int64   [B, A]            A = action_history, oldest first
-    output  logits          float32 [B, chunk_len, n_actions]
+    output, exactly one of:
+            logits          float32 [B, chunk_len, n_actions]   the discrete head
+            tracks          float32 [B, chunk_len, 2]           the continuous head: track
+                                                                speed targets (left, right),
+                                                                mm/s
     metadata_props[METADATA_KEY] = Contract.to_json() of the contract it was trained on
 
 B may be symbolic or 1; every other dimension must be static and equal to the contract's
-(the ordering of the images is the contract's: camera-major, oldest to newest).
+(the ordering of the images is the contract's: camera-major, oldest to newest). The
+output's name says the model's kind (``PolicyModel.output``); the action history is
+discrete for both kinds (a continuous model's executed steps enter it as their
+:func:`~zima.contract.nearest_action`).
 
 ``load_model`` reads the file once (the sha256 and the session come from the same bytes),
 opens an onnxruntime session on the CPU provider and refuses, with a ``ModelError``
 naming what is wrong: a file that is missing or not ONNX, a model without a contract or
 with another contract than the runtime's (each mismatching field named), inputs or
-outputs that are not the I/O contract, and a model whose outputs differ between two runs
-on the same input (random ops left in the graph, as a training-mode export can leave;
-onnxruntime's optimizer already drops Dropout). Exceptions::
+outputs that are not the I/O contract (an unknown or a second output included), and a
+model whose outputs differ between two runs on the same input (random ops left in the
+graph, as a training-mode export can leave; onnxruntime's optimizer already drops
+Dropout). Exceptions::
 
     PolicyError                 anything the policy raises
      +-- ModelError             a model file that cannot be used (a hot reload keeps the old)
@@ -44,6 +52,8 @@ __all__ = [
     "ACTION_HISTORY_INPUT",
     "IMAGES_INPUT",
     "LOGITS_OUTPUT",
+    "OUTPUTS",
+    "TRACKS_OUTPUT",
     "ContractMismatchError",
     "ModelError",
     "ModelFileError",
@@ -53,11 +63,15 @@ __all__ = [
     "PolicyModel",
     "io_shapes",
     "load_model",
+    "output_shape",
 ]
 
 IMAGES_INPUT: Final = "images"
 ACTION_HISTORY_INPUT: Final = "action_history"
 LOGITS_OUTPUT: Final = "logits"
+TRACKS_OUTPUT: Final = "tracks"
+OUTPUTS: Final = (LOGITS_OUTPUT, TRACKS_OUTPUT)
+"""The accepted output names: the discrete head's, the continuous head's."""
 
 
 class PolicyError(Exception):
@@ -88,33 +102,51 @@ class ModelIOError(ModelError):
     """Inputs or outputs are not the model I/O contract."""
 
 
-def io_shapes(contract: Contract) -> dict[str, tuple[str, tuple[int, ...]]]:
+def output_shape(contract: Contract, output: str) -> tuple[int, ...]:
+    """Shape of one observation's ``output`` (one of OUTPUTS), without the batch dimension."""
+    if output == LOGITS_OUTPUT:
+        return (contract.chunk_len, contract.n_actions)
+    if output == TRACKS_OUTPUT:
+        return (contract.chunk_len, 2)
+    raise ValueError(f"unknown policy output {output!r}; known: {list(OUTPUTS)}")
+
+
+def io_shapes(contract: Contract,
+              output: str = LOGITS_OUTPUT) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Name -> (onnxruntime type, shape without the batch dimension) of every input and
-    the output, for ``contract``."""
+    the ``output`` (one of OUTPUTS), for ``contract``."""
     return {
         IMAGES_INPUT: ("tensor(uint8)", contract.image_shape),
         ACTION_HISTORY_INPUT: ("tensor(int64)", (contract.action_history,)),
-        LOGITS_OUTPUT: ("tensor(float)", (contract.chunk_len, contract.n_actions)),
+        output: ("tensor(float)", output_shape(contract, output)),
     }
 
 
 class PolicyModel:
-    """A verified model: ``infer`` maps one observation to its logits."""
+    """A verified model: ``infer`` maps one observation to its output (logits or tracks)."""
 
-    def __init__(self, path: Path, sha256: str, contract: Contract, session: Any) -> None:
+    def __init__(self, path: Path, sha256: str, contract: Contract, session: Any,
+                 output: str = LOGITS_OUTPUT) -> None:
         self.path = path
         self.sha256 = sha256  # of the file's bytes, for telemetry and deploy checks
         self.contract = contract
+        self.output = output  # LOGITS_OUTPUT (discrete) or TRACKS_OUTPUT (continuous)
         self._session = session
         self.warmup_latency_s = 0.0  # the second warm-up run (the first allocates)
 
+    @property
+    def continuous(self) -> bool:
+        """True for a continuous model (output ``tracks``), False for a discrete one."""
+        return self.output == TRACKS_OUTPUT
+
     def infer(self, images: np.ndarray, action_history: np.ndarray) -> np.ndarray:
-        """images [1, N, H, W, 3] uint8, action_history [1, A] int64 -> logits
-        [chunk_len, n_actions] float32. Thread-safe (onnxruntime's ``run`` is)."""
+        """images [1, N, H, W, 3] uint8, action_history [1, A] int64 -> float32 logits
+        [chunk_len, n_actions] (discrete) or track speeds [chunk_len, 2] in mm/s
+        (continuous). Thread-safe (onnxruntime's ``run`` is)."""
         feeds = {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: action_history}
-        (batch,) = self._session.run([LOGITS_OUTPUT], feeds)  # [1, chunk_len, n_actions]
-        logits: np.ndarray = np.asarray(batch)[0]  # [chunk_len, n_actions]
-        return logits
+        (batch,) = self._session.run([self.output], feeds)  # [1, chunk_len, ...]
+        out: np.ndarray = np.asarray(batch)[0]  # [chunk_len, n_actions] or [chunk_len, 2]
+        return out
 
 
 def load_model(path: Path, contract: Contract, intra_op_threads: int = 1) -> PolicyModel:
@@ -142,22 +174,27 @@ def load_model(path: Path, contract: Contract, intra_op_threads: int = 1) -> Pol
     if mismatches:
         raise ContractMismatchError(
             f"model {path} was made for another contract: {'; '.join(mismatches)}", mismatches)
-    _check_io(path, session, contract)
-    model = PolicyModel(Path(path), hashlib.sha256(data).hexdigest(), contract, session)
+    output = _check_io(path, session, contract)
+    model = PolicyModel(Path(path), hashlib.sha256(data).hexdigest(), contract, session, output)
     _warm_up(model, contract)
     return model
 
 
-def _check_io(path: Path, session: Any, contract: Contract) -> None:
-    expected = io_shapes(contract)
+def _check_io(path: Path, session: Any, contract: Contract) -> str:
+    """Check the declared inputs and outputs; the output's name (the model's kind)."""
     declared = {a.name: (a.type, a.shape) for a in [*session.get_inputs(), *session.get_outputs()]}
     inputs = sorted(a.name for a in session.get_inputs())
     if inputs != sorted((IMAGES_INPUT, ACTION_HISTORY_INPUT)):
         raise ModelIOError(f"model {path}: inputs {inputs}, expected "
                            f"{[IMAGES_INPUT, ACTION_HISTORY_INPUT]}")
-    if LOGITS_OUTPUT not in declared:
-        raise ModelIOError(f"model {path}: no output {LOGITS_OUTPUT!r} "
-                           f"(outputs {[a.name for a in session.get_outputs()]})")
+    outputs: list[str] = [a.name for a in session.get_outputs()]
+    if len(outputs) != 1 or outputs[0] not in OUTPUTS:
+        raise ModelIOError(
+            f"model {path}: outputs {outputs}, expected exactly one of {LOGITS_OUTPUT!r} "
+            f"[B, chunk_len, n_actions] (discrete) or {TRACKS_OUTPUT!r} [B, chunk_len, 2] "
+            "(continuous)")
+    output = outputs[0]
+    expected = io_shapes(contract, output)
     problems = []
     for name, (want_type, want_shape) in expected.items():
         got_type, got_shape = declared[name]
@@ -167,6 +204,7 @@ def _check_io(path: Path, session: Any, contract: Contract) -> None:
                             f"expected {want_type} [B, {', '.join(map(str, want_shape))}]")
     if problems:
         raise ModelIOError(f"model {path}: " + "; ".join(problems))
+    return output
 
 
 def _warm_up(model: PolicyModel, contract: Contract) -> None:
@@ -178,12 +216,12 @@ def _warm_up(model: PolicyModel, contract: Contract) -> None:
     start_s = time.perf_counter()
     second = model.infer(images, history)
     model.warmup_latency_s = time.perf_counter() - start_s
-    want = (contract.chunk_len, contract.n_actions)
+    want = output_shape(contract, model.output)
     if first.shape != want or first.dtype != np.float32:
-        raise ModelIOError(f"model {model.path}: logits of one observation are {first.dtype} "
-                           f"{list(first.shape)}, expected float32 {list(want)}")
+        raise ModelIOError(f"model {model.path}: {model.output} of one observation are "
+                           f"{first.dtype} {list(first.shape)}, expected float32 {list(want)}")
     if not np.isfinite(first).all():
-        raise ModelIOError(f"model {model.path}: logits are not finite")
+        raise ModelIOError(f"model {model.path}: {model.output} are not finite")
     if not np.array_equal(first, second):
         raise ModelIOError(f"model {model.path}: two runs on the same input differ "
                            "(random ops in the graph: exported in training mode? model.eval())")

@@ -9,8 +9,9 @@ start-up: a wrong model is found before the robot moves). The control loop then 
         while True:
             for frame in rig.new_frames():
                 fusion.push(frame.camera, frame.image_rgb, frame.captured_s)
-            step = runner.tick(clock())           # Step(action, reason)
-            link.drive(*contract.track_command(step.action))
+            step = runner.tick(clock())           # Step(action, reason, tracks)
+            command = step.tracks or contract.track_command(step.action)
+            safety.policy_step(left_mm_s=command.left_mm_s, ...)  # Safety drives
 
 Each tick: take a finished inference's chunk into the queue (:mod:`zima.onboard.chunking`
 says when a plan starts and why the queue does not run dry); if any camera is stale,
@@ -19,6 +20,16 @@ STOP when the queue ran dry; record the executed action in the fusion's history;
 the next plan when it is due. Inference runs on one worker thread (onnxruntime releases
 the GIL); its latency, from submission to result, is measured with the injected clock.
 Every STOP the runner forces carries a ``reason``.
+
+Both kinds of model run this way (:mod:`zima.onboard.policy`). A discrete model's logits
+give each step's action (sampled at ``temperature``). A continuous model's track speeds
+give each step's track command (clipped to +-``forward_mm_s``,
+:meth:`~zima.contract.Contract.clipped_command`; no sampling, ``temperature`` is unused)
+in ``Step.tracks``, and its ``action`` is the command's
+:func:`~zima.contract.nearest_action`: that is what enters the action history, the
+recordings and the simulator's success test. Track speeds that are not finite fail the
+inference (a STOP with its reason), as an onnxruntime error does. A forced STOP never
+carries a track command.
 
 ``on_plan`` (optional, a callback on the event loop) receives a ``PlanTrace`` for every
 plan whose chunk is queued: when it passed each stage, on the injected clock. It is how
@@ -44,7 +55,7 @@ from typing import Self
 
 import numpy as np
 
-from zima.contract import Action, Contract
+from zima.contract import Action, Contract, TrackCommand, nearest_action
 from zima.onboard.chunking import ActionQueue, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
 from zima.onboard.policy import ModelError, PolicyModel, load_model
@@ -60,7 +71,8 @@ class PolicyConfig:
 
     model_path: Path = Path("/var/lib/zima/policy.onnx")  # where deploy puts the model
     execute_k: int = 4  # actions executed per chunk before the next takes over (1..chunk_len)
-    temperature: float = 1.0  # softmax sampling temperature (the prototype's); 0 = argmax
+    temperature: float = 1.0  # softmax sampling temperature (the prototype's); 0 = argmax;
+    # unused by a continuous model (its track speeds are driven as they are)
     seed: int | None = None  # sampling seed (None: fresh entropy); tests and replays fix it
     latency_margin: float = 1.5  # plan as if inference took this times the recent worst
     latency_window: int = 20  # inferences the recent worst latency is taken over
@@ -79,8 +91,9 @@ class PolicyConfig:
 class Step:
     """What to do this tick: the policy's action, or a STOP with the reason for it."""
 
-    action: Action
+    action: Action  # a continuous model's step: the nearest action of ``tracks``
     reason: str | None = None  # set when the runner forced STOP
+    tracks: TrackCommand | None = None  # a continuous model's command to drive, mm/s
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,7 @@ class PlanTrace:
 @dataclass(frozen=True, slots=True)
 class _Inference:
     actions: list[int]
+    tracks: list[TrackCommand] | None  # a continuous model's commands, one per action
     started_s: float
     inferred_s: float
     finished_s: float
@@ -185,8 +199,9 @@ class PolicyRunner:
             self._discard_in_flight = self._in_flight is not None
             step = Step(Action.STOP, "stale input: " + "; ".join(reasons))
         else:
-            action = self._queue.pop()
-            step = Step(Action(action)) if action is not None else self._dry_step(now_s)
+            planned = self._queue.pop_planned()
+            step = (Step(Action(planned[0]), tracks=planned[1]) if planned is not None
+                    else self._dry_step(now_s))
         self.fusion.record_action(step.action)
         if not reasons and self._queue.should_plan(self._in_flight is not None):
             self._plan(self.fusion.observe(now_s, self._queue.pending), now_s)
@@ -255,12 +270,20 @@ class PolicyRunner:
         self._discard_in_flight = False
 
     def _infer(self, model: PolicyModel, obs: Observation) -> _Inference:
-        """On the worker thread: logits, then the chunk's actions, and when each was done."""
+        """On the worker thread: the model's output, then the chunk's actions (and track
+        commands), and when each was done."""
         started_s = self._clock()
-        logits = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions]
+        out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions | 2]
         inferred_s = self._clock()
-        actions = choose_actions(logits, self.config.temperature, self._rng)
-        return _Inference(actions, started_s, inferred_s, self._clock())
+        if not model.continuous:
+            actions = choose_actions(out, self.config.temperature, self._rng)
+            return _Inference(actions, None, started_s, inferred_s, self._clock())
+        if not np.isfinite(out).all():
+            raise ValueError(f"track speeds are not finite: {out.tolist()}")
+        tracks = [self.contract.clipped_command(float(left), float(right))
+                  for left, right in out]  # [chunk_len]
+        actions = [int(nearest_action(t.left_mm_s, t.right_mm_s)) for t in tracks]
+        return _Inference(actions, tracks, started_s, inferred_s, self._clock())
 
     def _collect(self, now_s: float) -> None:
         done = self._in_flight
@@ -281,7 +304,7 @@ class PolicyRunner:
         self._queue.latency.add(result.finished_s - submitted_s)
         if not self._discard_in_flight:
             queued_ahead = len(self._queue.pending)
-            self._queue.install(result.actions)
+            self._queue.install(result.actions, result.tracks)
             if self.on_plan is not None:
                 self.on_plan(PlanTrace(
                     captured_s, tick_s, submitted_s, result.started_s, result.inferred_s,

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zima.contract import DEFAULT, Action, Contract
+from zima.contract import DEFAULT, STOP_DEADBAND_MM_S, Action, Contract, nearest_action
 from zima.onboard.camera import CameraRig, Capture, open_capture
 from zima.onboard.camera_config import CameraConfig, CameraError, Frame
 from zima.onboard.config import RuntimeConfig
@@ -121,14 +121,11 @@ class _LoopTimer:
             overruns=self.overruns, ticks=self.ticks)
 
 
-def action_of_tracks(left_mm_s: int, right_mm_s: int, deadband_mm_s: int = 20) -> Action:
-    """The discrete action closest to a track command (what a teleop step records as)."""
-    if abs(left_mm_s) <= deadband_mm_s and abs(right_mm_s) <= deadband_mm_s:
-        return Action.STOP
-    forward, turn = (left_mm_s + right_mm_s) / 2, (right_mm_s - left_mm_s) / 2
-    if abs(turn) > abs(forward):
-        return Action.LEFT if turn > 0 else Action.RIGHT
-    return Action.FORWARD if forward > 0 else Action.STOP  # no reverse action: record STOP
+def action_of_tracks(left_mm_s: int, right_mm_s: int,
+                     deadband_mm_s: int = STOP_DEADBAND_MM_S) -> Action:
+    """The discrete action closest to a track command (what a teleop step records as):
+    :func:`zima.contract.nearest_action`."""
+    return nearest_action(left_mm_s, right_mm_s, deadband_mm_s)
 
 
 def _battery_level(faults: Fault) -> BatteryLevel:
@@ -373,7 +370,10 @@ class Runtime:
             return
         step = runner.tick(now_s)
         self._last_step = step
-        command = self.contract.track_command(step.action)
+        # A continuous policy's step carries its own (clipped) track command; a discrete
+        # one's is the action's. Either way Safety decides what reaches the motors.
+        command = (step.tracks if step.tracks is not None
+                   else self.contract.track_command(step.action))
         self.safety.policy_step(left_mm_s=command.left_mm_s, right_mm_s=command.right_mm_s,
                                 now_s=now_s)
 

@@ -1,9 +1,12 @@
 """The task: find the green cube and stop in front of it. :class:`ZimaEnv` runs it.
 
-One step is one action held for ``1 / contract.control_hz`` seconds of physics (many
-finer physics steps). The observation is the contract's: images of every contract
-camera, camera-major and oldest to newest, ``frame_interval_s`` apart, and the recent
-actions. An episode ends with one :class:`Outcome`:
+One step is one action (or a continuous policy's track command) held for
+``1 / contract.control_hz`` seconds of physics (many finer physics steps); a command
+counts as its :func:`~zima.contract.nearest_action` in the action history and for the
+outcome (success needs STOP, i.e. both tracks inside the STOP dead band). The
+observation is the contract's: images of every contract camera, camera-major and oldest
+to newest, ``frame_interval_s`` apart, and the recent actions. An episode ends with one
+:class:`Outcome`:
 
     SUCCESS     STOP chosen while "stopped in front of the target" holds (see at_target)
     COLLISION   the robot touches a wall, furniture or clutter
@@ -24,7 +27,7 @@ from enum import StrEnum
 import mujoco
 import numpy as np
 
-from zima.contract import DEFAULT, Action, Contract
+from zima.contract import DEFAULT, Action, Contract, TrackCommand, nearest_action
 from zima.sim.effects import EffectsConfig, ImageEffects
 from zima.sim.randomize import DomainConfig, EpisodeDomain, Randomizer
 from zima.sim.robot import ARM_JOINTS, BASE_JOINTS, ROOT_BODY, RobotConfig, TrackDrive
@@ -146,11 +149,16 @@ class ZimaEnv:
                 frames.extend([self.render(cam)] * depth)
         return self._observation()
 
-    def step(self, action: Action | int) -> StepResult:
-        """Hold ``action`` for one control period and report the outcome."""
+    def step(self, action: Action | int | TrackCommand) -> StepResult:
+        """Hold ``action`` (or a track command, as given: the caller clips it) for one
+        control period and report the outcome."""
         if self.domain is None:
             raise RuntimeError("step() before reset()")
-        command = self.contract.track_command(action)
+        if isinstance(action, TrackCommand):
+            command = action
+            action = nearest_action(command.left_mm_s, command.right_mm_s)
+        else:
+            command = self.contract.track_command(action)
         self.drive.set_tracks(self.data, command.left_mm_s, command.right_mm_s)
         self.drive.step(self.data, self.substeps)
         mujoco.mj_forward(self.model, self.data)  # cameras and contacts at the final state

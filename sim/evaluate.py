@@ -7,7 +7,8 @@ in lock-step with the simulation. Each control step:
 1. push every camera's newest rendered frame into the fusion, stamped with sim time;
 2. ``runner.tick(sim time)`` gives the action, then ``wait_plan()`` lets a plan started
    by that tick finish before the simulation moves on (inference takes no sim time);
-3. ``env.step(action)``, until the env reports an :class:`~zima.sim.env.Outcome`.
+3. ``env.step(action)`` (a continuous model's step: ``env.step(step.tracks)``, the track
+   command the robot would drive), until the env reports an :class:`~zima.sim.env.Outcome`.
 
 Everything is seeded (episode ``i`` uses ``seed + i`` for the env and for sampling) and
 the runner's clock is the sim clock, so a run does not depend on the machine's speed:
@@ -203,7 +204,7 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
                 video.add(images[forward], _label(clock.now_s, step))
             if on_step is not None:
                 on_step(env, images, step.action)
-            result = env.step(step.action)
+            result = env.step(step.tracks if step.tracks is not None else step.action)
             if result.done:
                 break
             images = result.observation.images
@@ -215,7 +216,8 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
 
 
 def _label(now_s: float, step: Step) -> list[str]:
-    lines = [f"t {now_s:5.1f} s", step.action.name]
+    lines = [f"t {now_s:5.1f} s", step.action.name if step.tracks is None else
+             f"{step.action.name} {step.tracks.left_mm_s} {step.tracks.right_mm_s} mm/s"]
     if step.reason is not None:
         lines.append(step.reason[:40])
     return lines

@@ -12,17 +12,25 @@ Observation, for a contract ``c`` (B = batch):
     action_history  int64   [B, c.action_history]  indices into c.actions, oldest first;
                     STOP fills the history at the start of an episode
 
-Action: the policy predicts ``c.chunk_len`` discrete actions (logits
-[B, c.chunk_len, len(c.actions)]); the runtime executes the first ``k`` of them, one
-every ``1 / c.control_hz`` seconds, then plans again (partial chunk execution).
+Action: the policy predicts a chunk of ``c.chunk_len`` steps, either discrete actions
+(logits [B, c.chunk_len, len(c.actions)]) or, with the continuous head, track speed
+targets (float32 [B, c.chunk_len, 2], left then right, mm/s); the runtime executes the
+first ``k`` of them, one every ``1 / c.control_hz`` seconds, then plans again (partial
+chunk execution). A track command stands for the discrete action :func:`nearest_action`
+gives it wherever a discrete action is needed (the action history, recordings, the
+simulator's success test, accuracy metrics).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from enum import IntEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # numpy only for the vectorised helper: the host tools run without it
+    import numpy as np
 
 
 class Action(IntEnum):
@@ -108,6 +116,16 @@ class Contract:
             case Action.RIGHT:
                 return TrackCommand(self.turn_mm_s, -self.turn_mm_s)
 
+    def clipped_command(self, left_mm_s: float, right_mm_s: float) -> TrackCommand:
+        """A continuous policy's track speeds as a command: each clipped to
+        +-``forward_mm_s`` (the fastest any action drives) and rounded to whole mm/s;
+        a value that is not finite raises ``ValueError``."""
+        if not (math.isfinite(left_mm_s) and math.isfinite(right_mm_s)):
+            raise ValueError(f"track speeds must be finite, got ({left_mm_s}, {right_mm_s})")
+        limit = self.forward_mm_s
+        return TrackCommand(round(min(max(left_mm_s, -limit), limit)),
+                            round(min(max(right_mm_s, -limit), limit)))
+
     # --- metadata (ONNX files, HDF5 episodes, checkpoints) ------------------------------
 
     def to_json(self) -> str:
@@ -142,6 +160,42 @@ class Contract:
             for f in fields(self)
             if getattr(self, f.name) != getattr(other, f.name)
         ]
+
+
+STOP_DEADBAND_MM_S: Final = 20
+"""Track speeds up to this (both tracks, mm/s) count as STOP in :func:`nearest_action`."""
+
+
+def nearest_action(left_mm_s: float, right_mm_s: float,
+                   deadband_mm_s: float = STOP_DEADBAND_MM_S) -> Action:
+    """The discrete action a track command stands for: STOP inside the dead band, else a
+    turn in place when turning dominates driving (|right - left| > |right + left|), else
+    FORWARD, or STOP when driving backwards (the contract has no reverse action)."""
+    if abs(left_mm_s) <= deadband_mm_s and abs(right_mm_s) <= deadband_mm_s:
+        return Action.STOP
+    forward, turn = (left_mm_s + right_mm_s) / 2, (right_mm_s - left_mm_s) / 2
+    if abs(turn) > abs(forward):
+        return Action.LEFT if turn > 0 else Action.RIGHT
+    return Action.FORWARD if forward > 0 else Action.STOP
+
+
+def nearest_actions(tracks_mm_s: np.ndarray,
+                    deadband_mm_s: float = STOP_DEADBAND_MM_S) -> np.ndarray:
+    """:func:`nearest_action` of every pair: tracks_mm_s [..., 2] (left, right) -> int64
+    action indices [...]."""
+    import numpy as np  # noqa: PLC0415  (see the TYPE_CHECKING import)
+
+    tracks = np.asarray(tracks_mm_s, np.float64)
+    if tracks.ndim < 1 or tracks.shape[-1] != 2:
+        raise ValueError(f"expected track speeds [..., 2], got shape {tracks.shape}")
+    left, right = tracks[..., 0], tracks[..., 1]
+    forward, turn = (left + right) / 2, (right - left) / 2
+    actions = np.where(forward > 0, int(Action.FORWARD), int(Action.STOP))
+    actions = np.where(np.abs(turn) > np.abs(forward),
+                       np.where(turn > 0, int(Action.LEFT), int(Action.RIGHT)), actions)
+    stop = (np.abs(left) <= deadband_mm_s) & (np.abs(right) <= deadband_mm_s)
+    result: np.ndarray = np.where(stop, int(Action.STOP), actions).astype(np.int64)
+    return result
 
 
 METADATA_KEY: Final = "zima_contract"
