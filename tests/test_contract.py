@@ -1,8 +1,17 @@
-"""The observation/action contract: shapes, action meanings, metadata round trip."""
+"""The observation/action contract: shapes, action meanings, the nearest action of a
+track command, metadata round trip."""
 
+import numpy as np
 import pytest
 
-from zima.contract import DEFAULT, Action, Contract, TrackCommand
+from zima.contract import (
+    DEFAULT,
+    Action,
+    Contract,
+    TrackCommand,
+    nearest_action,
+    nearest_actions,
+)
 
 
 def test_shapes_follow_the_fields() -> None:
@@ -50,3 +59,39 @@ def test_mismatches_name_each_field() -> None:
 def test_bad_metadata_is_a_clear_error(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Contract.from_json(text)
+
+
+def test_nearest_action_of_track_commands() -> None:
+    assert nearest_action(0, 0) is Action.STOP
+    assert nearest_action(20, -20) is Action.STOP  # the dead band is inclusive
+    assert nearest_action(21, 21) is Action.FORWARD
+    assert nearest_action(200, 300) is Action.FORWARD  # a gentle curve: forward
+    assert nearest_action(-150, 150) is Action.LEFT
+    assert nearest_action(150, -150) is Action.RIGHT
+    assert nearest_action(-300, -300) is Action.STOP  # no reverse action
+    assert nearest_action(30, 30, deadband_mm_s=50) is Action.STOP
+    # Each action's own command maps back to it.
+    for action in Action:
+        command = DEFAULT.track_command(action)
+        assert nearest_action(command.left_mm_s, command.right_mm_s) is action
+
+
+def test_nearest_actions_is_the_scalar_rule_on_every_pair() -> None:
+    grid = np.arange(-400, 401, 25, dtype=np.float32)
+    pairs = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1)  # [n, n, 2]
+    vectorised = nearest_actions(pairs)  # [n, n]
+    assert vectorised.dtype == np.int64
+    assert vectorised.shape == pairs.shape[:2]
+    expected = [[int(nearest_action(float(left), float(right))) for left, right in row]
+                for row in pairs]
+    assert vectorised.tolist() == expected
+    assert set(np.unique(vectorised).tolist()) == {int(a) for a in Action}
+    with pytest.raises(ValueError, match=r"\[\.\.\., 2\]"):
+        nearest_actions(np.zeros((3, 4)))
+
+
+def test_clipped_command_limits_and_rounds_track_speeds() -> None:
+    assert DEFAULT.clipped_command(299.6, -12.4) == TrackCommand(300, -12)
+    assert DEFAULT.clipped_command(1e6, -1e6) == TrackCommand(300, -300)
+    with pytest.raises(ValueError, match="finite"):
+        DEFAULT.clipped_command(float("nan"), 0.0)

@@ -4,6 +4,8 @@ Every model follows the model I/O contract of :mod:`zima.onboard.policy` unless 
 asks it not to. What the logits are, so that a test can predict the actions:
 
 ``table``    logits[b, j] = table[j]: a constant [chunk_len, n_actions] table
+``tracks``   a continuous model: output ``tracks`` [B, chunk_len, 2] = ``table``, a
+             constant [chunk_len, 2] table of track speeds in mm/s
 ``history``  logits[b, j] = 10 * one_hot((last + 1 + 2 j) mod n_actions), ``last`` being
              the newest entry of ``action_history``: argmax is :func:`history_chunk`
 ``noise``    adds RandomUniformLike noise: two runs on one input differ (onnxruntime's
@@ -19,7 +21,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from zima.contract import METADATA_KEY, Contract
-from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, LOGITS_OUTPUT
+from zima.onboard.policy import (
+    ACTION_HISTORY_INPUT,
+    IMAGES_INPUT,
+    LOGITS_OUTPUT,
+    TRACKS_OUTPUT,
+)
 
 OPSET = 17  # well inside what the installed onnxruntime runs
 IR_VERSION = 8
@@ -41,13 +48,16 @@ def build_model(
     images_name: str = IMAGES_INPUT,
     images_type: int = TensorProto.UINT8,
     chunk_len: int | None = None,
+    extra_output: str | None = None,
 ) -> Path:
     """Write a tiny policy for ``contract`` to ``path`` (see the module docstring).
     ``metadata``: None writes ``contract``; a Contract writes that one; a string is
-    written verbatim; ``""`` writes no contract at all."""
+    written verbatim; ``""`` writes no contract at all. ``extra_output`` names a second
+    output (a copy of the first)."""
     c = contract
     chunk = c.chunk_len if chunk_len is None else chunk_len
-    n = c.n_actions
+    n = 2 if kind == "tracks" else c.n_actions  # values per chunk step
+    output = TRACKS_OUTPUT if kind == "tracks" else LOGITS_OUTPUT
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
 
@@ -66,7 +76,7 @@ def build_model(
         helper.make_node("Mul", ["both", const("zero", np.zeros((), np.float32))], ["z"]),
         helper.make_node("Unsqueeze", ["z", const("ax12", np.array([1, 2], np.int64))], ["z3"]),
     ]
-    if kind == "table":
+    if kind in ("table", "tracks"):
         values = np.zeros((chunk, n), np.float32) if table is None else table
         nodes.append(helper.make_node("Add", ["z3", const("table", values[None].astype(
             np.float32))], ["base"]))
@@ -90,13 +100,18 @@ def build_model(
         nodes += [helper.make_node("RandomUniformLike", [out], ["u"]),
                   helper.make_node("Add", [out, "u"], ["noisy"])]
         out = "noisy"
-    nodes.append(helper.make_node("Identity", [out], [LOGITS_OUTPUT]))
+    nodes.append(helper.make_node("Identity", [out], [output]))
+    outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["B", chunk, n])]
+    if extra_output is not None:
+        nodes.append(helper.make_node("Identity", [out], [extra_output]))
+        outputs.append(helper.make_tensor_value_info(extra_output, TensorProto.FLOAT,
+                                                     ["B", chunk, n]))
     graph = helper.make_graph(
         nodes, "tiny_policy",
         [helper.make_tensor_value_info(images_name, images_type, ["B", *c.image_shape]),
          helper.make_tensor_value_info(ACTION_HISTORY_INPUT, TensorProto.INT64,
                                        ["B", c.action_history])],
-        [helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT, ["B", chunk, n])],
+        outputs,
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
