@@ -12,8 +12,9 @@ that fails:
 4. DAgger rounds r = 1 .. R: ``zima sim collect --policy`` lets the last round's policy
    drive episodes of seeds r * 10000 on (data/dagger<r>) with the expert labelling every
    step; ``zima train --set ...`` fine-tunes the last round's best checkpoint on all
-   episodes so far (runs/dagger<r>); ``zima export`` its best.pt. Behaviour cloning alone only ever sees the
-   expert's states; these rounds teach the policy the way back from its own mistakes;
+   episodes so far (runs/dagger<r>); ``zima export`` its best.pt. Behaviour cloning
+   alone only ever sees the expert's states; these rounds teach the policy the way back
+   from its own mistakes;
 5. the last round's export is copied to models/zima-demo.onnx, and ``zima sim eval`` runs
    it through the onboard runtime in the simulator on seeds from EVAL_SEED on (never used
    in training), with the runtime's default sampling.
