@@ -19,6 +19,7 @@ import aiohttp
 import numpy as np
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.action_chains import ActionChains
@@ -108,16 +109,26 @@ def sign_in(driver: WebDriver, url: str, token: str = TOKEN) -> None:
         wait_text(driver, "mode", lambda text: text in {m.value for m in DriveMode})
 
 
+def text_of(driver: WebDriver, element_id: str) -> str | None:
+    """The element's rendered text, None when the page has no such element. Read in one
+    script, not through an element handle: a handle found just before the page is replaced
+    (a form submission loads a new document) goes stale before its text is read."""
+    text = driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.innerText : null;",
+        element_id)
+    return None if text is None else str(text).strip()
+
+
 def wait_text(driver: WebDriver, element_id: str, predicate: Callable[[str], bool]) -> str:
     found: list[str] = []
 
     def check(d: WebDriver) -> bool:
-        elements = d.find_elements(By.ID, element_id)
-        text = elements[0].text if elements else ""
-        found[:] = [text]
-        return bool(elements) and predicate(text)
+        text = text_of(d, element_id)
+        found[:] = [text or ""]
+        return text is not None and predicate(text)
 
-    WebDriverWait(driver, WAIT_S).until(check, f"#{element_id} text: {found}")
+    WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)).until(
+        check, f"#{element_id} text: {found}")
     return found[0]
 
 
@@ -156,8 +167,8 @@ async def click_until(page: WebDriver, button: str, element_id: str,
     async with asyncio.timeout(WAIT_S):
         while True:
             await browse(click, page, button)
-            text = await browse(lambda: page.find_element(By.ID, element_id).text)
-            if predicate(text):
+            text = await browse(text_of, page, element_id)
+            if text is not None and predicate(text):
                 return
             await asyncio.sleep(0.5)
 
