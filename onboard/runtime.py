@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zima.contract import DEFAULT, STOP_DEADBAND_MM_S, Action, Contract, nearest_action
+from zima.contract import DEFAULT, Contract, nearest_action
 from zima.onboard.camera import CameraRig, Capture, open_capture
 from zima.onboard.camera_config import CameraConfig, CameraError, Frame
 from zima.onboard.config import RuntimeConfig
@@ -68,7 +68,7 @@ from zima.onboard.telemetry import Telemetry
 from zima.onboard.web import WebConsole, WebConsoleError, read_token
 from zima.protocol import Fault, ParamId, State
 
-__all__ = ["LoopStats", "Runtime", "RuntimeStartError", "action_of_tracks"]
+__all__ = ["LoopStats", "Runtime", "RuntimeStartError"]
 
 log = logging.getLogger("zima.onboard.runtime")
 
@@ -119,13 +119,6 @@ class _LoopTimer:
             period_p99_ms=float(np.percentile(periods, 99)) * 1e3,
             jitter_p99_ms=float(np.percentile(jitter, 99)) * 1e3,
             overruns=self.overruns, ticks=self.ticks)
-
-
-def action_of_tracks(left_mm_s: int, right_mm_s: int,
-                     deadband_mm_s: int = STOP_DEADBAND_MM_S) -> Action:
-    """The discrete action closest to a track command (what a teleop step records as):
-    :func:`zima.contract.nearest_action`."""
-    return nearest_action(left_mm_s, right_mm_s, deadband_mm_s)
 
 
 def _battery_level(faults: Fault) -> BatteryLevel:
@@ -429,7 +422,7 @@ class Runtime:
         if step is not None and decision.owner == "policy":
             action = step.action
         else:
-            action = action_of_tracks(decision.left_mm_s, decision.right_mm_s)
+            action = nearest_action(decision.left_mm_s, decision.right_mm_s)
         frames = {cam: self._frames[cam] for cam in self.contract.cameras}
         recorder.add_step(
             images={cam: f.fitted if f.fitted is not None else f.image_rgb

@@ -139,9 +139,7 @@ def _collect(args: argparse.Namespace) -> int:
         from zima.onboard.policy import ModelError, load_model
 
         try:
-            if not 1 <= args.execute_k <= DEFAULT.chunk_len or args.temperature < 0:
-                raise ValueError(f"--execute-k must be in 1..{DEFAULT.chunk_len} "
-                                 "and --temperature at least 0")
+            _check_sampling(args)
             load_model(args.policy, DEFAULT)  # a refused model: one line, before any worker
         except (ModelError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -164,8 +162,16 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
+def _check_sampling(args: argparse.Namespace) -> None:
+    """A policy's --execute-k and --temperature (eval, and collect --policy): ValueError."""
     from zima.contract import DEFAULT
+
+    if not (1 <= args.execute_k <= DEFAULT.chunk_len and args.temperature >= 0):
+        raise ValueError(f"--execute-k must be in 1..{DEFAULT.chunk_len} "
+                         "and --temperature at least 0")
+
+
+def _eval(args: argparse.Namespace) -> int:
     from zima.onboard.policy import ModelError
     from zima.sim.env import EnvConfig, Outcome
     from zima.sim.evaluate import EpisodeResult, EvalConfig, evaluate
@@ -179,9 +185,7 @@ def _eval(args: argparse.Namespace) -> int:
         cfg = EvalConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
                          execute_k=args.execute_k, temperature=args.temperature,
                          video_dir=args.video_dir, videos=args.videos, env=env)
-        if not (1 <= args.execute_k <= DEFAULT.chunk_len and args.temperature >= 0):
-            raise ValueError(f"--execute-k must be in 1..{DEFAULT.chunk_len} "
-                             "and --temperature at least 0")
+        _check_sampling(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
-from zima.contract import DEFAULT, Action, Contract
+from zima.contract import DEFAULT, Action, Contract, nearest_action
 from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.onboard.camera_config import CameraConfig
 from zima.onboard.config import MqttSection, RuntimeConfig
@@ -38,7 +38,7 @@ from zima.onboard.mqtt_config import (
 )
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
-from zima.onboard.runtime import Runtime, action_of_tracks
+from zima.onboard.runtime import Runtime
 from zima.onboard.safety import DriveMode
 from zima.onboard.sdnotify import Notifier
 from zima.protocol import State
@@ -290,13 +290,13 @@ def test_systemd_gets_ready_and_watchdog_pings_on_a_real_notify_socket(
 
 
 def test_teleop_steps_are_recorded_as_the_nearest_action() -> None:
-    assert action_of_tracks(0, 0) == Action.STOP
-    assert action_of_tracks(10, -10) == Action.STOP  # inside the dead band
-    assert action_of_tracks(300, 300) == Action.FORWARD
-    assert action_of_tracks(-150, 150) == Action.LEFT
-    assert action_of_tracks(150, -150) == Action.RIGHT
-    assert action_of_tracks(200, 300) == Action.FORWARD  # a gentle left curve: forward
-    assert action_of_tracks(-300, -300) == Action.STOP  # no reverse in the contract
+    assert nearest_action(0, 0) == Action.STOP
+    assert nearest_action(10, -10) == Action.STOP  # inside the dead band
+    assert nearest_action(300, 300) == Action.FORWARD
+    assert nearest_action(-150, 150) == Action.LEFT
+    assert nearest_action(150, -150) == Action.RIGHT
+    assert nearest_action(200, 300) == Action.FORWARD  # a gentle left curve: forward
+    assert nearest_action(-300, -300) == Action.STOP  # no reverse in the contract
 
 
 def test_no_model_means_no_autonomy_with_a_reason(
