@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.training.toy_episodes import write_toy_episodes
 from zima.contract import Action, Contract, TrackCommand
-from zima.episodes import EpisodeInfo, EpisodeWriter
 from zima.export import cli as export_cli
 from zima.export.onnx_export import export_onnx
 from zima.export.parity import (
@@ -49,17 +49,9 @@ def _deterministic() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six episodes of 24 steps, runs of 4 equal actions; frame brightness = action."""
-    folder = tmp_path_factory.mktemp("episodes")
-    g = torch.Generator().manual_seed(1)
-    for i in range(6):
-        runs = torch.randint(0, TINY.n_actions, (6,), generator=g).tolist()
-        actions = [a for a in runs for _ in range(4)]
-        with EpisodeWriter(folder / f"ep{i}.h5", EpisodeInfo("sim", "toy"), TINY) as w:
-            for t, a in enumerate(actions):
-                frame = torch.full((16, 16, 3), 30 + 60 * a, dtype=torch.uint8)
-                w.append({c: frame.numpy() for c in TINY.cameras}, a, t / TINY.control_hz)
-    return folder
+    """Six clean toy episodes (no pixel noise)."""
+    return write_toy_episodes(tmp_path_factory.mktemp("episodes"), TINY, 6, seed=1,
+                              noise=False)
 
 
 # ---- the model ----------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from zima.contract import Contract
-from zima.episodes import EpisodeInfo, EpisodeWriter
 from zima.training import checkpoint
 from zima.training import train as train_module
 from zima.training.augment import AugmentConfig
@@ -37,21 +36,6 @@ TINY = Contract(image_height=16, image_width=16, image_history=1, action_history
                 chunk_len=2)
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 HANG_GUARD_S = 120  # generous: two torch imports on a busy machine
-
-
-def write_episodes(folder: Path) -> None:
-    """Eight episodes of 24 steps, runs of 4 equal actions; frame brightness = action
-    (tests/training/test_train.py's data)."""
-    folder.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for i in range(8):
-        runs = torch.randint(0, TINY.n_actions, (6,), generator=g).tolist()
-        actions = [a for a in runs for _ in range(4)]
-        with EpisodeWriter(folder / f"ep{i}.h5", EpisodeInfo("sim", "toy"), TINY) as w:
-            for t, a in enumerate(actions):
-                frame = torch.full((16, 16, 3), 30 + 60 * a, dtype=torch.uint8)
-                frame += torch.randint(0, 10, (16, 16, 3), generator=g, dtype=torch.uint8)
-                w.append({c: frame.numpy() for c in TINY.cameras}, a, t / TINY.control_hz)
 
 
 def config(root: Path, epochs: int, resume: bool = False) -> TrainConfig:
@@ -114,7 +98,10 @@ def rank_main(root: Path) -> None:
 
 
 def test_two_gloo_ranks_train_in_step(tmp_path: Path) -> None:
-    write_episodes(tmp_path / "episodes")
+    # Imported here: the ranks run this file as a program, without the tests package.
+    from tests.training.toy_episodes import write_toy_episodes  # noqa: PLC0415
+
+    write_toy_episodes(tmp_path / "episodes", TINY, 8)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "error"}
     proc = subprocess.run(
         [str(TORCHRUN), "--standalone", "--nproc_per_node=2", __file__, str(tmp_path)],

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.training.toy_episodes import write_toy_episodes
 from zima.contract import Contract
-from zima.episodes import EpisodeInfo, EpisodeWriter
 from zima.training import cli
 from zima.training.augment import AugmentConfig
 from zima.training.checkpoint import build_policy, load_checkpoint
@@ -34,19 +34,8 @@ def _deterministic() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Eight episodes of 24 steps, runs of 4 equal actions; frame brightness = action."""
-    folder = tmp_path_factory.mktemp("episodes")
-    g = torch.Generator().manual_seed(0)
-    for i in range(8):
-        runs = torch.randint(0, TINY.n_actions, (6,), generator=g).tolist()
-        actions = [a for a in runs for _ in range(4)]
-        info = EpisodeInfo("real" if i % 4 == 0 else "sim", "toy")
-        with EpisodeWriter(folder / f"ep{i}.h5", info, TINY) as w:
-            for t, a in enumerate(actions):
-                frame = torch.full((16, 16, 3), 30 + 60 * a, dtype=torch.uint8)
-                frame += torch.randint(0, 10, (16, 16, 3), generator=g, dtype=torch.uint8)
-                w.append({c: frame.numpy() for c in TINY.cameras}, a, t / TINY.control_hz)
-    return folder
+    """Eight noisy toy episodes, every fourth from a "real" source."""
+    return write_toy_episodes(tmp_path_factory.mktemp("episodes"), TINY, 8, real_every=4)
 
 
 def _config(episodes: Path, out: Path, **changes: object) -> TrainConfig:
