@@ -235,6 +235,7 @@ class CollectSummary:
     wall_s: float
     workers: int
     action_names: tuple[str, ...]
+    driver: str = "expert"  # who drove: "expert", or "policy" (DAgger)
 
     @property
     def kept(self) -> tuple[EpisodeStats, ...]:
@@ -243,7 +244,7 @@ class CollectSummary:
 
     @property
     def success_rate(self) -> float:
-        """Fraction of all episodes the expert finished successfully."""
+        """Fraction of all episodes the driver (expert or policy) finished successfully."""
         ok = sum(e.outcome == Outcome.SUCCESS for e in self.episodes)
         return ok / max(1, len(self.episodes))
 
@@ -272,7 +273,7 @@ class CollectSummary:
                             for name, n in zip(self.action_names, counts, strict=True))
         wall_s = max(self.wall_s, 1e-9)
         lines = (
-            (f"episodes: {len(kept)} kept of {len(self.episodes)}, expert success "
+            (f"episodes: {len(kept)} kept of {len(self.episodes)}, {self.driver} success "
              f"{self.success_rate:.1%}, {self.wall_s:.1f} s with {self.workers} worker(s)"),
             (f"frames: {frames} ({frames / per:.1f} per episode), {size_mb:.1f} MB "
              f"({size_mb / per:.2f} MB per episode)"),
@@ -311,7 +312,7 @@ def collect(out_dir: Path, cfg: CollectConfig,
                 finished(stats)
     wall_s = time.perf_counter() - start
     return CollectSummary(tuple(sorted(done, key=lambda e: e.seed)), wall_s, workers,
-                          cfg.contract.actions)
+                          cfg.contract.actions, "expert" if cfg.policy is None else "policy")
 
 
 class Progress:

@@ -212,7 +212,7 @@ def _collect(args: argparse.Namespace, step: Step, name: str, folder: str, *, se
 
 def _on_policy_success(collect_out: str | None) -> float | None:
     """The driving policy's success rate in a DAgger collection (None when reused)."""
-    match = re.search(r"expert success ([\d.]+)%", collect_out or "")
+    match = re.search(r"policy success ([\d.]+)%", collect_out or "")
     return float(match.group(1)) / 100 if match else None
 
 

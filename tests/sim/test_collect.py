@@ -129,6 +129,7 @@ def test_dagger_the_policy_drives_and_the_expert_labels_its_states(tmp_path: Pat
                         policy=_forward_policy(tmp_path / "forward.onnx"))
     summary = collect(tmp_path / "dagger", cfg)
     assert len(summary.kept) == 2  # failures too: they are what DAgger is for
+    assert "policy success" in summary.report()  # the policy's, not the expert's
     env = ZimaEnv("arena", SHORT)
     try:
         for stats in summary.kept:
