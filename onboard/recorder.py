@@ -61,6 +61,7 @@ import numpy as np
 from zima.contract import METADATA_KEY, Action, Contract
 from zima.episodes import (
     PARTIAL_SUFFIX,
+    SOURCES,
     TELEMETRY_FIELDS,
     EpisodeInfo,
     EpisodeWriteError,
@@ -97,6 +98,10 @@ class RecorderConfig:
     directory: Path
     # Where the robot records (the episode's ``scene`` attribute), e.g. "lab-table".
     scene: str = "real"
+    # The episode's ``source`` attribute: "real" on the robot, "sim" where the MCU is the
+    # emulated board under the simulator (`zima sim run`), so training never takes a
+    # simulated episode for a real one. (Who drove is ``start(source=)``, the ``mode``.)
+    source: str = "real"
     # Steps buffered before a write: 16 steps at 10 Hz risk 1.6 s of the episode in a crash.
     flush_every: int = 16
     # Steps waiting for the writer before new ones are dropped: 3 s at 10 Hz (at most
@@ -104,6 +109,8 @@ class RecorderConfig:
     max_queued_steps: int = 32
 
     def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"RecorderConfig.source={self.source!r} must be one of {SOURCES}")
         if self.flush_every < 1 or self.max_queued_steps < 1:
             raise ValueError(f"RecorderConfig: flush_every ({self.flush_every}) and "
                              f"max_queued_steps ({self.max_queued_steps}) must be >= 1")
@@ -379,7 +386,7 @@ class Recorder:
         c = self.contract
         match job:
             case _Episode() as ep:
-                info = EpisodeInfo("real", self.config.scene, outcome="unknown")
+                info = EpisodeInfo(self.config.source, self.config.scene, outcome="unknown")
                 ep.writer = EpisodeWriter(ep.path, info, c, flush_every=self.config.flush_every)
                 ep.writer.set_attributes({**self.metadata, "mode": ep.mode})
                 ep.counts = np.zeros(c.n_actions, np.int64)

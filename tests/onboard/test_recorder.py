@@ -109,6 +109,20 @@ def test_two_episodes_read_back_with_frames_actions_times_outcome_and_metadata(
     assert ep.telemetry == {}
 
 
+def test_the_configured_source_marks_simulated_episodes(tmp_path: Path) -> None:
+    async def main() -> Path:
+        config = RecorderConfig(tmp_path, scene="arena", source="sim")  # as `zima sim run`
+        async with Recorder(config, DEFAULT, META) as rec:
+            rec.start(source="autonomous", now_s=0.0)
+            rec.add_step(frames(1), stamps(0.0), Action.FORWARD, now_s=0.0)
+            return await rec.stop(outcome="success")
+
+    with EpisodeReader(run(main), DEFAULT) as reader:
+        assert (reader.info.source, reader.info.scene) == ("sim", "arena")
+    with pytest.raises(ValueError, match="must be one of"):
+        RecorderConfig(tmp_path, source="simulated")
+
+
 def test_discard_drops_the_episode_and_its_actions(tmp_path: Path) -> None:
     async def main() -> RecorderStatus:
         async with Recorder(RecorderConfig(tmp_path), DEFAULT, META) as rec:
