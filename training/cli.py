@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if world_from_env().rank != 0:  # under torchrun, rank 0 alone reports
         return 0
-    print(f"{result.epochs_done} epochs, best validation loss {result.best_val_loss:.4f}"
-          f"{' (stopped early)' if result.stopped_early else ''}; checkpoints and plots in "
-          f"{result.output_dir}")
+    skipped = sum(result.skipped.values())
+    print(f"{result.epochs_done} epochs on {result.episodes} episodes"
+          f"{f' ({skipped} skipped by outcome)' if skipped else ''}, best validation loss "
+          f"{result.best_val_loss:.4f}{' (stopped early)' if result.stopped_early else ''}; "
+          f"checkpoints and plots in {result.output_dir}")
     return 0

@@ -10,6 +10,8 @@ relative paths are relative to the TOML file)::
     [data]
     dirs = ["data/sim", "data/real"]
     source_weights = { sim = 0.7, real = 0.3 }
+    outcomes = ["success"]          # episodes cloned by outcome ("*": any) ...
+    expert_labelled = true          # ... and those an expert labelled (DAgger), any outcome
 
     [policy]                        # zima.training.models.PolicyConfig
     backbone = "resnet18"
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,6 +52,15 @@ class DataConfig:
     val_fraction: float = 0.1
     # Where decoded episodes are memory-mapped (zima.training.dataset.EpisodeCache).
     cache_dir: str = "build/cache"
+    # Episodes cloned, by their ``outcome`` attribute: behaviour cloning copies what it is
+    # shown, so an aborted or failed run is no demonstration. "*" takes every outcome
+    # (sim failure modes are "collision", "timeout", ...; the robot's "failure",
+    # "aborted"; "unknown" where nobody judged the episode).
+    outcomes: tuple[str, ...] = ("success",)
+    # Also clone episodes whose steps carry an expert's label (``expert_action``: DAgger,
+    # noise-injected demonstrations) whatever their outcome: the label says what to do
+    # even where the executed actions failed.
+    expert_labelled: bool = True
 
     def __post_init__(self) -> None:
         if not self.dirs:
@@ -64,6 +75,14 @@ class DataConfig:
                               f"{self.source_weights}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not self.outcomes or not all(self.outcomes):
+            raise ConfigError(f"data.outcomes must name at least one outcome (\"*\": any), "
+                              f"got {list(self.outcomes)}")
+
+    def takes(self, outcome: str, expert_labelled: bool) -> bool:
+        """Whether an episode of ``outcome`` (with an expert's labels or not) is cloned."""
+        return ((self.expert_labelled and expert_labelled) or "*" in self.outcomes
+                or outcome in self.outcomes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +176,8 @@ class TrainConfig:
         return TrainConfig(**{
             **{f.name: getattr(config, f.name) for f in fields(config)},
             "output_dir": rel(config.output_dir), "init_from": rel(config.init_from),
-            "data": DataConfig(tuple(rel(d) for d in data.dirs), data.source_weights,
-                               data.val_fraction, rel(data.cache_dir))})
+            "data": replace(data, dirs=tuple(rel(d) for d in data.dirs),
+                            cache_dir=rel(data.cache_dir))})
 
 
 _PATH_KEYS: Final = ("output_dir", "init_from", "data.dirs", "data.cache_dir")

@@ -1,5 +1,7 @@
 """The behaviour-cloning training loop.
 
+    select episodes: those of the outcomes the recipe clones (``data.outcomes``, default
+        "success") and those an expert labelled (DAgger), the others skipped and counted
     for each epoch:
         train: WeightedRandomSampler (source mix) -> Augment -> Policy -> weighted loss
                over the chunk (cross-entropy, or L1 for the continuous head)
@@ -60,9 +62,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from zima.contract import DEFAULT, Contract, nearest_actions
+from zima.episodes import EpisodeFormatError, EpisodeReader
 from zima.training.augment import Augment
 from zima.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from zima.training.config import TrainConfig
+from zima.training.config import DataConfig, TrainConfig
 from zima.training.dataset import BCDataset, load_splits
 from zima.training.distributed import (
     DistributedError,
@@ -98,6 +101,8 @@ class TrainResult:
     best_val_loss: float
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    episodes: int = 0  # episode files cloned (train and validation)
+    skipped: dict[str, int] = field(default_factory=dict)  # outcome -> episodes not cloned
 
 
 def episode_files(config: TrainConfig) -> list[Path]:
@@ -110,6 +115,52 @@ def episode_files(config: TrainConfig) -> list[Path]:
     if not files:
         raise TrainError(f"no episode files (*.h5) in {list(config.data.dirs)}")
     return files
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeSelection:
+    """Which episode files a run clones, and how many it skipped by outcome."""
+
+    files: list[Path]
+    skipped: dict[str, int]  # outcome -> episodes skipped
+
+    def summary(self, data: DataConfig) -> str:
+        """One line for the progress display."""
+        used = f"{len(self.files)} of {len(self.files) + sum(self.skipped.values())} episodes"
+        if not self.skipped:
+            return f"episodes: {used}"
+        why = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.skipped.items()))
+        labelled = " or expert-labelled" if data.expert_labelled else ""
+        return (f"episodes: {used}; skipped by outcome ({why}): data.outcomes = "
+                f"{list(data.outcomes)}{labelled}")
+
+
+def select_episodes(files: list[Path], data: DataConfig, contract: Contract,
+                    progress: TextIO | None = None) -> EpisodeSelection:
+    """The files whose outcome (or expert's labels) ``data`` takes (DataConfig.takes);
+    how many were used and skipped is written to ``progress``."""
+    kept: list[Path] = []
+    skipped: dict[str, int] = {}
+    for path in files:
+        with EpisodeReader(path, contract) as reader:
+            outcome = reader.info.outcome
+            try:
+                reader.read("expert_action")
+            except EpisodeFormatError:  # no such dataset (a corrupt one fails the load later)
+                labelled = False
+            else:
+                labelled = True
+        if data.takes(outcome, labelled):
+            kept.append(path)
+        else:
+            skipped[outcome] = skipped.get(outcome, 0) + 1
+    if not kept:
+        raise TrainError(f"no episode to clone: all {len(files)} skipped by outcome "
+                         f"{skipped} (data.outcomes = {list(data.outcomes)}; '*' takes any)")
+    selection = EpisodeSelection(kept, skipped)
+    if progress is not None:
+        progress.write(selection.summary(data) + "\n")
+    return selection
 
 
 def _device(name: str) -> torch.device:
@@ -296,15 +347,15 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
                          f"multiple of the {world.size} processes")
     rank_batch = config.batch_size // world.size
     out = Path(config.output_dir)
-    files = episode_files(config)
+    selection = select_episodes(episode_files(config), config.data, contract, progress)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         # Rank 0 builds the episode cache; the others open it once it is complete.
-        train_ds, val_ds = load_splits(files, config.data.cache_dir, contract,
+        train_ds, val_ds = load_splits(selection.files, config.data.cache_dir, contract,
                                        config.data.val_fraction, config.seed)
     world.barrier()
     if not world.is_main:
-        train_ds, val_ds = load_splits(files, config.data.cache_dir, contract,
+        train_ds, val_ds = load_splits(selection.files, config.data.cache_dir, contract,
                                        config.data.val_fraction, config.seed)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise TrainError("training needs at least two episodes (one for validation)")
@@ -370,4 +421,5 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
         plot_run(history, counts, contract.actions, out,
                  loss_label=LOSS_LABELS[config.policy.head])
     world.barrier()  # the run's files are complete when any rank returns
-    return TrainResult(out, len(history), best, stopped_early, history)
+    return TrainResult(out, len(history), best, stopped_early, history, len(selection.files),
+                       selection.skipped)

@@ -4,6 +4,8 @@ configuration errors name the bad key."""
 
 import argparse
 import dataclasses
+import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from zima.training.augment import AugmentConfig
 from zima.training.checkpoint import build_policy, load_checkpoint
 from zima.training.config import ConfigError, DataConfig, TrainConfig
 from zima.training.models import PolicyConfig
-from zima.training.train import BEST, LAST, train
+from zima.training.train import BEST, LAST, TrainError, select_episodes, train
 
 TINY = Contract(image_height=16, image_width=16, image_history=1, action_history=2,
                 chunk_len=2)
@@ -212,3 +214,75 @@ def test_tempered_class_weights_keep_their_order_and_mean() -> None:
     assert float(half[0] / half[1]) == pytest.approx(8.0 ** 0.5)
     flat = _tempered(weights, 0.0)
     assert torch.allclose(flat[:3], torch.ones(3))
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four successful sim episodes; robot episodes that were aborted (2) or failed (1); a
+    DAgger-style sim episode that collided but carries the expert's labels."""
+    folder = tmp_path_factory.mktemp("mixed")
+    write_toy_episodes(folder, TINY, 4, seed=1)
+    write_toy_episodes(folder, TINY, 2, seed=2, real_every=1, outcome="aborted",
+                       prefix="aborted")
+    write_toy_episodes(folder, TINY, 1, seed=3, real_every=1, outcome="failure",
+                       prefix="failure")
+    write_toy_episodes(folder, TINY, 1, seed=4, outcome="collision", expert_labelled=True,
+                       prefix="dagger")
+    return folder
+
+
+@pytest.mark.parametrize(("changes", "kept", "skipped"), [
+    ({}, ["dagger0", "ep0", "ep1", "ep2", "ep3"], {"aborted": 2, "failure": 1}),
+    ({"outcomes": ("success", "failure")}, ["dagger0", "ep0", "ep1", "ep2", "ep3", "failure0"],
+     {"aborted": 2}),
+    ({"expert_labelled": False}, ["ep0", "ep1", "ep2", "ep3"],
+     {"aborted": 2, "collision": 1, "failure": 1}),
+    ({"outcomes": ("*",), "expert_labelled": False},
+     ["aborted0", "aborted1", "dagger0", "ep0", "ep1", "ep2", "ep3", "failure0"], {}),
+])
+def test_episodes_are_cloned_by_outcome_and_expert_labels(
+        mixed: Path, changes: dict[str, object], kept: list[str],
+        skipped: dict[str, int]) -> None:
+    data = dataclasses.replace(DataConfig(dirs=(str(mixed),)), **changes)  # type: ignore[arg-type]
+    files = sorted(mixed.glob("*.h5"))
+    selection = select_episodes(files, data, TINY)
+    assert [p.stem for p in selection.files] == kept
+    assert selection.skipped == skipped
+
+
+def test_training_skips_unsuccessful_episodes_and_says_how_many(mixed: Path,
+                                                                tmp_path: Path) -> None:
+    config = TrainConfig.from_toml(_write(tmp_path / "run.toml", f"""
+        output_dir = "out"
+        epochs = 1
+        batch_size = 16
+        device = "cpu"
+        [data]
+        dirs = ["{mixed}"]
+        cache_dir = "cache"
+        val_fraction = 0.25
+        outcomes = ["success"]
+        expert_labelled = true
+        [policy]
+        backbone = "small"
+        hidden_dim = 16
+    """))
+    progress = io.StringIO()
+    result = train(config, TINY, progress=progress)
+    assert (result.episodes, result.skipped) == (5, {"aborted": 2, "failure": 1})
+    assert ("episodes: 5 of 8 episodes; skipped by outcome (2 aborted, 1 failure): "
+            "data.outcomes = ['success'] or expert-labelled\n") in progress.getvalue()
+    (cache,) = (tmp_path / "cache").iterdir()  # only the cloned episodes were decoded
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert sorted(Path(e["path"]).stem for e in manifest["episodes"]) == [
+        "dagger0", "ep0", "ep1", "ep2", "ep3"]
+
+
+def test_a_recipe_with_nothing_to_clone_is_an_error(mixed: Path, tmp_path: Path) -> None:
+    config = _config(mixed, tmp_path / "run")
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, outcomes=("timeout",), expert_labelled=False))
+    with pytest.raises(TrainError, match="no episode to clone: all 8 skipped"):
+        train(config, TINY, progress=None)
+    with pytest.raises(ConfigError, match=r"data\.outcomes must name"):
+        DataConfig(dirs=("d",), outcomes=())
