@@ -11,7 +11,8 @@ Modes and who owns the tracks (and, for teleop clients, the arm)::
 
     mode         owner                          tracks / how it is entered and left
     idle         none                           0; the start, after e-stop release, after
-                                                link loss or MCU e-stop in autonomy
+                                                link loss, MCU e-stop or operator loss in
+                                                autonomy
     teleop       "teleop:<client>" holding the  the client's last command; a teleop() with
                  lease, else none               no live lease takes it implicitly (MQTT)
     autonomous   "policy"                       the policy's last step; teleop refused
@@ -22,7 +23,9 @@ Modes and who owns the tracks (and, for teleop clients, the arm)::
                                                 release_estop() -> idle, never driving
     low_battery  none                           0; entered when the battery is critical;
                                                 left only by request_mode(idle) once the
-                                                battery is back to OK
+                                                battery is no longer critical (the MCU
+                                                cleared its latch); e-stop and its release
+                                                come back here
 
 Rules of ``decide`` (tracks are 0, with ``reason`` saying why, unless all hold):
 
@@ -45,12 +48,30 @@ supervised take-over the mode drops to idle instead: the operator vanished mid t
 and silently giving the robot back to the policy is not ours to decide. Releasing the
 lease explicitly does the same.
 
-Stops the stack did not choose (the link lost, the MCU's e-stop latched) end autonomy:
-autonomous and supervised drop to idle, so the robot never drives off on its own when the
-link returns. Teleop keeps its mode (the operator is in the loop) but forgets its pending
-command. Stale cameras (``policy_ready=False``) stop the policy without changing the mode.
-Driving modes are refused while e-stop, low battery, a down link or an MCU e-stop would
-stop them anyway, and the policy's modes while the policy is not ready.
+Stops the stack did not choose (the link lost, the MCU's e-stop latched, the operator
+gone) end autonomy: autonomous and supervised drop to idle, so the robot never drives off
+on its own when the link returns. Teleop keeps its mode (the operator is in the loop) but
+forgets its pending command. Stale cameras (``policy_ready=False``) stop the policy
+without changing the mode. Driving modes are refused while e-stop, low battery, a down
+link or an MCU e-stop would stop them anyway, and the policy's modes while the policy is
+not ready.
+
+Operator presence (ArduPilot's ground-station failsafe): in autonomous and supervised,
+when no operator has been heard for ``operator_timeout_s`` the mode drops to idle
+("operator_lost", reason "no operator heard for 5.0 s"). The operator is heard by
+``operator_seen`` (the runtime calls it for every operator message, heartbeats included)
+and by every accepted command of a present operator: a request for autonomous or
+supervised (entering them counts), ``teleop``, ``teleop_arm``, ``acquire_lease``,
+``renew_lease``, ``hand_back``. ``operator_timeout_s = 0`` turns the rule off, for
+unattended runs that their config names.
+
+``mode_reason`` says why the robot is in its mode, and ``decide``'s reason in a mode that
+never drives is the same text: "idle" when the operator chose it, "<kind>: <reason>" of
+the stop that forced it ("link_lost: link down", "operator_lost: no operator heard for
+5.0 s", "mcu_estop: ..."), "e-stop engaged", or for low_battery what the battery is doing
+and what clears it ("battery critical (latched by the MCU at 9700 mV; the pack is at
+10000 mV): once it is above 10100 mV, ask for idle to clear the latch"). ``update`` takes
+the pack's ``battery_mv`` and the MCU's ``battery_clear_mv`` for that text.
 
 Time never runs backwards here: a ``now_s`` earlier than one already seen counts as the
 latest seen (two asyncio tasks may read the clock in one order and call in the other).
@@ -80,6 +101,7 @@ __all__ = [
     "Lease",
     "ModeRefusedError",
     "NotOwnerError",
+    "OperatorHeard",
     "Safety",
     "SafetyConfig",
     "SafetyError",
@@ -115,8 +137,10 @@ class DriveMode(StrEnum):
 
 DRIVING_MODES = frozenset({DriveMode.TELEOP, DriveMode.AUTONOMOUS, DriveMode.SUPERVISED})
 POLICY_MODES = frozenset({DriveMode.AUTONOMOUS, DriveMode.SUPERVISED})
-_MODE_STOPS = {DriveMode.IDLE: "idle", DriveMode.ESTOP: "e-stop engaged",
-               DriveMode.LOW_BATTERY: "battery critical"}  # the modes that never drive
+_CHOSEN = {DriveMode.IDLE: "idle", DriveMode.ESTOP: "e-stop engaged"}  # mode_reason
+# Stops the stack did not choose: entering idle by one of these keeps "<kind>: <reason>".
+_FORCED_IDLE = frozenset({"link_lost", "mcu_estop", "operator_lost", "lease_expired",
+                          "lease_released"})
 
 
 class BatteryLevel(StrEnum):
@@ -150,6 +174,8 @@ class SafetyConfig:
     lease_timeout_s: float = 0.5  # a driving client silent this long loses its lease
     max_track_mm_s: float = 600.0  # every track command is clamped to +- this
     low_battery_derate: float = 0.5  # track commands are scaled by this while battery LOW
+    operator_timeout_s: float = 5.0  # autonomy with no operator heard this long -> idle;
+    #                                  0 turns it off (unattended runs that the config names)
     arm_min_ddeg: tuple[int, ...] = (0,) * ARM_JOINTS  # per joint, within the MCU's 0..1800
     arm_max_ddeg: tuple[int, ...] = (1800,) * ARM_JOINTS
 
@@ -159,6 +185,10 @@ class SafetyConfig:
             value = _number(getattr(self, name))
             if value is None or value <= 0:
                 raise ValueError(f"SafetyConfig.{name}={value!r} must be a positive number")
+        operator = _number(self.operator_timeout_s)
+        if operator is None or operator < 0:
+            raise ValueError(f"SafetyConfig.operator_timeout_s={self.operator_timeout_s!r} "
+                             "must be a finite number >= 0 (0: off)")
         derate = _number(self.low_battery_derate)
         if derate is None or not 0 < derate <= 1:
             raise ValueError(f"SafetyConfig.low_battery_derate={derate!r} must be in (0, 1]")
@@ -181,8 +211,9 @@ class Transition:
     """One change of mode or owner (or of the lease), as the runtime publishes it."""
 
     now_s: float
-    kind: str  # mode, estop, estop_released, low_battery, link_lost, mcu_estop, takeover,
-    #            handback, lease_acquired, lease_released, lease_expired
+    kind: str  # mode, estop, estop_released, low_battery, link_lost, mcu_estop,
+    #            operator_lost, takeover, handback, lease_acquired, lease_released,
+    #            lease_expired
     from_mode: DriveMode
     to_mode: DriveMode
     owner: str  # the owner after the change: "none", "policy" or "teleop:<client>"
@@ -194,6 +225,14 @@ class Transition:
 class Lease:
     client: str
     expires_s: float  # unless renewed (any teleop command renews)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorHeard:
+    """The last time an operator was heard (see the module doc: what counts)."""
+
+    source: str  # the client or front end heard ("mqtt", "web-1", ...)
+    heard_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +273,13 @@ class Safety:
         self._mcu_estop = False
         self._policy_ready = False
         self._policy_reason: str | None = "no update yet"
+        self._battery_mv: int | None = None  # the pack, when the runtime knows it
+        self._battery_clear_mv: int | None = None  # the MCU clears BATT_CRITICAL above this
+        # Critical seen and not yet acknowledged by request_mode(idle); the pack then (mV).
+        self._battery_latched = False
+        self._battery_latched_mv: int | None = None
+        self._operator: OperatorHeard | None = None
+        self._mode_reason: str | None = _CHOSEN[DriveMode.IDLE]
         self._transitions: deque[Transition] = deque(maxlen=_TRANSITIONS_KEPT)
 
     # --- state ----------------------------------------------------------------------------
@@ -258,6 +304,19 @@ class Safety:
         return self._lease
 
     @property
+    def operator(self) -> OperatorHeard | None:
+        """Who was heard last and when (None: nobody yet)."""
+        return self._operator
+
+    @property
+    def mode_reason(self) -> str | None:
+        """Why the robot is in its mode (None in a driving mode: the operator asked for it;
+        ``decide`` says whether the tracks move). See the module doc for the texts."""
+        if self._mode is DriveMode.LOW_BATTERY:
+            return self._battery_advice()
+        return self._mode_reason
+
+    @property
     def transitions(self) -> list[Transition]:
         return list(self._transitions)
 
@@ -276,12 +335,22 @@ class Safety:
         if mode is DriveMode.ESTOP:
             self.engage_estop(source=source, now_s=now_s)
             return
-        if mode is self._mode:
-            return
-        refusal = self._refusal(mode)
-        if refusal:
-            raise ModeRefusedError(f"{mode} refused: {refusal}")
-        self._set_mode(mode, "mode", source)
+        if mode is not self._mode:
+            refusal = self._refusal(mode)
+            if refusal:
+                raise ModeRefusedError(f"{mode} refused: {refusal}")
+            if self._mode is DriveMode.LOW_BATTERY:
+                self._battery_latched = False  # the operator saw it; the MCU cleared its own
+            self._set_mode(mode, "mode", source)
+        if mode in POLICY_MODES:
+            self._heard(source)  # entering autonomy (or asking for it again) is presence
+
+    def operator_seen(self, *, source: str, now_s: float) -> None:
+        """An operator was heard (a heartbeat, any message): autonomy may go on."""
+        if not (isinstance(source, str) and source):
+            raise ValueError(f"source={source!r} must be a non-empty string")
+        self._advance(now_s)
+        self._heard(source)
 
     def engage_estop(self, *, source: str, now_s: float) -> None:
         self._advance(now_s)
@@ -299,6 +368,7 @@ class Safety:
         """Become the one driving client; ``NotOwnerError`` if another holds a live lease."""
         self._advance(now_s)
         self._claim(client)
+        self._heard(client)
         assert self._lease is not None
         return self._lease
 
@@ -306,6 +376,7 @@ class Safety:
         self._advance(now_s)
         self._check_holder(client)
         self._lease = Lease(client, self._now_s + self.config.lease_timeout_s)
+        self._heard(client)
         return self._lease
 
     def release_lease(self, *, client: str, now_s: float) -> None:
@@ -322,6 +393,7 @@ class Safety:
         self._advance(now_s)
         self._operate(client)
         self._teleop = _Command(left, right, self._now_s, f"teleop:{client}")
+        self._heard(client)
 
     def teleop_arm(
         self, *, targets_ddeg: Sequence[float | None], client: str, now_s: float
@@ -336,6 +408,7 @@ class Safety:
         if stop:
             raise ModeRefusedError(f"arm refused: {stop}")
         self._operate(client)
+        self._heard(client)
         lows, highs = self.config.arm_min_ddeg, self.config.arm_max_ddeg
         return [None if v is None else min(max(round(v), lo), hi)
                 for v, lo, hi in zip(values, lows, highs, strict=True)]
@@ -350,6 +423,7 @@ class Safety:
         self._takeover = None
         self._teleop = self._policy = None  # the policy starts from a fresh step
         self._record("handback", self._mode, client)
+        self._heard(client)
 
     # --- policy and world -----------------------------------------------------------------
 
@@ -371,11 +445,21 @@ class Safety:
         estop_latched_on_mcu: bool,
         policy_ready: bool,
         policy_reason: str | None = None,
+        battery_mv: float | None = None,
+        battery_clear_mv: float | None = None,
     ) -> None:
-        """The world this tick: link, battery, MCU e-stop latch, policy readiness."""
+        """The world this tick: link, battery, MCU e-stop latch, policy readiness; the
+        pack's voltage and the MCU's BATT_CRITICAL clear threshold (mV, None: unknown)
+        only word what low_battery tells the operator."""
         battery = BatteryLevel(battery)
+        pack_mv = None if battery_mv is None else round(_finite("battery_mv", battery_mv))
+        clear_mv = (None if battery_clear_mv is None
+                    else round(_finite("battery_clear_mv", battery_clear_mv)))
         self._advance(now_s)
         self._battery = battery
+        self._battery_mv, self._battery_clear_mv = pack_mv, clear_mv
+        if battery is BatteryLevel.CRITICAL and not self._battery_latched:
+            self._battery_latched, self._battery_latched_mv = True, pack_mv
         self._policy_ready = bool(policy_ready)
         self._policy_reason = None if policy_ready else (policy_reason or "policy not ready")
         if not self._policy_ready:
@@ -403,7 +487,7 @@ class Safety:
         timeout_s = cfg.policy_timeout_s if policy else cfg.teleop_timeout_s
         # The first that applies, in this order, stops the tracks.
         stops = (
-            _MODE_STOPS.get(mode),
+            None if mode in DRIVING_MODES else self.mode_reason or mode.value,
             self._world_stop(),
             "no teleop client holds the lease" if owner == NO_OWNER else None,
             (self._policy_reason or "policy not ready") if policy and not self._policy_ready
@@ -428,6 +512,15 @@ class Safety:
         self._now_s = max(self._now_s, _finite("now_s", now_s))
         if self._lease is not None and self._now_s > self._lease.expires_s:
             self._drop_lease("lease_expired", "lease", f"{self._lease.client!r} went silent")
+        timeout_s = float(self.config.operator_timeout_s)
+        heard = self._operator
+        if (timeout_s > 0 and self._mode in POLICY_MODES
+                and (heard is None or self._now_s - heard.heard_s > timeout_s)):
+            self._set_mode(DriveMode.IDLE, "operator_lost", "operator",
+                           f"no operator heard for {timeout_s} s")
+
+    def _heard(self, source: str) -> None:
+        self._operator = OperatorHeard(source, self._now_s)
 
     def _drop_lease(self, kind: str, source: str, reason: str) -> None:
         assert self._lease is not None
@@ -461,7 +554,8 @@ class Safety:
         mode = self._mode
         if mode not in (DriveMode.TELEOP, DriveMode.SUPERVISED):
             why = {DriveMode.AUTONOMOUS: "the policy drives; switch to supervised to take over",
-                   DriveMode.ESTOP: "e-stop engaged", DriveMode.LOW_BATTERY: "battery critical",
+                   DriveMode.ESTOP: "e-stop engaged",
+                   DriveMode.LOW_BATTERY: self._battery_advice(),
                    DriveMode.IDLE: "idle; ask for teleop or supervised first"}[mode]
             raise ModeRefusedError(f"teleop refused in {mode}: {why}")
         self._claim(client)
@@ -485,9 +579,9 @@ class Safety:
             "e-stop engaged; release it first (to idle)" if here is DriveMode.ESTOP else None,
             "low_battery is entered by the battery monitor only"
             if mode is DriveMode.LOW_BATTERY else None,
-            f"battery {battery}; wait until it is back to ok"
-            if here is DriveMode.LOW_BATTERY and battery is not BatteryLevel.OK else None,
-            "low battery; ask for idle first"
+            self._battery_advice()
+            if here is DriveMode.LOW_BATTERY and battery is BatteryLevel.CRITICAL else None,
+            "the battery was critical; ask for idle first"
             if here is DriveMode.LOW_BATTERY and mode is not DriveMode.IDLE else None,
             "battery critical" if driving and battery is BatteryLevel.CRITICAL else None,
             self._world_stop() if driving else None,
@@ -496,9 +590,29 @@ class Safety:
         )
         return next((r for r in refusals if r), None)
 
+    def _battery_advice(self) -> str:
+        """What low_battery tells the operator: the battery's state and what clears it."""
+        pack_mv, clear_mv = self._battery_mv, self._battery_clear_mv
+        latched_mv = self._battery_latched_mv
+        if self._battery is not BatteryLevel.CRITICAL:
+            now = "" if pack_mv is None else f" (the pack is at {pack_mv} mV)"
+            return f"battery was critical, the MCU's latch is clear{now}: ask for idle"
+        facts = ["latched by the MCU" + ("" if latched_mv is None else f" at {latched_mv} mV")]
+        if pack_mv is not None:
+            facts.append(f"the pack is at {pack_mv} mV"
+                         + (f", above the {clear_mv} mV that clears it"
+                            if clear_mv is not None and pack_mv > clear_mv else ""))
+        if clear_mv is not None and (pack_mv is None or pack_mv <= clear_mv):
+            todo = f"once it is above {clear_mv} mV, ask for idle to clear the latch"
+        elif clear_mv is not None:
+            todo = "ask for idle to clear the latch"
+        else:
+            todo = "once the pack has recovered (charge or swap it), ask for idle to clear it"
+        return f"battery critical ({'; '.join(facts)}): {todo}"
+
     def _check_battery(self) -> None:
-        critical = self._battery is BatteryLevel.CRITICAL
-        if critical and self._mode not in (DriveMode.ESTOP, DriveMode.LOW_BATTERY):
+        latched = self._battery is BatteryLevel.CRITICAL or self._battery_latched
+        if latched and self._mode not in (DriveMode.ESTOP, DriveMode.LOW_BATTERY):
             self._set_mode(DriveMode.LOW_BATTERY, "low_battery", "battery", "battery critical")
 
     def _set_mode(self, mode: DriveMode, kind: str, source: str, reason: str | None = None) -> None:
@@ -507,6 +621,8 @@ class Safety:
         self._mode = mode
         self._takeover = None
         self._teleop = self._policy = None
+        self._mode_reason = (f"{kind}: {reason}" if kind in _FORCED_IDLE and reason
+                             else _CHOSEN.get(mode))
         self._record(kind, was, source, reason)
 
     def _record(self, kind: str, was: DriveMode, source: str, reason: str | None = None) -> None:

@@ -3,7 +3,8 @@
 Pure logic: plain float clocks, no board, no broker. The property test drives random
 sequences of every public call against a small model (what was last accepted, when, and
 what the world looked like) and checks after each call that the tracks move only when
-every rule allows it, by exactly the clamped and derated command.
+every rule allows it, by exactly the clamped and derated command; a second model predicts
+every transition of operator presence (autonomy lasts exactly while an operator is heard).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from zima.onboard.safety import (
     DriveMode,
     ModeRefusedError,
     NotOwnerError,
+    OperatorHeard,
     Safety,
     SafetyConfig,
     SafetyError,
@@ -56,6 +58,11 @@ def kinds(safety: Safety) -> list[str]:
     return [tr.kind for tr in safety.take_transitions()]
 
 
+def why(safety: Safety) -> str | None:
+    """``mode_reason`` read afresh (mypy would narrow the property across calls)."""
+    return safety.mode_reason
+
+
 # --- config ---------------------------------------------------------------------------------
 
 
@@ -67,7 +74,9 @@ def kinds(safety: Safety) -> list[str]:
         ("low_battery_derate", 0.0), ("low_battery_derate", 1.5),
         ("low_battery_derate", math.nan), ("arm_min_ddeg", (0,) * 5),
         ("arm_max_ddeg", (1801,) * 6), ("arm_min_ddeg", (0.5,) * 6),
-        ("arm_min_ddeg", (-1,) * 6),
+        ("arm_min_ddeg", (-1,) * 6), ("operator_timeout_s", -0.1),
+        ("operator_timeout_s", math.nan), ("operator_timeout_s", math.inf),
+        ("operator_timeout_s", True), ("operator_timeout_s", "5"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field_name: str, value: object) -> None:
@@ -339,12 +348,33 @@ def test_an_unchosen_stop_ends_autonomy(
     safety = in_mode(mode)
     safety.policy_step(left_mm_s=100, right_mm_s=100, now_s=0.0)
     world(safety, 0.02, **changes)
-    assert safety.decide(now_s=0.02).reason == "idle"
+    # The stop is named, not just "idle" (the mode record publishes this reason).
+    assert safety.decide(now_s=0.02).reason == f"{kind}: {reason}"
     [tr] = safety.take_transitions()
     assert (tr.kind, tr.from_mode, tr.to_mode, tr.source, tr.reason) == (
         kind, mode, DriveMode.IDLE, kind.split("_", maxsplit=1)[0], reason)
     world(safety, 0.04)  # back: the robot does not drive off on its own
     assert safety.mode is DriveMode.IDLE
+    assert why(safety) == f"{kind}: {reason}"  # why it is idle, until a new mode
+    safety.request_mode(DriveMode.IDLE, source="mqtt", now_s=0.05)  # idle again: no change
+    assert why(safety) == f"{kind}: {reason}"
+    safety.request_mode(DriveMode.TELEOP, source="mqtt", now_s=0.06)
+    assert why(safety) is None  # a driving mode: decide says whether tracks move
+    safety.request_mode(DriveMode.IDLE, source="mqtt", now_s=0.07)
+    assert (why(safety), safety.decide(now_s=0.07).reason) == ("idle", "idle")
+
+
+def test_mode_reason_of_each_mode_that_never_drives() -> None:
+    safety = Safety(now_s=0.0)
+    assert safety.mode_reason == "idle"
+    world(safety, 0.0)
+    safety.engage_estop(source="mqtt", now_s=0.0)
+    assert safety.mode_reason == safety.decide(now_s=0.0).reason == "e-stop engaged"
+    safety.release_estop(source="mqtt", now_s=0.1)
+    assert safety.mode_reason == "idle"
+    for mode in (DriveMode.TELEOP, DriveMode.AUTONOMOUS, DriveMode.SUPERVISED):
+        safety.request_mode(mode, source="mqtt", now_s=0.2)
+        assert safety.mode_reason is None
 
 
 @pytest.mark.parametrize(
@@ -382,24 +412,82 @@ def test_low_battery_derates_every_track_command() -> None:
         201, -600, "teleop:c", DriveMode.TELEOP, None, derate=1.0, clamped=True)
 
 
-def test_critical_battery_stops_and_needs_ok_and_idle_before_driving_again() -> None:
+def test_critical_battery_stops_and_needs_the_latch_cleared_and_idle_to_drive_again() -> None:
     safety = in_mode(DriveMode.AUTONOMOUS)
     safety.policy_step(left_mm_s=100, right_mm_s=100, now_s=0.0)
     world(safety, 0.02, battery=BatteryLevel.CRITICAL)
     d = safety.decide(now_s=0.02)
-    assert (d.left_mm_s, d.mode, d.reason) == (0, DriveMode.LOW_BATTERY, "battery critical")
+    assert (d.left_mm_s, d.mode) == (0, DriveMode.LOW_BATTERY)
+    assert d.reason == ("battery critical (latched by the MCU): once the pack has recovered "
+                        "(charge or swap it), ask for idle to clear it")
     [tr] = safety.take_transitions()
-    assert (tr.kind, tr.source) == ("low_battery", "battery")
-    world(safety, 0.04, battery=BatteryLevel.LOW)
+    assert (tr.kind, tr.source, tr.reason) == ("low_battery", "battery", "battery critical")
+    world(safety, 0.04, battery=BatteryLevel.CRITICAL)  # the MCU holds its latch
     for mode in (DriveMode.IDLE, DriveMode.TELEOP):
-        with pytest.raises(ModeRefusedError, match="wait until it is back to ok"):
+        with pytest.raises(ModeRefusedError, match="ask for idle to clear it"):
             safety.request_mode(mode, source="mqtt", now_s=0.05)
-    world(safety, 0.06)
+    world(safety, 0.06)  # the latch cleared (the runtime sent CLEAR on an idle request)
     assert safety.mode is DriveMode.LOW_BATTERY  # no automatic way out
+    assert safety.mode_reason == "battery was critical, the MCU's latch is clear: ask for idle"
     with pytest.raises(ModeRefusedError, match="ask for idle first"):
         safety.request_mode(DriveMode.AUTONOMOUS, source="mqtt", now_s=0.07)
     safety.request_mode(DriveMode.IDLE, source="mqtt", now_s=0.08)
+    assert safety.mode_reason == "idle"
     safety.request_mode(DriveMode.AUTONOMOUS, source="mqtt", now_s=0.09)
+
+
+def test_the_low_battery_message_says_what_the_pack_is_at_and_what_clears_it() -> None:
+    safety = in_mode(DriveMode.TELEOP)
+    world(safety, 0.0, battery=BatteryLevel.CRITICAL, battery_mv=9_700,
+          battery_clear_mv=10_100)
+    world(safety, 0.1, battery=BatteryLevel.CRITICAL, battery_mv=9_950,
+          battery_clear_mv=10_100)
+    below = ("battery critical (latched by the MCU at 9700 mV; the pack is at 9950 mV): "
+             "once it is above 10100 mV, ask for idle to clear the latch")
+    assert safety.mode_reason == safety.decide(now_s=0.1).reason == below
+    with pytest.raises(ModeRefusedError) as refused:
+        safety.request_mode(DriveMode.IDLE, source="mqtt", now_s=0.1)
+    assert str(refused.value) == f"idle refused: {below}"
+    with pytest.raises(ModeRefusedError) as refused:
+        safety.teleop(left_mm_s=1, right_mm_s=1, client="c", now_s=0.1)
+    assert str(refused.value) == f"teleop refused in low_battery: {below}"
+    # Back above the clear threshold while the MCU still holds the latch (no CLEAR yet).
+    world(safety, 0.2, battery=BatteryLevel.CRITICAL, battery_mv=12_000,
+          battery_clear_mv=10_100)
+    assert safety.mode_reason == (
+        "battery critical (latched by the MCU at 9700 mV; the pack is at 12000 mV, above the "
+        "10100 mV that clears it): ask for idle to clear the latch")
+    world(safety, 0.3, battery=BatteryLevel.OK, battery_mv=12_000, battery_clear_mv=10_100)
+    assert safety.mode_reason == ("battery was critical, the MCU's latch is clear "
+                                  "(the pack is at 12000 mV): ask for idle")
+    with pytest.raises(ValueError, match="battery_mv"):
+        world(safety, 0.4, battery_mv=math.nan)
+
+
+def test_a_low_battery_whose_latch_cleared_may_go_back_to_idle_and_drives_derated() -> None:
+    # The MCU clears BATT_CRITICAL above batt_crit_mv + batt_hyst_mv, which is still below
+    # batt_low_mv: the robot goes on, derated, rather than waiting for an ok pack.
+    safety = in_mode(DriveMode.TELEOP)
+    world(safety, 0.0, battery=BatteryLevel.CRITICAL)
+    world(safety, 0.1, battery=BatteryLevel.LOW)
+    safety.request_mode(DriveMode.IDLE, source="mqtt", now_s=0.2)
+    safety.request_mode(DriveMode.TELEOP, source="mqtt", now_s=0.3)
+    safety.teleop(left_mm_s=200, right_mm_s=200, client="c", now_s=0.3)
+    assert safety.decide(now_s=0.3).left_mm_s == 100
+
+
+def test_estop_does_not_bypass_the_battery_latch() -> None:
+    safety = in_mode(DriveMode.TELEOP)
+    world(safety, 0.0, battery=BatteryLevel.CRITICAL)
+    world(safety, 0.1)  # cleared on the MCU, but the operator has not asked for idle yet
+    safety.engage_estop(source="mqtt", now_s=0.2)
+    safety.release_estop(source="mqtt", now_s=0.3)
+    assert safety.mode is DriveMode.LOW_BATTERY
+    assert kinds(safety)[-2:] == ["estop_released", "low_battery"]
+    safety.request_mode(DriveMode.IDLE, source="mqtt", now_s=0.4)
+    safety.engage_estop(source="mqtt", now_s=0.5)
+    safety.release_estop(source="mqtt", now_s=0.6)
+    assert safety.decide(now_s=0.6).mode is DriveMode.IDLE  # acknowledged: the latch is gone
 
 
 def test_critical_battery_during_estop_waits_and_release_goes_to_low_battery() -> None:
@@ -410,6 +498,96 @@ def test_critical_battery_during_estop_waits_and_release_goes_to_low_battery() -
     safety.release_estop(source="mqtt", now_s=0.04)
     assert safety.decide(now_s=0.04).mode is DriveMode.LOW_BATTERY
     assert kinds(safety) == ["estop", "estop_released", "low_battery"]
+
+
+# --- operator presence ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [DriveMode.AUTONOMOUS, DriveMode.SUPERVISED])
+def test_autonomy_without_an_operator_drops_to_idle_saying_so(mode: DriveMode) -> None:
+    safety = in_mode(mode)
+    for t in (1.0, 3.0, 5.0):  # the policy drives; its steps are no operator
+        assert safety.policy_step(left_mm_s=100, right_mm_s=100, now_s=t)
+        world(safety, t)
+    assert safety.decide(now_s=5.0).left_mm_s == 100  # 5.0 s of silence: still allowed
+    d = safety.decide(now_s=5.01)
+    assert (d.left_mm_s, d.mode, d.owner) == (0, DriveMode.IDLE, "none")
+    assert d.reason == "operator_lost: no operator heard for 5.0 s"
+    assert safety.mode_reason == d.reason
+    [tr] = safety.take_transitions()
+    assert tr == Transition(5.01, "operator_lost", mode, DriveMode.IDLE, "none", "operator",
+                            "no operator heard for 5.0 s")
+    assert not safety.policy_step(left_mm_s=100, right_mm_s=100, now_s=5.02)
+    safety.operator_seen(source="console", now_s=6.0)  # back: it does not drive off by itself
+    assert safety.mode is DriveMode.IDLE
+
+
+def test_operator_seen_keeps_autonomy_going_and_says_who_was_heard() -> None:
+    safety = in_mode(DriveMode.AUTONOMOUS)
+    assert safety.operator == OperatorHeard("test", 0.0)  # entering counts
+    for t in (4.0, 8.5, 13.0):
+        safety.operator_seen(source="mqtt", now_s=t)
+        world(safety, t)
+        assert safety.mode is DriveMode.AUTONOMOUS
+    assert safety.operator == OperatorHeard("mqtt", 13.0)
+    assert safety.decide(now_s=18.0).mode is DriveMode.AUTONOMOUS
+    assert safety.decide(now_s=18.01).mode is DriveMode.IDLE
+    assert kinds(safety) == ["operator_lost"]
+
+
+def test_a_late_heartbeat_comes_after_the_drop_not_before_it() -> None:
+    safety = in_mode(DriveMode.AUTONOMOUS)
+    safety.operator_seen(source="mqtt", now_s=5.5)  # judged at 5.5: 5.5 s of silence first
+    assert safety.mode is DriveMode.IDLE
+    assert safety.operator == OperatorHeard("mqtt", 5.5)
+
+
+def test_asking_for_autonomy_after_a_long_silence_is_hearing_the_operator() -> None:
+    safety = in_mode(DriveMode.IDLE)
+    world(safety, 100.0)
+    safety.request_mode(DriveMode.SUPERVISED, source="web-1", now_s=100.0)
+    assert safety.decide(now_s=104.0).mode is DriveMode.SUPERVISED
+    safety.request_mode(DriveMode.SUPERVISED, source="web-1", now_s=104.0)  # asked again
+    assert safety.decide(now_s=109.0).mode is DriveMode.SUPERVISED
+    assert safety.decide(now_s=109.01).mode is DriveMode.IDLE
+
+
+def test_a_take_over_and_lease_calls_are_hearing_the_operator() -> None:
+    safety = in_mode(DriveMode.SUPERVISED)
+    t = 0.0
+    for _ in range(30):  # 12 s of driving by hand, the lease renewed by each command
+        t += 0.4
+        safety.teleop(left_mm_s=50, right_mm_s=50, client="web-1", now_s=t)
+    assert safety.mode is DriveMode.SUPERVISED
+    safety.hand_back(client="web-1", now_s=t)  # 12.0
+    assert safety.decide(now_s=t + 4.0).mode is DriveMode.SUPERVISED
+    safety.acquire_lease(client="web-2", now_s=t + 4.0)
+    safety.renew_lease(client="web-2", now_s=t + 4.4)
+    assert safety.decide(now_s=t + 9.4).mode is DriveMode.SUPERVISED
+    assert safety.decide(now_s=t + 9.41).mode is DriveMode.IDLE
+
+
+def test_the_operator_rule_applies_to_autonomy_only_and_can_be_turned_off() -> None:
+    teleop = in_mode(DriveMode.TELEOP)  # teleop has its lease and command timeouts
+    assert teleop.decide(now_s=100.0).mode is DriveMode.TELEOP
+    unattended = Safety(SafetyConfig(operator_timeout_s=0), now_s=0.0)
+    world(unattended, 0.0)
+    unattended.request_mode(DriveMode.AUTONOMOUS, source="config", now_s=0.0)
+    world(unattended, 3600.0)
+    assert unattended.decide(now_s=3600.0).mode is DriveMode.AUTONOMOUS
+    short = Safety(SafetyConfig(operator_timeout_s=2.5), now_s=0.0)
+    world(short, 0.0)
+    short.request_mode(DriveMode.AUTONOMOUS, source="mqtt", now_s=0.0)
+    assert short.decide(now_s=2.6).reason == "operator_lost: no operator heard for 2.5 s"
+
+
+def test_operator_seen_checks_its_input() -> None:
+    safety = in_mode(DriveMode.AUTONOMOUS)
+    with pytest.raises(ValueError, match="source"):
+        safety.operator_seen(source="", now_s=1.0)
+    with pytest.raises(ValueError, match="finite"):
+        safety.operator_seen(source="mqtt", now_s=math.nan)
+    assert safety.operator == OperatorHeard("test", 0.0)
 
 
 # --- arm, input checks, clock ---------------------------------------------------------------
@@ -512,7 +690,10 @@ ops = st.one_of(
     st.tuples(st.just("arm"), st.sampled_from(CLIENTS)),
     st.tuples(st.just("world"), often, batteries, often.map(lambda b: not b), often),
     st.tuples(st.just("handback"), st.sampled_from(CLIENTS)),
+    st.tuples(st.just("operator"), st.sampled_from(CLIENTS)),
 )
+# Operator timeouts that the 0.02..0.7 s steps cross often, the default, and off.
+operator_timeouts = st.sampled_from([0.8, 2.0, 5.0, 0.0])
 HEALTHY = ("world", True, BatteryLevel.OK, False, True)
 
 
@@ -527,6 +708,8 @@ class Model:
     policy_ready: bool = False
     teleop: tuple[str, float, float, float] | None = None  # client, left, right, at
     policy: tuple[float, float, float] | None = None  # left, right, at
+    operator_s: float | None = None  # when an operator was last heard
+    battery_latched: bool = False  # critical seen, not yet acknowledged by asking for idle
     log: list[Transition] = field(default_factory=list)
 
 
@@ -537,7 +720,12 @@ def apply(safety: Safety, model: Model, op: tuple[object, ...]) -> None:  # noqa
             model.now_s = max(t, t + dt)
             safety.decide(now_s=t + dt)  # backwards steps count as the latest time
         case ("mode", DriveMode() as mode):
+            was = safety.mode
             safety.request_mode(mode, source="mqtt", now_s=t)
+            if mode in (DriveMode.AUTONOMOUS, DriveMode.SUPERVISED):
+                model.operator_s = t
+            if was is DriveMode.LOW_BATTERY and mode is DriveMode.IDLE:
+                model.battery_latched = False
         case ("estop", bool(engage)):
             if engage:
                 safety.engage_estop(source="mqtt", now_s=t)
@@ -550,11 +738,15 @@ def apply(safety: Safety, model: Model, op: tuple[object, ...]) -> None:  # noqa
                 safety.renew_lease(client=client, now_s=t)
             else:
                 safety.release_lease(client=client, now_s=t)
+                return  # giving the lease up is not presence
+            model.operator_s = t
         case ("teleop", float(left), float(right), str(client)):
             safety.teleop(left_mm_s=left, right_mm_s=right, client=client, now_s=t)
             model.teleop = (client, left, right, t)
+            model.operator_s = t
         case ("arm", str(client)):
             safety.teleop_arm(targets_ddeg=[900] * 6, client=client, now_s=t)
+            model.operator_s = t
         case ("policy", float(left), float(right)):
             if safety.policy_step(left_mm_s=left, right_mm_s=right, now_s=t):
                 model.policy = (left, right, t)
@@ -567,8 +759,13 @@ def apply(safety: Safety, model: Model, op: tuple[object, ...]) -> None:  # noqa
                 model.teleop = model.policy = None  # a stop not chosen forgets commands
             model.link_up, model.battery, model.mcu_estop = link, battery, latched
             model.policy_ready = ready
+            model.battery_latched |= battery is BatteryLevel.CRITICAL
         case ("handback", str(client)):
             safety.hand_back(client=client, now_s=t)
+            model.operator_s = t
+        case ("operator", str(client)):
+            safety.operator_seen(source=client, now_s=t)
+            model.operator_s = t
         case _:
             raise AssertionError(op)
 
@@ -588,8 +785,24 @@ def check(safety: Safety, model: Model, d: Decision) -> None:
         assert lease is not None
         assert lease.client == owner.removeprefix("teleop:")
         assert lease.expires_s >= t
-    if model.battery is BatteryLevel.CRITICAL:
+    if model.battery is BatteryLevel.CRITICAL or model.battery_latched:
+        # Only asking for idle once the MCU's latch is clear leaves low_battery.
         assert safety.mode in (DriveMode.ESTOP, DriveMode.LOW_BATTERY)
+    timeout_s = cfg.operator_timeout_s
+    if timeout_s > 0 and safety.mode in (DriveMode.AUTONOMOUS, DriveMode.SUPERVISED):
+        assert model.operator_s is not None
+        assert t - model.operator_s <= timeout_s  # autonomy only with an operator heard
+    # Why the robot is where it is: what put it there, never a bare "idle" after a stop.
+    changes = [tr for tr in model.log if tr.from_mode is not tr.to_mode]
+    if safety.mode is DriveMode.IDLE:
+        last = changes[-1] if changes else None
+        forced = last is not None and last.kind not in ("mode", "estop_released")
+        assert safety.mode_reason == (f"{last.kind}: {last.reason}" if forced and last
+                                      else "idle")
+    if safety.mode not in DRIVING:
+        assert d.reason == safety.mode_reason
+    else:
+        assert safety.mode_reason is None
     derate = cfg.low_battery_derate if model.battery is BatteryLevel.LOW else 1.0
     assert d.derate == derate
     limit = cfg.max_track_mm_s * derate
@@ -618,19 +831,125 @@ def check(safety: Safety, model: Model, d: Decision) -> None:
 
 
 @settings(max_examples=300)
-@given(st.sampled_from(sorted(DRIVING)), st.lists(ops, max_size=60))
+@given(st.sampled_from(sorted(DRIVING)), st.lists(ops, max_size=60), operator_timeouts)
 def test_the_tracks_move_only_when_every_rule_allows(
-    start: DriveMode, sequence: list[tuple[object, ...]]
+    start: DriveMode, sequence: list[tuple[object, ...]], operator_timeout_s: float
 ) -> None:
-    safety, model = Safety(now_s=0.0), Model()
+    safety = Safety(SafetyConfig(operator_timeout_s=operator_timeout_s), now_s=0.0)
+    model = Model()
     # Most sequences would never leave idle: start from a healthy world in a driving mode.
     for op in [HEALTHY, ("mode", start), *sequence]:
+        heard_s = model.operator_s
         with contextlib.suppress(SafetyError):  # a refusal is an answer: invariants hold
             apply(safety, model, op)
-        model.log.extend(safety.take_transitions())
+        taken = safety.take_transitions()
+        for tr in taken:
+            if tr.kind == "operator_lost":  # never early: only after a real silence
+                assert heard_s is not None
+                assert operator_timeout_s > 0
+                assert tr.now_s - heard_s > operator_timeout_s
+                assert tr.reason == f"no operator heard for {operator_timeout_s} s"
+        model.log.extend(taken)
         check(safety, model, safety.decide(now_s=model.now_s))
     # The transitions chain: each starts in the mode the one before it ended in.
     modes = [DriveMode.IDLE] + [tr.to_mode for tr in model.log]
     assert [tr.from_mode for tr in model.log] == modes[:-1]
     assert modes[-1] is safety.mode
     assert all(a.now_s <= b.now_s for a, b in zip(model.log, model.log[1:], strict=False))
+
+
+# Operator presence, exactly: in a healthy world, a model that knows the whole rule (the
+# lease too, since a take-over's lease can end autonomy first) predicts every transition.
+presence_ops = st.one_of(
+    st.tuples(st.just("time"), st.one_of(
+        st.sampled_from([0.1, 0.3, 0.49, 0.51, 0.79, 0.81, 1.0, 1.99, 2.01, 4.99, 5.01]),
+        st.floats(0.0, 6.0))),
+    st.tuples(st.just("heard")),
+    st.tuples(st.just("mode"), st.sampled_from(
+        [DriveMode.IDLE, DriveMode.AUTONOMOUS, DriveMode.SUPERVISED])),
+    st.tuples(st.just("teleop")),
+    st.tuples(st.just("policy")),
+)
+
+
+@dataclass
+class PresenceModel:
+    timeout_s: float
+    lease_timeout_s: float
+    now_s: float = 0.0
+    mode: DriveMode = DriveMode.IDLE
+    heard_s: float = 0.0
+    lease_expires_s: float | None = None
+    takeover: bool = False
+    kinds: list[str] = field(default_factory=list)
+
+    def advance(self, t: float) -> None:
+        self.now_s = max(self.now_s, t)
+        if self.lease_expires_s is not None and self.now_s > self.lease_expires_s:
+            self.lease_expires_s = None
+            if self.mode is DriveMode.SUPERVISED and self.takeover:
+                self.set(DriveMode.IDLE, "lease_expired")
+            else:
+                self.kinds.append("lease_expired")
+        if (self.timeout_s > 0 and self.mode in (DriveMode.AUTONOMOUS, DriveMode.SUPERVISED)
+                and self.now_s - self.heard_s > self.timeout_s):
+            self.set(DriveMode.IDLE, "operator_lost")
+
+    def set(self, mode: DriveMode, kind: str) -> None:
+        self.mode, self.takeover = mode, False
+        self.kinds.append(kind)
+
+
+@settings(max_examples=300)
+@given(st.lists(presence_ops, min_size=5, max_size=60), operator_timeouts)
+def test_autonomy_lasts_exactly_while_an_operator_is_heard(  # noqa: PLR0912 - one case per op
+    sequence: list[tuple[object, ...]], operator_timeout_s: float
+) -> None:
+    cfg = SafetyConfig(operator_timeout_s=operator_timeout_s)
+    safety, model = Safety(cfg, now_s=0.0), PresenceModel(operator_timeout_s, cfg.lease_timeout_s)
+    world(safety, 0.0)
+    for op in [("mode", DriveMode.AUTONOMOUS), *sequence]:
+        t = model.now_s
+        match op:
+            case ("time", float(dt)):
+                model.advance(t + dt)
+                safety.decide(now_s=t + dt)
+            case ("heard",):
+                model.advance(t)
+                model.heard_s = model.now_s
+                safety.operator_seen(source="console", now_s=t)
+            case ("mode", DriveMode() as mode):
+                model.advance(t)
+                if mode is not model.mode:
+                    model.set(mode, "mode")
+                if mode is not DriveMode.IDLE:
+                    model.heard_s = model.now_s
+                safety.request_mode(mode, source="console", now_s=t)
+            case ("teleop",):
+                model.advance(t)
+                if model.mode is DriveMode.SUPERVISED:
+                    if model.lease_expires_s is None:
+                        model.kinds.append("lease_acquired")
+                    model.lease_expires_s = model.now_s + model.lease_timeout_s
+                    if not model.takeover:
+                        model.takeover = True
+                        model.kinds.append("takeover")
+                    model.heard_s = model.now_s
+                    safety.teleop(left_mm_s=50, right_mm_s=50, client="web-1", now_s=t)
+                else:
+                    with pytest.raises(ModeRefusedError):
+                        safety.teleop(left_mm_s=50, right_mm_s=50, client="web-1", now_s=t)
+            case ("policy",):
+                model.advance(t)
+                drives = model.mode is not DriveMode.IDLE and not model.takeover
+                assert safety.policy_step(left_mm_s=80, right_mm_s=80, now_s=t) is drives
+            case _:
+                raise AssertionError(op)
+        assert [tr.kind for tr in safety.take_transitions()] == model.kinds
+        model.kinds.clear()
+        assert safety.mode is model.mode
+        d = safety.decide(now_s=model.now_s)
+        if model.mode is not DriveMode.IDLE and model.timeout_s > 0:
+            assert model.now_s - model.heard_s <= model.timeout_s
+        if d.reason is not None and d.reason.startswith("operator_lost"):
+            assert d.reason == f"operator_lost: no operator heard for {operator_timeout_s} s"
