@@ -16,7 +16,8 @@
 //   - every byte the Controller sends is a valid MCU -> host frame, seq +1 each;
 //   - motor outputs within +-1000, zero without a session, in e-stop or battery
 //     critical, and zero unless a matching HELLO and then a DRIVE were received;
-//   - servo commands within 0..1800.
+//   - servo commands within 0..1800; without a session, in e-stop or battery
+//     critical every servo's target is its present position (the arm holds).
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,13 @@ struct Shadow {
     const FrameDecoder::Event e = decoder.push(byte);
     if (e == FrameDecoder::Event::kReject) ++rejects;
     if (e == FrameDecoder::Event::kFrame) {
-      ++frames;
       check_frame(decoder.frame());
+      // the Controller rejects MCU -> host ids that reach it
+      if (decoder.frame().msg_id & 0x80) {
+        ++rejects;
+      } else {
+        ++frames;
+      }
     }
     if (byte == 0) pending_len = 0;
   }
@@ -210,7 +216,13 @@ struct Rig {
       FUZZ_CHECK(shadow.hello_ok && shadow.drive_after_hello);
     }
     FUZZ_CHECK(((faults & fault::kEstop) != 0) == (ctl.state() == State::kEstop));
-    for (uint8_t j = 0; j < kJointCount; ++j) FUZZ_CHECK(ctl.servo_position_ddeg(j) <= 1800);
+    for (uint8_t j = 0; j < kJointCount; ++j) {
+      FUZZ_CHECK(ctl.servo_position_ddeg(j) <= 1800);
+      // without a session, in e-stop or battery critical the arm holds: no target elsewhere
+      if (!ctl.session_open() || (faults & (fault::kEstop | fault::kBattCritical))) {
+        FUZZ_CHECK(ctl.servo_target_ddeg(j) == ctl.servo_position_ddeg(j));
+      }
+    }
   }
 };
 

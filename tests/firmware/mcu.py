@@ -29,8 +29,10 @@ from zima.protocol import (
     Hello,
     Info,
     Message,
+    ParamGet,
     ParamId,
     ParamSet,
+    ParamValue,
     Reject,
     Result,
     Telemetry,
@@ -189,6 +191,12 @@ class Mcu:
                         ack = self.wait_for(Ack, lambda a: a.ref_msg_id == Hello.MSG_ID)
                         return frame.message, Result(ack.result)
         raise McuTimeoutError(f"no answer from the MCU on {self.port.port}")
+
+    def get_param(self, param: ParamId, within_ms: float = 200.0) -> float:
+        """PARAM_GET: the value the MCU holds now."""
+        self.send(ParamGet(int(param)))
+        answer = self.wait_for(ParamValue, lambda v: v.param_id == param, within_ms=within_ms)
+        return answer.value
 
     def set_param(self, param: ParamId, value: float) -> None:
         result = self.request(ParamSet(int(param), value))

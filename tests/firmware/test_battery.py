@@ -58,3 +58,62 @@ def test_battery_low_then_critical_then_recovery(board: EmulatedBoard, mcu: Mcu)
     moving = mcu.until(lambda t: t.out_left_permille > 0, within_ms=200, on_telemetry=drive)
     assert moving.faults == 0
     assert moving.state == State.DRIVING
+
+
+def test_critical_at_9v7_is_cleared_by_clear_once_above_the_threshold(
+    board: EmulatedBoard, mcu: Mcu
+) -> None:
+    """Issue 13 item 3, the MCU side, with the default filter and debounces: what the
+    runtime does when the operator asks for `idle` after the pack recovered.
+
+    The threshold is TELEMETRY.battery_mv (filtered) > batt_crit_mv + batt_hyst_mv
+    (9900 + 200 mV by default); below it CLEAR(BATT_CRITICAL) answers CONDITION_ACTIVE.
+    """
+    crit_mv = mcu.get_param(ParamId.batt_crit_mv)
+    hyst_mv = mcu.get_param(ParamId.batt_hyst_mv)
+    clear_above_mv = crit_mv + hyst_mv
+    assert clear_above_mv == 10_100  # PROTOCOL.md section 4 defaults
+
+    def drive(_t: Telemetry) -> None:
+        mcu.send(Drive(300, 300))
+
+    board.set_battery(9_700)
+    crit = mcu.until(lambda t: bool(t.faults & Fault.BATT_CRITICAL), 4000, on_telemetry=drive)
+    assert crit.state == State.FAULT
+    assert crit.battery_mv < crit_mv
+    assert mcu.request(Drive(300, 300)) == Result.BATTERY_CRITICAL  # tracks refused
+    assert mcu.request(Clear(int(Fault.BATT_CRITICAL))) == Result.CONDITION_ACTIVE
+
+    # above batt_crit_mv but not above the clear threshold: still refused
+    board.set_battery(10_000)
+    mcu.until(lambda t: abs(t.battery_mv - 10_000) <= 25, 3000)
+    between = mcu.telemetry()
+    assert crit_mv < between.battery_mv <= clear_above_mv
+    assert mcu.request(Clear(int(Fault.BATT_CRITICAL))) == Result.CONDITION_ACTIVE
+    assert mcu.telemetry().faults & Fault.BATT_CRITICAL
+
+    # a restarted host (new port, new handshake) finds the latch still set
+    mcu.close()
+    again = Mcu.open(board.port)
+    try:
+        _info, result = again.handshake()
+        assert result == Result.OK
+        board.set_battery(12_000)
+        ok = again.until(lambda t: t.battery_mv > clear_above_mv, 1000)
+        assert ok.faults & Fault.BATT_CRITICAL  # latched until CLEAR
+        assert ok.state == State.FAULT
+        assert again.request(Drive(300, 300)) == Result.BATTERY_CRITICAL
+        assert again.request(Clear(int(Fault.BATT_CRITICAL))) == Result.OK
+        cleared = again.telemetry()
+        assert not cleared.faults & Fault.BATT_CRITICAL
+        assert cleared.state == State.IDLE
+
+        def drive_again(_t: Telemetry) -> None:
+            again.send(Drive(300, 300))
+
+        again.send(Drive(300, 300))
+        moving = again.until(lambda t: t.out_left_permille > 0, 300, on_telemetry=drive_again)
+        assert moving.state == State.DRIVING
+        assert board.state().duty_left > 0
+    finally:
+        again.close()

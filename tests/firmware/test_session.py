@@ -15,6 +15,7 @@ from zima.protocol import (
     PROTOCOL_VERSION,
     SCHEMA_HASH,
     Ack,
+    ArmState,
     Board,
     Drive,
     Frame,
@@ -144,6 +145,24 @@ def test_bad_bytes_never_move_a_motor_and_are_counted_exactly(
     results = {Result(f.message.result) for f in mcu.frames if isinstance(f.message, Ack)}
     assert {Result.UNKNOWN_MSG, Result.BAD_LENGTH} <= results
     assert after.state == State.IDLE  # the session survived
+
+
+def test_mcu_to_host_messages_sent_to_the_mcu_are_rejected(board: EmulatedBoard, mcu: Mcu) -> None:
+    """What a confused host or an echoing line sends: counted in rx_rejected, not
+    answered (an echo would loop), and nothing else changes."""
+    before = mcu.telemetry()
+    index = len(mcu.frames)
+    echoed = [before, Ack(Heartbeat.MSG_ID, 0, int(Result.OK)), ArmState(900, 900, 0, 0, 0, 0)]
+    for message in echoed:
+        mcu.send(message)
+    mcu.send(Heartbeat(0xFFFF))  # a marker: all of it is through
+    after = mcu.until(lambda t: t.rx_frames - before.rx_frames == 1, within_ms=500)
+    after = mcu.telemetry()  # one more period for anything it might answer
+    assert after.rx_rejected - before.rx_rejected == len(echoed)
+    assert after.rx_frames - before.rx_frames == 1
+    assert after.rx_dropped == before.rx_dropped
+    assert after.state == State.IDLE
+    assert [f for f in mcu.frames[index:] if isinstance(f.message, Ack)] == []
 
 
 def test_closing_and_reopening_the_port_resumes(board: EmulatedBoard, mcu: Mcu) -> None:

@@ -247,12 +247,136 @@ TEST(Servo, ArmMessageOutOfRangeRefusesEverythingAndEstopHolds) {
   EXPECT_EQ(h.single_ack_result(), result_code(Result::kOk));
   h.ctl.servo_tick(h.now_us);
   h.now_us += 1000000;  // 1 s at 10 deg/s (gaps are capped at 100 ms per tick)
+  Heartbeat hb;
+  hb.host_time_ms = 0;
+  h.send(hb);  // the session stays open: its loss would hold the arm
   for (int i = 0; i < 10; ++i) h.ctl.servo_tick(h.now_us += 100000);
   EXPECT_EQ(h.ctl.servo_position_ddeg(0), 800);
   h.send(Estop());
   h.take_frames();
   for (int i = 0; i < 10; ++i) h.ctl.servo_tick(h.now_us += 100000);
   EXPECT_EQ(h.ctl.servo_position_ddeg(0), 800) << "e-stop holds the servos";
+}
+
+namespace {
+
+// ARM: joint 0 toward `target` at `speed` (0.1 deg/s), the others left alone.
+Arm arm_joint0(uint16_t target, uint16_t speed) {
+  Arm arm = zima_test::arm_keep_all();
+  arm.target_ddeg[0] = target;
+  arm.speed_ddeg_s[0] = speed;
+  return arm;
+}
+
+// Runs the 50 Hz servo tick for `ms` of simulated time.
+void servo_ms(Harness& h, uint32_t ms) {
+  for (uint32_t t = 0; t < ms; t += 20) h.ctl.servo_tick(h.now_us += 20000);
+}
+
+// The last ARM_STATE among `frames`; fails when there is none.
+ArmState last_arm_state(const std::vector<zima_test::Frame>& frames) {
+  ArmState state = ArmState();
+  bool found = false;
+  for (const zima_test::Frame& f : frames) {
+    if (f.msg_id == msg_id::kArmState) {
+      state = f.as<ArmState>();
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found) << "no ARM_STATE";
+  return state;
+}
+
+}  // namespace
+
+TEST(Servo, SessionTimeoutHoldsTheArmWhereItIs) {
+  Harness h;
+  h.handshake();
+  h.ctl.servo_tick(h.now_us);
+  h.send(arm_joint0(1800, 100));  // 10 deg/s: 9 s to get there
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  servo_ms(h, 1980);  // silence from here on
+  EXPECT_TRUE(h.ctl.session_open());
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1098);
+  servo_ms(h, 20);  // 2000 ms without a frame: the session closes at this tick
+  EXPECT_FALSE(h.ctl.session_open());
+  const uint16_t held = h.ctl.servo_position_ddeg(0);
+  EXPECT_GE(held, 1098);
+  EXPECT_LE(held, 1100);
+  EXPECT_EQ(h.ctl.servo_target_ddeg(0), held) << "the target became the present position";
+  servo_ms(h, 3000);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), held) << "no slewing on without a session";
+  EXPECT_EQ(h.ctl.servo_position_ddeg(1), kServoHomeDdeg);
+
+  // A new session finds the arm where it stopped and reports it.
+  h.take_frames();
+  h.handshake();
+  servo_ms(h, 1000);
+  h.ctl.poll_tx(h.now_us);
+  h.ctl.poll_tx(h.now_us += 100000);
+  EXPECT_EQ(last_arm_state(h.take_frames()).pos_ddeg[0], held);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), held);
+}
+
+TEST(Servo, HelloOnAnOpenSessionHoldsTheArm) {
+  Harness h;
+  h.handshake();
+  h.ctl.servo_tick(h.now_us);
+  h.send(arm_joint0(0, 450));
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  servo_ms(h, 1000);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 450);
+  h.handshake();  // a reconnecting host: it does not know the old target
+  EXPECT_EQ(h.ctl.servo_target_ddeg(0), 450);
+  servo_ms(h, 1000);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 450);
+}
+
+TEST(Servo, EstopHoldsAndClearDoesNotResumeTheOldTarget) {
+  Harness h;
+  h.handshake();
+  h.ctl.servo_tick(h.now_us);
+  h.send(arm_joint0(1800, 900));
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  servo_ms(h, 500);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1350);
+  h.send(Estop());
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  EXPECT_EQ(h.ctl.servo_target_ddeg(0), 1350);
+  servo_ms(h, 500);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1350);
+  h.send(arm_joint0(0, 0));
+  EXPECT_EQ(h.single_ack_result(), result_code(Result::kEstopped));
+  h.send(zima_test::clear_msg(fault::kEstop));
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  servo_ms(h, 1000);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1350) << "moves again only with a new ARM";
+  h.send(arm_joint0(1400, 500));
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  servo_ms(h, 200);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1400);
+}
+
+TEST(Servo, BatteryCriticalHoldsTheArm) {
+  Harness h;
+  h.handshake();
+  for (uint8_t id : {param::kBattFilterMs, param::kBattCritDebounceMs}) {
+    h.send(zima_test::param_set(id, 0.0f));
+  }
+  h.ctl.battery_sample(h.now_us, adc_for_mv(12000));
+  h.ctl.servo_tick(h.now_us);
+  h.take_frames();
+  h.send(arm_joint0(1800, 900));
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  servo_ms(h, 200);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1080);
+  h.ctl.battery_sample(h.now_us, adc_for_mv(9500));
+  ASSERT_NE(h.ctl.faults() & fault::kBattCritical, 0);
+  servo_ms(h, 500);
+  EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1080);
+  h.take_frames();
+  h.send(arm_joint0(1800, 900));
+  EXPECT_EQ(h.single_ack_result(), result_code(Result::kBatteryCritical));
 }
 
 TEST(Battery, AdcCountsToPackMillivolts) {

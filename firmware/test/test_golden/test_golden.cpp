@@ -220,9 +220,17 @@ TEST_F(GoldenVectors, EveryStreamGivesTheListedOutcomes) {
     EXPECT_EQ(outcomes(wire), want);
 
     // The Controller counts the same outcomes, whether the bytes come in one
-    // piece or one by one.
+    // piece or one by one; a frame of an MCU -> host message is a reject there.
+    size_t decoded = 0;
+    for (const std::string& o : want) decoded += o[0] != '!';
     size_t frames = 0;
-    for (const std::string& o : want) frames += o[0] != '!';
+    FrameDecoder decoder;
+    for (uint8_t b : wire) {
+      if (decoder.push(b) == FrameDecoder::Event::kFrame && !is_mcu_to_host(decoder.frame().msg_id)) {
+        ++frames;
+      }
+    }
+    EXPECT_LE(frames, decoded);
     for (int bytewise = 0; bytewise < 2; ++bytewise) {
       zima_test::RecordingSink sink;
       Controller ctl(sink, zima_test::test_build_info());

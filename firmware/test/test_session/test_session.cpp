@@ -164,9 +164,30 @@ TEST(Counters, UnknownIdAndBadLengthAreRejectedAndAnswered) {
   EXPECT_EQ(h.ctl.counters().rx_frames, 1);  // the HELLO
   EXPECT_EQ(h.ctl.counters().rx_dropped, 8) << "seq 1..8 lost before seq 9";
 
-  // An MCU -> host message sent to the MCU reaches the message layer but is unknown there.
+}
+
+TEST(Counters, McuToHostIdsSentToTheMcuAreRejectedUnansweredAndKeepNoSession) {
+  Harness h;
+  h.handshake();
+  const uint16_t frames_before = h.ctl.counters().rx_frames;
   h.send(Ack{0, 0, 0});
-  EXPECT_EQ(h.single_ack_result(), result_code(Result::kUnknownMsg));
+  Telemetry echo = h.ctl.telemetry();  // what a looped-back line would carry
+  h.send(echo);
+  ArmState arm_state;
+  for (uint8_t j = 0; j < kJointCount; ++j) arm_state.pos_ddeg[j] = 0;
+  h.send(arm_state);
+  EXPECT_TRUE(h.take_frames().empty()) << "not answered: an echo must not loop";
+  EXPECT_EQ(h.ctl.counters().rx_rejected, 3);
+  EXPECT_EQ(h.ctl.counters().rx_frames, frames_before);
+  EXPECT_EQ(h.ctl.counters().rx_dropped, 0) << "their sequence numbers are checked";
+  EXPECT_EQ(h.ctl.telemetry().rx_rejected, 3);
+
+  // They do not keep the session open: only the host's own messages do.
+  for (int i = 0; i < 10; ++i) {
+    h.advance_ms(250);
+    h.send(echo);
+  }
+  EXPECT_FALSE(h.ctl.session_open());
 }
 
 TEST(Counters, GarbageBetweenFramesNeverMovesAMotor) {

@@ -25,9 +25,17 @@ void Controller::on_rx_bytes(const uint8_t* data, size_t len, uint32_t now_us) {
   for (size_t i = 0; i < len; ++i) {
     const FrameDecoder::Event event = decoder_.push(data[i]);
     if (event == FrameDecoder::Event::kFrame) {
+      const FrameView& frame = decoder_.frame();
+      count_seq(frame.seq);
+      if (is_mcu_to_host(frame.msg_id)) {
+        // A message only the MCU sends (a confused host, or a line that echoes): a
+        // reject. Not answered (an echoing line would loop the answers back) and it
+        // changes nothing, not even the session's silence timer.
+        ++counters_.rx_rejected;
+        continue;
+      }
       ++counters_.rx_frames;
-      count_seq(decoder_.frame().seq);
-      on_frame(decoder_.frame(), now_us);
+      on_frame(frame, now_us);
     } else if (event == FrameDecoder::Event::kReject) {
       ++counters_.rx_rejected;
       const Reject reason = decoder_.reject();
@@ -56,7 +64,7 @@ void Controller::on_frame(const FrameView& frame, uint32_t now_us) {
     case msg_id::kParamGet: on_param_get(frame); break;
     case msg_id::kEstop: on_estop(frame, now_us); break;
     case msg_id::kClear: on_clear(frame); break;
-    default: ack(frame, Result::kUnknownMsg); break;  // an MCU -> host id
+    default: ack(frame, Result::kUnknownMsg); break;  // not reached: the decoder knows the ids
   }
 }
 
@@ -82,8 +90,11 @@ void Controller::on_hello(const FrameView& frame, uint32_t now_us) {
     log(now_us, LogLevel::kError, "HELLO: protocol version or schema hash mismatch");
     return;
   }
-  // A (re)started session begins at rest: motion needs a DRIVE of this session.
+  // A (re)started session begins at rest: motion needs a DRIVE or an ARM of this
+  // session. A reconnecting host does not know the old targets, so they go: the tracks
+  // stop and the arm holds where it is.
   drive_.stop();
+  servos_.hold();
   session_open_ = true;
   ack(frame, Result::kOk);
 }

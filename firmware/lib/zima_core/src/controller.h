@@ -8,6 +8,10 @@
 //   servo_tick(now_us) then servo_position_ddeg(j)    at 50 Hz or faster
 //   poll_tx(now_us)                                   every loop: TELEMETRY, ARM_STATE
 //
+// Loss-of-host rules: the command watchdog stops the tracks when DRIVE stops coming;
+// losing the session (2000 ms silence, HELLO mismatch), a new HELLO, ESTOP and
+// BATT_CRITICAL stop the tracks and hold the arm where it is.
+//
 // The Controller owns the session (handshake, 2000 ms silence timeout), the
 // parameter table, the fault latches (ESTOP, BATT_CRITICAL, reset causes), the
 // counters, and the LOG rate limit; outgoing frames go to a ByteSink and are

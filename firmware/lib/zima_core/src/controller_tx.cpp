@@ -36,6 +36,7 @@ void Controller::advance_clock(uint32_t now_us) {
 void Controller::close_session(uint32_t now_us, const char* why) {
   session_open_ = false;
   drive_.stop();
+  servos_.hold();  // a lost host's last ARM target is not carried on without it
   log(now_us, LogLevel::kWarning, why);
 }
 
@@ -58,6 +59,7 @@ void Controller::battery_sample(uint32_t now_us, uint16_t adc_counts) {
   battery_.sample(now_us, adc_counts, params_);
   if (battery_.critical()) {
     drive_.stop();  // at once, not at the next control tick
+    servos_.hold();  // and the arm stops slewing; ARM is refused until CLEAR
     if (!was_critical) log(now_us, LogLevel::kError, "battery critical: motors disabled");
   }
   if (battery_.low() && !was_low) {

@@ -43,6 +43,9 @@ const uint8_t kLog = 0x85;
 const uint8_t kArmState = 0x86;
 }  // namespace msg_id
 
+/// Whether an id is in the MCU -> host range (0x80..0xFF).
+inline bool is_mcu_to_host(uint8_t id) { return (id & 0x80u) != 0; }
+
 /// Payload length limits of a message id. Returns false for an unknown id.
 bool message_size_range(uint8_t id, uint8_t* min_len, uint8_t* max_len);
 

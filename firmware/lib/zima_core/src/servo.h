@@ -14,7 +14,8 @@ namespace zima {
 const uint16_t kServoMaxDdeg = 1800;
 const uint16_t kServoKeep = 0xFFFFu;
 const uint16_t kServoMaxSpeedDdegS = 3600;
-/// Where the joints are assumed to be at reset (mid travel).
+/// Where the joints are commanded at reset (mid travel: 90.0 degrees, a 1500 us pulse
+/// from firmware/src, put out from power-on without a slew limit).
 const uint16_t kServoHomeDdeg = 900;
 
 class ServoBank {
@@ -31,7 +32,8 @@ class ServoBank {
   /// limited to, `max_speed_ddeg_s`; targets of kServoKeep leave the joint alone.
   void command(const Arm& arm, uint16_t max_speed_ddeg_s);
 
-  /// Stops every joint where it is (e-stop).
+  /// Stops every joint where it is: the target becomes the present position
+  /// (e-stop, battery critical, session lost or restarted).
   void hold();
 
   /// Moves the joints; the first call only starts the clock.
