@@ -6,7 +6,8 @@
 
 ``run`` stops cleanly on SIGTERM (systemd) and SIGINT (Ctrl-C): tracks to zero, the
 episode being recorded closed as aborted, "offline" on MQTT. Exit status 0 after a clean
-stop, 1 when start-up failed (the message names the part), 78 (EX_CONFIG) for a bad config:
+stop, 1 when start-up failed or a part the robot cannot run without failed for good (the
+message names the part; systemd restarts the service), 78 (EX_CONFIG) for a bad config:
 the unit's RestartPreventExitStatus, so systemd does not retry a config that cannot work.
 """
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     from zima import __version__
-    from zima.onboard.runtime import Runtime, RuntimeStartError
+    from zima.onboard.runtime import PartFailedError, Runtime, RuntimeStartError
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -71,5 +72,8 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(main())
     except RuntimeStartError as exc:
         print(f"zima onboard: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except PartFailedError as exc:
+        print(f"zima onboard: stopped: a part failed for good: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -50,7 +50,18 @@ from zima.onboard.link_config import (
 )
 from zima.onboard.link_session import LinkSession
 from zima.onboard.mcu_state import LinkStatus, McuState
-from zima.protocol import Arm, Clear, Drive, Estop, Fault, Info, ParamGet, ParamId, ParamSet
+from zima.protocol import (
+    Arm,
+    Clear,
+    Drive,
+    Estop,
+    Fault,
+    Info,
+    ParamGet,
+    ParamId,
+    ParamSet,
+    State,
+)
 
 __all__ = ["McuLink"]
 
@@ -97,7 +108,8 @@ class McuLink(LinkSession):
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._supervisor  # raises what a failed supervisor raised
         finally:
-            if self.connected:
+            state = self._state.value
+            if self.connected and (state is None or state.state != State.ESTOP):
                 with contextlib.suppress(LinkError):
                     self._send(Drive(0, 0))  # leave the tracks stopped, not to the watchdog
             self._close_port(LinkDownError("the link is closed"))

@@ -15,6 +15,7 @@ What runs, and who may touch the motors:
   So there is exactly one owner of the tracks at any time, chosen by ``Safety``, and every
   path to them (teleop, policy) has the timeout ``Safety`` enforces; beneath it, the MCU's
   own 250 ms command watchdog stops the tracks if this loop stalls or the link drops.
+  (The one other DRIVE is a stop: zeros sent when a part fails, and at shutdown.)
 - **Inference** runs on the policy runner's worker thread; the loop never waits for it.
 - **Operator commands** (MQTT ``cmd/*``, the web console) go through :meth:`Runtime.handle`,
   which asks ``Safety``; none of them writes to the MCU except e-stop, which also latches
@@ -23,6 +24,17 @@ What runs, and who may touch the motors:
 - **Telemetry** (MQTT, optional: a dead broker never disturbs the loop), the **recorder**
   (HDF5 episodes on a worker thread; a full disk stops recording, not driving) and the
   **systemd watchdog** (pinged only while the control loop is ticking) hang off the loop.
+
+Failure rule: every long-running part (the control loop, the systemd watchdog, the MQTT
+command loop) runs under ``_supervise``: a failure is logged with its traceback, counted in
+``telemetry/faults`` (``parts``), stops autonomy (idle) and restarts the part; a part that
+keeps failing is given up: the control loop ends the runtime (``PartFailedError``, exit 1,
+systemd restarts it), any other refuses the policy's modes and says why. ``handle`` never
+raises. MQTT's own connection never dies either (:mod:`zima.onboard.telemetry`).
+
+Every record published says how old its data is: the MCU's records carry ``age_s`` (since
+its TELEMETRY arrived) and ``stale`` (the link is down or the MCU silent past the link's
+timeout): the last values of a lost link are marked stale, never restamped.
 
 Start-up fails fast (a ``RuntimeStartError`` naming the part) when the MCU's port or
 firmware is wrong or a camera cannot be opened; a missing or refused policy model is not
@@ -38,7 +50,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +63,12 @@ from zima.onboard.config import RuntimeConfig
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkDownError, LinkError, RefusedError
+from zima.onboard.mcu_state import McuState
 from zima.onboard.mqtt_config import (
     Command,
     EstopCommand,
+    HeartbeatCommand,
+    Mode,
     ModeCommand,
     RecordCommand,
     ReloadCommand,
@@ -77,8 +92,32 @@ POLICY_MODES = (DriveMode.AUTONOMOUS, DriveMode.SUPERVISED)
 ALIVE_WITHIN_S = 1.0
 
 
+# A part that fails more than this many times within PART_WINDOW_S is given up (see
+# Runtime._supervise); between failures it restarts after PART_BACKOFF_S, doubling.
+PART_RESTARTS = 3
+PART_WINDOW_S = 60.0
+PART_BACKOFF_S = 0.2
+
+
 class RuntimeStartError(Exception):
     """A part the robot cannot run without failed to start (the message names it)."""
+
+
+class PartFailedError(Exception):
+    """A part the robot cannot run without failed for good (the runtime stops; systemd
+    restarts the service, the MCU's watchdog has stopped the tracks)."""
+
+
+@dataclass(slots=True)
+class PartHealth:
+    """One supervised part of the runtime, as ``telemetry/faults`` reports it."""
+
+    state: str = "running"  # running, restarting, failed (given up)
+    failures: int = 0
+    last_error: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {"state": self.state, "failures": self.failures, "last_error": self.last_error}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +158,17 @@ class _LoopTimer:
             period_p99_ms=float(np.percentile(periods, 99)) * 1e3,
             jitter_p99_ms=float(np.percentile(jitter, 99)) * 1e3,
             overruns=self.overruns, ticks=self.ticks)
+
+
+def _battery_advice(battery_mv: int, latched: bool, clear_mv: int) -> str | None:
+    """What the operator should do about the battery, or None when nothing."""
+    if not latched:
+        return None
+    if clear_mv and battery_mv > clear_mv:
+        return ("the pack is back above the clear threshold: ask for idle (console, "
+                "MQTT cmd/mode {\"mode\": \"idle\"}) to clear the MCU's critical latch")
+    return (f"charge or replace the pack; above {clear_mv} mV ask for idle to clear the "
+            "MCU's critical latch" if clear_mv else "charge or replace the pack")
 
 
 def _battery_level(faults: Fault) -> BatteryLevel:
@@ -166,9 +216,13 @@ class Runtime:
         self._last_decision: Decision | None = None
         self._last_step: Step | None = None
         self._drive_refusal: str | None = None
-        self._battery_limits = (0, 0)
+        self._battery_limits = (0, 0, 0)  # low, critical, clear (mV); 0: unknown
         self._started = asyncio.Event()
         self._reloading = asyncio.Lock()
+        self._parts: dict[str, PartHealth] = {}
+        self._part_reason: str | None = None  # the last part failure (mode record)
+        self._refusal_log: tuple[str, float, int] | None = None  # message, logged at, repeats
+        self._mcu_estop_seen = False  # the MCU's ESTOP state at the last update
 
     # ---- lifetime -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -181,19 +235,102 @@ class Runtime:
             self._started.set()
             log.info("runtime up: mode %s, policy %s", self.safety.mode.value,
                      self._runner.model_sha256[:12] if self._runner else self._policy_error)
-            async with asyncio.TaskGroup() as tasks:
-                workers = [tasks.create_task(self._control_loop(), name="control-loop"),
-                           tasks.create_task(watchdog_loop(self._notifier, self.alive),
-                                             name="systemd-watchdog")]
-                if self._telemetry is not None:
-                    workers.append(tasks.create_task(
-                        self._command_loop(self._telemetry), name="mqtt-commands"))
-                await stop.wait()
-                log.info("stopping")
-                self._notifier.stopping()
-                for worker in workers:
-                    worker.cancel()
+            telemetry = self._telemetry
+            try:
+                await self._run_parts(stop, telemetry)
+            except ExceptionGroup as group:  # the TaskGroup's: a part given up, or a bug
+                failed = group.subgroup(PartFailedError)
+                if failed is not None:
+                    raise failed.exceptions[0] from group
+                raise
             # Leaving the stack closes an episode still recording as aborted (the recorder).
+
+    async def _run_parts(self, stop: asyncio.Event, telemetry: Telemetry | None) -> None:
+        """The supervised parts (see ``_supervise``), until ``stop`` is set."""
+        async with asyncio.TaskGroup() as tasks:
+            workers = [
+                tasks.create_task(self._supervise("control-loop", self._control_loop,
+                                                  critical=True), name="control-loop"),
+                tasks.create_task(self._supervise(
+                    "systemd-watchdog", lambda: watchdog_loop(self._notifier, self.alive),
+                    may_finish=True),
+                    name="systemd-watchdog")]
+            if telemetry is not None:
+                workers.append(tasks.create_task(self._supervise(
+                    "mqtt-commands", lambda: self._command_loop(telemetry)),
+                    name="mqtt-commands"))
+            await stop.wait()
+            log.info("stopping")
+            self._notifier.stopping()
+            for worker in workers:
+                worker.cancel()
+
+    async def _supervise(self, name: str, body: Callable[[], Awaitable[None]], *,
+                         critical: bool = False, may_finish: bool = False) -> None:
+        """Run the part ``body`` until cancelled; no failure of it passes silently.
+
+        A part's loop never returns (unless ``may_finish``: the systemd watchdog's has
+        nothing to do when no watchdog is asked for). When it raises (or returns), the
+        failure is logged
+        with its traceback, counted in ``telemetry/faults`` ``parts``, autonomy stops
+        (the policy's modes drop to idle: the stack is unsure), and the part restarts
+        after a short backoff. Past ``PART_RESTARTS`` failures within ``PART_WINDOW_S``
+        it is given up: a ``critical`` part (the control loop) ends the runtime with
+        ``PartFailedError`` (systemd restarts the service; the MCU's watchdog has stopped
+        the tracks); any other stays down and the policy's modes are refused, saying why.
+        """
+        health = self._parts.setdefault(name, PartHealth())
+        recent: deque[float] = deque()
+        while True:
+            try:
+                await body()
+                if may_finish:
+                    return
+                raise RuntimeError("its loop returned")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                now_s = self._clock()
+                health.failures += 1
+                health.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.exception("runtime part %s failed (failure %d)", name, health.failures)
+                recent.append(now_s)
+                while recent and recent[0] < now_s - PART_WINDOW_S:
+                    recent.popleft()
+                given_up = len(recent) > PART_RESTARTS
+                health.state = "failed" if given_up else "restarting"
+                self._part_failed(name, health, now_s)
+                if given_up:
+                    log.critical("runtime part %s failed %d times in %.0f s: given up",
+                                 name, len(recent), PART_WINDOW_S)
+                    if critical:
+                        raise PartFailedError(f"{name}: {health.last_error}") from exc
+                    return
+            await asyncio.sleep(PART_BACKOFF_S * 2 ** (len(recent) - 1))
+            health.state = "running"
+            log.info("runtime part %s restarted", name)
+
+    def _part_failed(self, name: str, health: PartHealth, now_s: float) -> None:
+        """Stop autonomy and say so at once (mode and faults records)."""
+        with contextlib.suppress(Exception):  # the stop must not fail with the part
+            self._link_drive_zero()
+        if self.safety.mode in POLICY_MODES:
+            with contextlib.suppress(SafetyError):
+                self.safety.request_mode(DriveMode.IDLE, source=f"runtime:{name}", now_s=now_s)
+        self._part_reason = f"runtime part {name} {health.state}: {health.last_error}"
+        with contextlib.suppress(Exception):
+            self._publish_transitions()
+            if self._telemetry is not None:
+                self._telemetry.post("faults", self._faults_values() or {})
+
+    def _link_drive_zero(self) -> None:
+        link = self._link
+        if link is not None and link.connected:
+            link.drive(0, 0)
+
+    def _failed_parts(self) -> list[str]:
+        return [f"runtime part {name} failed: {h.last_error}"
+                for name, h in self._parts.items() if h.state == "failed"]
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         """Enter every part into ``stack``, in the order they depend on each other."""
@@ -245,6 +382,9 @@ class Runtime:
 
     async def _stop_tracks(self) -> None:
         link = self._link
+        state = link.state if link is not None else None
+        if state is not None and state.state == State.ESTOP:
+            return  # latched: the MCU refuses DRIVE, its tracks are stopped
         if link is not None and link.connected:
             with contextlib.suppress(LinkError):
                 link.drive(0, 0)
@@ -254,10 +394,13 @@ class Runtime:
         try:
             low = await self._link.get_param(ParamId.batt_low_mv)
             critical = await self._link.get_param(ParamId.batt_crit_mv)
+            hysteresis = await self._link.get_param(ParamId.batt_hyst_mv)
         except LinkError as exc:
             log.warning("cannot read the MCU's battery limits: %s", exc)
             return
-        self._battery_limits = (round(low), round(critical))
+        # The MCU clears a latched BATT_CRITICAL only above critical + hysteresis
+        # (firmware/PROTOCOL.md, CLEAR).
+        self._battery_limits = (round(low), round(critical), round(critical + hysteresis))
 
     # ---- the policy ---------------------------------------------------------------------
     async def _start_policy(self, path: Path) -> PolicyRunner | None:
@@ -343,7 +486,7 @@ class Runtime:
             decision = self.safety.decide(now_s=now_s)
             self._last_decision = decision
             if link.connected:
-                self._drive(link, decision)
+                self._drive(link, decision, now_s)
             self._publish_transitions()
             if policy_due:
                 self._record_step(now_s, decision)
@@ -363,6 +506,16 @@ class Runtime:
             return
         step = runner.tick(now_s)
         self._last_step = step
+        faulty = runner.status.faulty
+        if faulty is not None:
+            # Bad outputs in a row: the model is not trusted to drive again until a
+            # reload replaces it. Idle, not just a STOP: nobody should find the robot
+            # waiting to drive off on its own.
+            log.error("policy model faulty (%s): mode idle until a good model is reloaded",
+                      faulty)
+            self.safety.request_mode(DriveMode.IDLE, source="policy", now_s=now_s)
+            self._last_step = None
+            return
         # A continuous policy's step carries its own (clipped) track command; a discrete
         # one's is the action's. Either way Safety decides what reaches the motors.
         command = (step.tracks if step.tracks is not None
@@ -377,28 +530,60 @@ class Runtime:
         connected = link.connected and state is not None
         faults = state.faults if state is not None else Fault(0)
         stale = self.fusion.stale_reasons(now_s)
-        if self._runner is None:
+        failed = self._failed_parts()
+        runner = self._runner
+        if failed:
+            ready, reason = False, "; ".join(failed)
+        elif runner is None:
             ready, reason = False, f"no policy: {self._policy_error}"
+        elif runner.status.faulty is not None:
+            ready, reason = False, f"model faulty: {runner.status.faulty}"
         elif stale:
             ready, reason = False, "stale camera input: " + "; ".join(stale)
         else:
             ready, reason = True, None
+        mcu_estop = state is not None and state.state == State.ESTOP
+        if mcu_estop and not self._mcu_estop_seen and self.safety.mode != DriveMode.ESTOP:
+            # The MCU's latch was set without us (before we started, or by another host):
+            # say estop, not idle, and let the operator release it the usual way. On the
+            # latch's edge only: after a release the MCU's next TELEMETRY may still say
+            # ESTOP.
+            log.warning("the MCU's e-stop is latched: mode estop until it is released "
+                        "(MQTT cmd/estop {\"engaged\": false}, zima estop --release, the console)")
+            self.safety.engage_estop(source="mcu", now_s=now_s)
+        self._mcu_estop_seen = mcu_estop
         self.safety.update(
             now_s=now_s, link_up=connected, battery=_battery_level(faults),
             estop_latched_on_mcu=state is not None and state.state == State.ESTOP,
-            policy_ready=ready, policy_reason=reason)
+            policy_ready=ready, policy_reason=reason,
+            battery_mv=state.telemetry.battery_mv if state is not None else None,
+            battery_clear_mv=self._battery_limits[2] or None)
 
-    def _drive(self, link: McuLink, decision: Decision) -> None:
+    def _drive(self, link: McuLink, decision: Decision, now_s: float) -> None:
+        state = link.state
+        if state is not None and state.state == State.ESTOP:
+            return  # the MCU refuses DRIVE while its e-stop is latched; its tracks are stopped
         try:
             link.drive(decision.left_mm_s, decision.right_mm_s)
         except RefusedError as exc:
-            if str(exc) != self._drive_refusal:
-                log.warning("%s", exc)
             self._drive_refusal = str(exc)
+            self._log_refusal(str(exc), now_s)
         except LinkDownError:
             pass  # the link dropped between the check and the send; the MCU stops itself
         else:
             self._drive_refusal = None
+
+    def _log_refusal(self, message: str, now_s: float) -> None:
+        """Log a refused DRIVE once, then at most every 30 s with the count of repeats (a
+        refusal that persists comes back every tick, 50 times a second)."""
+        last = self._refusal_log
+        if last is not None and last[0] == message and now_s - last[1] < 30.0:
+            self._refusal_log = (message, last[1], last[2] + 1)
+            return
+        repeats = f" (and {last[2]} times since the last report)" if (
+            last is not None and last[0] == message and last[2]) else ""
+        log.warning("%s%s", message, repeats)
+        self._refusal_log = (message, now_s, 0)
 
     def _publish_transitions(self) -> None:
         for transition in self.safety.take_transitions():
@@ -452,17 +637,40 @@ class Runtime:
         half = angular_rad_per_s * self.config.track_gauge_m / 2
         return (round((linear_m_per_s - half) * 1000), round((linear_m_per_s + half) * 1000))
 
+    def operator_seen(self, source: str) -> None:
+        """An operator was heard (a heartbeat or any command): autonomy may go on
+        (``[safety] operator_timeout_s``)."""
+        self.safety.operator_seen(source=source, now_s=self._clock())
+
     async def handle(self, command: Command, source: str) -> str | None:
-        """Carry out an operator command; ``None`` when done, else why it was refused."""
+        """Carry out an operator command; ``None`` when done, else why it was refused.
+
+        Never raises: a failure inside a command is logged with its traceback and
+        returned as the refusal, so no command can take down the part that asked.
+        """
+        try:
+            return await self._handle(command, source)
+        except Exception as exc:
+            log.exception("command %s from %s failed", type(command).__name__, source)
+            return f"internal error: {type(exc).__name__}: {exc}"[:300]
+
+    async def _handle(self, command: Command, source: str) -> str | None:
         now_s = self._clock()
+        self.safety.operator_seen(source=source, now_s=now_s)
         if self._link is not None:
             self._update_safety(now_s)  # judge the command on the newest MCU state
         try:
             match command:
+                case HeartbeatCommand():
+                    pass  # operator_seen above is all it does
                 case EstopCommand(engaged=True):
                     await self.engage_estop(source)
                 case EstopCommand(engaged=False):
                     await self.release_estop(source)
+                case ModeCommand(mode=Mode.IDLE):
+                    await self._clear_battery_latch()
+                    self._update_safety(now_s)
+                    self.safety.request_mode(DriveMode.IDLE, source=source, now_s=now_s)
                 case ModeCommand(mode=mode):
                     self.safety.request_mode(DriveMode(mode.value), source=source, now_s=now_s)
                 case TeleopCommand(linear_m_per_s=v, angular_rad_per_s=w):
@@ -473,17 +681,46 @@ class Runtime:
                     await self.reload_policy()
                 case ReloadCommand(target=target):
                     return f"reloading the {target} needs a restart of the service"
-                case RecordCommand(action="start"):
-                    self._require_recorder().start(source=self.safety.mode.value, now_s=now_s)
-                case RecordCommand(action="stop", outcome=outcome):
-                    await self._require_recorder().stop(outcome=outcome or "aborted")
-                case RecordCommand(action="discard"):
-                    await self._require_recorder().discard()
+                case RecordCommand():
+                    await self._record_command(command, now_s)
                 case _:
                     return f"unknown command {command!r}"
         except (SafetyError, ModelError, RecorderError, LinkError, ValueError) as exc:
             return str(exc)
         return None
+
+    async def _record_command(self, command: RecordCommand, now_s: float) -> None:
+        recorder = self._require_recorder()
+        if command.action == "start":
+            recorder.start(source=self.safety.mode.value, now_s=now_s)
+        elif command.action == "stop":
+            await recorder.stop(outcome=command.outcome or "aborted")
+        else:
+            await recorder.discard()
+
+    async def _clear_battery_latch(self) -> None:
+        """Clear the MCU's BATT_CRITICAL latch when the pack is back above its clear
+        threshold (an operator's request for idle is how a flat battery is acknowledged).
+        Below it the latch stays, and Safety's refusal says what to do."""
+        link = self._link
+        state = link.state if link is not None else None
+        if link is None or state is None or Fault.BATT_CRITICAL not in state.faults:
+            return
+        clear_mv = self._battery_limits[2]
+        if clear_mv and state.telemetry.battery_mv <= clear_mv:
+            raise SafetyError(f"battery critical, latched by the MCU: the pack is at "
+                              f"{state.telemetry.battery_mv} mV; charge it above {clear_mv} mV, "
+                              "then ask for idle again to clear the latch")
+        try:
+            await link.clear(Fault.BATT_CRITICAL)
+        except RefusedError as exc:
+            raise SafetyError(f"the MCU kept its battery-critical latch ({exc}): the pack is "
+                              f"not yet above {clear_mv} mV") from exc
+        log.info("battery critical latch cleared at %d mV", state.telemetry.battery_mv)
+        # Safety judges the battery from the MCU's faults: wait for a TELEMETRY without it.
+        with contextlib.suppress(TimeoutError, LinkError):
+            await link.wait_for(lambda st: Fault.BATT_CRITICAL not in st.faults,
+                                self.config.link.telemetry_timeout_s * 4)
 
     def _require_recorder(self) -> Recorder:
         if self._recorder is None:
@@ -525,21 +762,59 @@ class Runtime:
     def loop_stats(self) -> LoopStats:
         return self._timer.stats()
 
+    def telemetry_record(self, stream: str) -> Mapping[str, object] | None:
+        """The record the runtime publishes on ``telemetry/<stream>`` now (None: nothing
+        to send yet); what MQTT, the console and tests read."""
+        provider = self._all_providers().get(stream)
+        if provider is None:
+            raise KeyError(f"no telemetry stream {stream!r}")
+        return provider()
+
     def _mode_values(self) -> dict[str, object]:
         decision = self._last_decision
         return {"mode": self.safety.mode.value, "owner": self.safety.owner,
                 "reason": decision.reason if decision is not None else None}
 
-    def _providers(self) -> Mapping[str, Callable[[], Mapping[str, object] | None]]:
-        def battery() -> Mapping[str, object] | None:
-            state = self._link.state if self._link is not None else None
-            if state is None or state.telemetry.battery_mv == 0:
-                return None  # 0: the MCU has not filtered an ADC sample yet (just reset)
-            low, critical = self._battery_limits
-            return {"battery_mv": state.telemetry.battery_mv,
-                    "level": _battery_level(state.faults).value,
-                    "low_mv": low, "critical_mv": critical}
+    def _mcu_freshness(self, state: McuState) -> dict[str, object]:
+        """How old a TELEMETRY's data is: ``age_s`` since its bytes arrived, and ``stale``
+        when the link is down or the MCU has been silent past the link's timeout (the
+        values are then the last ones known, not the present)."""
+        link = self._link
+        age_s = max(self._clock() - state.received_s, 0.0)
+        stale = (link is None or not link.connected
+                 or age_s > self.config.link.telemetry_timeout_s)
+        return {"age_s": round(age_s, 3), "stale": stale}
 
+    def _battery_values(self) -> dict[str, object] | None:
+        state = self._link.state if self._link is not None else None
+        if state is None or state.telemetry.battery_mv == 0:
+            return None  # 0: the MCU has not filtered an ADC sample yet (just reset)
+        low, critical, clear = self._battery_limits
+        latched = Fault.BATT_CRITICAL in state.faults
+        return {"battery_mv": state.telemetry.battery_mv,
+                "level": _battery_level(state.faults).value,
+                "low_mv": low, "critical_mv": critical,
+                "latched": latched, "clear_mv": clear,
+                "advice": _battery_advice(state.telemetry.battery_mv, latched, clear),
+                **self._mcu_freshness(state)}
+
+    def _faults_values(self) -> dict[str, object] | None:
+        state = self._link.state if self._link is not None else None
+        parts = {name: h.as_json() for name, h in self._parts.items()}
+        if state is None:
+            return {"active": [], "mcu_state": None, "parts": parts, "age_s": None,
+                    "stale": True}
+        mcu_state = state.state
+        return {"active": [f.name for f in Fault if f in state.faults and f.name],
+                "mcu_state": mcu_state.name if isinstance(mcu_state, State) else mcu_state,
+                "parts": parts, **self._mcu_freshness(state)}
+
+    def _providers(self) -> Mapping[str, Callable[[], Mapping[str, object] | None]]:
+        """The streams configured in ``[mqtt.rates_hz]``."""
+        rates = self.config.mqtt.broker.rates_hz
+        return {name: p for name, p in self._all_providers().items() if name in rates}
+
+    def _all_providers(self) -> dict[str, Callable[[], Mapping[str, object] | None]]:
         def odometry() -> Mapping[str, object] | None:
             state = self._link.state if self._link is not None else None
             if state is None:
@@ -550,7 +825,8 @@ class Runtime:
                     "target_left_mm_s": t.target_left_mm_s,
                     "target_right_mm_s": t.target_right_mm_s,
                     "out_left_permille": t.out_left_permille,
-                    "out_right_permille": t.out_right_permille}
+                    "out_right_permille": t.out_right_permille,
+                    **self._mcu_freshness(state)}
 
         def link() -> Mapping[str, object] | None:
             if self._link is None:
@@ -563,15 +839,10 @@ class Runtime:
                     "rx_dropped": state.health.rx_dropped if state else 0,
                     "connects": status.connects,
                     "firmware": (f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}"
-                                 f"+{info.build_id:08x}") if info is not None else None}
-
-        def faults() -> Mapping[str, object] | None:
-            state = self._link.state if self._link is not None else None
-            if state is None:
-                return None
-            mcu_state = state.state
-            return {"active": [f.name for f in Fault if f in state.faults and f.name],
-                    "mcu_state": mcu_state.name if isinstance(mcu_state, State) else mcu_state}
+                                 f"+{info.build_id:08x}") if info is not None else None,
+                    "since_s": round(max(self._clock() - status.since_s, 0.0), 3),
+                    "age_s": (None if state is None
+                              else round(max(self._clock() - state.received_s, 0.0), 3))}
 
         def loop() -> Mapping[str, object]:
             s = self.loop_stats()
@@ -585,7 +856,9 @@ class Runtime:
                 return {"model_hash": None, "model_path": None, "latency_ms": None,
                         "latency_max_ms": None, "plans": 0, "reloads": 0,
                         "reload_error": self._policy_error,
-                        "reload_failures": self._policy_failures}
+                        "reload_failures": self._policy_failures,
+                        "bad_outputs": 0, "bad_in_row": 0, "last_bad_output": None,
+                        "faulty": None}
             st = runner.status
             ema = st.latency_ema_s
             return {"model_hash": st.model_sha256,
@@ -594,7 +867,9 @@ class Runtime:
                     "latency_max_ms": st.latency_max_s * 1e3 if math.isfinite(
                         st.latency_max_s) else None,
                     "plans": st.plans, "reloads": st.reloads, "reload_error": st.reload_error,
-                    "reload_failures": st.reload_failures}
+                    "reload_failures": st.reload_failures,
+                    "bad_outputs": st.bad_outputs, "bad_in_row": st.bad_in_row,
+                    "last_bad_output": st.last_bad_output, "faulty": st.faulty}
 
         def cameras() -> Mapping[str, object] | None:
             if self._rig is None:
@@ -603,11 +878,12 @@ class Runtime:
                            "failures": st.failures, "age_s": st.age_s, "error": st.error}
                     for name, st in self._rig.status(self._clock()).items()}
 
-        providers = {"battery": battery, "odometry": odometry, "mode": self._mode_values,
-                     "link": link, "faults": faults, "loop": loop, "policy": policy,
+        providers: dict[str, Callable[[], Mapping[str, object] | None]] = {
+                     "battery": self._battery_values, "odometry": odometry,
+                     "mode": self._mode_values, "link": link, "faults": self._faults_values,
+                     "loop": loop, "policy": policy,
                      "cameras": cameras}
-        rates = self.config.mqtt.broker.rates_hz
-        return {name: p for name, p in providers.items() if name in rates}
+        return providers
 
     def _metadata(self) -> dict[str, str]:
         return {"robot_id": self.config.robot_id, "software": self._software,
