@@ -12,15 +12,21 @@ publishing never raises into the caller at all, whatever the broker does)::
                                 of range; answered on ``.../cmd/result``, never raised
                                 into the caller
 
-``parse_command`` is a pure codec: topic name and payload bytes in, a frozen command out.
+``parse_command`` is a pure codec: topic name and payload bytes in, a frozen command out,
+or a ``CommandError`` saying why, whatever the bytes (at most ``MAX_COMMAND_BYTES`` of
+UTF-8 JSON nested at most ``MAX_COMMAND_DEPTH`` deep, checked before parsing:
+:mod:`zima.bounded`). A ``request_id`` is at most 64 printable characters; a longer or
+unprintable one refuses the command and is not echoed.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from zima.bounded import MAX_ID_CHARS, InputError, parse_json_bounded, printable_id
 
 __all__ = [
     "COMMAND_NAMES",
@@ -29,6 +35,7 @@ __all__ = [
     "Command",
     "CommandError",
     "EstopCommand",
+    "HeartbeatCommand",
     "Mode",
     "ModeCommand",
     "MqttConfig",
@@ -71,6 +78,9 @@ class MqttConfig:
     reconnect_min_s: float = 0.1  # first pause before reconnecting
     reconnect_max_s: float = 5.0  # backoff doubles up to this
     queue_len: int = 256  # messages held while the broker is away; the oldest go first
+    # A message not published within this long of being posted is dropped (after a broker
+    # outage the newest state goes first and what is too old to matter never goes).
+    max_backlog_age_s: float = 2.0
     command_queue_len: int = 32  # commands not yet taken by the caller; more are refused
     # Publishing rate of each stream; a stream missing here is not published.
     rates_hz: dict[str, float] = field(
@@ -95,6 +105,7 @@ class MqttConfig:
             "connect_timeout_s": self.connect_timeout_s,
             "reconnect_min_s": self.reconnect_min_s,
             "reconnect_max_s": self.reconnect_max_s,
+            "max_backlog_age_s": self.max_backlog_age_s,
             "max_linear_m_per_s": self.max_linear_m_per_s,
             "max_angular_rad_per_s": self.max_angular_rad_per_s,
             **{f"rates_hz[{k!r}]": v for k, v in self.rates_hz.items()},
@@ -141,6 +152,13 @@ class EstopCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class HeartbeatCommand:
+    """An operator is present (``{}``): autonomous driving goes on while these arrive."""
+
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReloadCommand:
     target: str  # "policy" or "config"
     request_id: str | None = None
@@ -153,9 +171,12 @@ class RecordCommand:
     request_id: str | None = None
 
 
-Command = ModeCommand | TeleopCommand | EstopCommand | ReloadCommand | RecordCommand
+Command = (ModeCommand | TeleopCommand | EstopCommand | ReloadCommand | RecordCommand
+           | HeartbeatCommand)
 
-COMMAND_NAMES = ("mode", "teleop", "estop", "reload", "record")
+COMMAND_NAMES = ("mode", "teleop", "estop", "reload", "record", "heartbeat")
+MAX_COMMAND_BYTES = 4096  # the longest valid command is under 200 bytes
+MAX_COMMAND_DEPTH = 2  # a command is one flat JSON object
 RELOAD_TARGETS = ("policy", "config")
 RECORD_ACTIONS = ("start", "stop", "discard")
 RECORD_OUTCOMES = ("success", "failure")
@@ -170,7 +191,7 @@ def _number(body: dict[str, object], key: str, limit: float) -> float:
     return float(value)
 
 
-def _record(body: dict[str, object], rid: str | None) -> RecordCommand:
+def _record(body: dict[str, object], rid: str | None, _config: MqttConfig) -> RecordCommand:
     action, outcome = body["action"], body.get("outcome")
     if action not in RECORD_ACTIONS:
         raise CommandError(f"action must be one of {list(RECORD_ACTIONS)}")
@@ -179,59 +200,85 @@ def _record(body: dict[str, object], rid: str | None) -> RecordCommand:
     return RecordCommand(str(action), None if outcome is None else str(outcome), rid)
 
 
+def _mode(body: dict[str, object], rid: str | None, _config: MqttConfig) -> ModeCommand:
+    modes = [m.value for m in Mode]
+    if body["mode"] not in modes:
+        raise CommandError(f"mode must be one of {modes}")
+    return ModeCommand(Mode(body["mode"]), rid)
+
+
+def _teleop(body: dict[str, object], rid: str | None, config: MqttConfig) -> TeleopCommand:
+    return TeleopCommand(_number(body, "linear_m_per_s", config.max_linear_m_per_s),
+                         _number(body, "angular_rad_per_s", config.max_angular_rad_per_s),
+                         rid)
+
+
+def _estop(body: dict[str, object], rid: str | None, _config: MqttConfig) -> EstopCommand:
+    if not isinstance(body["engaged"], bool):
+        raise CommandError("engaged must be true or false")
+    return EstopCommand(body["engaged"], rid)
+
+
+def _reload(body: dict[str, object], rid: str | None, _config: MqttConfig) -> ReloadCommand:
+    if body["target"] not in RELOAD_TARGETS:
+        raise CommandError(f"target must be one of {list(RELOAD_TARGETS)}")
+    return ReloadCommand(str(body["target"]), rid)
+
+
+def _heartbeat(_body: dict[str, object], rid: str | None,
+               _config: MqttConfig) -> HeartbeatCommand:
+    return HeartbeatCommand(rid)
+
+
+# Each command's builder: it checks the values of the keys parse_command let through.
+_BUILDERS: dict[str, Callable[[dict[str, object], str | None, MqttConfig], Command]] = {
+    "mode": _mode, "teleop": _teleop, "estop": _estop, "reload": _reload,
+    "record": _record, "heartbeat": _heartbeat}
+
+
+def _body(payload: bytes) -> object:
+    return parse_json_bounded(payload, max_bytes=MAX_COMMAND_BYTES,
+                              max_depth=MAX_COMMAND_DEPTH, what="command")
+
+
 def request_id_of(payload: bytes) -> str | None:
-    """The ``request_id`` of a payload, when there is one to echo (even in a bad command)."""
+    """The ``request_id`` of a payload, when there is one to echo (even in a bad command):
+    a string of at most 64 printable characters, else None (never raises)."""
     try:
-        body = json.loads(payload)
-    except ValueError:
+        body = _body(payload)
+    except InputError:
         return None
-    rid = body.get("request_id") if isinstance(body, dict) else None
-    return rid if isinstance(rid, str) else None
+    return printable_id(body.get("request_id")) if isinstance(body, dict) else None
 
 
 def parse_command(name: str, payload: bytes, config: MqttConfig) -> Command:
-    """The command ``name`` (``mode``, ``teleop``, ``estop``, ``reload``, ``record``) in
-    ``payload``.
+    """The command ``name`` (``mode``, ``teleop``, ``estop``, ``reload``, ``record``,
+    ``heartbeat``) in ``payload``.
 
-    Strict: a JSON object with exactly the documented keys. ``CommandError`` otherwise.
+    Strict: a JSON object with exactly the documented keys. ``CommandError`` otherwise,
+    for any bytes.
     """
     try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CommandError(f"not JSON: {exc}") from None
+        body = _body(payload)
+    except InputError as exc:
+        raise CommandError(str(exc)) from None
     if not isinstance(body, dict):
         raise CommandError("a command is a JSON object")
     rid = body.pop("request_id", None)
-    if rid is not None and not isinstance(rid, str):
-        raise CommandError("request_id must be a string")
+    if rid is not None and printable_id(rid) is None:
+        raise CommandError(f"request_id must be a string of 1..{MAX_ID_CHARS} printable "
+                           "characters")
     expected = {
         "mode": {"mode"},
         "teleop": {"linear_m_per_s", "angular_rad_per_s"},
         "estop": {"engaged"},
         "reload": {"target"},
         "record": {"action", "outcome"} if body.get("action") == "stop" else {"action"},
+        "heartbeat": set(),
     }.get(name)
     if expected is None:
-        raise CommandError(f"unknown command {name!r}")
+        raise CommandError(f"unknown command {name[:MAX_ID_CHARS]!r}")
     if set(body) != expected:
-        raise CommandError(f"{name} takes exactly {sorted(expected)}, got {sorted(body)}")
-    if name == "mode":
-        try:
-            return ModeCommand(Mode(body["mode"]), rid)
-        except ValueError:
-            raise CommandError(f"mode must be one of {[m.value for m in Mode]}") from None
-    if name == "teleop":
-        return TeleopCommand(
-            _number(body, "linear_m_per_s", config.max_linear_m_per_s),
-            _number(body, "angular_rad_per_s", config.max_angular_rad_per_s),
-            rid,
-        )
-    if name == "estop":
-        if not isinstance(body["engaged"], bool):
-            raise CommandError("engaged must be true or false")
-        return EstopCommand(body["engaged"], rid)
-    if name == "record":
-        return _record(body, rid)
-    if body["target"] not in RELOAD_TARGETS:
-        raise CommandError(f"target must be one of {list(RELOAD_TARGETS)}")
-    return ReloadCommand(str(body["target"]), rid)
+        got = sorted(k[:MAX_ID_CHARS] for k in body)[:8]
+        raise CommandError(f"{name} takes exactly {sorted(expected)}, got {got}")
+    return _BUILDERS[name](body, rid, config)

@@ -22,17 +22,29 @@ Values come from providers the caller hands in (a callable returning a JSON obje
     zima/<r>/cmd/reload            in   {"target": "policy"|"config"}
     zima/<r>/cmd/record            in   {"action": "start"|"discard"} or
                                         {"action": "stop", "outcome": "success"|"failure"}
+    zima/<r>/cmd/heartbeat         in   {} : an operator is present (no result when valid)
     zima/<r>/cmd/result            out  {"command", "request_id", "accepted", "error"}
 
 What the runtime puts in each stream is listed in onboard/MQTT.md. Every command may carry
-a string ``request_id``, echoed in its result. ``accepted`` means
-valid and queued for the caller (``Telemetry.commands``), not yet carried out.
+a ``request_id`` (at most 64 printable characters), echoed in its result. ``accepted``
+means valid and queued for the caller (``Telemetry.commands``), not yet carried out. A
+valid heartbeat gets no result (one a second would be noise); a refused one does.
+
+``stamp_unix_s`` is when the record was made (``post``), never changed while it waits in
+the queue; ``age_s`` fields, where a provider gives them, say how old the data in it is.
 
 Failure rule: the broker is optional. Publishing (``post`` and the samplers) only appends
-to a bounded queue (the oldest message is dropped and counted when full) and never blocks
-or raises; the connection is retried with doubling backoff, and telemetry resumes when the
-broker returns. ``wait_connected`` is the one call that raises (``AuthRefusedError`` for
-bad credentials).
+to a bounded queue and never blocks or raises. While the broker is away the queue keeps
+only the newest message of each topic (every ``cmd/result``, up to ``queue_len``); when it
+is back the newest go first, and a message not published within ``max_backlog_age_s`` of
+its ``post`` is dropped: a reconnect sends the current state, not a backlog. Every message
+not sent is counted (``counters.dropped``; ``counters.expired`` of those for age). The
+connection is retried with doubling backoff, and telemetry resumes when the broker
+returns. Nothing here dies silently: any exception in the connection, sending, receiving
+or a command's handling is logged with its traceback, counted (``counters.failures``,
+``counters.last_failure``) and the session restarted with backoff; a bad command is
+answered, never raised. ``wait_connected`` is the one call that raises
+(``AuthRefusedError`` for bad credentials).
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import aiomqtt
 
@@ -55,6 +68,7 @@ from zima.onboard.mqtt_config import (
     BrokerUnreachableError,
     Command,
     CommandError,
+    HeartbeatCommand,
     MqttConfig,
     TelemetryError,
     parse_command,
@@ -82,10 +96,22 @@ class BrokerState:
 @dataclass(slots=True)
 class TelemetryCounters:
     published: int = 0
-    dropped: int = 0  # oldest messages pushed out of the full queue
-    provider_errors: int = 0
+    # Messages never sent: pushed out of the full queue, replaced by a newer message of
+    # their topic while the broker was away, or expired (below).
+    dropped: int = 0
+    expired: int = 0  # of ``dropped``: older than max_backlog_age_s when their turn came
+    provider_errors: int = 0  # a provider raised, or gave values that are not JSON
     commands_refused: int = 0  # malformed, out of range, or the command queue was full
     connects: int = 0
+    failures: int = 0  # exceptions in the adapter itself (a bug): logged, session restarted
+    last_failure: str | None = None  # the last such exception, one line
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    payload: bytes
+    posted_s: float  # monotonic time of ``post``: its age decides whether it still goes
 
 
 class Telemetry:
@@ -96,17 +122,20 @@ class Telemetry:
         config: MqttConfig,
         providers: Mapping[str, Provider],
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` stamps records (``stamp_unix_s``); ``monotonic`` ages the queue."""
         unknown = set(providers) - set(config.rates_hz)
         if unknown:
             raise ValueError(f"no rate configured for streams {sorted(unknown)}")
         self.config = config
         self._providers = dict(providers)
-        self._clock = clock
+        self._clock, self._monotonic = clock, monotonic
+        self._result_topic = config.topic("cmd/result")
         self.commands: asyncio.Queue[Command] = asyncio.Queue(config.command_queue_len)
         self.broker: Watch[BrokerState] = Watch(BrokerState())
         self.counters = TelemetryCounters()
-        self._outbox: deque[tuple[str, bytes]] = deque(maxlen=config.queue_len)
+        self._outbox: deque[_Message] = deque(maxlen=config.queue_len)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -141,9 +170,16 @@ class Telemetry:
         self.broker.close()
 
     def post(self, stream: str, values: Mapping[str, object]) -> None:
-        """Queue ``values`` for ``zima/<r>/telemetry/<stream>`` now; never blocks or raises."""
-        payload = {**values, "stamp_unix_s": self._clock()}
-        self._enqueue(self.config.topic(f"telemetry/{stream}"), json.dumps(payload).encode())
+        """Queue ``values`` for ``zima/<r>/telemetry/<stream>`` now, stamped now
+        (``stamp_unix_s``); never blocks or raises (values that are not JSON are logged,
+        counted in ``provider_errors`` and not sent)."""
+        try:
+            payload = json.dumps({**values, "stamp_unix_s": self._clock()}).encode()
+        except (TypeError, ValueError):
+            self.counters.provider_errors += 1
+            log.exception("telemetry: %r values are not JSON; not sent", stream)
+            return
+        self._enqueue(self.config.topic(f"telemetry/{stream}"), payload)
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         """Return once connected; ``AuthRefusedError`` if the broker refuses us."""
@@ -154,10 +190,42 @@ class Telemetry:
             raise state.error
 
     def _enqueue(self, topic: str, payload: bytes) -> None:
+        if not self.broker.value.connected and topic != self._result_topic:
+            self._forget(topic)  # the broker is away: only the newest state is worth keeping
         if len(self._outbox) == self._outbox.maxlen:
             self.counters.dropped += 1  # deque(maxlen) drops the oldest on append
-        self._outbox.append((topic, payload))
+        self._outbox.append(_Message(topic, payload, self._monotonic()))
         self._wake.set()
+
+    def _forget(self, topic: str) -> None:
+        """Drop the queued messages of ``topic`` (a newer one replaces them)."""
+        kept = [m for m in self._outbox if m.topic != topic]
+        if len(kept) != len(self._outbox):
+            self.counters.dropped += len(self._outbox) - len(kept)
+            self._outbox = deque(kept, maxlen=self._outbox.maxlen)
+
+    def _newest_first(self) -> None:
+        """On (re)connecting: the newest message of each topic (and every result), the
+        newest first; what is too old to matter is dropped."""
+        now_s, kept, topics = self._monotonic(), [], set()
+        for message in reversed(self._outbox):
+            if now_s - message.posted_s > self.config.max_backlog_age_s:
+                self.counters.dropped += 1
+                self.counters.expired += 1
+            elif message.topic in topics:
+                self.counters.dropped += 1
+            else:
+                if message.topic != self._result_topic:
+                    topics.add(message.topic)
+                kept.append(message)
+        self._outbox = deque(kept, maxlen=self._outbox.maxlen)
+
+    def _failed(self, where: str, exc: BaseException) -> None:
+        """An exception the adapter did not expect (a bug, ours or a library's): log it
+        with its traceback and count it; the caller recovers."""
+        self.counters.failures += 1
+        self.counters.last_failure = f"{where}: {type(exc).__name__}: {exc}"[:200]
+        log.error("telemetry: %s failed", where, exc_info=exc)
 
     async def _sample(self, stream: str, provider: Provider, period_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -178,15 +246,23 @@ class Telemetry:
         backoff_s = self.config.reconnect_min_s
         while True:
             error: TelemetryError = BrokerUnreachableError("the session ended")
+            failed = False
             try:
                 await self._session()
             except* aiomqtt.MqttError as group:  # the TaskGroup wraps what the tasks raise
                 error = _error_of(group.exceptions[0])
+            except* Exception as group:  # noqa: BLE001 -- a bug: logged, counted, restarted
+                if not self._closing:
+                    for exc in group.exceptions:
+                        self._failed("the MQTT session", exc)
+                failed = True
+                error = BrokerUnreachableError(
+                    f"telemetry failed: {self.counters.last_failure}; restarting")
             if self._closing:  # a cancelled session can surface as an MqttError: leave
                 return
             was_connected = self.broker.value.connected
             self.broker.set(BrokerState(connected=False, error=error))
-            if was_connected:
+            if was_connected and not failed:  # a failing session backs off like an outage
                 backoff_s = self.config.reconnect_min_s
                 log.warning("telemetry: broker connection lost (%s)", error)
             else:
@@ -226,15 +302,22 @@ class Telemetry:
         # Python 3.11's asyncio.wait_for (inside aiomqtt's publish) can swallow a cancel
         # that lands as the publish completes, and a TaskGroup cancels its tasks only once:
         # so the loop also checks _closing rather than trust the cancel alone.
+        self._newest_first()
         while not self._closing:
             await self._wake.wait()
             while self._outbox:
-                topic, payload = self._outbox.popleft()
+                message = self._outbox.popleft()
+                if self._monotonic() - message.posted_s > self.config.max_backlog_age_s:
+                    self.counters.dropped += 1
+                    self.counters.expired += 1
+                    continue
                 try:
-                    await client.publish(topic, payload)
+                    await client.publish(message.topic, message.payload)
                 except aiomqtt.MqttError:
-                    self._outbox.appendleft((topic, payload))  # resent after reconnecting
+                    self._outbox.appendleft(message)  # resent after reconnecting, if fresh
                     raise
+                # Any other exception ends the session with this message not put back: it
+                # would fail again after every restart.
                 self.counters.published += 1
             self._wake.clear()
 
@@ -245,21 +328,29 @@ class Telemetry:
             self._command(name, raw)
 
     def _command(self, name: str, raw: bytes) -> None:
+        """Queue one command and answer it; never raises."""
         try:
             command = parse_command(name, raw, self.config)
             self.commands.put_nowait(command)
         except (CommandError, asyncio.QueueFull) as exc:
             error = str(exc) if isinstance(exc, CommandError) else "busy: command queue full"
-            self.counters.commands_refused += 1
-            log.warning("telemetry: refused %s command: %s", name, error)
-            self._result(name, request_id_of(raw), error)
+            self._refused(name, request_id_of(raw), error)
+        except Exception as exc:  # noqa: BLE001 -- a bug in parsing: logged, answered
+            self._failed(f"the {name} command", exc)
+            self._refused(name, None, f"internal error: {type(exc).__name__}")
         else:
-            self._result(name, command.request_id, None)
+            if not isinstance(command, HeartbeatCommand):  # one a second: no noise
+                self._result(name, command.request_id, None)
+
+    def _refused(self, name: str, request_id: str | None, error: str) -> None:
+        self.counters.commands_refused += 1
+        log.warning("telemetry: refused %s command: %s", name, error)
+        self._result(name, request_id, error)
 
     def _result(self, name: str, request_id: str | None, error: str | None) -> None:
-        body = {"command": name, "request_id": request_id, "accepted": error is None}
-        body["error"] = error
-        self._enqueue(self.config.topic("cmd/result"), json.dumps(body).encode())
+        body: dict[str, Any] = {"command": name, "request_id": request_id,
+                                "accepted": error is None, "error": error}
+        self._enqueue(self._result_topic, json.dumps(body).encode())
 
 
 def _error_of(exc: BaseException) -> TelemetryError:

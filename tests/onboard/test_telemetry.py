@@ -5,23 +5,30 @@ Rates are judged by counts over generous windows, not by tight timing.
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
 
 import aiomqtt
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
 from zima.onboard.mqtt_config import (
+    COMMAND_NAMES,
     AuthRefusedError,
+    Command,
     CommandError,
     EstopCommand,
+    HeartbeatCommand,
     Mode,
     ModeCommand,
     MqttConfig,
     TeleopCommand,
     parse_command,
+    request_id_of,
 )
 from zima.onboard.telemetry import Provider, Telemetry
 
@@ -157,6 +164,55 @@ def test_parse_command_is_strict() -> None:
             parse_command(name, payload, config)
 
 
+COMMAND_BODIES = st.dictionaries(
+    st.sampled_from(["mode", "engaged", "target", "action", "outcome", "request_id",
+                     "linear_m_per_s", "angular_rad_per_s", "x"]),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=80)
+    | st.sampled_from(["idle", "autonomous", "stop", "success", "policy"])
+    | st.lists(st.integers(), max_size=3),
+    max_size=4)
+HOSTILE_PAYLOADS = (
+    st.binary(max_size=200)
+    | COMMAND_BODIES.map(lambda body: json.dumps(body).encode())
+    | st.integers(0, 10_000).map(lambda n: b"[" * n)
+    | st.integers(0, 2_000).map(lambda n: b'{"a": ' * n)
+    | st.text(max_size=200).map(lambda rid: json.dumps({"request_id": rid}).encode())
+    | st.integers(60, 5_000).map(lambda n: b'{"request_id": "' + b"x" * n + b'"}'))
+
+
+@given(st.sampled_from([*COMMAND_NAMES, "dance", ""]), HOSTILE_PAYLOADS)
+@example("mode", b"[" * 3000)
+@example("mode", b'{"mode": "idle", "request_id": "' + b"x" * 65 + b'"}')
+@example("teleop", b'{"linear_m_per_s": 1e999, "angular_rad_per_s": 0}')
+@example("estop", b'{"engaged": true, "engaged": false}')
+@example("mode", b'{"mode": {"a": 1}}')
+@example("heartbeat", b"{}")
+def test_any_bytes_give_a_command_or_a_clear_refusal(name: str, payload: bytes) -> None:
+    rid = request_id_of(payload)
+    assert rid is None or (len(rid) <= 64 and rid.isprintable())
+    command: Command | None = None
+    try:
+        command = parse_command(name, payload, MqttConfig())
+    except CommandError as exc:
+        refusal = str(exc)
+    if command is None:
+        assert 0 < len(refusal) < 500
+    else:
+        assert command.request_id is None or command.request_id == rid
+        assert type(command).__name__.lower().startswith(name)
+
+
+def test_a_request_id_is_at_most_64_printable_characters() -> None:
+    config = MqttConfig()
+    ok = b'{"engaged": true, "request_id": "' + b"r" * 64 + b'"}'
+    assert parse_command("estop", ok, config) == EstopCommand(engaged=True, request_id="r" * 64)
+    for rid in ["r" * 65, "", "line\nbreak", "\u001b[2J"]:
+        payload = json.dumps({"engaged": True, "request_id": rid}).encode()
+        with pytest.raises(CommandError, match=r"request_id must be a string of 1\.\.64"):
+            parse_command("estop", payload, config)
+        assert request_id_of(payload) is None
+
+
 ROBOT_SCRIPT = """
 import asyncio, sys
 from zima.onboard.mqtt_config import MqttConfig
@@ -254,3 +310,164 @@ def test_wrong_password_is_refused_with_a_clear_error(broker: Broker) -> None:
             telemetry.post("battery", {"battery_mv": 1})  # still never raises
 
     asyncio.run(main())
+
+
+def test_a_deeply_nested_command_is_refused_and_the_estop_after_it_arrives(
+    broker: Broker,
+) -> None:
+    """Issue 13: 3 kB of ``[`` on cmd/mode made json.loads raise RecursionError, which
+    killed the MQTT part without a word; the e-stop after it was never heard."""
+
+    async def main() -> None:
+        async with operator(broker) as op:
+            await op.subscribe(f"zima/{ROBOT}/cmd/result", qos=1)
+            async with Telemetry(robot_config(broker, rates_hz={}), {}) as telemetry:
+                await telemetry.wait_connected(5.0)
+                base = f"zima/{ROBOT}/cmd/"
+                await op.publish(base + "mode", b"[" * 3000, 1)
+                huge_id = b'{"mode": "idle", "request_id": "' + b"x" * 1_000_000 + b'"}'
+                await op.publish(base + "mode", huge_id, 1)
+                await op.publish(base + "estop", b'{"engaged": true, "request_id": "e"}', 1)
+                command = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+                assert command == EstopCommand(engaged=True, request_id="e")
+                results: list[tuple[int, dict[str, object]]] = []
+                async with asyncio.timeout(5.0):
+                    async for message in op.messages:
+                        assert isinstance(message.payload, bytes)
+                        results.append((len(message.payload), json.loads(message.payload)))
+                        if len(results) == 3:
+                            break
+                # Still the same session, nothing failed, and "online" is the truth.
+                assert telemetry.broker.value.connected
+                assert telemetry.counters.connects == 1
+                assert telemetry.counters.failures == 0
+                assert telemetry.counters.commands_refused == 2
+                async with operator(broker, "late-operator") as late:
+                    await late.subscribe(f"zima/{ROBOT}/status", qos=1)
+                    async with asyncio.timeout(5.0):
+                        status = await anext(aiter(late.messages))
+                    assert status.payload == b"online"
+        nested, huge, estop = (body for _, body in results)
+        assert nested["accepted"] is False
+        assert "nested deeper" in str(nested["error"])
+        assert huge["accepted"] is False
+        assert huge["request_id"] is None  # a 1 MB request_id is not echoed
+        assert "over the limit" in str(huge["error"])
+        assert max(size for size, _ in results) < 300
+        assert estop == {"command": "estop", "request_id": "e", "accepted": True, "error": None}
+
+    asyncio.run(main())
+
+
+def test_heartbeats_are_queued_without_a_result_and_a_bad_one_is_answered(
+    broker: Broker,
+) -> None:
+    async def main() -> None:
+        async with operator(broker) as op:
+            await op.subscribe(f"zima/{ROBOT}/cmd/result", qos=1)
+            async with Telemetry(robot_config(broker, rates_hz={}), {}) as telemetry:
+                await telemetry.wait_connected(5.0)
+                base = f"zima/{ROBOT}/cmd/"
+                await op.publish(base + "heartbeat", b"{}", 1)
+                await op.publish(base + "heartbeat", b'{"request_id": "h2"}', 1)
+                await op.publish(base + "heartbeat", b'{"alive": true, "request_id": "h3"}', 1)
+                first = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+                second = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+                assert (first, second) == (HeartbeatCommand(), HeartbeatCommand("h2"))
+                async with asyncio.timeout(5.0):
+                    message = await anext(aiter(op.messages))
+                seen = await collect(op, 0.5)  # nothing more: valid heartbeats are silent
+                assert telemetry.counters.commands_refused == 1
+        assert isinstance(message.payload, bytes)
+        result = json.loads(message.payload)
+        assert result["command"] == "heartbeat"
+        assert result["request_id"] == "h3"
+        assert result["accepted"] is False
+        assert "heartbeat takes exactly []" in result["error"]
+        assert seen == []
+
+    asyncio.run(main())
+
+
+def test_an_unexpected_error_is_logged_counted_and_the_session_restarted(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A caller's stream name with a wildcard makes paho raise ValueError (not an
+    MqttError) inside the send task: logged with its traceback, counted, the message
+    dropped, and telemetry goes on in a new session."""
+
+    async def main() -> None:
+        config = robot_config(broker, rates_hz={"odometry": 20.0})
+        async with operator(broker) as op:
+            await op.subscribe(f"zima/{ROBOT}/telemetry/#")
+            async with Telemetry(config, {"odometry": PROVIDERS["odometry"]}) as telemetry:
+                await telemetry.wait_connected(5.0)
+                telemetry.post("bad/#", {"x": 1})
+                await telemetry.broker.wait_for(lambda s: not s.connected, 5.0)
+                await telemetry.wait_connected(5.0)
+                assert telemetry.counters.failures == 1
+                assert telemetry.counters.connects == 2
+                assert "ValueError" in str(telemetry.counters.last_failure)
+                seen = await collect(op, 0.5)
+        assert any(topic.endswith("/odometry") for topic, _ in seen)
+
+    asyncio.run(main())
+    failures = [r for r in caplog.records if "failed" in r.getMessage() and r.exc_info]
+    assert failures, caplog.text
+    assert failures[0].exc_info is not None
+    assert failures[0].exc_info[0] is ValueError
+
+
+class FakeMonotonic:
+    """The queue's clock, moved by the test: ages are exact however slow the machine."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_after_a_broker_outage_the_newest_state_goes_first_and_old_messages_never(
+    broker: Broker,
+) -> None:
+    """Issue 13: after an outage, 232 queued messages up to 12.8 s old arrived before any
+    fresh one. Now each topic's newest message goes, newest first, and nothing older than
+    max_backlog_age_s. The broker really stops; when it is back the robot is kept out
+    (its password removed, then restored with a SIGHUP) until the operator listens."""
+    clock = FakeMonotonic()
+    passwd = broker.conf.parent / "passwd"
+    tool = shutil.which("mosquitto_passwd")
+    assert tool is not None
+
+    async def main() -> list[tuple[str, dict[str, float]]]:
+        config = robot_config(broker, rates_hz={}, max_backlog_age_s=1.0)
+        async with Telemetry(config, {}, monotonic=clock) as telemetry:
+            await telemetry.wait_connected(5.0)
+            await asyncio.to_thread(broker.stop)
+            await telemetry.broker.wait_for(lambda s: not s.connected, 5.0)
+            telemetry.post("battery", {"n": 0, "posted_s": clock.now_s})  # will be too old
+            telemetry.post("mode", {"n": 0, "posted_s": clock.now_s})  # superseded
+            for n in range(20):  # odometry at 10 Hz for 2 s: only the last may go
+                clock.now_s = 0.1 * n
+                telemetry.post("odometry", {"n": n, "posted_s": clock.now_s})
+            clock.now_s = 2.0
+            telemetry.post("mode", {"n": 1, "posted_s": clock.now_s})
+            clock.now_s = 2.5  # battery is 2.5 s old, mode 0.5 s, odometry 0.6 s
+            subprocess.run([tool, "-D", str(passwd), ROBOT], check=True)
+            await asyncio.to_thread(broker.start)
+            async with operator(broker) as op:
+                await op.subscribe(f"zima/{ROBOT}/telemetry/#")
+                subprocess.run([tool, "-b", str(passwd), ROBOT, ROBOT_PASSWORD], check=True)
+                assert broker.process is not None
+                broker.process.send_signal(signal.SIGHUP)  # let the robot in
+                await telemetry.broker.wait_for(lambda s: s.connected, 10.0)
+                seen = await collect(op, 1.0)
+            assert telemetry.counters.expired == 1  # battery
+            assert telemetry.counters.dropped == 1 + 1 + 19  # battery, mode 0, odometry 0..18
+            assert telemetry.counters.failures == 0
+        return [(topic.rsplit("/", 1)[-1], json.loads(payload)) for topic, payload in seen]
+
+    seen = asyncio.run(main())
+    assert all(clock.now_s - body["posted_s"] <= 1.0 for _, body in seen), seen
+    assert [(stream, body["n"]) for stream, body in seen] == [("mode", 1), ("odometry", 19)]
