@@ -1,11 +1,17 @@
 """`zima export CHECKPOINT`: a trained checkpoint to the ONNX file the robot loads.
 
-Steps, each printed: rebuild the Policy from the checkpoint (eval mode, verified), trace
-it to ONNX with the contract in its metadata, verify the file as the robot does
-(``zima.onboard.policy.load_model`` for the checkpoint's contract), compare PyTorch and
-onnxruntime outputs on held-out samples (``--samples`` episodes, else seeded random
-inputs) and fail above the thresholds; with ``--int8`` also write a dynamically
-quantised copy (``<out>.int8.onnx``) and report its size and action agreement. A
+Steps, each printed: rebuild the Policy from the checkpoint (eval mode, verified), take
+the held-out samples (``--samples`` episodes, else seeded random inputs), trace it to
+ONNX with the contract in its metadata and, with ``--samples``, ``--ship-samples`` of the
+episodes' observations (default 4, spread over them; 0: none), verify the file as the
+robot does (``zima.onboard.policy.load_model`` for the checkpoint's contract: it also
+runs the model on the shipped observations and refuses it when an output is not finite
+and in range), compare PyTorch and onnxruntime outputs on the samples and fail above the
+thresholds; with ``--int8`` also write a dynamically quantised copy (``<out>.int8.onnx``,
+with the same metadata and shipped observations, verified the same way) and report its
+size and action agreement. The shipped observations travel inside the file: ``zima
+deploy`` checks them before it uploads, the robot's runtime at start and at every
+reload (a model that is NaN on real frames but finite on random ones is refused). A
 continuous policy (``PolicyConfig.head = "continuous"``) exports its ``tracks`` output
 and is compared in mm/s and by nearest action; a discrete one by logits and argmax.
 Exit status: 0 exported and within thresholds, 1 refused or failed (message on stderr).
@@ -18,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+DEFAULT_SHIPPED = 4  # observations --samples ships in the model: ~150 kB each, raw, at 96x128
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoint file (zima.training.checkpoint)")
@@ -29,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="episode folder (*.h5) for the parity check (default: random)")
     parser.add_argument("--n-samples", type=int, default=32,
                         help="samples in the parity check (default: 32)")
+    parser.add_argument("--ship-samples", type=int, default=DEFAULT_SHIPPED, metavar="N",
+                        help="with --samples: observations written into the model, which "
+                        f"load, reload and deploy run it on (default: {DEFAULT_SHIPPED}; "
+                        "0: none)")
 
 
 def int8_path(out: Path) -> Path:
@@ -37,6 +48,7 @@ def int8_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zima.onboard.model_samples import MAX_SAMPLES
     from zima.onboard.policy import ModelError, load_model
     from zima.training.checkpoint import (
         CheckpointError,
@@ -53,12 +65,21 @@ def run(args: argparse.Namespace) -> int:
         random_samples,
     )
 
+    if not 0 <= args.ship_samples <= MAX_SAMPLES:
+        print(f"zima export: --ship-samples {args.ship_samples} must be 0..{MAX_SAMPLES}",
+              file=sys.stderr)
+        return 1
     try:
         checkpoint = load_checkpoint(args.checkpoint)
         model = build_policy(checkpoint)
         contract = checkpoint.contract
+        samples = (episode_samples(args.samples, contract, args.n_samples) if args.samples
+                   else random_samples(contract, args.n_samples))
+        shipped = samples.spread(args.ship_samples) if args.samples and args.ship_samples \
+            else None
         start_s = time.perf_counter()
-        export_onnx(model, contract, args.out, source_sha256=file_sha256(args.checkpoint))
+        export_onnx(model, contract, args.out, source_sha256=file_sha256(args.checkpoint),
+                    shipped=shipped)
         print(f"exported {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, "
               f"backbone {checkpoint.policy_config.backbone}, "
               f"{checkpoint.policy_config.head} head) "
@@ -66,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
         loaded = load_model(args.out, contract)
         print(f"verified: the onboard runtime accepts it for the checkpoint's contract "
               f"(output {loaded.output!r})")
-        samples = (episode_samples(args.samples, contract, args.n_samples) if args.samples
-                   else random_samples(contract, args.n_samples))
+        if loaded.samples_checked:
+            print(f"shipped {loaded.samples_checked} observations of {samples.source} in it: "
+                  "its outputs on them are finite and in range (load, reload and deploy "
+                  "check them again)")
         print(f"parity samples: {samples.source}")
         report = check_parity(model, args.out, samples)
         for line in report.lines():

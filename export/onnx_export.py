@@ -8,6 +8,11 @@ carries in ``metadata_props``::
     zima_contract               Contract.to_json() (METADATA_KEY): the runtime checks it
     zima_version                the zima that exported it
     zima_source_sha256          sha256 of the checkpoint it came from ("" when none)
+    zima_samples                optional (``shipped=``): a few real observations
+                                (:mod:`zima.onboard.model_samples`); ``load_model``, so
+                                the runtime's start and reload and ``zima deploy``, run the
+                                model on them and refuse it if an output is not finite
+                                and in range
 
 A model with any submodule in training mode is refused before tracing (a missing
 ``model.eval()`` once cost the project a week: Dropout and batch statistics would be
@@ -27,6 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -34,6 +40,7 @@ from torch import nn
 from zima import __version__
 from zima.atomic import write_atomic
 from zima.contract import METADATA_KEY, Contract
+from zima.onboard.model_samples import SAMPLES_KEY, encode_samples
 from zima.onboard.policy import (
     ACTION_HISTORY_INPUT,
     IMAGES_INPUT,
@@ -94,8 +101,11 @@ def save_atomic(model: onnx.ModelProto, path: Path) -> None:
 
 
 def export_onnx(model: nn.Module, contract: Contract, path: str | os.PathLike[str], *,
-                source_sha256: str = "") -> Path:
-    """Export ``model`` (a Policy for ``contract``, in eval mode) to ``path``."""
+                source_sha256: str = "",
+                shipped: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Export ``model`` (a Policy for ``contract``, in eval mode) to ``path``; ``shipped``
+    (images uint8 [S, N, H, W, 3], action_history int64 [S, A], S <= MAX_SAMPLES) are
+    written into it as its sample observations."""
     check_eval_mode(model)  # right before tracing: nothing between here and export
     model_contract = getattr(model, "contract", contract)
     if model_contract != contract:
@@ -119,8 +129,14 @@ def export_onnx(model: nn.Module, contract: Contract, path: str | os.PathLike[st
                 dynamic_axes={IMAGES_INPUT: batch, ACTION_HISTORY_INPUT: batch,
                               output: batch})
         proto = onnx.load(str(traced))
-    set_metadata(proto, {METADATA_KEY: contract.to_json(), VERSION_KEY: __version__,
-                         SOURCE_SHA256_KEY: source_sha256})
+    props = {METADATA_KEY: contract.to_json(), VERSION_KEY: __version__,
+             SOURCE_SHA256_KEY: source_sha256}
+    if shipped is not None:
+        try:
+            props[SAMPLES_KEY] = encode_samples(shipped[0], shipped[1], contract)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from exc
+    set_metadata(proto, props)
     onnx.checker.check_model(proto)
     save_atomic(proto, path)
     return path

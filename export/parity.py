@@ -57,6 +57,12 @@ class Samples:
     def __len__(self) -> int:
         return len(self.images)
 
+    def spread(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` (at most ``len(self)``) samples spread evenly over these: images
+        [n, N, H, W, 3], action_history [n, A] (what export ships in a model)."""
+        picks = np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int)
+        return self.images[picks], self.action_history[picks]
+
 
 @dataclass(frozen=True, slots=True)
 class ParityReport:

@@ -7,7 +7,11 @@ Steps, each printed as it finishes:
 
 1. **Verify locally.** The file must load and carry the contract this host's software
    expects (``zima.onboard.policy.load_model`` with ``zima.contract.DEFAULT``: the same
-   checks the runtime makes); its sha256 is what the runtime will report.
+   checks the runtime makes); its sha256 is what the runtime will report. A model that
+   ships sample observations (``zima export --samples`` writes real frames into the file)
+   is run on each of them and refused, before anything is uploaded, when an output is not
+   finite and in range; the samples travel inside the file, and the runtime runs them
+   again when it reloads it.
 2. **Ask the runtime** (MQTT, the flags every host tool shares; the broker defaults to
    the SSH host) which model it runs: no ``telemetry/policy`` means nothing is changed.
 3. **Upload** over SSH (the system's OpenSSH client, ``BatchMode``: keys only, never a
@@ -390,7 +394,11 @@ async def deploy(
 
     verified = await asyncio.to_thread(load_model, model, contract)
     sha, size = verified.sha256, model.stat().st_size
-    say(f"verified {model}: contract and I/O match, {size / MB:.1f} MB, sha256 {sha[:16]}…")
+    checked = (f"outputs on its {verified.samples_checked} shipped observations finite and "
+               "in range" if verified.samples_checked else
+               "no shipped observations (zima export --samples ships some)")
+    say(f"verified {model}: contract and I/O match, {checked}, {size / MB:.1f} MB, "
+        f"sha256 {sha[:16]}…")
     link, models = str(layout.model_path), str(layout.models)
     async with contextlib.AsyncExitStack() as stack:
         watch = None

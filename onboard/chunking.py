@@ -27,22 +27,31 @@ from collections.abc import Sequence
 import numpy as np
 
 from zima.contract import Contract, TrackCommand
+from zima.onboard.policy import MAX_ABS_LOGIT, BadOutputError, values_problem
 
 __all__ = ["ActionQueue", "LatencyEstimate", "choose_actions"]
 
 
 def choose_actions(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> list[int]:
     """One action per chunk step from ``logits`` [chunk_len, n_actions]: sampled from
-    softmax(logits / temperature), or the argmax when ``temperature`` is 0."""
-    if logits.ndim != 2:
+    softmax(logits / temperature), or the argmax when ``temperature`` is 0.
+
+    Logits that are not all finite, or beyond +-MAX_ABS_LOGIT, raise ``BadOutputError``
+    and choose nothing: argmax would pick the first NaN's index (possibly FORWARD), and
+    sampling would turn NaN into STOP without a word."""
+    if logits.ndim != 2 or logits.shape[-1] < 1:
         raise ValueError(f"expected logits [chunk_len, n_actions], got {logits.shape}")
     if temperature < 0 or not math.isfinite(temperature):
         raise ValueError(f"temperature={temperature} must be a finite number >= 0")
+    problem = values_problem(logits, "logits", MAX_ABS_LOGIT)
+    if problem is not None:
+        raise BadOutputError(problem)
+    x = logits.astype(np.float64)  # [chunk_len, n_actions], finite
     if temperature == 0:
-        return [int(i) for i in logits.argmax(axis=-1)]
-    z = logits.astype(np.float64) / temperature  # [chunk_len, n_actions]
-    z -= z.max(axis=-1, keepdims=True)  # exp() cannot overflow
-    p = np.exp(z)
+        return [int(i) for i in x.argmax(axis=-1)]
+    with np.errstate(over="ignore", under="ignore"):  # a tiny temperature: -inf, exp 0
+        z = (x - x.max(axis=-1, keepdims=True)) / temperature  # <= 0: exp() cannot overflow
+        p = np.exp(z)  # the largest is exp(0) = 1: the sum is >= 1
     cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)  # [chunk_len, n_actions]
     u = rng.random((len(cdf), 1))  # [chunk_len, 1] one uniform draw per step
     picked = (cdf < u).sum(axis=-1)  # [chunk_len] inverse CDF

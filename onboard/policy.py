@@ -11,6 +11,8 @@ The model I/O contract (what export must produce; the names are defined here onl
                                                                 speed targets (left, right),
                                                                 mm/s
     metadata_props[METADATA_KEY] = Contract.to_json() of the contract it was trained on
+    metadata_props[SAMPLES_KEY]  = optional: a few real observations (``zima export
+                                   --samples``), :mod:`zima.onboard.model_samples`
 
 B may be symbolic or 1; every other dimension must be static and equal to the contract's
 (the ordering of the images is the contract's: camera-major, oldest to newest). The
@@ -18,21 +20,34 @@ output's name says the model's kind (``PolicyModel.output``); the action history
 discrete for both kinds (a continuous model's executed steps enter it as their
 :func:`~zima.contract.nearest_action`).
 
+**No action is taken from an output before** :func:`check_output` **passed it**: every
+value finite, logits within +-``MAX_ABS_LOGIT``, track speeds within +-``TRACKS_LIMIT_FACTOR``
+times the contract's ``forward_mm_s``. (argmax of NaN logits picks the first NaN's index,
+which can be FORWARD; softmax sampling of them silently becomes STOP: neither may happen.)
+The runner checks every inference this way (a bad one is a STOP with its reason, and a
+few in a row make the model faulty: :mod:`zima.onboard.policy_runner`).
+
 ``load_model`` reads the file once (the sha256 and the session come from the same bytes),
 opens an onnxruntime session on the CPU provider and refuses, with a ``ModelError``
 naming what is wrong: a file that is missing or not ONNX, a model without a contract or
 with another contract than the runtime's (each mismatching field named), inputs or
-outputs that are not the I/O contract (an unknown or a second output included), and a
-model whose outputs differ between two runs on the same input (random ops left in the
-graph, as a training-mode export can leave; onnxruntime's optimizer already drops
-Dropout). Exceptions::
+outputs that are not the I/O contract (an unknown or a second output included), a
+model whose outputs on a random observation fail :func:`check_output` or differ between
+two runs on the same input (random ops left in the graph, as a training-mode export can
+leave; onnxruntime's optimizer already drops Dropout), and, when the file ships sample
+observations, unreadable samples or a model whose output on any of them fails
+:func:`check_output` (a model that is finite on random input but NaN on real frames).
+``zima deploy`` verifies with ``load_model`` before it uploads, and the runtime's start
+and ``reload`` load with it: all three run the shipped samples. Exceptions::
 
     PolicyError                 anything the policy raises
      +-- ModelError             a model file that cannot be used (a hot reload keeps the old)
-          +-- ModelFileError         missing, unreadable, or not a model onnxruntime loads
-          +-- NoContractError        no readable contract in metadata_props[METADATA_KEY]
-          +-- ContractMismatchError  another contract; ``.mismatches`` lists the fields
-          +-- ModelIOError           inputs, outputs or warm-up outputs not the I/O contract
+     |    +-- ModelFileError         missing, unreadable, or not a model onnxruntime loads
+     |    +-- NoContractError        no readable contract in metadata_props[METADATA_KEY]
+     |    +-- ContractMismatchError  another contract; ``.mismatches`` lists the fields
+     |    +-- ModelIOError           inputs, outputs or warm-up outputs not the I/O contract
+     |    +-- SampleOutputError      shipped samples unreadable, or an output on one bad
+     +-- BadOutputError         one inference's output no action may be taken from
 """
 
 from __future__ import annotations
@@ -47,13 +62,17 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 
 from zima.contract import METADATA_KEY, Contract
+from zima.onboard.model_samples import SAMPLES_KEY, decode_samples
 
 __all__ = [
     "ACTION_HISTORY_INPUT",
     "IMAGES_INPUT",
     "LOGITS_OUTPUT",
+    "MAX_ABS_LOGIT",
     "OUTPUTS",
+    "TRACKS_LIMIT_FACTOR",
     "TRACKS_OUTPUT",
+    "BadOutputError",
     "ContractMismatchError",
     "ModelError",
     "ModelFileError",
@@ -61,9 +80,13 @@ __all__ = [
     "NoContractError",
     "PolicyError",
     "PolicyModel",
+    "SampleOutputError",
+    "check_output",
     "io_shapes",
     "load_model",
+    "output_problem",
     "output_shape",
+    "values_problem",
 ]
 
 IMAGES_INPUT: Final = "images"
@@ -72,6 +95,12 @@ LOGITS_OUTPUT: Final = "logits"
 TRACKS_OUTPUT: Final = "tracks"
 OUTPUTS: Final = (LOGITS_OUTPUT, TRACKS_OUTPUT)
 """The accepted output names: the discrete head's, the continuous head's."""
+MAX_ABS_LOGIT: Final = 1e4
+"""Logits beyond +-this are a broken model, not a confident one (softmax saturates far
+below: a logit gap of 40 already gives the runner-up less than 1e-17)."""
+TRACKS_LIMIT_FACTOR: Final = 10
+"""Track speeds beyond +-this times ``forward_mm_s`` are a broken model (the runner clips
+sane ones to +-forward_mm_s)."""
 
 
 class PolicyError(Exception):
@@ -100,6 +129,50 @@ class ContractMismatchError(ModelError):
 
 class ModelIOError(ModelError):
     """Inputs or outputs are not the model I/O contract."""
+
+
+class SampleOutputError(ModelError):
+    """The sample observations shipped in the file are unreadable, or the model's output
+    on one of them fails :func:`check_output`."""
+
+
+class BadOutputError(PolicyError):
+    """One inference's output that no action may be taken from (:func:`check_output`)."""
+
+
+def values_problem(values: np.ndarray, name: str, limit: float) -> str | None:
+    """Why ``values`` may not be acted on (a value not finite, or beyond +-``limit``),
+    or None. The text is short whatever the size of ``values``."""
+    with np.errstate(all="ignore"):
+        array = np.asarray(values, np.float64)
+        finite = np.isfinite(array)
+        if not finite.all():
+            nan = int(np.isnan(array).sum())
+            return (f"{name} are not finite ({nan} NaN, {array.size - nan - int(finite.sum())} "
+                    f"infinite of {array.size} values)")
+        worst = float(np.abs(array).max()) if array.size else 0.0
+    if worst > limit:
+        return f"{name} are out of range (max |value| {worst:.4g} > {limit:g})"
+    return None
+
+
+def output_problem(out: np.ndarray, output: str, contract: Contract) -> str | None:
+    """Why no action may be taken from one observation's ``output`` (one of OUTPUTS)
+    ``out``, or None when it is fine: its dtype and shape, every value finite, within
+    +-MAX_ABS_LOGIT (logits) or +-TRACKS_LIMIT_FACTOR * forward_mm_s (tracks, mm/s)."""
+    want = output_shape(contract, output)
+    if out.dtype != np.float32 or out.shape != want:
+        return (f"{output} are {out.dtype} {list(out.shape)}, expected float32 {list(want)}")
+    limit = (MAX_ABS_LOGIT if output == LOGITS_OUTPUT
+             else float(TRACKS_LIMIT_FACTOR * contract.forward_mm_s))
+    return values_problem(out, output, limit)
+
+
+def check_output(out: np.ndarray, output: str, contract: Contract) -> None:
+    """Raise ``BadOutputError`` when :func:`output_problem` finds one."""
+    problem = output_problem(out, output, contract)
+    if problem is not None:
+        raise BadOutputError(problem)
 
 
 def output_shape(contract: Contract, output: str) -> tuple[int, ...]:
@@ -133,6 +206,7 @@ class PolicyModel:
         self.output = output  # LOGITS_OUTPUT (discrete) or TRACKS_OUTPUT (continuous)
         self._session = session
         self.warmup_latency_s = 0.0  # the second warm-up run (the first allocates)
+        self.samples_checked = 0  # shipped sample observations run and passed at load
 
     @property
     def continuous(self) -> bool:
@@ -177,6 +251,9 @@ def load_model(path: Path, contract: Contract, intra_op_threads: int = 1) -> Pol
     output = _check_io(path, session, contract)
     model = PolicyModel(Path(path), hashlib.sha256(data).hexdigest(), contract, session, output)
     _warm_up(model, contract)
+    samples = session.get_modelmeta().custom_metadata_map.get(SAMPLES_KEY)
+    if samples is not None:
+        _run_samples(model, contract, samples)
     return model
 
 
@@ -216,12 +293,30 @@ def _warm_up(model: PolicyModel, contract: Contract) -> None:
     start_s = time.perf_counter()
     second = model.infer(images, history)
     model.warmup_latency_s = time.perf_counter() - start_s
-    want = output_shape(contract, model.output)
-    if first.shape != want or first.dtype != np.float32:
-        raise ModelIOError(f"model {model.path}: {model.output} of one observation are "
-                           f"{first.dtype} {list(first.shape)}, expected float32 {list(want)}")
-    if not np.isfinite(first).all():
-        raise ModelIOError(f"model {model.path}: {model.output} are not finite")
+    problem = output_problem(first, model.output, contract)
+    if problem is not None:
+        raise ModelIOError(f"model {model.path}: on a random observation its {problem}")
     if not np.array_equal(first, second):
         raise ModelIOError(f"model {model.path}: two runs on the same input differ "
                            "(random ops in the graph: exported in training mode? model.eval())")
+
+
+def _run_samples(model: PolicyModel, contract: Contract, text: str) -> None:
+    """Run the model on every shipped sample observation; each output must pass
+    :func:`check_output`."""
+    try:
+        samples = decode_samples(text, contract)
+    except ValueError as exc:
+        raise SampleOutputError(f"model {model.path}: {exc}") from None
+    for i in range(len(samples)):
+        try:
+            out = model.infer(samples.images[i : i + 1], samples.action_history[i : i + 1])
+        except Exception as exc:  # onnxruntime's errors share no other base
+            raise SampleOutputError(f"model {model.path}: inference failed on shipped "
+                                    f"sample {i + 1} of {len(samples)}: {exc}") from exc
+        problem = output_problem(out, model.output, contract)
+        if problem is not None:
+            raise SampleOutputError(
+                f"model {model.path}: bad output on shipped sample {i + 1} of {len(samples)} "
+                f"(real frames from its export): its {problem}")
+    model.samples_checked = len(samples)

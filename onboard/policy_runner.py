@@ -27,9 +27,18 @@ give each step's track command (clipped to +-``forward_mm_s``,
 :meth:`~zima.contract.Contract.clipped_command`; no sampling, ``temperature`` is unused)
 in ``Step.tracks``, and its ``action`` is the command's
 :func:`~zima.contract.nearest_action`: that is what enters the action history, the
-recordings and the simulator's success test. Track speeds that are not finite fail the
-inference (a STOP with its reason), as an onnxruntime error does. A forced STOP never
-carries a track command.
+recordings and the simulator's success test. A forced STOP never carries a track command.
+
+**Every output is checked before an action is taken from it**
+(:func:`~zima.onboard.policy.check_output`: finite, logits within +-MAX_ABS_LOGIT, track
+speeds within +-TRACKS_LIMIT_FACTOR * forward_mm_s). A bad one queues nothing, drops what
+was queued, and each tick until the next good plan is a STOP with the reason ``"bad model
+output: ..."``; ``status`` counts them (``bad_outputs`` in all, ``bad_in_row`` since the
+last good one, ``last_bad_output`` its text). After ``PolicyConfig.max_bad_outputs`` in a
+row the model is **faulty**: ``status.faulty`` says why, no more plans start, and every
+tick is a STOP with the reason ``"model faulty: ..."`` until a successful ``reload``
+clears it (the runtime puts the robot in ``idle`` while it is set). An inference that
+raises (an onnxruntime error) is a STOP with the reason ``"no plan: inference failed: ..."``.
 
 ``on_plan`` (optional, a callback on the event loop) receives a ``PlanTrace`` for every
 plan whose chunk is queued: when it passed each stage, on the injected clock. It is how
@@ -37,7 +46,9 @@ bench/runtime_bench.py splits the camera-to-command latency; nothing else depend
 
 ``reload(path)`` loads and verifies a new file on another thread while the old model
 keeps driving, and swaps it in only if it passed (one assignment: plans started after
-the swap use it). A refused file raises ``ModelError`` and leaves the old model in place;
+the swap use it). Verifying runs the model on the sample observations the file ships, if
+any (``zima export --samples``): a model that is bad on them is refused. A refused file
+raises ``ModelError`` and leaves the old model in place (and a faulty one faulty);
 ``status`` reports both, and ``model_sha256`` the file in use.
 """
 
@@ -58,7 +69,13 @@ import numpy as np
 from zima.contract import Action, Contract, TrackCommand, nearest_action
 from zima.onboard.chunking import ActionQueue, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
-from zima.onboard.policy import ModelError, PolicyModel, load_model
+from zima.onboard.policy import (
+    BadOutputError,
+    ModelError,
+    PolicyModel,
+    check_output,
+    load_model,
+)
 
 __all__ = ["PlanTrace", "PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
 
@@ -77,6 +94,7 @@ class PolicyConfig:
     latency_margin: float = 1.5  # plan as if inference took this times the recent worst
     latency_window: int = 20  # inferences the recent worst latency is taken over
     intra_op_threads: int = 1  # onnxruntime threads: leave cores to cameras and the link
+    max_bad_outputs: int = 3  # bad outputs in a row that make the model faulty (until reload)
 
     def __post_init__(self) -> None:
         if self.execute_k < 1:
@@ -85,6 +103,8 @@ class PolicyConfig:
             raise ValueError(f"PolicyConfig.temperature={self.temperature} must be >= 0")
         if self.intra_op_threads < 1:
             raise ValueError("PolicyConfig.intra_op_threads must be >= 1")
+        if self.max_bad_outputs < 1:
+            raise ValueError(f"PolicyConfig.max_bad_outputs={self.max_bad_outputs} must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +154,10 @@ class PolicyStatus:
     reloads: int  # models swapped in by reload()
     reload_error: str | None  # why the last refused reload was refused
     reload_failures: int = 0  # reloads refused so far (a new refusal shows as a new count)
+    bad_outputs: int = 0  # inferences whose output failed check_output, in all
+    bad_in_row: int = 0  # ... since the last good one (or the last successful reload)
+    last_bad_output: str | None = None  # what was wrong with the newest bad output
+    faulty: str | None = None  # why the model is faulty (every tick STOPs); None: it is not
 
 
 class PolicyRunner:
@@ -165,7 +189,10 @@ class PolicyRunner:
         self._plans = self._dry = self._stale = self._reloads = 0
         self._reload_error: str | None = None
         self._reload_failures = 0
-        self._last_failure: str | None = None
+        self._no_plan: str | None = None  # why the last inference gave no plan: a STOP reason
+        self._bad_outputs = self._bad_in_row = 0
+        self._last_bad_output: str | None = None
+        self._faulty: str | None = None
 
     # ---- lifetime -----------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -192,6 +219,9 @@ class PolicyRunner:
     def tick(self, now_s: float) -> Step:
         """The step to execute now; call once per control period from the event loop."""
         self._collect(now_s)
+        if self._faulty is not None:  # no plan starts until a reload clears it
+            self.fusion.record_action(Action.STOP)
+            return Step(Action.STOP, f"model faulty: {self._faulty}")
         reasons = self.fusion.stale_reasons(now_s)
         if reasons:
             self._stale += 1
@@ -220,11 +250,14 @@ class PolicyRunner:
             model_sha256=self.model_sha256, plans=self._plans, dry_ticks=self._dry,
             stale_ticks=self._stale, latency_max_s=latency.max_s, latency_ema_s=latency.ema_s,
             lead=self._queue.lead, keeps_up=self._queue.keeps_up, reloads=self._reloads,
-            reload_error=self._reload_error, reload_failures=self._reload_failures)
+            reload_error=self._reload_error, reload_failures=self._reload_failures,
+            bad_outputs=self._bad_outputs, bad_in_row=self._bad_in_row,
+            last_bad_output=self._last_bad_output, faulty=self._faulty)
 
     async def reload(self, path: Path | None = None) -> str:
         """Verify the model at ``path`` (default: the configured one) and swap it in;
-        its sha256. A refused model raises ``ModelError``; the old one keeps running."""
+        its sha256. A refused model raises ``ModelError``; the old one keeps running.
+        A model swapped in clears ``faulty`` and ``bad_in_row``."""
         old = self._loaded()
         try:
             new = await asyncio.to_thread(self._load, path or self.config.model_path)
@@ -236,6 +269,11 @@ class PolicyRunner:
         self._model = new  # atomic for the loop: the next plan uses it
         self._reloads += 1
         self._reload_error = None
+        if self._faulty is not None:
+            log.warning("policy no longer faulty: reloaded %s", new.sha256[:12])
+        self._faulty = None
+        self._bad_in_row = 0
+        self._no_plan = None  # the old model's last failure is not the new one's
         log.info("policy reloaded: %s -> %s", old.sha256[:12], new.sha256[:12])
         return new.sha256
 
@@ -249,11 +287,11 @@ class PolicyRunner:
         return self._model
 
     def _dry_step(self, now_s: float) -> Step:
-        if self._plans == 0 and self._last_failure is None:
+        if self._plans == 0 and self._no_plan is None:
             return Step(Action.STOP, "waiting for the first plan")
         self._dry += 1
-        if self._last_failure is not None:
-            return Step(Action.STOP, f"no plan: {self._last_failure}")
+        if self._no_plan is not None:
+            return Step(Action.STOP, self._no_plan)
         if self._in_flight is not None:
             running_s = now_s - self._in_flight_since_s
             return Step(Action.STOP, f"action queue ran dry: inference running for "
@@ -270,16 +308,15 @@ class PolicyRunner:
         self._discard_in_flight = False
 
     def _infer(self, model: PolicyModel, obs: Observation) -> _Inference:
-        """On the worker thread: the model's output, then the chunk's actions (and track
-        commands), and when each was done."""
+        """On the worker thread: the model's output, checked (``BadOutputError``), then
+        the chunk's actions (and track commands), and when each was done."""
         started_s = self._clock()
         out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions | 2]
         inferred_s = self._clock()
+        check_output(out, model.output, self.contract)  # before any action is taken from it
         if not model.continuous:
             actions = choose_actions(out, self.config.temperature, self._rng)
             return _Inference(actions, None, started_s, inferred_s, self._clock())
-        if not np.isfinite(out).all():
-            raise ValueError(f"track speeds are not finite: {out.tolist()}")
         tracks = [self.contract.clipped_command(float(left), float(right))
                   for left, right in out]  # [chunk_len]
         actions = [int(nearest_action(t.left_mm_s, t.right_mm_s)) for t in tracks]
@@ -292,11 +329,15 @@ class PolicyRunner:
         self._in_flight = None
         try:
             result = done.result()
+        except BadOutputError as exc:
+            self._bad_output(str(exc))
+            return
         except Exception as exc:  # onnxruntime's errors share no other base
-            self._last_failure = f"inference failed: {exc}"
+            self._no_plan = f"no plan: inference failed: {exc}"
             log.exception("inference failed")
             return
-        self._last_failure = None
+        self._no_plan = None
+        self._bad_in_row = 0
         self._plans += 1
         captured_s, tick_s, submitted_s = self._in_flight_trace
         # The latency from submission: a starved worker thread is latency too, not only
@@ -309,3 +350,18 @@ class PolicyRunner:
                 self.on_plan(PlanTrace(
                     captured_s, tick_s, submitted_s, result.started_s, result.inferred_s,
                     result.finished_s, now_s, queued_ahead))
+
+    def _bad_output(self, problem: str) -> None:
+        """An inference's output failed check_output: nothing of it is queued, what was
+        queued is dropped, and enough in a row make the model faulty."""
+        self._queue.flush()
+        self._bad_outputs += 1
+        self._bad_in_row += 1
+        self._last_bad_output = problem
+        self._no_plan = f"bad model output: {problem}"
+        if self._bad_in_row == 1:  # once per run of bad outputs: status counts the rest
+            log.error("bad model output: %s", problem)
+        if self._faulty is None and self._bad_in_row >= self.config.max_bad_outputs:
+            self._faulty = (f"{self._bad_in_row} bad outputs in a row, the last: {problem}; "
+                            "reload a model to clear")
+            log.error("policy model %s is faulty: %s", self._loaded().sha256[:12], self._faulty)

@@ -1,6 +1,7 @@
 """Export: checkpoints round-trip, the robot's loader accepts what export writes, PyTorch
 and onnxruntime agree, a model in training mode is refused, a model for another contract
-is refused by the runtime, and `zima export` prints its parity lines."""
+is refused by the runtime, `zima export` prints its parity lines, and with ``--samples``
+ships episode observations in the file, on which the loader refuses a model that is NaN."""
 
 import argparse
 from dataclasses import replace
@@ -10,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch import nn
 
 from zima.contract import METADATA_KEY, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter
@@ -29,7 +31,8 @@ from zima.export.parity import (
     episode_samples,
     random_samples,
 )
-from zima.onboard.policy import ContractMismatchError, load_model
+from zima.onboard.model_samples import SAMPLES_KEY, decode_samples
+from zima.onboard.policy import ContractMismatchError, SampleOutputError, load_model
 from zima.training.checkpoint import (
     CheckpointError,
     build_policy,
@@ -147,16 +150,22 @@ def test_cli_fails_clearly_on_a_broken_checkpoint(tmp_path: Path,
     assert "zima export: checkpoint" in capsys.readouterr().err
 
 
-def test_parity_samples_from_episodes(tmp_path: Path) -> None:
-    episodes = tmp_path / "episodes"
-    episodes.mkdir()
+def write_episodes(directory: Path, brightness: int | None = None) -> Path:
+    """Three episodes of 5 steps for TINY: random frames, or all ``brightness``."""
+    directory.mkdir()
     rng = np.random.default_rng(0)
     for i in range(3):
-        with EpisodeWriter(episodes / f"ep{i}.h5", EpisodeInfo("sim", "test"), TINY) as w:
+        with EpisodeWriter(directory / f"ep{i}.h5", EpisodeInfo("sim", "test"), TINY) as w:
             for t in range(5):
                 frames = {cam: rng.integers(0, 256, (24, 32, 3), np.uint8)
+                          if brightness is None else np.full((24, 32, 3), brightness, np.uint8)
                           for cam in TINY.cameras}
                 w.append(frames, t % 4, t / TINY.control_hz, expert_action=t % 4)
+    return directory
+
+
+def test_parity_samples_from_episodes(tmp_path: Path) -> None:
+    episodes = write_episodes(tmp_path / "episodes")
     samples = episode_samples(episodes, TINY, n=8)
     # The validation split of 3 episodes is one episode of 5 steps.
     assert samples.images.shape == (5, *TINY.image_shape)
@@ -174,3 +183,61 @@ def test_the_spatial_backbone_exports_with_parity(tmp_path: Path) -> None:
     report = check_parity(model, out, random_samples(TINY, 16))
     report.check()
     assert report.max_abs_diff <= MAX_ABS_DIFF
+
+
+def test_cli_ships_episode_observations_in_the_model(
+        checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    episodes = write_episodes(tmp_path / "episodes")
+    out = tmp_path / "model.onnx"
+    assert cli.run(_args(str(checkpoint), "--out", str(out), "--samples", str(episodes),
+                         "--ship-samples", "3", "--int8")) == 0
+    text = capsys.readouterr().out
+    assert "shipped 3 observations of 3 episodes (5 samples) in it" in text
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    shipped = decode_samples(props[SAMPLES_KEY], TINY)
+    assert len(shipped) == 3
+    assert load_model(out, TINY).samples_checked == 3
+    assert load_model(cli.int8_path(out), TINY).samples_checked == 3  # the copy has them
+    # Without --samples (random parity inputs) nothing is shipped; nor with 0.
+    for extra in ([], ["--samples", str(episodes), "--ship-samples", "0"]):
+        assert cli.run(_args(str(checkpoint), "--out", str(out), *extra)) == 0
+        assert load_model(out, TINY).samples_checked == 0
+    capsys.readouterr()
+    assert cli.run(_args(str(checkpoint), "--out", str(out), "--samples", str(episodes),
+                         "--ship-samples", "17")) == 1
+    assert "--ship-samples 17 must be 0..16" in capsys.readouterr().err
+
+
+class NanOnBright(nn.Module):
+    """A Policy's I/O for TINY: zero logits, all NaN where an observation's mean
+    brightness is above 140 (finite on the random warm-up input, mean ~127.5)."""
+
+    table: torch.Tensor  # [1, chunk_len, n_actions] zeros, a buffer
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contract = TINY
+        self.register_buffer("table", torch.zeros(1, TINY.chunk_len, TINY.n_actions))
+
+    def forward(self, images: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        mean = images.float().mean(dim=(1, 2, 3, 4))  # [B]
+        zero = history.float().sum(dim=1) * 0  # [B]: keeps the input in the graph
+        poison = torch.where(mean > 140, torch.full_like(mean, float("nan")), zero)  # [B]
+        out: torch.Tensor = self.table + poison[:, None, None]  # [B, chunk_len, n_actions]
+        return out
+
+
+def test_export_ships_observations_on_which_the_loader_refuses_a_nan_model(
+        tmp_path: Path) -> None:
+    model = NanOnBright().eval()
+    bright = np.full((2, *TINY.image_shape), 250, np.uint8)
+    history = np.zeros((2, TINY.action_history), np.int64)
+    out = export_onnx(model, TINY, tmp_path / "nan.onnx", shipped=(bright, history))
+    with pytest.raises(SampleOutputError, match=r"shipped sample 1 of 2 .*logits are not "
+                                                r"finite"):
+        load_model(out, TINY)
+    plain = export_onnx(model, TINY, tmp_path / "plain.onnx")
+    assert load_model(plain, TINY).samples_checked == 0  # the random warm-up alone passes it
+    dark = np.full((2, *TINY.image_shape), 100, np.uint8)
+    fine = export_onnx(model, TINY, tmp_path / "dark.onnx", shipped=(dark, history))
+    assert load_model(fine, TINY).samples_checked == 2

@@ -23,6 +23,7 @@ import pytest
 
 from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker, free_port
 from tests.onboard.helpers import run
+from tests.onboard.test_policy_guard import BRIGHT, DARK, nan_when_live, observations
 from tests.onboard.test_runtime import constant_policy, running, runtime_config
 from zima.cli import main
 from zima.contract import Action, Contract
@@ -136,6 +137,26 @@ def test_a_model_with_the_wrong_contract_is_refused_before_any_upload(
     assert main(sshd.argv(model, root, "--no-reload")) == 1
     assert "chunk_len" in capsys.readouterr().err
     assert list(root.iterdir()) == []  # nothing reached the robot
+
+
+def test_a_model_bad_on_its_shipped_observations_is_refused_before_any_upload(
+    sshd: Sshd, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The model is finite on random input and NaN on bright (live) frames; the export
+    shipped bright frames in it: deploy runs it on them and uploads nothing."""
+    root = robot_root(tmp_path)
+    live = nan_when_live(tmp_path / "live.onnx", samples=observations(BRIGHT))
+    assert main(sshd.argv(live, root, "--no-reload")) == 1
+    err = capsys.readouterr().err
+    assert "bad output on shipped sample 1 of 2" in err
+    assert "logits are not finite" in err
+    assert list(root.iterdir()) == []  # nothing reached the robot
+    # The same model with observations it is finite on goes through, and says so.
+    dark = nan_when_live(tmp_path / "dark.onnx", samples=observations(DARK))
+    assert main(sshd.argv(dark, root, "--no-reload")) == 0
+    assert "outputs on its 2 shipped observations finite and in range" in (
+        capsys.readouterr().out)
+    assert (root / "policy.onnx").readlink() == root / "models" / f"{_sha256(dark)}.onnx"
 
 
 def test_ssh_failures_are_clear_errors(

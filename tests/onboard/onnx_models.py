@@ -10,6 +10,14 @@ asks it not to. What the logits are, so that a test can predict the actions:
              the newest entry of ``action_history``: argmax is :func:`history_chunk`
 ``noise``    adds RandomUniformLike noise: two runs on one input differ (onnxruntime's
              optimizer removes a Dropout even in training mode, so that is no test)
+``nan_above_mean``  a model that is NaN only on live frames: where the mean of an
+             observation's images (all cameras and history, 0..255) is above this, NaN
+             is added to column ``nan_column`` of every chunk step (FORWARD by default:
+             the first NaN is what ``argmax`` picks); finite otherwise, so it passes the
+             random warm-up (mean ~127.5) when the threshold is above that
+``samples``  shipped sample observations (``zima_samples`` metadata): (images, history)
+             encoded by :func:`~zima.onboard.model_samples.encode_samples`, or a string
+             written verbatim
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from zima.contract import METADATA_KEY, Contract
+from zima.contract import METADATA_KEY, Action, Contract
+from zima.onboard.model_samples import SAMPLES_KEY, encode_samples
 from zima.onboard.policy import (
     ACTION_HISTORY_INPUT,
     IMAGES_INPUT,
@@ -49,6 +58,9 @@ def build_model(
     images_type: int = TensorProto.UINT8,
     chunk_len: int | None = None,
     extra_output: str | None = None,
+    nan_above_mean: float | None = None,
+    nan_column: int = int(Action.FORWARD),
+    samples: tuple[np.ndarray, np.ndarray] | str | None = None,
 ) -> Path:
     """Write a tiny policy for ``contract`` to ``path`` (see the module docstring).
     ``metadata``: None writes ``contract``; a Contract writes that one; a string is
@@ -96,6 +108,22 @@ def build_model(
             helper.make_node("Add", ["onehot", "z3"], ["base"]),
         ]
     out = "base"
+    if nan_above_mean is not None:
+        poison = np.zeros((1, chunk, n), np.float32)
+        poison[..., nan_column] = np.nan
+        nodes += [
+            helper.make_node("ReduceMean", ["img_f"], ["img_mean"], keepdims=0,
+                             axes=[1, 2, 3, 4]),  # [B]
+            helper.make_node("Greater", ["img_mean", const(
+                "nan_above", np.array(nan_above_mean, np.float32))], ["bright"]),  # [B]
+            helper.make_node("Unsqueeze", ["bright", const("ax12c", np.array([1, 2], np.int64))],
+                             ["bright3"]),  # [B, 1, 1]
+            helper.make_node("Where", ["bright3", const("poison", poison),
+                                       const("no_poison", np.zeros((1, chunk, n), np.float32))],
+                             ["nan_or_0"]),  # [B, chunk, n]
+            helper.make_node("Add", [out, "nan_or_0"], ["poisoned"]),
+        ]
+        out = "poisoned"
     if noise:
         nodes += [helper.make_node("RandomUniformLike", [out], ["u"]),
                   helper.make_node("Add", [out, "u"], ["noisy"])]
@@ -117,9 +145,14 @@ def build_model(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               ir_version=IR_VERSION)
     text = (c if metadata is None else metadata)
+    props = {}
     if text != "":
-        helper.set_model_props(model, {
-            METADATA_KEY: text.to_json() if isinstance(text, Contract) else text})
+        props[METADATA_KEY] = text.to_json() if isinstance(text, Contract) else text
+    if samples is not None:
+        props[SAMPLES_KEY] = (samples if isinstance(samples, str)
+                              else encode_samples(samples[0], samples[1], c))
+    if props:
+        helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
     return path
