@@ -266,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
           f"; {wall_s:.1f} s")
     loop = hil.runtime.loop_stats()
     print(f"runtime control loop: {loop.rate_hz:.1f} Hz, period p99 {loop.period_p99_ms:.1f} ms, "
-          f"{loop.overruns} overruns; MCU link losses: {hil.runtime.link.status.disconnects}")
+          f"{loop.overruns} overruns; MCU link losses: {hil.link_losses}")
     for video in hil.world.videos:
         print(f"video: {video}")
     print(f"plot: {plot_telemetry(hil.telemetry, args.out / 'telemetry.png')}")

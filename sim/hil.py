@@ -23,6 +23,9 @@
 - :class:`HilSession` starts board, world and runtime (an async context manager, stopped
   in reverse order); :func:`run_episodes` runs seeded episodes (AUTONOMOUS until an
   outcome, IDLE, reset with the next seed) and logs the MCU's TELEMETRY for the plot.
+  Its child processes (Mosquitto, the emulator) die with it, even when it is killed, and
+  its temporary files live in a :class:`~zima.sim.run_folder.RunFolder` that the next
+  session removes if this one could not (:mod:`zima.sim.run_folder`).
 
 Start-up failures are :class:`HilStartError` with what to do (``make firmware``, a model
 path); the orchestration itself never prints: it reports through a callback.
@@ -38,7 +41,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -67,9 +69,10 @@ from zima.onboard.mqtt_config import Mode, ModeCommand, MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.runtime import Runtime, RuntimeStartError
-from zima.onboard.safety import DriveMode
+from zima.onboard.safety import DriveMode, SafetyConfig
 from zima.onboard.web import WebConfig, read_token
 from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.run_folder import RunFolder, die_with_parent
 
 __all__ = ["FrameHub", "HilConfig", "HilEpisode", "HilError", "HilSession", "HilStartError",
            "SimCapture", "SimWorld", "TelemetryLog", "WorldSnapshot", "plot_telemetry",
@@ -422,17 +425,28 @@ def _free_port() -> int:
 
 
 class _Mosquitto:
-    """A throwaway Mosquitto on a free loopback port, anonymous clients (loopback only)."""
+    """A throwaway Mosquitto on a free loopback port, anonymous clients (loopback only),
+    its files in ``folder``. Start it from the event loop's thread (:func:`die_with_parent`
+    follows the starting thread), then wait for it with :meth:`wait_ready`."""
 
-    def __init__(self, binary: str) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="zima-mqtt-")
+    def __init__(self, binary: str, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
-        conf = Path(self._dir.name) / "mosquitto.conf"
+        conf = folder / "mosquitto.conf"
         user = "root" if os.geteuid() == 0 else os.environ.get("USER", "mosquitto")
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                         f"user {user}\nlog_dest stderr\n")
-        self._log = (Path(self._dir.name) / "mosquitto.log").open("wb")
-        self._proc = subprocess.Popen([binary, "-c", str(conf)], stderr=self._log)  # noqa: S603
+        self._log = (folder / "mosquitto.log").open("wb")
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 -- argv of our own making
+                [binary, "-c", str(conf)], stderr=self._log,
+                preexec_fn=die_with_parent())  # noqa: PLW1509 -- a prctl, before exec
+        except OSError:
+            self._log.close()
+            raise
+
+    def wait_ready(self) -> None:
+        """Block until the broker accepts connections (OSError if it does not start)."""
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and self._proc.poll() is None:
             try:
@@ -441,7 +455,6 @@ class _Mosquitto:
                 time.sleep(0.05)
             else:
                 return
-        self.close()
         raise OSError("mosquitto did not start")
 
     def close(self) -> None:
@@ -453,7 +466,6 @@ class _Mosquitto:
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
-        self._dir.cleanup()
 
 
 def find_mosquitto() -> str | None:
@@ -514,6 +526,8 @@ class HilSession:
         self.telemetry = TelemetryLog()
         self.mqtt_port: int | None = None
         self.web_url: str | None = None  # the console's address, token included
+        self.run_folder: RunFolder | None = None  # this session's temporary files
+        self._link_losses: int | None = None  # counted up to the runtime's stop
         self._stack = contextlib.AsyncExitStack()
         self._runtime: Runtime | None = None
         self._task: asyncio.Task[None] | None = None
@@ -523,6 +537,14 @@ class HilSession:
         if self._runtime is None:
             raise RuntimeError("the session has not started")
         return self._runtime
+
+    @property
+    def link_losses(self) -> int:
+        """Times the runtime lost its MCU link, up to the runtime's stop (closing the link
+        at the end is no loss)."""
+        if self._link_losses is not None:
+            return self._link_losses
+        return self.runtime.link.status.disconnects
 
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
@@ -536,6 +558,11 @@ class HilSession:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.cfg
+        run = self.run_folder = RunFolder.create()  # and remove what a killed run left
+        stack.callback(run.close)
+        if run.removed_stale:
+            self.report(f"removed what an earlier run left behind: "
+                        f"{', '.join(map(str, run.removed_stale))}")
         for path, how in ((cfg.firmware, "make firmware"), (cfg.emulator, "make emulator")):
             if not path.exists():
                 raise HilStartError(f"{path} does not exist: build it with `{how}`")
@@ -543,12 +570,7 @@ class HilSession:
             raise HilStartError(f"no policy model at {cfg.model_path}")
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         mqtt = await self._start_mqtt(stack)
-        try:
-            await asyncio.to_thread(self.board.start)
-            stack.callback(self.board.close)
-            await asyncio.to_thread(self.board.external_wheels, on=True)
-        except EmulatorError as exc:
-            raise HilStartError(f"the emulated board: {exc}") from exc
+        await self._start_board(stack, run)
         stack.callback(self.world.stop)
         await asyncio.to_thread(self.world.start, cfg.seed)
         c = self.contract
@@ -561,8 +583,12 @@ class HilSession:
             robot_id="zima-sim", link=LinkConfig(port=Path(self.board.port)), cameras=cameras,
             policy=PolicyConfig(model_path=cfg.model_path, temperature=cfg.temperature,
                                 seed=cfg.seed),
+            # The policy drives unattended here (`make demo`): no operator heartbeat. With
+            # --drive operator a person is at the console, and the default rule holds.
+            safety=SafetyConfig(operator_timeout_s=0.0) if cfg.drive == "policy"
+            else SafetyConfig(),
             mqtt=mqtt, recorder=RecorderConfig(directory=cfg.out_dir / "episodes",
-                                               scene=cfg.scene),
+                                               scene=cfg.scene, source="sim"),
             web=self._web_config())
         runtime = Runtime(config, contract=c, camera_opener=sim_opener(self.hub),
                           software="zima sim run")
@@ -583,6 +609,7 @@ class HilSession:
             raise HilStartError("the onboard runtime stopped during start-up")
 
         async def stop_runtime() -> None:
+            self._link_losses = runtime.link.status.disconnects  # before the link closes
             stop.set()
             await asyncio.wait_for(task, 10)
 
@@ -593,6 +620,18 @@ class HilSession:
         if runtime.model_sha256 is None and cfg.drive == "policy":
             raise HilStartError(f"the runtime refuses the model {cfg.model_path}: "
                                 f"{await runtime.handle(ModeCommand(Mode.AUTONOMOUS), 'sim')}")
+
+    async def _start_board(self, stack: contextlib.AsyncExitStack, run: RunFolder) -> None:
+        """The emulated board, its wheels driven by the world; its temp folder in ``run``."""
+        stack.callback(self.board.close)  # also stops what a failed start left running
+        try:
+            await asyncio.to_thread(self.board.start)
+            emulator_dir = Path(self.board.port).parent  # the board's own temp folder
+            if emulator_dir.name.startswith("zima-emu-"):
+                run.adopt(emulator_dir)  # removed by the next session if this one is killed
+            await asyncio.to_thread(self.board.external_wheels, on=True)
+        except EmulatorError as exc:
+            raise HilStartError(f"the emulated board: {exc}") from exc
 
     def _web_config(self) -> WebConfig:
         """The console on loopback, with a token file (made once, readable by us only)."""
@@ -615,12 +654,18 @@ class HilSession:
         if binary is None:
             self.report("no Mosquitto: running without telemetry")
             return MqttSection(enabled=False)
+        assert self.run_folder is not None
         try:
-            broker = await asyncio.to_thread(_Mosquitto, binary)
+            broker = _Mosquitto(binary, self.run_folder.path / "mqtt")  # on the loop's thread
         except OSError as exc:
             self.report(f"no Mosquitto ({exc}): running without telemetry")
             return MqttSection(enabled=False)
         stack.callback(broker.close)
+        try:
+            await asyncio.to_thread(broker.wait_ready)
+        except OSError as exc:
+            self.report(f"no Mosquitto ({exc}): running without telemetry")
+            return MqttSection(enabled=False)
         self.mqtt_port = broker.port
         self.report(f"telemetry: Mosquitto on 127.0.0.1:{broker.port}, topics zima/zima-sim/#")
         return MqttSection(enabled=True, broker=MqttConfig(

@@ -22,7 +22,9 @@ import pytest
 from tests.onboard.helpers import run
 from tests.onboard.test_runtime import constant_policy
 from zima.contract import DEFAULT, Action
+from zima.episodes import EpisodeReader
 from zima.onboard.mqtt_config import Mode
+from zima.onboard.safety import SafetyConfig
 from zima.sim import cli
 from zima.sim.hil import HilConfig, HilSession, HilStartError, WorldSnapshot
 
@@ -66,6 +68,8 @@ def test_forward_policy_moves_the_mujoco_robot_and_its_wheels_count_in_the_firmw
 
     async def main() -> tuple[list[WorldSnapshot], tuple[int, int]]:
         async with HilSession(hil_config) as hil:
+            # The policy drives unattended: no operator heartbeat to wait for.
+            assert hil.runtime.safety.config.operator_timeout_s == 0
             snaps = await drive_for(hil, 2.0)
             state = hil.runtime.link.state
             assert state is not None
@@ -115,6 +119,7 @@ def test_sim_run_writes_the_video_and_the_telemetry_plot(
     printed = capsys.readouterr().out
     assert "episode 1/1 seed 100000" in printed
     assert "success 0/1" in printed  # driving straight on never stops at the cube
+    assert "MCU link losses: 0" in printed  # closing the link at the end is no loss
     image = cv2.imread(str(out / "telemetry.png"))
     assert image is not None
     assert image.shape[0] > 100
@@ -151,6 +156,8 @@ def test_an_operator_drives_the_sim_robot_through_the_web_console(
         async with HilSession(cfg) as hil:
             assert hil.web_url is not None
             assert hil.runtime.model_sha256 is None
+            # A person is at the console: the operator rule keeps its default.
+            assert hil.runtime.safety.config.operator_timeout_s == SafetyConfig().operator_timeout_s
             jar = aiohttp.CookieJar(unsafe=True)  # cookies of an IP address (127.0.0.1)
             async with aiohttp.ClientSession(cookie_jar=jar) as http:
                 async with http.get(hil.web_url) as page:  # ?token= sets the cookie
@@ -159,6 +166,7 @@ def test_an_operator_drives_the_sim_robot_through_the_web_console(
                 base = hil.web_url.split("/?")[0]
                 async with http.ws_connect(f"{base}/ws", origin=base) as ws:
                     await ws.send_json({"t": "mode", "mode": "teleop"})
+                    await ws.send_json({"t": "record", "action": "start"})
                     snaps = [hil.world.snapshot()]
                     while snaps[-1].time_s < snaps[0].time_s + 1.5:  # W held for 1.5 s
                         await ws.send_json({"t": "drive", "v": 0.3, "w": 0.0})
@@ -171,6 +179,9 @@ def test_an_operator_drives_the_sim_robot_through_the_web_console(
                             break
                         await hil.sleep(0.05)
                     snaps.append(snap)
+                    await ws.send_json({"t": "record", "action": "stop", "outcome": "success"})
+                    while not list((cfg.out_dir / "episodes").glob("*.h5")):
+                        await hil.sleep(0.05)
             return snaps
 
     snaps = run(main, guard_s=90)
@@ -178,3 +189,8 @@ def test_an_operator_drives_the_sim_robot_through_the_web_console(
     along = (x1 - x0) * math.cos(yaw0) + (y1 - y0) * math.sin(yaw0)
     assert along > 0.1, snaps[-1]  # 0.3 m/s for 1.5 s: about 0.45 m
     assert max(map(abs, snaps[-1].track_mm_s)) < 20  # released: stopped, within 3 s
+    (episode,) = (cfg.out_dir / "episodes").glob("*.h5")
+    with EpisodeReader(episode) as reader:  # the runtime's recorder, in the simulator
+        assert (reader.info.source, reader.info.scene, reader.info.outcome) == (
+            "sim", "arena", "success")
+        assert len(reader) > 5
