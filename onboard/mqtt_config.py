@@ -186,8 +186,8 @@ def _number(body: dict[str, object], key: str, limit: float) -> float:
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CommandError(f"{key} must be a number")
-    if not (math.isfinite(value) and abs(value) <= limit):
-        raise CommandError(f"{key}={value} is outside [-{limit}, {limit}]")
+    if not -limit <= value <= limit:  # compared, not converted: a 400-digit int is no float
+        raise CommandError(f"{key}={str(value)[:24]} is outside [-{limit}, {limit}]")
     return float(value)
 
 

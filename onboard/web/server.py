@@ -18,11 +18,16 @@ form sets an HttpOnly cookie, ``?token=`` does the same and redirects; a wrong t
                           TCP back-pressure paces a slow link (a frame is skipped, not queued)
     GET  /ws              the control socket: JSON messages both ways (below)
 
-Messages from the page (``t`` names the kind)::
+Messages from the page (``t`` names the kind; at most ``MAX_MESSAGE_BYTES`` of JSON, one
+object with flat values or one list, parsed by :func:`parse_message`: anything else is
+refused with its reason, never an error of the server)::
 
     {"t": "drive", "v": m/s, "w": rad/s}   ~20 Hz while a key or stick is held; one zero
                                            when released (hold-to-drive). Takes the lease.
     {"t": "hb"}                            heartbeat (~10 Hz): renews the lease if held
+    {"t": "heartbeat"}                     operator presence (1 Hz while the page is open):
+                                           the runtime's ``HeartbeatCommand``, as MQTT's
+                                           ``cmd/heartbeat``; autonomy stops without one
     {"t": "lease", "take": bool}           take / give up the teleop lease
     {"t": "mode", "mode": "idle"|"teleop"|"autonomous"|"supervised"}
     {"t": "estop", "engaged": bool}        anyone may engage; the rest need the lease when
@@ -36,7 +41,11 @@ and to it: ``{"t": "status", ...}`` at ``status_hz`` and after every command, an
 
 Safety rule: the socket closing releases its client's lease at once (the tracks stop on
 the next tick); a network that vanishes without closing stops the heartbeats, so the
-teleop timeout stops the tracks and the lease expires (``SafetyConfig.lease_timeout_s``).
+teleop timeout stops the tracks and the lease expires (``SafetyConfig.lease_timeout_s``),
+and autonomy stops once no operator is heard (``SafetyConfig.operator_timeout_s``). Every
+message a page sends counts as its operator's presence: those that go through
+``Runtime.handle`` there, the others (``hb``, ``drive``, ``lease``, ``handback``, ``arm``)
+through ``Runtime.operator_seen``.
 """
 
 from __future__ import annotations
@@ -60,8 +69,15 @@ import cv2
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from zima.bounded import InputError, parse_json_bounded
 from zima.onboard.link_config import LinkError
-from zima.onboard.mqtt_config import EstopCommand, Mode, ModeCommand, RecordCommand
+from zima.onboard.mqtt_config import (
+    EstopCommand,
+    HeartbeatCommand,
+    Mode,
+    ModeCommand,
+    RecordCommand,
+)
 from zima.onboard.recorder import RecorderError
 from zima.onboard.safety import DriveMode, SafetyError
 from zima.protocol import Fault
@@ -69,7 +85,8 @@ from zima.protocol import Fault
 if TYPE_CHECKING:  # the runtime starts the console: a run-time import would be circular
     from zima.onboard.runtime import Runtime
 
-__all__ = ["WebConfig", "WebConsole", "WebConsoleError", "read_token"]
+__all__ = ["MAX_MESSAGE_BYTES", "WebConfig", "WebConsole", "WebConsoleError", "parse_message",
+           "read_token"]
 
 log = logging.getLogger("zima.onboard.web")
 
@@ -77,7 +94,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 COOKIE = "zima_session"
 _BOUNDARY = "zimaframe"
 # Safety itself refuses a watcher's drive; anyone may engage the e-stop (see _dispatch).
-WATCHERS_MAY = frozenset({"hb", "drive"})
+WATCHERS_MAY = frozenset({"hb", "drive", "heartbeat"})
+# Kinds carried out through Runtime.handle, which counts them as operator presence itself.
+VIA_HANDLE = frozenset({"estop", "mode", "record", "heartbeat"})
+MAX_MESSAGE_BYTES = 4096  # the longest message the page sends is under 200 bytes
+MAX_MESSAGE_DEPTH = 2  # {"t": "arm", "targets": [...]}
 RECORDING_MODES = frozenset({DriveMode.TELEOP, DriveMode.AUTONOMOUS, DriveMode.SUPERVISED})
 
 
@@ -157,7 +178,8 @@ class WebConsole:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._handlers: dict[str, Callable[[str, dict[str, Any]], Awaitable[str | None]]] = {
-            "hb": self._on_hb, "drive": self._on_drive, "estop": self._on_estop,
+            "hb": self._on_hb, "heartbeat": self._on_heartbeat, "drive": self._on_drive,
+            "estop": self._on_estop,
             "lease": self._on_lease, "mode": self._on_mode, "record": self._on_record,
             "handback": self._on_handback, "arm": self._on_arm}
 
@@ -285,7 +307,9 @@ class WebConsole:
         self._require(request)
         if self._closing:
             raise web.HTTPServiceUnavailable(text="the robot is stopping")
-        ws = web.WebSocketResponse(heartbeat=2.0)
+        # A frame far over our own bound closes the socket (aiohttp's limit, 16x ours); one
+        # just over it is answered with a refusal by parse_message.
+        ws = web.WebSocketResponse(heartbeat=2.0, max_msg_size=16 * MAX_MESSAGE_BYTES)
         await ws.prepare(request)
         client = _Client(f"web-{next(self._ids)}", ws)
         self._clients.add(client)
@@ -326,19 +350,20 @@ class WebConsole:
         return self.runtime.clock()  # the runtime's clock drives Safety
 
     async def _command(self, client: _Client, text: str) -> tuple[str, str] | None:
-        """Carry out one message; (kind, why) if refused."""
+        """Carry out one message; (kind, why) if refused. Never raises."""
         try:
-            message = json.loads(text)
-        except ValueError:
-            return ("message", "not JSON")
-        if not isinstance(message, dict) or not isinstance(message.get("t"), str):
-            return ("message", 'a message is a JSON object with a "t" kind')
+            message = parse_message(text)
+        except InputError as exc:
+            return ("message", str(exc))
         kind = message["t"]
         try:
             error = await self._dispatch(client, kind, message)
         except (SafetyError, RecorderError, LinkError, ValueError) as exc:
             error = str(exc)
-        if kind not in ("drive", "hb"):
+        except Exception as exc:  # a bug: logged with its traceback; the socket stays open
+            log.error("console message %r from %s failed", kind, client.id, exc_info=exc)
+            error = f"internal error: {type(exc).__name__}"
+        if kind not in ("drive", "hb", "heartbeat"):
             await client.send(self.status(client.id))  # show the result at once
         return None if error is None else (kind, error)
 
@@ -347,12 +372,17 @@ class WebConsole:
         ``_command`` turns into text."""
         handler = self._handlers.get(kind)
         if handler is None:
-            return f"unknown message kind {kind!r}"
+            return f"unknown message kind {kind[:32]!r}"
+        if kind not in VIA_HANDLE:
+            self.runtime.operator_seen(client.id)
         lease = self.runtime.safety.lease
         if lease is not None and lease.client != client.id and kind not in WATCHERS_MAY \
                 and not (kind == "estop" and m.get("engaged") is True):
             return f"watching: {lease.client} holds the lease"
         return await handler(client.id, m)
+
+    async def _on_heartbeat(self, client: str, _m: dict[str, Any]) -> str | None:
+        return await self.runtime.handle(HeartbeatCommand(), source=client)
 
     async def _on_hb(self, client: str, _m: dict[str, Any]) -> str | None:
         lease = self.runtime.safety.lease
@@ -410,9 +440,10 @@ class WebConsole:
     async def _on_arm(self, client: str, m: dict[str, Any]) -> str | None:
         targets = m.get("targets")
         if not isinstance(targets, list) or not all(
-                t is None or (isinstance(t, int | float) and not isinstance(t, bool))
+                t is None or (isinstance(t, int | float) and not isinstance(t, bool)
+                              and -1e9 <= t <= 1e9)
                 for t in targets):
-            raise ValueError("targets must be a list of numbers or nulls")
+            raise ValueError("targets must be a list of finite numbers or nulls")
         await self.runtime.teleop_arm(targets, client)
         return None
 
@@ -463,10 +494,27 @@ class WebConsole:
         }
 
 
+def parse_message(raw: str | bytes) -> dict[str, Any]:
+    """One message from a page: a JSON object with a string ``t`` (its kind), at most
+    ``MAX_MESSAGE_BYTES`` long and ``MAX_MESSAGE_DEPTH`` deep (checked before parsing);
+    ``InputError`` saying why for anything else, whatever the text."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError:  # lone surrogates: aiohttp never sends them, but be sure
+            raise InputError("message is not valid Unicode") from None
+    message = parse_json_bounded(raw, max_bytes=MAX_MESSAGE_BYTES,
+                                 max_depth=MAX_MESSAGE_DEPTH, what="message")
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise InputError('a message is a JSON object with a "t" kind')
+    return message
+
+
 def _clamped(message: dict[str, Any], key: str, limit: float) -> float:
     value = message.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value):
+    # Compared, not converted: math.isfinite of a 400-digit int raises OverflowError.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            -1e9 <= value <= 1e9):
         raise ValueError(f"{key} must be a finite number")
     return float(min(max(value, -limit), limit))
 

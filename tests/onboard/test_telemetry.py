@@ -184,6 +184,7 @@ HOSTILE_PAYLOADS = (
 @example("mode", b"[" * 3000)
 @example("mode", b'{"mode": "idle", "request_id": "' + b"x" * 65 + b'"}')
 @example("teleop", b'{"linear_m_per_s": 1e999, "angular_rad_per_s": 0}')
+@example("teleop", b'{"linear_m_per_s": 1' + b"0" * 400 + b', "angular_rad_per_s": 0}')
 @example("estop", b'{"engaged": true, "engaged": false}')
 @example("mode", b'{"mode": {"a": 1}}')
 @example("heartbeat", b"{}")

@@ -34,7 +34,7 @@ from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mcu_state import McuState
 from zima.onboard.runtime import Runtime
-from zima.onboard.safety import DriveMode
+from zima.onboard.safety import DriveMode, SafetyConfig
 from zima.onboard.web import WebConfig, WebConsole
 from zima.protocol import State
 
@@ -507,3 +507,74 @@ def test_arm_sliders_and_gripper_buttons_move_the_servos(
             assert runtime.safety.lease is not None  # arm commands take the lease too
 
     run(main, guard_s=60)
+
+
+def test_hostile_socket_messages_are_refused_and_the_estop_after_them_latches(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
+) -> None:
+    """Issue 13: 3 kB of nested ``[`` made the console's parser raise RecursionError.
+    Every hostile message now gets a refusal saying why, the socket stays open, and the
+    e-stop sent after them reaches the MCU. (No browser: a client sends what no page would.)"""
+    hostile = [
+        "[" * 3000,
+        '{"t": "mode", "mode": "idle", "pad": "' + "x" * 8000 + '"}',
+        '{"t": "drive", "v": 1e999, "w": 0}',
+        '{"t": "drive", "v": 1' + "0" * 400 + ', "w": 0}',
+        '{"t": "arm", "targets": [1' + "0" * 400 + ", null, null, null, null, null]}",
+        '{"t": "estop", "engaged": true, "engaged": false}',
+        '{"t": 7}',
+        "\u0000",
+    ]
+
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+                console(runtime) as url, aiohttp.ClientSession() as http, \
+                http.ws_connect(url.replace("http", "ws") + f"/ws?token={TOKEN}") as ws:
+            for text in hostile:
+                await ws.send_str(text)
+            refusals: list[str] = []
+            async with asyncio.timeout(WAIT_S):
+                while len(refusals) < len(hostile):
+                    message = await ws.receive_json()
+                    if message["t"] == "refused":
+                        refusals.append(message["message"])
+            await ws.send_str('{"t": "estop", "engaged": true}')
+            await until_mcu(runtime.link, lambda s: s.state == State.ESTOP, 1000)
+            assert runtime.safety.mode == DriveMode.ESTOP
+            assert not ws.closed
+        assert "nested deeper" in refusals[0]
+        assert "over the limit" in refusals[1]
+        assert "out of range" in refusals[2]
+        assert all("finite" in r for r in refusals[3:5]), refusals
+        assert "twice" in refusals[5]
+        assert all(len(r) < 300 and "internal error" not in r for r in refusals)
+
+    run(main, guard_s=60)
+
+
+def test_an_open_page_keeps_autonomy_going_and_closing_it_stops_the_robot(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+) -> None:
+    """The page says "an operator is here" once a second (``heartbeat``); with no other
+    message, autonomy goes on past the operator timeout while it is open, and ends
+    (idle, "operator_lost") once it is closed."""
+    constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
+    timeout_s = 2.5  # the page's heartbeat comes every 1 s
+    config = runtime_config(tmp_path, link_config,
+                            safety=SafetyConfig(operator_timeout_s=timeout_s))
+
+    async def main() -> None:
+        async with running(config) as runtime, console(runtime) as url:
+            await browse(sign_in, page, url)
+            await choose_mode(page, runtime, DriveMode.AUTONOMOUS)
+            loop = asyncio.get_running_loop()
+            until_s = loop.time() + 2.5 * timeout_s
+            while loop.time() < until_s:  # the page only sends its heartbeats meanwhile
+                assert runtime.safety.mode == DriveMode.AUTONOMOUS, runtime.safety.mode_reason
+                await asyncio.sleep(0.1)
+            await browse(page.get, "about:blank")
+            await until(lambda: runtime.safety.mode == DriveMode.IDLE, 2 * timeout_s + 2)
+            assert str(runtime.safety.mode_reason).startswith("operator_lost")
+            await until_mcu(runtime.link, targets(0, 0), 1000)
+
+    run(main, guard_s=90)

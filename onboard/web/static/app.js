@@ -6,6 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const DRIVE_MS = 50; // drive messages while input is held (~20 Hz)
 const HEARTBEAT_MS = 100; // keeps the lease while held; its timeout covers a lost network
+const PRESENCE_MS = 1000; // "an operator is here": autonomy stops when these stop coming
 const KEYS = {
   KeyW: "forward", ArrowUp: "forward", KeyS: "back", ArrowDown: "back",
   KeyA: "left", ArrowLeft: "left", KeyD: "right", ArrowRight: "right",
@@ -26,6 +27,7 @@ function send(message) {
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   ws = new WebSocket(`${proto}//${location.host}/ws`);
+  ws.onopen = () => send({ t: "heartbeat" });
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.t === "status") show(message);
@@ -282,6 +284,7 @@ function wire() {
   setInterval(() => {
     if (wasMoving || (status && status.lease === "you")) send({ t: "hb" });
   }, HEARTBEAT_MS);
+  setInterval(() => send({ t: "heartbeat" }), PRESENCE_MS); // while the page is open
   connect();
 }
 
