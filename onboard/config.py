@@ -20,18 +20,21 @@ own validation::
 
 Unknown keys, wrong types and out-of-range values are ``ConfigError``s naming the file
 and the key; relative paths are taken from the file's folder. A missing file is a
-``ConfigError`` too, so the service's journal says exactly what to fix.
+``ConfigError`` too, so the service's journal says exactly what to fix. The file is
+outside input like any other: whatever its bytes, ``load_config`` returns a config or
+raises ``ConfigError`` (at most ``MAX_CONFIG_BYTES`` of UTF-8 TOML, nested at most
+``MAX_CONFIG_DEPTH`` deep, checked before parsing: :mod:`zima.bounded`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zima.bounded import InputError, parse_toml_bounded
 from zima.onboard.camera_config import CameraConfig, default_cameras
 from zima.onboard.fusion import FusionConfig
 from zima.onboard.link_config import LinkConfig
@@ -42,7 +45,10 @@ from zima.onboard.safety import SafetyConfig
 from zima.onboard.web import WebConfig
 from zima.tomlconfig import ConfigError, convert, from_table
 
-__all__ = ["ConfigError", "MqttSection", "RuntimeConfig", "load_config"]
+__all__ = ["MAX_CONFIG_BYTES", "ConfigError", "MqttSection", "RuntimeConfig", "load_config"]
+
+MAX_CONFIG_BYTES = 256 * 1024  # the annotated sample is under 8 kB
+MAX_CONFIG_DEPTH = 6  # [[cameras]] and [mqtt.rates_hz] are 2 deep
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +102,26 @@ class RuntimeConfig:
 
 
 def load_config(path: Path) -> RuntimeConfig:
-    """The configuration in ``path`` (``ConfigError`` naming the file and key)."""
+    """The configuration in ``path`` (``ConfigError`` naming the file and key, whatever
+    the file holds)."""
     try:
-        table = tomllib.loads(path.read_text())
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
+        table = parse_toml_bounded(raw, max_bytes=MAX_CONFIG_BYTES, max_depth=MAX_CONFIG_DEPTH,
+                                   what="the config")
         return config_from_table(table, path.parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    except (InputError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {_clip(str(exc))}") from exc
+    except (OverflowError, TypeError, ValueError) as exc:  # a value no check foresaw
+        raise ConfigError(f"{path}: {type(exc).__name__}: {_clip(str(exc))}") from exc
+
+
+def _clip(message: str, max_chars: int = 500) -> str:
+    """An error message fit for a journal line (a message may quote a huge value)."""
+    return message if len(message) <= max_chars else message[:max_chars] + "..."
 
 
 def config_from_table(table: dict[str, Any], base: Path = Path()) -> RuntimeConfig:
@@ -115,9 +130,10 @@ def config_from_table(table: dict[str, Any], base: Path = Path()) -> RuntimeConf
     robot_id = table.get("robot_id", "zima")
     if not isinstance(robot_id, str):
         raise ConfigError(f"robot_id must be a string, got {robot_id!r}")
-    mqtt = dict(table.pop("mqtt", {}))
+    mqtt = table.pop("mqtt", {})
     if not isinstance(mqtt, dict):
         raise ConfigError("mqtt must be a table")
+    mqtt = dict(mqtt)
     section = {k: mqtt.pop(k) for k in ("enabled", "password_file") if k in mqtt}
     if "robot_id" in mqtt:
         raise ConfigError("mqtt.robot_id is set from the top-level robot_id")

@@ -1,14 +1,17 @@
 """The episode file: round trip, atomic publication, clear errors, idle trimming."""
 
+import functools
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zima.contract import DEFAULT, METADATA_KEY, Action, Contract
@@ -263,3 +266,97 @@ def test_trimming_keeps_every_motion_and_caps_every_pause(actions: list[Action],
     assert (kept != S).sum() == (a != S).sum()
     runs = "".join("s" if x == S else "m" for x in kept).split("m")
     assert all(len(r) <= max_run for r in runs)
+
+
+@functools.cache
+def _episode_bytes() -> bytes:
+    """A small valid episode file's bytes (with expert labels and telemetry), made once."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ep.h5"
+        with EpisodeWriter(path, EpisodeInfo("sim", "arena", seed=7), SMALL,
+                           flush_every=4) as w:
+            for t in range(6):
+                w.append(_frames(SMALL, t), t % SMALL.n_actions, t / SMALL.control_hz,
+                         expert_action=(t + 1) % SMALL.n_actions,
+                         telemetry={"battery_mv": 12000.0 - t})
+            w.set_attributes({"robot_id": "zima"})
+        return path.read_bytes()
+
+
+DAMAGE = st.one_of(
+    st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 7)),
+                                        min_size=1, max_size=20)),
+    st.tuples(st.just("garble"), st.tuples(st.integers(0, 10**9), st.binary(min_size=1,
+                                                                            max_size=64))),
+    st.tuples(st.just("truncate"), st.integers(0, 10**9)),
+)
+
+
+@given(DAMAGE)
+@settings(max_examples=200)
+def test_a_damaged_episode_loads_or_is_an_episode_format_error(
+    damage: tuple[str, object],
+) -> None:
+    """Fuzzing found RuntimeError, OSError and TypeError escaping from h5py's attribute
+    reads ("bad heap index", "Unknown string encoding"); one error type now, naming the file."""
+    data = bytearray(_episode_bytes())
+    kind, how = damage
+    if kind == "flip":
+        assert isinstance(how, list)
+        for offset, bit in how:
+            data[offset % len(data)] ^= 1 << bit
+    elif kind == "garble":
+        assert isinstance(how, tuple)
+        offset, junk = how
+        start = offset % len(data)
+        data[start:start + len(junk)] = junk[: len(data) - start]
+    else:
+        assert isinstance(how, int)
+        del data[how % len(data):]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "damaged.h5"
+        path.write_bytes(bytes(data))
+        error = ""
+        try:
+            with EpisodeReader(path, SMALL) as reader:
+                episode = reader.load()
+                reader.extras()
+        except EpisodeFormatError as exc:
+            error = str(exc)
+        if error:
+            assert error.startswith(f"{path}: ")
+        else:
+            assert len(episode) == 6
+            assert int(episode.expert_action.max()) < SMALL.n_actions
+
+
+def _replace(f: h5py.File, name: str, data: object) -> None:
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+WRONG: dict[str, Callable[[h5py.File], object]] = {
+    "telemetry is a dataset": lambda f: f.create_dataset("telemetry", data=[1.0]),
+    "images is a dataset": lambda f: _replace(f, "images", [0]),
+    "seed is a string": lambda f: f.attrs.update({"seed": "seven"}),
+    "n_steps is a bool": lambda f: f.attrs.update({"n_steps": np.True_}),
+    "contract is nested JSON": lambda f: f.attrs.update({METADATA_KEY: "[" * 5000}),
+    "contract is opaque": lambda f: f.attrs.update({METADATA_KEY: np.void(b"\x00")}),
+    "an action is 200": lambda f: f["action"].__setitem__(0, 200),
+}
+
+
+@pytest.mark.parametrize("wrong", WRONG)
+def test_wrong_shapes_types_and_labels_are_episode_format_errors(tmp_path: Path,
+                                                                 wrong: str) -> None:
+    path = _write(tmp_path / "ep.h5", 4)
+    with h5py.File(path, "a") as f:
+        WRONG[wrong](f)
+    with pytest.raises(EpisodeFormatError) as info:
+        _open_and_load(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def _open_and_load(path: Path) -> None:
+    with EpisodeReader(path, SMALL) as reader:
+        reader.load()

@@ -51,8 +51,14 @@ Errors (``EpisodeError`` and its subclasses)::
 
     EpisodeError
     |-- EpisodeWriteError       writing failed (disk full, permissions); the .partial stays
-    +-- EpisodeFormatError      not an episode, corrupt, unknown version, bad shapes
+    +-- EpisodeFormatError      not an episode, corrupt, truncated, unknown version, bad
+        |                       shapes or attributes, actions out of range
         +-- ContractMismatchError   written under another observation/action contract
+
+Reading treats a file as outside input: whatever its bytes, :class:`EpisodeReader` and its
+methods return the documented values or raise ``EpisodeFormatError`` naming the file (a
+missing file stays ``FileNotFoundError``); what h5py or libhdf5 raise on a damaged file
+(``OSError``, ``RuntimeError``, ``TypeError``, ``KeyError``...) never escapes raw.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ import errno
 import functools
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +79,7 @@ import h5py
 import numpy as np
 
 from zima import __version__
+from zima.bounded import InputError, parse_json_bounded
 from zima.contract import DEFAULT, METADATA_KEY, Action, Contract
 
 FORMAT_NAME: Final = "zima-episode"
@@ -372,6 +379,27 @@ def _fsync(path: Path) -> None:
 
 # --- reading --------------------------------------------------------------------------------
 
+# What h5py, libhdf5 and numpy raise on a damaged file (seen by fuzzing saved episodes:
+# "bad heap index", "Unknown string encoding", "integer offset+precision out of bounds").
+_DAMAGE: Final = (OSError, RuntimeError, TypeError, ValueError, KeyError, IndexError,
+                  AttributeError, OverflowError)
+MAX_CONTRACT_JSON_BYTES: Final = 65_536
+
+
+@contextlib.contextmanager
+def _damage_as_format_error(where: str, doing: str) -> Iterator[None]:
+    """Any exception of a damaged file while ``doing`` becomes one EpisodeFormatError."""
+    try:
+        yield
+    except EpisodeFormatError:
+        raise
+    except FileNotFoundError:
+        raise
+    except _DAMAGE as exc:
+        detail = " ".join(str(exc).split())[:300]  # libhdf5's messages span lines
+        raise EpisodeFormatError(f"{where}: {doing} failed (corrupt or truncated file?): "
+                                 f"{type(exc).__name__}: {detail}") from exc
+
 
 class EpisodeReader:
     """A validated, read-only episode; ``contract=None`` accepts any contract."""
@@ -382,13 +410,15 @@ class EpisodeReader:
             self._file = h5py.File(self.path, "r")
         except FileNotFoundError:
             raise
-        except OSError as exc:
+        except _DAMAGE as exc:
             raise EpisodeFormatError(
                 f"{self.path}: not a readable HDF5 file (corrupt or truncated?): {exc}") from exc
         try:
-            self.contract, self.info, self.n_steps = self._validate(contract)
+            with _damage_as_format_error(str(self.path), "reading the episode's layout"):
+                self.contract, self.info, self.n_steps = self._validate(contract)
         except BaseException:
-            self._file.close()
+            with contextlib.suppress(*_DAMAGE):
+                self._file.close()
             raise
 
     def __enter__(self) -> Self:
@@ -402,51 +432,85 @@ class EpisodeReader:
 
     def close(self) -> None:
         """Close the file."""
-        self._file.close()
+        with contextlib.suppress(*_DAMAGE):  # nothing was written: nothing to lose
+            self._file.close()
 
     def read(self, name: str) -> np.ndarray:
         """A whole dataset (``"action"``, ``"images/forward"``, ...) in one read."""
         try:
-            data: np.ndarray = self._file[name][()]
+            ds = self._file[name]
         except KeyError as exc:
             raise EpisodeFormatError(f"{self.path}: no dataset {name!r}") from exc
-        except OSError as exc:
-            raise EpisodeFormatError(f"{self.path}: dataset {name!r} is corrupt: {exc}") from exc
+        with _damage_as_format_error(str(self.path), f"reading {name!r}"):
+            if not isinstance(ds, h5py.Dataset):
+                raise EpisodeFormatError(f"{self.path}: {name!r} is not a dataset")
+            try:
+                data: np.ndarray = ds[()]
+            except OSError as exc:
+                detail = " ".join(str(exc).split())[:300]
+                raise EpisodeFormatError(
+                    f"{self.path}: dataset {name!r} is corrupt: {detail}") from exc
         return data
 
     def extras(self) -> dict[str, Any]:
         """The root attributes beyond the format's (:meth:`EpisodeWriter.set_attributes`)."""
-        return {k: (v.item() if isinstance(v, np.generic) else v)
-                for k, v in self._file.attrs.items() if k not in _FORMAT_ATTRS}
+        with _damage_as_format_error(str(self.path), "reading its attributes"):
+            return {k: (v.item() if isinstance(v, np.generic) else v)
+                    for k, v in self._file.attrs.items() if k not in _FORMAT_ATTRS}
 
     def load(self) -> Episode:
-        """The whole episode in memory, every dataset read once."""
-        action = self.read("action")
+        """The whole episode in memory, every dataset read once; action labels checked."""
         f = self._file
-        telemetry = ({n: self.read(f"telemetry/{n}") for n in f["telemetry"]}
-                     if "telemetry" in f else {})
-        return Episode(
-            info=self.info, contract=self.contract,
-            images={c: self.read(f"images/{c}") for c in self.contract.cameras},
-            action=action,
-            expert_action=self.read("expert_action") if "expert_action" in f else action.copy(),
-            timestamp_s=self.read("timestamp_s"),
-            operator_takeover=self.read("operator_takeover"),
-            telemetry=telemetry)
+        with _damage_as_format_error(str(self.path), "loading the episode"):
+            action = self._actions("action")
+            telemetry = ({n: self.read(f"telemetry/{n}") for n in self._telemetry_names()})
+            return Episode(
+                info=self.info, contract=self.contract,
+                images={c: self.read(f"images/{c}") for c in self.contract.cameras},
+                action=action,
+                expert_action=(self._actions("expert_action") if "expert_action" in f
+                               else action.copy()),
+                timestamp_s=self.read("timestamp_s"),
+                operator_takeover=self.read("operator_takeover"),
+                telemetry=telemetry)
+
+    def _actions(self, name: str) -> np.ndarray:
+        """An action dataset whose every value indexes the contract's actions."""
+        values = self.read(name)
+        if len(values) and int(values.max()) >= self.contract.n_actions:
+            raise EpisodeFormatError(f"{self.path}: {name} holds {int(values.max())}, not an "
+                                     f"action of 0..{self.contract.n_actions - 1}")
+        return values
+
+    def _telemetry_names(self) -> list[str]:
+        group = self._file.get("telemetry")
+        if group is None:
+            return []
+        if not isinstance(group, h5py.Group):
+            raise EpisodeFormatError(f"{self.path}: 'telemetry' is not a group of datasets")
+        return [str(name) for name in group]
 
     def _validate(self, expected: Contract | None) -> tuple[Contract, EpisodeInfo, int]:
         f, where = self._file, str(self.path)
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
         if attrs.get("format") != FORMAT_NAME:
             raise EpisodeFormatError(f"{where}: not a zima episode (format attribute "
-                                     f"{attrs.get('format')!r}, expected {FORMAT_NAME!r})")
+                                     f"{str(attrs.get('format'))[:64]!r}, expected "
+                                     f"{FORMAT_NAME!r})")
         version = attrs.get("format_version")
         if version != FORMAT_VERSION:
-            raise EpisodeFormatError(f"{where}: episode format version {version!r}; this zima "
-                                     f"({__version__}) reads version {FORMAT_VERSION}")
+            raise EpisodeFormatError(f"{where}: episode format version {str(version)[:32]}; "
+                                     f"this zima ({__version__}) reads version "
+                                     f"{FORMAT_VERSION}")
+        text = attrs.get(METADATA_KEY)
         try:
-            contract = Contract.from_json(str(attrs.get(METADATA_KEY)))
-        except ValueError as exc:
+            if not isinstance(text, str):
+                raise InputError("not a string")
+            # Bounded first: json.loads of deeply nested text raises RecursionError.
+            parse_json_bounded(text.encode(), max_bytes=MAX_CONTRACT_JSON_BYTES, max_depth=4,
+                               what="the contract")
+            contract = Contract.from_json(text)
+        except (InputError, UnicodeEncodeError, ValueError, TypeError, KeyError) as exc:
             raise EpisodeFormatError(f"{where}: bad {METADATA_KEY} attribute: {exc}") from exc
         if expected is not None and contract != expected:
             diffs = [f"{k}: file {v!r}, expected {asdict(expected)[k]!r}"
@@ -456,10 +520,11 @@ class EpisodeReader:
         names = {f.name for f in EpisodeInfo.__dataclass_fields__.values()}
         try:
             info = EpisodeInfo(**{k: attrs[k] for k in names})
+            _check_info_types(info)
         except (KeyError, TypeError, ValueError) as exc:
             raise EpisodeFormatError(f"{where}: missing or bad episode attribute: {exc}") from exc
         n = attrs.get("n_steps")
-        if not isinstance(n, int):
+        if not isinstance(n, int) or isinstance(n, bool):
             raise EpisodeFormatError(f"{where}: incomplete episode (no n_steps attribute; "
                                      "a .partial file whose writer never closed it?)")
         frame = (contract.image_height, contract.image_width, 3)
@@ -468,7 +533,7 @@ class EpisodeReader:
             "action": ((n,), "u"), "timestamp_s": ((n,), "f"), "operator_takeover": ((n,), "b")}
         if "expert_action" in f:
             expect["expert_action"] = ((n,), "u")
-        for name in f.get("telemetry", {}):
+        for name in self._telemetry_names():
             expect[f"telemetry/{name}"] = ((n,), "f")
         for name, (shape, kind) in expect.items():
             ds = f.get(name)
@@ -478,3 +543,13 @@ class EpisodeReader:
                 raise EpisodeFormatError(f"{where}: dataset {name!r} is {ds.dtype} "
                                          f"{list(ds.shape)}, expected kind {kind!r} {list(shape)}")
         return contract, info, n
+
+
+def _check_info_types(info: EpisodeInfo) -> None:
+    """The attributes' types, which the dataclass itself does not check."""
+    for name, kind in (("source", str), ("scene", str), ("outcome", str), ("idle_trim", str),
+                       ("zima_version", str), ("created_utc", str), ("seed", int),
+                       ("steps_recorded", int)):
+        value = getattr(info, name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"{name} is {type(value).__name__}, not {kind.__name__}")

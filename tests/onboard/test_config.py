@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from zima.onboard.config import ConfigError, RuntimeConfig, config_from_table, load_config
+from zima.onboard.config import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    RuntimeConfig,
+    config_from_table,
+    load_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "onboard" / "onboard.example.toml"
@@ -67,3 +75,48 @@ def test_a_missing_file_and_an_unreadable_password_are_clear(tmp_path: Path) -> 
     config = config_from_table({"mqtt": {"password_file": str(tmp_path / "missing")}})
     with pytest.raises(ConfigError, match=r"mqtt\.password_file"):
         config.broker_config()
+
+
+SECTIONS = ["", "[link]", "[[cameras]]", "[fusion]", "[policy]", "[safety]", "[mqtt]",
+            "[mqtt.rates_hz]", "[recorder]", "[web]", "[mqtt.broker]", "[x.y.z]"]
+KEYS = ["robot_id", "control_hz", "track_gauge_m", "port", "name", "source", "fps", "crop",
+        "model_path", "execute_k", "temperature", "enabled", "password_file", "battery",
+        "queue_len", "max_backlog_age_s", "token_file", "mqtt", "link", "cameras", "a.b.c"]
+VALUES = ["1", "-5", "0", "1.5", "inf", "nan", "-inf", "1e400", "9" * 400, "9" * 5000,
+          "true", '"x"', '""', '"a/b"', '"\\u0000"', "[1, 2]", "[]", "[[1]]", "{a = 1}", "{}",
+          '["a", 1]', "1979-05-27T07:32:00Z", "07:32:00", "0x7f", "[" * 50 + "]" * 50,
+          '"' + "x" * 5000 + '"']
+DOCUMENTS = st.lists(
+    st.sampled_from(SECTIONS)
+    | st.tuples(st.sampled_from(KEYS), st.sampled_from(VALUES)).map(" = ".join),
+    max_size=12).map(lambda lines: "\n".join(lines).encode())
+
+
+@given(DOCUMENTS | st.binary(max_size=300)
+       | st.integers(0, 20_000).map(lambda n: b"a = " + b"[" * n)
+       | st.integers(0, 5_000).map(lambda n: b"a = " + b"{b = " * n))
+@example(b"control_hz = " + b"9" * 400)  # an int no float can hold
+@example(b"mqtt = 5")
+@example(b'mqtt = ["ab"]')
+@example(b"[mqtt]\nrates_hz = 1")
+@example(b"robot_id = [" * 3000)
+@example("robot_id = \"zürich\"".encode("utf-16"))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_bytes_give_a_config_or_a_config_error(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "any.toml"
+    path.write_bytes(raw)
+    config: RuntimeConfig | None = None
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        reason = str(exc)
+    if config is None:
+        assert reason.startswith(f"{path}: ")
+        assert len(reason) < 700
+
+
+def test_an_oversized_config_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "big.toml"
+    path.write_bytes(b"# " + b"x" * MAX_CONFIG_BYTES + b"\n")
+    with pytest.raises(ConfigError, match="over the limit"):
+        load_config(path)
