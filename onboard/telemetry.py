@@ -175,7 +175,7 @@ class Telemetry:
         counted in ``provider_errors`` and not sent)."""
         try:
             payload = json.dumps({**values, "stamp_unix_s": self._clock()}).encode()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             self.counters.provider_errors += 1
             log.exception("telemetry: %r values are not JSON; not sent", stream)
             return
