@@ -3,10 +3,14 @@
 Subscribes to ``zima/<r>/telemetry/battery`` and ``zima/<r>/status`` and shows pack and
 cell voltage, state of charge (``zima.host.battery_model``: the ``--chemistry`` curve, for
 ``--cells`` in series), the trend in mV/min (least squares over ``--window`` seconds), the
-time to empty at the present draw, the robot's level (ok / low / critical) and how long ago
-the last reading came. A robot that says nothing is itself an alarm: after
-``--stale-after`` seconds without a reading the view shows ``NO DATA for N s``; the
-robot's ``offline`` status (its last will) shows ``OFFLINE``.
+time to empty at the present draw, the robot's level (ok / low / critical), the battery's
+state and what to do (``battery_state``: a critical battery latched by the MCU, and when
+the pack is back above the MCU's clear threshold, that asking for idle clears it) and how
+old the data is. A robot that says nothing is itself an alarm: after ``--stale-after``
+seconds without a reading the view shows ``NO DATA for N s``; a reading the robot marks
+stale (its MCU link is lost) shows ``STALE``, never as current; the robot's ``offline``
+status (its last will) shows ``OFFLINE``. A payload that is not a battery reading (any
+bytes: too big, too deep, not JSON, a bad field) is skipped, counted and said.
 
 On a terminal the view is redrawn in place; otherwise one line per reading (and one per
 alarm change), for logs and pipes::
@@ -34,6 +38,7 @@ import asyncio
 import csv
 import datetime as dt
 import json
+import logging
 import math
 import sys
 import time
@@ -51,6 +56,7 @@ from zima.host.battery_model import (
     BatteryTracker,
     BatteryView,
     Pack,
+    battery_state,
 )
 from zima.host.mqtt import (
     HostMqttConfig,
@@ -58,8 +64,9 @@ from zima.host.mqtt import (
     add_connection_arguments,
     config_from_args,
     connect,
-    json_object,
     next_message,
+    payload_object,
+    printable,
 )
 
 __all__ = [
@@ -79,7 +86,11 @@ EXIT_OK, EXIT_ERROR, EXIT_LOW, EXIT_NO_DATA = 0, 1, 2, 3
 CSV_FIELDS = (
     "host_unix_s", "stamp_unix_s", "battery_mv", "cell_mv", "soc_pct", "level",
     "low_mv", "critical_mv", "trend_mv_per_min", "time_to_empty_s",
+    "state", "clear_mv", "data_age_s", "stale",
 )
+BAD_LINES_SHOWN = 10  # bad payloads each said on a line; after that one line per 1000
+
+log = logging.getLogger(__name__)
 
 
 class BatteryToolError(Exception):
@@ -114,6 +125,8 @@ def _alarm_text(view: BatteryView) -> str | None:
     alarm = view.alarm
     if alarm == "offline":
         return "ALARM: robot OFFLINE"
+    if alarm == "stale" and view.robot_stale:
+        return f"ALARM: STALE data, {view.age_s or 0.0:.0f} s old (the robot marks it stale)"
     if alarm == "stale":
         age = "ever" if view.age_s is None else f"{view.age_s:.0f} s"
         return f"ALARM: NO DATA for {age}"
@@ -133,13 +146,19 @@ def format_view(view: BatteryView, robot_id: str, pack: Pack) -> list[str]:
         assert view.soc_pct is not None
         trend = "-" if view.trend_mv_per_min is None else f"{view.trend_mv_per_min:+.1f} mV/min"
         tte = "unknown" if view.time_to_empty_s is None else _duration(view.time_to_empty_s)
+        state = battery_state(reading, robot_id)
+        clear = ("" if reading.clear_mv is None
+                 else f", latch clears above {reading.clear_mv / 1000:.2f} V")
         lines += [
             (f"pack   {reading.battery_mv / 1000:6.2f} V    cell {view.cell_mv / 1000:.3f} V"
              f"    SoC {view.soc_pct:3.0f} %"),
             f"trend  {trend}    time to empty {tte}",
             (f"level  {view.level} (robot says {reading.level}; "
-             f"low {reading.low_mv / 1000:.2f} V, critical {reading.critical_mv / 1000:.2f} V)"),
-            f"last reading {view.age_s or 0.0:.1f} s ago",
+             f"low {reading.low_mv / 1000:.2f} V, critical {reading.critical_mv / 1000:.2f} V"
+             f"{clear})"),
+            f"state  {state.name}" + ("" if state.advice is None else f": {state.advice}"),
+            (f"last reading: data {view.age_s or 0.0:.1f} s old"
+             + (", STALE (not current)" if view.stale else "")),
         ]
     alarm = _alarm_text(view)
     if alarm is not None:
@@ -147,10 +166,13 @@ def format_view(view: BatteryView, robot_id: str, pack: Pack) -> list[str]:
     return lines
 
 
-def format_line(view: BatteryView, wall_s: float) -> str:
+def format_line(view: BatteryView, wall_s: float, robot_id: str = "zima") -> str:
     """One log line: a reading, or the alarm when there is no fresh reading."""
     stamp = dt.datetime.fromtimestamp(wall_s).isoformat(timespec="seconds")
     reading = view.reading
+    if reading is not None and view.robot_stale and not view.offline:
+        return (f"{stamp} {_alarm_text(view)}; last known pack "
+                f"{reading.battery_mv / 1000:.2f} V, level {view.level}")
     if reading is None or view.stale or view.offline:
         return f"{stamp} {_alarm_text(view)}"
     assert view.cell_mv is not None
@@ -162,6 +184,11 @@ def format_line(view: BatteryView, wall_s: float) -> str:
         f" SoC {view.soc_pct:.0f} % trend {trend} mV/min time-to-empty {tte}"
         f" level {view.level} (robot {reading.level})"
     )
+    state = battery_state(reading, robot_id)
+    if state.name != view.level:  # the latch, and what clears it
+        line += f" state {state.name}"
+    if state.advice is not None:
+        line += f": {state.advice}"
     alarm = _alarm_text(view)
     return line if alarm is None else f"{line} {alarm}"
 
@@ -185,6 +212,10 @@ def _csv_row(view: BatteryView, wall_s: float) -> dict[str, str]:
         "critical_mv": str(reading.critical_mv),
         "trend_mv_per_min": num(view.trend_mv_per_min, 2),
         "time_to_empty_s": num(view.time_to_empty_s, 0),
+        "state": battery_state(reading, "-").name,
+        "clear_mv": "" if reading.clear_mv is None else str(reading.clear_mv),
+        "data_age_s": num(view.age_s, 3),
+        "stale": "1" if view.stale else "0",
     }
 
 
@@ -329,7 +360,8 @@ class BatteryMonitor:
             min_span_s=min(10.0, options.window_s),
         )
         self.rows: list[dict[str, str]] = []
-        self.bad_payloads = 0
+        self.bad_payloads = 0  # skipped messages on the battery topic
+        self.last_bad_payload: str | None = None  # why the latest was skipped
         self._drawn_lines = 0
         self._last_alarm: str | None = None
         self._last_alarm_line_s = -math.inf
@@ -387,7 +419,7 @@ class BatteryMonitor:
             self._show(view, got_reading)
             if self.options.once and (got_reading or view.alarm in ("stale", "offline")):
                 if not self.options.tty and not got_reading:
-                    self._line(format_line(view, self.wall_clock()))
+                    self._line(format_line(view, self.wall_clock(), self.config.robot_id))
                 return _exit_status(view)
         return _exit_status(self.tracker.view(self.clock()))
 
@@ -396,14 +428,16 @@ class BatteryMonitor:
         if str(message.topic) != battery_topic:  # status: "online" / "offline"
             self.tracker.offline = message.payload == b"offline"
             return False
-        body = json_object(message.payload)
         try:
-            if body is None:
-                raise ValueError("battery payload is not a JSON object")
-            reading = BatteryReading.from_json(body)
-        except ValueError as exc:
+            reading = BatteryReading.from_json(payload_object(message.payload,
+                                                              "battery payload"))
+        except ValueError as exc:  # InputError too: any bytes end here, never a crash
             self.bad_payloads += 1
-            self._line(f"ignored: {exc}")
+            self.last_bad_payload = printable(str(exc), 160)
+            log.debug("battery payload ignored: %s", self.last_bad_payload)
+            count = self.bad_payloads
+            if not self.options.tty and (count <= BAD_LINES_SHOWN or count % 1000 == 0):
+                self._line(f"ignored: {self.last_bad_payload} ({count} bad so far)")
             return False
         self.tracker.offline = False  # it speaks: it is online, whatever was retained
         self.tracker.add(reading, self.clock())
@@ -413,6 +447,9 @@ class BatteryMonitor:
     def _show(self, view: BatteryView, got_reading: bool) -> None:
         if self.options.tty:
             lines = format_view(view, self.config.robot_id, self.options.pack)
+            if self.bad_payloads:
+                lines.append(f"ignored {self.bad_payloads} bad payloads "
+                             f"(last: {self.last_bad_payload})")
             # Up to the first line of the last drawing, clear to the end of the screen.
             prefix = f"\x1b[{self._drawn_lines}F\x1b[J" if self._drawn_lines else ""
             self.out.write(prefix + "\n".join(lines) + "\n")
@@ -422,12 +459,12 @@ class BatteryMonitor:
         alarm = view.alarm
         now_s = self.clock()
         if got_reading:
-            self._line(format_line(view, self.wall_clock()))
+            self._line(format_line(view, self.wall_clock(), self.config.robot_id))
         elif alarm in ("stale", "offline") and (
             alarm != self._last_alarm
             or now_s - self._last_alarm_line_s >= self.options.stale_after_s
         ):  # say it when it starts, then now and then: a log shows how long it lasted
-            self._line(format_line(view, self.wall_clock()))
+            self._line(format_line(view, self.wall_clock(), self.config.robot_id))
             self._last_alarm_line_s = now_s
         self._last_alarm = alarm
 

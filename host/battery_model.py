@@ -12,6 +12,13 @@ State of charge comes from resting-voltage discharge curves (tables of cell volt
 linearly interpolated). Under load a pack sags below its resting voltage, so the SoC shown
 while driving reads low; the trend is fitted over a window (least squares) so a short
 current spike barely moves it.
+
+``battery_state`` says what state the battery is in and what the operator does about it:
+ok; low (tracks derated); critical and latched by the MCU (tracks stopped until the pack is
+above the MCU's clear threshold ``clear_mv``); or critical with the pack back above that
+threshold, when asking for idle clears the latch. Data the robot marks ``stale`` (or older
+than ``stale_after_s``, counting the robot's ``age_s``) is shown as stale, never as current,
+and stays out of the trend.
 """
 
 from __future__ import annotations
@@ -27,9 +34,12 @@ __all__ = [
     "CHEMISTRIES",
     "CURVES",
     "BatteryReading",
+    "BatteryState",
     "BatteryTracker",
     "BatteryView",
     "Pack",
+    "battery_state",
+    "how_to_idle",
     "least_squares_slope",
     "soc_percent",
 ]
@@ -103,31 +113,72 @@ class Pack:
         return soc_percent(self.cell_mv(pack_mv) / 1000.0, self.chemistry)
 
 
+MAX_MV = 65_535  # the MCU's battery_mv is a u16; thresholds are within it too
+
+
+def _shown(value: object) -> str:
+    """A bad field's value, short (the message is printed to the operator)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _mv(body: dict[str, object], key: str) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MV:
+        raise ValueError(f"battery payload: {key}={_shown(value)} is not an integer "
+                         f"in 0..{MAX_MV}")
+    return value
+
+
+def _flag(body: dict[str, object], key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"battery payload: {key}={_shown(value)} is not true/false")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class BatteryReading:
-    """One ``telemetry/battery`` message (mosquitto-topics: battery_mv, level, thresholds)."""
+    """One ``telemetry/battery`` message (onboard/MQTT.md: battery_mv, level, thresholds;
+    from newer robots also the MCU's latch, its clear threshold and the data's age)."""
 
     battery_mv: int
     level: str  # the robot's verdict: "ok", "low", "critical" (debounced on the MCU)
     low_mv: int
     critical_mv: int
     stamp_unix_s: float | None = None  # the robot's wall clock
+    latched: bool | None = None  # BATT_CRITICAL latched on the MCU (None: not said)
+    clear_mv: int | None = None  # the MCU clears that latch only above this (None: not said)
+    age_s: float | None = None  # how old the data was when published (None: not said)
+    stale: bool = False  # the robot says the data is from a lost link: not current
 
     @classmethod
     def from_json(cls, body: dict[str, object]) -> BatteryReading:
         """Parse a payload; ``ValueError`` naming the bad field."""
-        ints: dict[str, int] = {}
-        for key in ("battery_mv", "low_mv", "critical_mv"):
-            value = body.get(key)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"battery payload: {key}={value!r} is not an integer")
-            ints[key] = value
         level = body.get("level")
         if level not in LEVELS:
-            raise ValueError(f"battery payload: level={level!r} is not one of {list(LEVELS)}")
+            raise ValueError(f"battery payload: level={_shown(level)} is not one of "
+                             f"{list(LEVELS)}")
+        age = body.get("age_s")
+        if age is not None and (isinstance(age, bool) or not isinstance(age, int | float)
+                                or not 0 <= age < math.inf):
+            raise ValueError(f"battery payload: age_s={_shown(age)} is not seconds >= 0")
         stamp = body.get("stamp_unix_s")
-        stamp_s = float(stamp) if isinstance(stamp, int | float) else None
-        return cls(ints["battery_mv"], str(level), ints["low_mv"], ints["critical_mv"], stamp_s)
+        stamp_s = (float(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool)
+                   and 0 <= stamp < 1e11 else None)  # a clock this wrong says nothing
+        clear = body.get("clear_mv")
+        return cls(
+            _mv(body, "battery_mv"), str(level), _mv(body, "low_mv"), _mv(body, "critical_mv"),
+            stamp_s, latched=_flag(body, "latched"),
+            # 0: the robot has not read the threshold from its MCU yet
+            clear_mv=None if clear is None else (_mv(body, "clear_mv") or None),
+            age_s=None if age is None else float(age), stale=_flag(body, "stale") is True)
+
+    @property
+    def latched_on_mcu(self) -> bool:
+        """BATT_CRITICAL is latched: the robot says so, or (older robots) its level is
+        "critical", which is that latch."""
+        return self.latched if self.latched is not None else self.level == "critical"
 
     @property
     def alarm_level(self) -> Level:
@@ -140,6 +191,46 @@ class BatteryReading:
             by_threshold = "low"
         robot: Level = next((level for level in LEVELS if level == self.level), "ok")
         return max(by_threshold, robot, key=LEVELS.index)
+
+
+def how_to_idle(robot_id: str) -> str:
+    """How an operator asks this robot for idle (no host tool sends modes)."""
+    return (f"the console's Idle button, or publish {{\"mode\": \"idle\"}} on "
+            f"zima/{robot_id}/cmd/mode")
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryState:
+    """What state the battery is in, in words, and what the operator does about it."""
+
+    name: str  # "ok", "low", "critical", "critical, latched", "critical, latch can clear"
+    advice: str | None  # None: nothing to do
+
+
+def battery_state(reading: BatteryReading, robot_id: str) -> BatteryState:
+    """The battery's state from one reading (see the module doc)."""
+    volts = reading.battery_mv / 1000
+    idle = how_to_idle(robot_id)
+    if reading.latched_on_mcu:
+        clear_mv = reading.clear_mv
+        if clear_mv is not None and reading.battery_mv > clear_mv:
+            return BatteryState(
+                "critical, latch can clear",
+                f"the pack is back at {volts:.2f} V, above the {clear_mv / 1000:.2f} V the MCU "
+                f"clears at: ask for idle ({idle}) to clear the latch and go on")
+        above = ("" if clear_mv is None
+                 else f"once the pack is above {clear_mv / 1000:.2f} V, ")
+        return BatteryState(
+            "critical, latched",
+            f"the MCU stopped the tracks; charge or swap the pack; {above}ask for idle "
+            f"({idle}) to clear the latch")
+    level = reading.alarm_level
+    if level == "critical":
+        return BatteryState("critical", "below the critical threshold: the MCU stops the "
+                            "tracks and latches it if this lasts; charge or swap the pack")
+    if level == "low":
+        return BatteryState("low", "tracks derated; charge or swap the pack soon")
+    return BatteryState("ok", None)
 
 
 def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
@@ -164,10 +255,11 @@ class BatteryView:
     soc_pct: float | None
     trend_mv_per_min: float | None  # None until the window holds enough
     time_to_empty_s: float | None  # None: not discharging (or not known yet)
-    age_s: float | None  # since the latest reading arrived
-    stale: bool  # no reading for longer than stale_after_s (or none since start())
+    age_s: float | None  # how old the latest reading's data is (the robot's age_s included)
+    stale: bool  # no current reading for longer than stale_after_s (or none since start())
     offline: bool  # the robot's status says "offline"
     level: Level | None  # reading.alarm_level
+    robot_stale: bool = False  # the robot itself marked the latest reading stale
 
     @property
     def alarm(self) -> str | None:
@@ -198,7 +290,8 @@ class BatteryTracker:
         self.min_span_s = min_span_s  # a trend over less time is noise
         self.discharge_pct_per_min = discharge_pct_per_min  # slower than this: "not discharging"
         self.offline = False
-        self._samples: deque[tuple[float, BatteryReading]] = deque()
+        self._samples: deque[tuple[float, BatteryReading]] = deque()  # current readings
+        self._stale: tuple[float, BatteryReading] | None = None  # a newer, stale one
         self._started_s: float | None = None
 
     def start(self, now_s: float) -> None:
@@ -206,13 +299,25 @@ class BatteryTracker:
         self._started_s = now_s
 
     def add(self, reading: BatteryReading, at_s: float) -> None:
+        """A reading that arrived at ``at_s`` (host clock). One the robot marks stale is
+        shown (as stale) but stays out of the trend: it repeats old data."""
+        if reading.stale:
+            self._stale = (at_s, reading)
+            return
+        self._stale = None
         self._samples.append((at_s, reading))
         while self._samples and self._samples[0][0] < at_s - self.window_s:
             self._samples.popleft()
 
+    def _latest(self) -> tuple[float, BatteryReading] | None:
+        if self._stale is not None:
+            return self._stale
+        return self._samples[-1] if self._samples else None
+
     @property
     def latest(self) -> BatteryReading | None:
-        return self._samples[-1][1] if self._samples else None
+        latest = self._latest()
+        return None if latest is None else latest[1]
 
     def _slope_per_min(self, value: str) -> float | None:
         if len(self._samples) < 3 or self._samples[-1][0] - self._samples[0][0] < self.min_span_s:
@@ -226,27 +331,29 @@ class BatteryTracker:
         return None if slope is None else slope * 60.0
 
     def view(self, now_s: float) -> BatteryView:
-        latest = self.latest
-        if latest is None:
+        newest = self._latest()
+        if newest is None:
             since = self._started_s if self._started_s is not None else now_s
             age = now_s - since  # listening this long without a reading
             return BatteryView(None, None, None, None, None, age,
                                stale=age > self.stale_after_s, offline=self.offline, level=None)
-        at_s = self._samples[-1][0]
+        at_s, latest = newest
         soc = self.pack.soc_percent(latest.battery_mv)
-        soc_trend = self._slope_per_min("soc")
+        current = not latest.stale
+        soc_trend = self._slope_per_min("soc") if current else None
         tte: float | None = None
         if soc_trend is not None and soc_trend < -self.discharge_pct_per_min:
             tte = soc / -soc_trend * 60.0
-        age = now_s - at_s
+        age = now_s - at_s + (latest.age_s or 0.0)  # the data's age, not the message's
         return BatteryView(
             reading=latest,
             cell_mv=self.pack.cell_mv(latest.battery_mv),
             soc_pct=soc,
-            trend_mv_per_min=self._slope_per_min("mv"),
+            trend_mv_per_min=self._slope_per_min("mv") if current else None,
             time_to_empty_s=tte,
             age_s=age,
-            stale=age > self.stale_after_s,
+            stale=latest.stale or age > self.stale_after_s,
             offline=self.offline,
             level=latest.alarm_level,
+            robot_stale=latest.stale,
         )

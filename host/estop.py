@@ -10,7 +10,9 @@ accepts an e-stop in every mode::
     zima estop --robot zima --username operator --password-file ~/.zima-mqtt
     zima estop --release
 
-``send_estop`` is the whole exchange (tests and other tools call it directly).
+``send_estop`` is the whole exchange (tests and other tools call it directly). A payload
+that is not a bounded JSON object (any bytes) is skipped and counted, never a crash: the
+e-stop's answer may still come after it.
 
 Exit status: 0 confirmed; 1 an error (broker, flags) or the robot refused the command;
 2 not confirmed within the timeout (no result or the mode never changed).
@@ -34,8 +36,9 @@ from zima.host.mqtt import (
     add_connection_arguments,
     config_from_args,
     connect,
-    json_object,
     next_message,
+    payload_object,
+    printable,
 )
 
 __all__ = ["EstopOutcome", "send_estop"]
@@ -52,6 +55,7 @@ class EstopOutcome:
     result: dict[str, object] | None  # the matching cmd/result, None if none came
     mode: str | None  # the last telemetry/mode seen after sending
     mode_confirmed: bool  # telemetry/mode showed the asked-for state
+    bad_payloads: int = 0  # messages skipped meanwhile: not a bounded JSON object
 
     @property
     def accepted(self) -> bool:
@@ -69,10 +73,13 @@ class EstopOutcome:
         elif self.accepted:
             said = f"the robot accepted the {action} (request {self.request_id})"
         else:
-            said = f"the robot REFUSED the {action}: {self.result.get('error')}"
-        mode = "no telemetry/mode message" if self.mode is None else f"mode is {self.mode!r}"
+            said = f"the robot REFUSED the {action}: {printable(self.result.get('error'), 300)}"
+        mode = ("no telemetry/mode message" if self.mode is None
+                else f"mode is {printable(repr(self.mode), 60)}")
+        bad = (f"\nignored {self.bad_payloads} bad payloads meanwhile"
+               if self.bad_payloads else "")
         verdict = "CONFIRMED" if self.confirmed else "NOT CONFIRMED"
-        return f"{said}\n{mode}\n{action} {verdict}"
+        return f"{said}\n{mode}{bad}\n{action} {verdict}"
 
 
 async def send_estop(
@@ -88,6 +95,7 @@ async def send_estop(
     result: dict[str, object] | None = None
     mode: str | None = None
     mode_confirmed = False
+    bad_payloads = 0
     async with connect(config, "estop") as client:
         result_topic, mode_topic = config.topic("cmd/result"), config.topic("telemetry/mode")
         # Subscribed before sending: the answer cannot slip past us.
@@ -99,8 +107,10 @@ async def send_estop(
             message = await next_message(client, deadline_s - now_s)
             if message is None:
                 break
-            payload = json_object(message.payload)
-            if payload is None:
+            try:
+                payload = payload_object(message.payload)
+            except ValueError:  # InputError: any bytes; the answer may still come
+                bad_payloads += 1
                 continue
             topic = str(message.topic)
             if topic == result_topic and payload.get("request_id") == rid:
@@ -114,7 +124,7 @@ async def send_estop(
             mode_confirmed = mode is not None and (mode == "estop") == engaged
             if result is not None and mode_confirmed:
                 break
-    return EstopOutcome(engaged, rid, result, mode, mode_confirmed)
+    return EstopOutcome(engaged, rid, result, mode, mode_confirmed, bad_payloads)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

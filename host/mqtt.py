@@ -14,6 +14,13 @@ Passwords never appear on the command line (where ``ps`` shows them): ``--passwo
 or the environment variable ``ZIMA_MQTT_PASSWORD``. The topics are those of
 ``zima.onboard.telemetry`` (``zima/<robot>/...``).
 
+What arrives on the broker is outside input (anyone with write access to a topic can send
+any bytes): ``payload_object`` parses a payload with ``zima.bounded``'s limits
+(``MAX_PAYLOAD_BYTES``, ``MAX_PAYLOAD_DEPTH``) and raises ``InputError`` (a ``ValueError``)
+saying why; the tools skip such a message, count it and say so, and never crash on one.
+``printable`` is how a received string reaches the operator's terminal: control
+characters (escape sequences) shown escaped, and cut to a length.
+
 Exceptions::
 
     HostMqttError          a bad flag, an unreadable password file, or the broker could not
@@ -26,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -35,23 +41,34 @@ from pathlib import Path
 
 import aiomqtt
 
+from zima.bounded import InputError, parse_json_bounded
+
 __all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "MAX_PAYLOAD_DEPTH",
     "PASSWORD_ENV",
     "BrokerRefusedError",
     "HostMqttConfig",
     "HostMqttError",
+    "InputError",
     "add_connection_arguments",
     "config_from_args",
     "connect",
     "json_object",
     "next_message",
     "parse_broker",
+    "payload_object",
+    "printable",
 ]
 
 PASSWORD_ENV = "ZIMA_MQTT_PASSWORD"  # noqa: S105 - a variable's name, not a password
 DEFAULT_PORT = 1883  # MQTT's registered port
 # CONNACK codes meaning "bad credentials / not authorised" (MQTT 3.1.1 and 5).
 _REFUSED_CODES = (4, 5, 134, 135)
+# The robot's records are a few hundred bytes, two levels deep (telemetry/cameras); these
+# leave room for growth and still bound what one message can cost a tool.
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_DEPTH = 8
 
 
 class HostMqttError(Exception):
@@ -158,15 +175,35 @@ async def connect(config: HostMqttConfig, tool: str) -> AsyncIterator[aiomqtt.Cl
         raise HostMqttError(f"MQTT broker at {where}: {exc}") from None
 
 
-def json_object(payload: object) -> dict[str, object] | None:
-    """A message payload as a JSON object, or None when it is not one."""
+def payload_object(payload: object, what: str = "payload") -> dict[str, object]:
+    """A message payload as a JSON object, bounded; ``InputError`` saying why not."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8", errors="replace")
     if not isinstance(payload, bytes | bytearray):
-        return None
+        raise InputError(f"{what} is {type(payload).__name__}, not bytes")
+    body = parse_json_bounded(bytes(payload), max_bytes=MAX_PAYLOAD_BYTES,
+                              max_depth=MAX_PAYLOAD_DEPTH, what=what)
+    if not isinstance(body, dict):
+        raise InputError(f"{what} is a JSON {type(body).__name__}, not an object")
+    return body
+
+
+def json_object(payload: object) -> dict[str, object] | None:
+    """A message payload as a JSON object, or None when it is not one (any bytes)."""
     try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        return payload_object(payload)
+    except InputError:
         return None
-    return body if isinstance(body, dict) else None
+
+
+def printable(value: object, max_chars: int = 120) -> str:
+    """``value`` as text safe for a terminal: control characters escaped, at most
+    ``max_chars`` characters (cut ones end in "...")."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > 4 * max_chars:  # escaping below is linear; do not escape megabytes
+        text = text[: 4 * max_chars]
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
 async def next_message(client: aiomqtt.Client, timeout_s: float) -> aiomqtt.Message | None:

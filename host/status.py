@@ -11,14 +11,23 @@ model hash, loop timing and faults. A topic not heard in that time is shown as "
 ``StatusBoard`` holds the latest payload per topic and renders it; the lead's end-to-end
 tests can feed it from the real runtime the same way (``collect_status``).
 
-Exit status: 0 online and every topic heard; 1 an error (broker, flags); 3 the robot is
-offline (or its status unknown) or some topic sent nothing.
+What it reads is outside input: a payload that is not a bounded JSON object is skipped and
+counted (the last line says how many, and why the last one was), every value is shown only
+as what it should be (a number, or text with control characters escaped and cut short), and
+a record the robot marks ``stale`` (data from a lost link) is shown as STALE with its age,
+never as current. The battery line says the battery's state and what to do
+(``zima.host.battery_model.battery_state``: a critical latch, and when asking for idle
+clears it).
+
+Exit status: 0 online, every topic heard and none stale; 1 an error (broker, flags); 3 the
+robot is offline (or its status unknown), some topic sent nothing or only stale data.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import sys
 import time
@@ -26,29 +35,47 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from zima.host.battery_model import BatteryReading, battery_state
 from zima.host.mqtt import (
     HostMqttConfig,
     HostMqttError,
     add_connection_arguments,
     config_from_args,
     connect,
-    json_object,
     next_message,
+    payload_object,
+    printable,
 )
 
 __all__ = ["STREAMS", "StatusBoard", "collect_status"]
 
 EXIT_OK, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 3
 STREAMS = ("mode", "link", "battery", "faults", "loop", "policy", "odometry")
+MAX_NUMBER = 1e12  # larger is no reading of this robot: shown as "?"
+MAX_TEXT = 80  # characters of one received string shown (a reason: more)
+MAX_NAMES = 16  # fault names shown
+
+log = logging.getLogger(__name__)
 
 
-def _get(body: dict[str, object], key: str, unit: str = "", digits: int | None = None) -> str:
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if abs(value) <= MAX_NUMBER else None  # NaN never parses
+
+
+def _get(body: dict[str, object], key: str, unit: str = "", digits: int | None = None,
+         max_chars: int = MAX_TEXT) -> str:
+    """One field as text: numbers (``digits`` after the point), else short printable text."""
     value = body.get(key)
     if value is None:
         return "-"
-    if digits is not None and isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.{digits}f}{unit}"
-    return f"{value}{unit}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = _number(value)
+        if number is None:
+            return "?"
+        return f"{number:.{digits}f}{unit}" if digits is not None else f"{value}{unit}"
+    return printable(value, max_chars) + unit
 
 
 @dataclass
@@ -59,21 +86,40 @@ class StatusBoard:
     status: str | None = None  # "online" / "offline" / None (never heard)
     latest: dict[str, dict[str, object]] = field(default_factory=dict)
     received_s: dict[str, float] = field(default_factory=dict)
+    bad_payloads: int = 0  # messages skipped: not a bounded JSON object
+    last_bad_payload: str | None = None  # why the latest was skipped
 
     def take(self, topic: str, payload: object, now_s: float) -> None:
-        """One message of ``zima/<r>/status`` or ``zima/<r>/telemetry/<stream>``."""
+        """One message of ``zima/<r>/status`` or ``zima/<r>/telemetry/<stream>``; any
+        bytes: a bad payload is counted and skipped."""
         if topic.endswith("/status"):
-            self.status = payload.decode(errors="replace") if isinstance(payload, bytes) else None
+            raw = payload if isinstance(payload, bytes | bytearray) else b""
+            self.status = printable(bytes(raw[:4 * MAX_TEXT]).decode(errors="replace"),
+                                    MAX_TEXT)
             return
         stream = topic.rsplit("/", 1)[-1]
-        body = json_object(payload)
-        if stream in STREAMS and body is not None:
-            self.latest[stream] = body
-            self.received_s[stream] = now_s
+        if stream not in STREAMS:
+            return
+        try:
+            body = payload_object(payload, f"{stream} payload")
+        except ValueError as exc:  # InputError: too big, too deep, not JSON, not an object
+            self.bad_payloads += 1
+            self.last_bad_payload = printable(str(exc), 160)
+            if self.bad_payloads == 1:
+                log.warning("ignored a bad payload on telemetry/%s: %s", stream,
+                            self.last_bad_payload)
+            return
+        self.latest[stream] = body
+        self.received_s[stream] = now_s
 
     @property
     def missing(self) -> list[str]:
         return [s for s in STREAMS if s not in self.latest]
+
+    @property
+    def stale(self) -> list[str]:
+        """Streams whose latest record the robot marks stale (data from a lost link)."""
+        return [s for s in STREAMS if self.latest.get(s, {}).get("stale") is True]
 
     @property
     def complete(self) -> bool:
@@ -81,7 +127,8 @@ class StatusBoard:
 
     @property
     def exit_status(self) -> int:
-        return EXIT_OK if self.status == "online" and not self.missing else EXIT_INCOMPLETE
+        current = not self.missing and not self.stale
+        return EXIT_OK if self.status == "online" and current else EXIT_INCOMPLETE
 
     def render(self, now_s: float | None = None) -> list[str]:
         """Lines to print; ``now_s`` adds each topic's age (for ``--watch``)."""
@@ -90,19 +137,27 @@ class StatusBoard:
         lines = [f"robot {self.robot_id}: {status}"]
         for stream in STREAMS:
             body = self.latest.get(stream)
-            text = "no data" if body is None else self._describe(stream, body)
+            text = "no data" if body is None else self._describe(stream, body, self.robot_id)
+            if body is not None and body.get("stale") is True:
+                age = _number(body.get("age_s"))
+                old = "" if age is None else f", data {age:.1f} s old"
+                text = f"STALE (not current{old}): {text}"
             if body is not None and now_s is not None:
                 text += f"  ({now_s - self.received_s[stream]:.1f} s ago)"
             lines.append(f"  {stream:<9}{text}")
+        if self.bad_payloads:
+            lines.append(f"  ignored {self.bad_payloads} bad payloads "
+                         f"(last: {self.last_bad_payload})")
         return lines
 
     @staticmethod
     def _describe(  # noqa: PLR0911 - one branch per stream, read top to bottom
-        stream: str, body: dict[str, object]
+        stream: str, body: dict[str, object], robot_id: str
     ) -> str:
         g = body.get
         if stream == "mode":
-            reason = f", reason: {g('reason')}" if g("reason") else ""
+            # Safety's reasons say what to do (a battery latch): room for a sentence.
+            reason = f", reason: {_get(body, 'reason', max_chars=300)}" if g("reason") else ""
             return f"{_get(body, 'mode')} (owner {_get(body, 'owner')}{reason})"
         if stream == "link":
             state = "connected" if g("connected") else f"DOWN ({_get(body, 'reason')})"
@@ -110,13 +165,13 @@ class StatusBoard:
                     f"{_get(body, 'telemetry_hz', ' Hz', 1)}, rejected {_get(body, 'rx_rejected')},"
                     f" dropped {_get(body, 'rx_dropped')}, connects {_get(body, 'connects')}")
         if stream == "battery":
-            mv = g("battery_mv")
-            volts = f"{mv / 1000:.2f} V" if isinstance(mv, int | float) else "-"
-            level = str(g("level") or "-")
-            return f"{volts} {level if level == 'ok' else level.upper()}"
+            return _battery(body, robot_id)
         if stream == "faults":
             active = g("active")
-            names = ", ".join(map(str, active)) if isinstance(active, list) and active else "none"
+            names = "none"
+            if isinstance(active, list) and active:
+                names = ", ".join(printable(name, 24) for name in active[:MAX_NAMES])
+                names += f" and {len(active) - MAX_NAMES} more" if len(active) > MAX_NAMES else ""
             return f"{names} (MCU {_get(body, 'mcu_state')})"
         if stream == "loop":
             return (f"{_get(body, 'rate_hz', ' Hz', 1)}, period p50 "
@@ -125,13 +180,30 @@ class StatusBoard:
                     f"{_get(body, 'jitter_p99_ms', ' ms', 1)}, overruns {_get(body, 'overruns')}")
         if stream == "policy":
             digest = g("model_hash")
-            model = f"model sha256 {str(digest)[:16]}" if digest else "no model"
-            error = f", reload error: {g('reload_error')}" if g("reload_error") else ""
+            model = f"model sha256 {printable(digest, 80)[:16]}" if digest else "no model"
+            error = f", reload error: {_get(body, 'reload_error')}" if g("reload_error") else ""
             return (f"{model}, latency {_get(body, 'latency_ms', ' ms', 1)} (max "
                     f"{_get(body, 'latency_max_ms', ' ms', 1)}), plans {_get(body, 'plans')}"
                     f"{error}")
         return (f"ticks {_get(body, 'left_ticks')}/{_get(body, 'right_ticks')}, speed "
                 f"{_get(body, 'vel_left_mm_s')}/{_get(body, 'vel_right_mm_s')} mm/s")
+
+
+def _battery(body: dict[str, object], robot_id: str) -> str:
+    """The battery line: volts, level, and the state with what to do (when the record is a
+    well-formed reading; else what can be shown of it)."""
+    try:
+        reading = BatteryReading.from_json(body)
+    except ValueError as exc:
+        mv = _number(body.get("battery_mv"))
+        volts = "-" if mv is None else f"{mv / 1000:.2f} V"
+        return f"{volts} {_get(body, 'level')} (not a battery reading: {printable(str(exc), 60)})"
+    level = reading.level
+    text = f"{reading.battery_mv / 1000:.2f} V {level if level == 'ok' else level.upper()}"
+    state = battery_state(reading, robot_id)
+    if state.name != level:
+        text += f", {state.name}"
+    return text if state.advice is None else f"{text}: {state.advice}"
 
 
 async def collect_status(
@@ -206,4 +278,6 @@ def run(args: argparse.Namespace) -> int:
     missing = board.missing
     if missing:
         sys.stdout.write(f"no data within {args.timeout:g} s on: {', '.join(missing)}\n")
+    if board.stale:
+        sys.stdout.write(f"stale data (not current) on: {', '.join(board.stale)}\n")
     return board.exit_status

@@ -26,9 +26,10 @@ from zima.onboard.mqtt_config import EstopCommand, MqttConfig
 from zima.onboard.telemetry import Provider, Telemetry
 from zima.protocol import Fault, State
 
-__all__ = ["CRITICAL_MV", "LOW_MV", "RobotSide", "robot_side"]
+__all__ = ["CLEAR_MV", "CRITICAL_MV", "LOW_MV", "RobotSide", "robot_side"]
 
 LOW_MV, CRITICAL_MV = 10_500, 9_900  # PROTOCOL.md's defaults of batt_low_mv, batt_crit_mv
+CLEAR_MV = CRITICAL_MV + 200  # BATT_CRITICAL clears above batt_crit_mv + batt_hyst_mv
 RATES_HZ = {  # faster than the robot's defaults: tests wait less
     "battery": 5.0, "odometry": 10.0, "mode": 2.0, "link": 2.0, "faults": 2.0, "loop": 2.0,
     "policy": 2.0,
@@ -63,7 +64,8 @@ class RobotSide:
         elif Fault.BATT_LOW in state.faults:
             level = "low"
         return {"battery_mv": state.telemetry.battery_mv, "level": level,
-                "low_mv": LOW_MV, "critical_mv": CRITICAL_MV}
+                "low_mv": LOW_MV, "critical_mv": CRITICAL_MV,
+                "latched": Fault.BATT_CRITICAL in state.faults, "clear_mv": CLEAR_MV}
 
     def odometry(self) -> dict[str, object] | None:
         state = self.link.state

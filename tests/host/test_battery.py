@@ -13,7 +13,8 @@ import aiomqtt
 import jinja2
 import pytest
 
-from tests.host.robot import CRITICAL_MV, LOW_MV, robot_side
+from tests.host.hostile import HOSTILE, publish_as_robot
+from tests.host.robot import CLEAR_MV, CRITICAL_MV, LOW_MV, robot_side
 from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, Broker
 from tests.onboard.helpers import run
 from zima.cli import main
@@ -28,7 +29,7 @@ from zima.host.battery import (
 from zima.host.battery_model import Pack
 from zima.host.mqtt import HostMqttConfig
 from zima.onboard.link_config import LinkConfig
-from zima.protocol import ParamId
+from zima.protocol import Fault, ParamId
 
 # What an operator's ACL needs for --home-assistant (the sample ACL lacks it).
 HA_ACL = "user operator\ntopic readwrite homeassistant/#\n"
@@ -245,3 +246,74 @@ def test_format_view_before_any_reading() -> None:
     lines = format_view(tracker.view(7.0), "r1", Pack("lipo", 4))
     assert lines == ["zima battery: robot r1, 4-cell lipo", "no reading yet",
                      "ALARM: NO DATA for 7 s"]
+
+
+def test_a_critical_latch_says_what_to_do_until_it_is_cleared(
+    broker: Broker, board: EmulatedBoard, link_config: LinkConfig
+) -> None:
+    async def main_() -> tuple[int, str]:
+        async with robot_side(broker, link_config) as robot:
+            await robot.link.set_param(ParamId.batt_crit_debounce_ms, 0)
+            await asyncio.to_thread(board.set_battery, 9_500)
+            await robot.link.wait_for(lambda s: Fault.BATT_CRITICAL in s.faults, 10.0)
+            out = io.StringIO()
+            monitor = BatteryMonitor(operator_config(broker), options(), out)
+            task = asyncio.create_task(monitor.run())
+            await until_output(out, "state critical, latched: the MCU stopped the tracks")
+            # Back to 12 V: the MCU keeps its latch; the operator is told how to clear it.
+            await asyncio.to_thread(board.set_battery, 12_000)
+            await robot.link.wait_for(lambda s: s.telemetry.battery_mv > CLEAR_MV + 500, 10.0)
+            await until_output(out, "state critical, latch can clear: the pack is back at")
+            state = robot.link.state
+            assert state is not None
+            assert Fault.BATT_CRITICAL in state.faults  # the MCU keeps its latch
+            await robot.link.clear(Fault.BATT_CRITICAL)  # what the runtime does on idle
+            mark = len(out.getvalue())
+            async with asyncio.timeout(10.0):
+                while "level ok (robot ok)" not in out.getvalue()[mark:]:
+                    await asyncio.sleep(0.05)
+            monitor.stop()
+            return await task, out.getvalue()
+
+    status, text = run(main_, guard_s=60.0)
+    assert status == 0, text
+    latched = next(line for line in text.splitlines() if "critical, latched" in line)
+    assert f"once the pack is above {CLEAR_MV / 1000:.2f} V" in latched
+    assert f"zima/{ROBOT}/cmd/mode" in latched
+    assert "Idle button" in latched
+    clearable = next(line for line in text.splitlines() if "latch can clear" in line)
+    assert "ask for idle" in clearable
+    assert "ALARM: battery CRITICAL" in clearable  # still critical until it is cleared
+
+
+def test_hostile_battery_payloads_are_skipped_counted_and_said(broker: Broker) -> None:
+    topic = f"zima/{ROBOT}/telemetry/battery"
+    good = json.dumps({"battery_mv": 11_900, "level": "ok", "low_mv": LOW_MV,
+                       "critical_mv": CRITICAL_MV, "stamp_unix_s": 1.0}).encode()
+
+    async def main_() -> tuple[int, BatteryMonitor, str]:
+        out = io.StringIO()
+        monitor = BatteryMonitor(operator_config(broker), options(duration_s=20.0), out)
+        task = asyncio.create_task(monitor.run())
+        async with asyncio.timeout(10.0):  # until subscribed: a reading gets through
+            while not monitor.rows:
+                await publish_as_robot(broker, [(topic, good)])
+                await asyncio.sleep(0.1)
+        await publish_as_robot(broker, [(topic, p) for p in HOSTILE] + [(topic, good)])
+        async with asyncio.timeout(10.0):
+            while monitor.bad_payloads < len(HOSTILE) or len(monitor.rows) < 2:
+                await asyncio.sleep(0.05)
+        monitor.stop()
+        return await task, monitor, out.getvalue()
+
+    status, monitor, text = run(main_, guard_s=40.0)
+    assert status == 0, text  # the last reading was a good one: the monitor lived on
+    assert monitor.bad_payloads == len(HOSTILE)
+    ignored = [line for line in text.splitlines() if line.startswith("ignored: ")]
+    assert len(ignored) == 10  # BAD_LINES_SHOWN: a flood does not flood the log
+    assert "nested deeper than" in ignored[1]
+    assert "over the limit" in text
+    assert "not UTF-8" in text
+    assert "level='\\x1b[2J'" in text  # shown escaped, never sent to the terminal raw
+    assert "\x1b" not in text
+    assert "(10 bad so far)" in ignored[-1]

@@ -1,17 +1,23 @@
-"""The battery model: SoC curves, the least-squares trend and time to empty, with synthetic
-series on an injected clock (no broker, no board)."""
+"""The battery model: SoC curves, the least-squares trend and time to empty, the battery's
+state and what to do, stale data, with synthetic series on an injected clock (no broker, no
+board); any JSON object is a reading or a refusal (hypothesis)."""
 
 import itertools
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from zima.host.battery import format_line, format_view
 from zima.host.battery_model import (
     CHEMISTRIES,
     CURVES,
     BatteryReading,
+    BatteryState,
     BatteryTracker,
     Pack,
+    battery_state,
     least_squares_slope,
     soc_percent,
 )
@@ -141,3 +147,119 @@ def test_reading_from_json_names_the_bad_field() -> None:
         BatteryReading.from_json({**body, "battery_mv": "11"})
     with pytest.raises(ValueError, match="level"):
         BatteryReading.from_json({**body, "level": "empty"})
+
+
+# --- the battery's state, the latch, stale data ----------------------------------------------
+
+BODY: dict[str, object] = {"battery_mv": 9_950, "level": "critical", "low_mv": 10_500,
+                           "critical_mv": 9_900, "latched": True, "clear_mv": 10_100,
+                           "age_s": 0.25, "stale": False, "stamp_unix_s": 1.7e9}
+
+
+def test_reading_takes_the_latch_its_clear_threshold_and_the_data_age() -> None:
+    r = BatteryReading.from_json(BODY)
+    assert (r.latched, r.clear_mv, r.age_s, r.stale, r.latched_on_mcu) == (
+        True, 10_100, 0.25, False, True)
+    old = BatteryReading.from_json({k: BODY[k] for k in (
+        "battery_mv", "level", "low_mv", "critical_mv")})  # an older robot: none of them
+    assert (old.latched, old.clear_mv, old.age_s, old.stale) == (None, None, None, False)
+    assert old.latched_on_mcu  # its level "critical" is that latch
+    for key, bad in (("latched", "yes"), ("stale", 1), ("clear_mv", -1), ("clear_mv", 1.5),
+                     ("age_s", -0.1), ("age_s", "1"), ("age_s", True), ("battery_mv", 70_000),
+                     ("low_mv", None), ("battery_mv", 10**400)):
+        with pytest.raises(ValueError, match=key):
+            BatteryReading.from_json({**BODY, key: bad})
+    assert BatteryReading.from_json({**BODY, "stamp_unix_s": 1e300}).stamp_unix_s is None
+    assert BatteryReading.from_json({**BODY, "clear_mv": 0}).clear_mv is None  # not read yet
+
+
+def test_battery_state_says_what_it_is_and_what_to_do() -> None:
+    def state(**changes: object) -> BatteryState:
+        return battery_state(BatteryReading.from_json({**BODY, **changes}), "r1")
+
+    ok = state(battery_mv=11_800, level="ok", latched=False)
+    assert (ok.name, ok.advice) == ("ok", None)
+    low = state(battery_mv=10_300, level="low", latched=False)
+    assert low.name == "low"
+    assert "derated" in (low.advice or "")
+    below = state(battery_mv=9_800, level="ok", latched=False)  # the MCU is still debouncing
+    assert below.name == "critical"
+    latched = state()
+    assert latched.name == "critical, latched"
+    assert latched.advice == (
+        "the MCU stopped the tracks; charge or swap the pack; once the pack is above 10.10 V, "
+        "ask for idle (the console's Idle button, or publish {\"mode\": \"idle\"} on "
+        "zima/r1/cmd/mode) to clear the latch")
+    back = state(battery_mv=12_000)
+    assert back.name == "critical, latch can clear"
+    assert back.advice is not None
+    assert back.advice.startswith("the pack is back at 12.00 V, above the 10.10 V the MCU "
+                                  "clears at: ask for idle (the console's Idle button")
+    unknown = battery_state(BatteryReading(12_000, "critical", 10_500, 9_900), "r1")
+    assert unknown.name == "critical, latched"  # no clear threshold said: cannot tell
+    assert "charge or swap the pack; ask for idle" in (unknown.advice or "")
+
+
+def test_stale_readings_show_as_stale_and_stay_out_of_the_trend() -> None:
+    tracker = BatteryTracker(Pack(), window_s=60.0, stale_after_s=5.0, min_span_s=10.0)
+    for t in range(30):
+        tracker.add(reading(11_400 - 2 * t), at_s=float(t))
+    assert tracker.view(29.0).trend_mv_per_min == pytest.approx(-120.0)
+    stale = BatteryReading(11_342, "ok", 10_500, 9_900, age_s=3.0, stale=True)
+    tracker.add(stale, at_s=30.0)
+    view = tracker.view(30.5)
+    assert view.reading == stale
+    assert (view.stale, view.robot_stale, view.alarm) == (True, True, "stale")
+    assert view.age_s == pytest.approx(3.5)  # the data's age: the robot's plus the trip
+    assert view.trend_mv_per_min is None
+    assert view.time_to_empty_s is None
+    tracker.add(reading(11_330), at_s=31.0)  # current again
+    view = tracker.view(31.0)
+    assert (view.stale, view.robot_stale, view.alarm) == (False, False, None)
+    assert view.trend_mv_per_min == pytest.approx(-120.0, abs=5.0)  # the stale one not in it
+    old = BatteryReading(11_330, "ok", 10_500, 9_900, age_s=6.0)  # not marked, but too old
+    tracker.add(old, at_s=32.0)
+    assert tracker.view(32.0).stale
+
+
+# Any JSON object (with the fields a reading has, or wrong ones): a reading whose numbers
+# are in range, or a ValueError naming the field; the state and views never fail on it.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=3),
+    max_leaves=10)
+field_values = st.one_of(
+    json_values, st.integers(0, 70_000), st.sampled_from(["ok", "low", "critical"]),
+    st.booleans(), st.floats(0, 1e6))
+bodies = st.dictionaries(
+    st.sampled_from(["battery_mv", "level", "low_mv", "critical_mv", "latched", "clear_mv",
+                     "age_s", "stale", "stamp_unix_s", "other"]),
+    field_values, max_size=10)
+
+
+@settings(max_examples=400)
+@given(bodies, st.floats(0, 100))
+def test_any_json_object_is_a_reading_or_a_value_error(
+    body: dict[str, object], now_s: float
+) -> None:
+    try:
+        r = BatteryReading.from_json(body)
+    except ValueError as exc:
+        refusal = str(exc)
+        assert refusal.startswith("battery payload: "), refusal
+        assert len(refusal) < 200, refusal
+        return
+    for mv in (r.battery_mv, r.low_mv, r.critical_mv, r.clear_mv or 0):
+        assert 0 <= mv <= 65_535
+    assert r.age_s is None or 0 <= r.age_s < math.inf
+    state = battery_state(r, "r1")
+    assert state.name.split(",")[0] in ("ok", "low", "critical")
+    assert (state.advice is None) == (state.name == "ok")
+    tracker = BatteryTracker(Pack())
+    tracker.add(r, at_s=0.0)
+    view = tracker.view(now_s)
+    assert view.stale == (r.stale or now_s + (r.age_s or 0.0) > tracker.stale_after_s)
+    assert format_view(view, "r1", Pack())
+    assert format_line(view, 1.7e9, "r1")

@@ -1,20 +1,32 @@
 """`zima status` and `zima estop` against the real robot side (emulated board, McuLink, the
-onboard Telemetry publisher) over a real Mosquitto with the sample ACL."""
+onboard Telemetry publisher) over a real Mosquitto with the sample ACL; hostile and stale
+payloads from a robot's account, and any bytes into the board (hypothesis)."""
 
+import asyncio
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+import aiomqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.host.robot import robot_side
-from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, Broker
-from tests.onboard.helpers import run
+from tests.host.hostile import HOSTILE, publish_as_robot
+from tests.host.robot import CLEAR_MV, CRITICAL_MV, LOW_MV, robot_side
+from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
+from tests.onboard.helpers import run, until_mcu
+from tests.onboard.test_runtime import constant_policy, running, runtime_config
 from zima.cli import main
+from zima.contract import Action
 from zima.emulator import EmulatedBoard
 from zima.host.estop import EstopOutcome, send_estop
 from zima.host.mqtt import HostMqttConfig
 from zima.host.status import STREAMS, StatusBoard, collect_status
+from zima.onboard.config import MqttSection
 from zima.onboard.link_config import LinkConfig
-from zima.protocol import State
+from zima.onboard.mqtt_config import MqttConfig
+from zima.protocol import Fault, ParamId, State
 
 
 def operator_config(broker: Broker) -> HostMqttConfig:
@@ -111,3 +123,189 @@ def test_a_refused_estop_says_why() -> None:
                            result={"accepted": False, "error": "busy"})
     assert not refused.confirmed
     assert "REFUSED the e-stop: busy" in refused.describe()
+
+
+# --- any bytes, stale data, the battery latch -----------------------------------------------
+
+def record(stream: str, **changes: object) -> bytes:
+    """A well-formed record of ``stream`` (onboard/MQTT.md), with changes."""
+    bodies: dict[str, dict[str, object]] = {
+        "mode": {"mode": "low_battery", "owner": "none", "reason": "battery critical"},
+        "link": {"connected": True, "reason": "ok", "telemetry_hz": 50.0, "rx_rejected": 0,
+                 "rx_dropped": 0, "connects": 1, "firmware": "0.2.0+00000000"},
+        "battery": {"battery_mv": 12_000, "level": "critical", "low_mv": LOW_MV,
+                    "critical_mv": CRITICAL_MV, "latched": True, "clear_mv": CLEAR_MV},
+        "faults": {"active": ["BATT_CRITICAL"], "mcu_state": "FAULT"},
+        "loop": {"rate_hz": 20.0, "period_p50_ms": 50.0, "period_p99_ms": 51.0,
+                 "jitter_p99_ms": 1.0, "overruns": 0},
+        "policy": {"model_hash": "cd" * 32, "latency_ms": 5.0, "latency_max_ms": 9.0,
+                   "plans": 3, "reload_error": None},
+        "odometry": {"left_ticks": 1, "right_ticks": 2, "vel_left_mm_s": 0,
+                     "vel_right_mm_s": 0},
+    }
+    return json.dumps({**bodies[stream], "stamp_unix_s": 1.7e9, **changes}).encode()
+
+
+def test_status_skips_hostile_payloads_and_shows_stale_data_as_stale(broker: Broker) -> None:
+    topic = f"zima/{ROBOT}/telemetry/"
+    escape = "\x1b[2J\x1b]0;owned\x07"  # clear screen, set the terminal's title
+    # Per stream: hostile bytes, then a good record; so whenever the tool subscribed, a
+    # good record of each stream reaches it only after hostile ones.
+    rounds: list[tuple[str, bytes]] = [(f"zima/{ROBOT}/status", b"online")]
+    for i, stream in enumerate(STREAMS):
+        rounds.append((topic + stream, HOSTILE[i % len(HOSTILE)]))
+        changes: dict[str, object] = {}
+        if stream == "odometry":
+            changes = {"stale": True, "age_s": 11.0}
+        if stream == "mode":
+            changes = {"reason": "battery critical " + escape}
+        rounds.append((topic + stream, record(stream, **changes)))
+
+    async def main_() -> StatusBoard:
+        task = asyncio.create_task(collect_status(operator_config(broker), timeout_s=15.0))
+        while not task.done():
+            await publish_as_robot(broker, rounds)
+            await asyncio.sleep(0.05)
+        return await task
+
+    board = run(main_, guard_s=30.0)
+    assert board.missing == []
+    assert board.bad_payloads >= len(STREAMS) - 1
+    assert board.stale == ["odometry"]
+    assert board.exit_status == 3  # stale data is not a complete status
+    lines = board.render()
+    assert all(line.isprintable() for line in lines), lines
+    text = "\n".join(lines)
+    assert "odometry STALE (not current, data 11.0 s old): ticks 1/2" in text
+    assert "battery critical \\x1b[2J\\x1b]0;owned\\x07" in text
+    assert (f"battery  12.00 V CRITICAL, critical, latch can clear: the pack is back at 12.00 V,"
+            f" above the {CLEAR_MV / 1000:.2f} V the MCU clears at: ask for idle") in text
+    assert f"ignored {board.bad_payloads} bad payloads (last: " in lines[-1]
+
+
+def test_status_command_says_which_data_is_stale(
+    broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retained = [(f"zima/{ROBOT}/status", b"online")] + [
+        (f"zima/{ROBOT}/telemetry/{s}",
+         record(s, stale=True, age_s=4.5) if s in ("faults", "odometry") else record(s))
+        for s in STREAMS]
+    run(lambda: publish_as_robot(broker, retained, retain=True))
+    monkeypatch.setenv("ZIMA_MQTT_PASSWORD", OPERATOR_PASSWORD)
+    argv = ["status", "--robot", ROBOT, "--broker", f"127.0.0.1:{broker.port}",
+            "--username", "operator", "--timeout", "5"]
+    assert main(argv) == 3
+    out = capsys.readouterr().out
+    assert "stale data (not current) on: faults, odometry" in out
+    assert "faults   STALE (not current, data 4.5 s old): BATT_CRITICAL (MCU FAULT)" in out
+
+
+def test_estop_is_confirmed_through_hostile_payloads(
+    broker: Broker, board: EmulatedBoard, link_config: LinkConfig
+) -> None:
+    async def main_() -> None:
+        # Retained junk reaches the tool the moment it subscribes, before any answer.
+        await publish_as_robot(broker, [(f"zima/{ROBOT}/telemetry/mode", b"[" * 3000),
+                                        (f"zima/{ROBOT}/cmd/result", b"\xff" * 70_000)],
+                               retain=True)
+        async with robot_side(broker, link_config):
+            engaged = await send_estop(operator_config(broker), engaged=True, timeout_s=10.0)
+            assert engaged.confirmed, engaged.describe()
+            assert engaged.bad_payloads == 2
+            assert "ignored 2 bad payloads meanwhile" in engaged.describe()
+
+    run(main_, guard_s=40.0)
+
+
+# Whatever arrives, on any topic: the board never fails, and what it prints is plain text
+# of bounded width (no escape sequence reaches the operator's terminal).
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+known_keys = st.sampled_from(["mode", "owner", "reason", "connected", "firmware", "battery_mv",
+                              "level", "low_mv", "critical_mv", "latched", "clear_mv", "age_s",
+                              "stale", "active", "mcu_state", "model_hash", "reload_error",
+                              "rate_hz", "left_ticks", "telemetry_hz"])
+records = st.dictionaries(known_keys | st.text(max_size=10), json_values, max_size=8)
+payloads = st.one_of(
+    st.binary(max_size=300),
+    records.map(lambda body: json.dumps(body).encode()),
+    st.sampled_from(HOSTILE),
+)
+messages = st.tuples(st.sampled_from([*STREAMS, "cameras", "status"]), payloads)
+
+
+@settings(max_examples=300)
+@given(st.lists(messages, max_size=20))
+def test_any_bytes_on_any_topic_leave_a_printable_status(
+    sequence: list[tuple[str, bytes]]
+) -> None:
+    board = StatusBoard("r1")
+    for i, (stream, payload) in enumerate(sequence):
+        topic = "zima/r1/status" if stream == "status" else f"zima/r1/telemetry/{stream}"
+        board.take(topic, payload, now_s=float(i))
+    for lines in (board.render(), board.render(now_s=100.0)):
+        for line in lines:
+            assert line.isprintable(), line
+            assert len(line) < 1200, line
+    assert board.exit_status in (0, 3)
+
+
+@settings(max_examples=200)
+@given(records, st.text(max_size=200) | st.none())
+def test_an_estop_outcome_prints_plain_text_whatever_came_back(
+    result: dict[str, object], mode: str | None
+) -> None:
+    outcome = EstopOutcome(engaged=True, request_id="r1", result=result, mode=mode,
+                           mode_confirmed=False, bad_payloads=1)
+    assert all(line.isprintable() for line in outcome.describe().splitlines())
+
+
+def test_status_follows_a_critical_battery_through_the_running_runtime(
+    broker: Broker, board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
+) -> None:
+    """The real runtime's records: the latch, what to do, and the idle that clears it."""
+    constant_policy(tmp_path / "policy.onnx", Action.STOP)
+    password = tmp_path / "mqtt-password"
+    password.write_text(ROBOT_PASSWORD)
+    mqtt = MqttSection(enabled=True, password_file=password, broker=MqttConfig(
+        robot_id=ROBOT, host="127.0.0.1", port=broker.port, username=ROBOT,
+        rates_hz={**MqttConfig().rates_hz, "battery": 5.0, "faults": 5.0, "link": 5.0}))
+
+    async def until_status(check: Callable[[str], bool]) -> str:
+        async with asyncio.timeout(20.0):
+            while True:  # a record sent just before the change may still arrive: look again
+                text = "\n".join((await collect_status(operator_config(broker), 5.0)).render())
+                if check(text):
+                    return text
+
+    async def main_() -> tuple[str, str, str]:
+        async with running(runtime_config(tmp_path, link_config, robot_id=ROBOT,
+                                          mqtt=mqtt)) as runtime:
+            await runtime.link.set_param(ParamId.batt_crit_debounce_ms, 0)
+            await asyncio.to_thread(board.set_battery, 9_500)
+            await until_mcu(runtime.link, lambda s: Fault.BATT_CRITICAL in s.faults, 3000)
+            latched = await until_status(lambda t: "critical, latched" in t
+                                         and "mode     low_battery" in t)
+            await asyncio.to_thread(board.set_battery, 12_000)
+            await until_mcu(runtime.link, lambda s: s.telemetry.battery_mv > CLEAR_MV + 500,
+                            3000)
+            clearable = await until_status(lambda t: "latch can clear" in t)
+            await publish_as_operator(broker, "cmd/mode", {"mode": "idle"})
+            cleared = await until_status(lambda t: "mode     idle" in t and "V ok" in t)
+            return latched, clearable, cleared
+
+    latched, clearable, cleared = run(main_, guard_s=90.0)
+    assert f"once the pack is above {CLEAR_MV / 1000:.2f} V, ask for idle" in latched
+    assert "low_battery (owner none, reason: battery critical (latched by the MCU" in latched
+    assert "critical, latch can clear: the pack is back at" in clearable
+    assert "BATT_CRITICAL" not in cleared
+
+
+async def publish_as_operator(broker: Broker, suffix: str, body: dict[str, object]) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port, username="operator",
+                              password=OPERATOR_PASSWORD, identifier="operator-test") as client:
+        await client.publish(f"zima/{ROBOT}/{suffix}", json.dumps(body).encode(), qos=1)
