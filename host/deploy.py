@@ -335,7 +335,8 @@ class _PolicyWatch:
         if not await self.until(lambda: rid in self.results, left()):
             return self.lost or f"no cmd/result for reload request {rid} within {timeout_s} s"
         if self.results[rid].get("accepted") is not True:
-            return f"the runtime refused the reload command: {self.results[rid].get('error')}"
+            # The runtime answers a reload with its outcome: a refused model is refused here.
+            return f"the runtime refused the model: {self.results[rid].get('error')}"
 
         def running() -> bool:
             p = self.policy or {}

@@ -43,6 +43,7 @@ __all__ = [
     "ReloadCommand",
     "TelemetryError",
     "TeleopCommand",
+    "command_name",
     "parse_command",
     "request_id_of",
 ]
@@ -239,6 +240,16 @@ _BUILDERS: dict[str, Callable[[dict[str, object], str | None, MqttConfig], Comma
 def _body(payload: bytes) -> object:
     return parse_json_bounded(payload, max_bytes=MAX_COMMAND_BYTES,
                               max_depth=MAX_COMMAND_DEPTH, what="command")
+
+
+_NAMES: dict[type, str] = {ModeCommand: "mode", TeleopCommand: "teleop", EstopCommand: "estop",
+                           ReloadCommand: "reload", RecordCommand: "record",
+                           HeartbeatCommand: "heartbeat"}
+
+
+def command_name(command: Command) -> str:
+    """The topic name (``cmd/<name>``) of a command: its ``cmd/result`` says it."""
+    return _NAMES[type(command)]
 
 
 def request_id_of(payload: bytes) -> str | None:

@@ -358,7 +358,7 @@ class Runtime:
         await self._start_policy(cfg.policy.model_path)
         if cfg.mqtt.enabled:
             self._telemetry = await stack.enter_async_context(
-                Telemetry(cfg.broker_config(), self._providers()))
+                Telemetry(cfg.broker_config(), self._providers(), caller_answers=True))
         self._recorder = await stack.enter_async_context(
             Recorder(cfg.recorder, self.contract, self._metadata()))
         if cfg.web.enabled:
@@ -628,6 +628,7 @@ class Runtime:
         while True:
             command = await telemetry.commands.get()
             error = await self.handle(command, source="mqtt")
+            telemetry.answer(command, error)  # cmd/result: the outcome, with its request_id
             if error is not None:
                 log.warning("mqtt command %s refused: %s", type(command).__name__, error)
                 telemetry.post("mode", {**self._mode_values(), "refused": error})
@@ -800,7 +801,14 @@ class Runtime:
 
     def _faults_values(self) -> dict[str, object] | None:
         state = self._link.state if self._link is not None else None
-        parts = {name: h.as_json() for name, h in self._parts.items()}
+        parts: dict[str, object] = {name: h.as_json() for name, h in self._parts.items()}
+        telemetry = self._telemetry
+        if telemetry is not None:  # MQTT restarts its own session (zima.onboard.telemetry)
+            c = telemetry.counters
+            parts["mqtt"] = {"state": "running" if telemetry.broker.value.connected
+                             else "reconnecting", "failures": c.failures,
+                             "last_error": c.last_failure, "dropped": c.dropped,
+                             "expired": c.expired, "provider_errors": c.provider_errors}
         if state is None:
             return {"active": [], "mcu_state": None, "parts": parts, "age_s": None,
                     "stale": True}

@@ -71,6 +71,7 @@ from zima.onboard.mqtt_config import (
     HeartbeatCommand,
     MqttConfig,
     TelemetryError,
+    command_name,
     parse_command,
     request_id_of,
 )
@@ -123,8 +124,16 @@ class Telemetry:
         providers: Mapping[str, Provider],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        caller_answers: bool = False,
     ) -> None:
-        """``clock`` stamps records (``stamp_unix_s``); ``monotonic`` ages the queue."""
+        """``clock`` stamps records (``stamp_unix_s``); ``monotonic`` ages the queue.
+
+        ``caller_answers``: the caller answers every command it takes from ``commands``
+        with its outcome (``answer``), so ``cmd/result`` says what happened (a reload
+        refused, say), not only that it was parsed; refusals at parsing are answered here
+        either way. False: a parsed command is answered ``accepted`` when queued.
+        """
         unknown = set(providers) - set(config.rates_hz)
         if unknown:
             raise ValueError(f"no rate configured for streams {sorted(unknown)}")
@@ -139,6 +148,7 @@ class Telemetry:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._caller_answers = caller_answers
 
     async def __aenter__(self) -> Telemetry:
         self._tasks.append(asyncio.create_task(self._connection(), name="telemetry-mqtt"))
@@ -339,8 +349,19 @@ class Telemetry:
             self._failed(f"the {name} command", exc)
             self._refused(name, None, f"internal error: {type(exc).__name__}")
         else:
-            if not isinstance(command, HeartbeatCommand):  # one a second: no noise
-                self._result(name, command.request_id, None)
+            if not self._caller_answers and not isinstance(command, HeartbeatCommand):
+                self._result(name, command.request_id, None)  # heartbeats: no noise
+
+    def answer(self, command: Command, error: str | None) -> None:
+        """Publish the outcome of a command taken from ``commands`` on ``cmd/result``
+        (``accepted``: carried out; else ``error`` says why not). A heartbeat carried out
+        is not answered (one a second would be noise). Never blocks or raises."""
+        name = command_name(command)
+        if error is not None:
+            self.counters.commands_refused += 1
+        elif isinstance(command, HeartbeatCommand):
+            return
+        self._result(name, command.request_id, error)
 
     def _refused(self, name: str, request_id: str | None, error: str) -> None:
         self.counters.commands_refused += 1

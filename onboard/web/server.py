@@ -80,7 +80,6 @@ from zima.onboard.mqtt_config import (
 )
 from zima.onboard.recorder import RecorderError
 from zima.onboard.safety import DriveMode, SafetyError
-from zima.protocol import Fault
 
 if TYPE_CHECKING:  # the runtime starts the console: a run-time import would be circular
     from zima.onboard.runtime import Runtime
@@ -456,16 +455,19 @@ class WebConsole:
         link = rt.link_or_none  # None before the runtime started
         state = link.state if link is not None else None
         battery = None
-        if state is not None:
-            level = ("critical" if state.faults & Fault.BATT_CRITICAL else
-                     "low" if state.faults & Fault.BATT_LOW else "ok")
-            battery = {"mv": state.telemetry.battery_mv, "level": level}
+        record = rt.telemetry_record("battery")  # the MQTT record: level, latch, freshness
+        if record is not None:
+            battery = {"mv": record["battery_mv"], "level": record["level"],
+                       "latched": record["latched"], "advice": record["advice"],
+                       "age_s": record["age_s"], "stale": record["stale"]}
+        stale = record is None or bool(record["stale"])
         link_status = link.status if link is not None else None
         loop = rt.loop_stats()
         recorder = rt.recorder.status if rt.recorder is not None else None
         return {
             "t": "status", "client": client_id,
             "mode": safety.mode.value, "owner": safety.owner,
+            "mode_reason": safety.mode_reason,
             "lease": "none" if lease is None else "you" if lease.client == client_id
             else "other",
             "lease_holder": lease.client if lease is not None else None,
@@ -476,7 +478,8 @@ class WebConsole:
                 "reason": decision.reason},
             "velocity": None if state is None else {
                 "left_mm_s": state.telemetry.vel_left_mm_s,
-                "right_mm_s": state.telemetry.vel_right_mm_s},
+                "right_mm_s": state.telemetry.vel_right_mm_s,
+                "stale": stale},  # the last the MCU said, from a lost link: not current
             "battery": battery,
             "link": None if link_status is None else {
                 "connected": link_status.connected, "reason": link_status.reason,

@@ -141,13 +141,19 @@ function pill(id, text, good) {
 
 function show(s) {
   status = s;
-  pill("mode", s.mode + (s.takeover ? " (you took over)" : ""), s.mode !== "estop");
+  pill("mode", s.mode + (s.takeover ? " (you took over)" : ""),
+    s.mode !== "estop" && s.mode !== "low_battery");
+  $("mode").title = s.mode_reason || "";  // also shown beside the tracks while stopped
   pill("lease", s.lease === "you" ? "you drive" :
     s.lease === "other" ? `watching (${s.lease_holder} drives)` : "lease free",
   s.lease !== "other");
   if (s.battery) {
-    pill("battery", `battery ${(s.battery.mv / 1000).toFixed(2)} V ${s.battery.level}`,
-      s.battery.level === "ok");
+    const b = s.battery;
+    pill("battery", `battery ${(b.mv / 1000).toFixed(2)} V ${b.level}` +
+      (b.latched ? " (latched)" : "") +
+      (b.stale ? ` (stale: ${b.age_s.toFixed(1)} s old)` : "") +
+      (b.advice ? ` - ${b.advice}` : ""),
+    b.level === "ok" && !b.stale);
   } else pill("battery", "battery –", false);
   if (s.link) {
     pill("link", s.link.connected ? `link ${s.link.telemetry_hz.toFixed(0)} Hz` :
@@ -168,7 +174,8 @@ function show(s) {
       (s.tracks.reason ? ` (${s.tracks.reason})` : "");
   }
   if (s.velocity) {
-    $("velocity").textContent = `${s.velocity.left_mm_s} / ${s.velocity.right_mm_s} mm/s`;
+    $("velocity").textContent = `${s.velocity.left_mm_s} / ${s.velocity.right_mm_s} mm/s` +
+      (s.velocity.stale ? " (stale: the MCU is not heard)" : "");
   }
   showCameras(s.cameras);
   showRecorder(s.recorder);
