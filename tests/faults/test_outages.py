@@ -31,7 +31,7 @@ from .stack import (
 
 OUTAGE_S = 3.0
 MAX_BACKLOG_AGE_S = 2.0  # MqttConfig.max_backlog_age_s' default
-SLACK_S = 0.5  # scheduling on a loaded machine
+SLACK_S = 1.0  # delivery and scheduling on a loaded machine
 
 
 def test_during_an_mcu_outage_odometry_and_faults_say_they_are_stale(stack: Stack) -> None:
@@ -86,16 +86,20 @@ def check_stale(during: list[Message], since_pause: list[Message], paused_s: flo
                 topic: str) -> None:
     """``during`` (after the link was reported lost, before the MCU came back): every record
     says stale and ages with the wall clock; none since the pause claims younger data."""
-    assert len(during) >= 3, f"{topic}: {len(during)} records during the outage"
+    assert len(during) >= 3, (
+        f"{topic}: {len(during)} records during the outage (say stale, do not fall silent)")
     bad = [m.body for m in during if m.get("stale") is not True]
     assert not bad, f"{topic}: records during the MCU outage not marked stale: {bad[:2]}"
     ages = [as_float(m.get("age_s")) for m in during]
-    assert all(b > a for a, b in itertools.pairwise(ages)), (
-        f"{topic}: age_s does not grow during the outage: {ages}")
+    span_s = during[-1].received_s - during[0].received_s
+    grows = all(b >= a for a, b in itertools.pairwise(ages))
+    assert grows, f"{topic}: age_s goes down during the outage: {ages}"
+    assert ages[-1] - ages[0] >= span_s - SLACK_S, (
+        f"{topic}: age_s does not grow with the outage ({span_s:.1f} s): {ages}")
     for m in since_pause:
         gone_s = m.received_s - paused_s  # how long the MCU had been silent
         if m.get("age_s") is not None:
-            assert as_float(m.get("age_s")) >= gone_s - SLACK_S - 0.1, (
+            assert as_float(m.get("age_s")) >= gone_s - SLACK_S, (
                 f"{topic}: age_s {m.get('age_s')} while the MCU had been silent {gone_s:.2f} s")
 
 
