@@ -5,12 +5,31 @@ telemetry/policy, and a few in a row make the model faulty and the robot idle.""
 
 from __future__ import annotations
 
-from tests.onboard.helpers import run
+from pathlib import Path
 
-from .models import nan_on_live_frames
+import numpy as np
+
+from tests.onboard.helpers import run
+from tests.onboard.onnx_models import build_model
+from zima.contract import DEFAULT, Action
+
 from .stack import Message, Stack, as_float, heartbeats, nonzero_motor_events
 
 MAX_BAD_IN_ROW = 3  # PolicyConfig.max_bad_outputs' default
+# The cameras' frames (tests/faults/stack.py's bright_video) have a mean of about 227 of 255;
+# the random image a model is checked on at load about 127.5.
+LIVE_FRAMES_ABOVE = 180.0
+
+
+def nan_on_live_frames(path: Path) -> Path:
+    """Finite logits that say STOP, and a NaN in FORWARD's on the live camera frames."""
+    table = np.full((DEFAULT.chunk_len, DEFAULT.n_actions), -5.0, np.float32)
+    table[:, int(Action.STOP)] = 5.0
+    tmp = path.with_name(path.name + ".new")
+    build_model(tmp, DEFAULT, kind="table", table=table, nan_above_mean=LIVE_FRAMES_ABOVE,
+                nan_column=int(Action.FORWARD))
+    tmp.replace(path)  # as deploy does: the runtime never sees a half-written file
+    return path
 
 
 def test_a_model_that_is_nan_on_live_frames_never_drives(stack: Stack) -> None:
