@@ -29,7 +29,7 @@ class Message:
 
     topic: str  # below zima/<robot>/, e.g. "telemetry/mode"
     raw: bytes
-    body: Any  # the JSON payload, None when it is not JSON
+    body: Any  # the JSON payload; the text when it is not JSON ("online", "offline")
     received_s: float  # time.monotonic() at arrival
     received_unix_s: float  # time.time() at arrival (compare with stamp_unix_s)
 
@@ -119,20 +119,31 @@ class Operator:
                    *, after: int = 0, timeout_s: float = 10.0, what: str = "") -> Message:
         """The first message on ``topic`` (from index ``after``) for which ``predicate``
         holds; AssertionError naming ``what`` and the last such message after ``timeout_s``."""
+
+        def failure() -> str:
+            last = self.received(topic, after)
+            if not last:
+                return f"no {topic} message at all within {timeout_s} s"
+            return f"no {topic} {what} within {timeout_s} s; last: {last[-1].raw[:300]!r}"
+
+        return await self.first(lambda m: m.topic == topic and predicate(m), after=after,
+                                timeout_s=timeout_s, failure=failure)
+
+    async def first(self, predicate: Callable[[Message], bool], *, after: int,
+                    timeout_s: float, failure: Callable[[], str] = lambda: "") -> Message:
+        """The first message (from index ``after``, any topic) for which ``predicate``
+        holds; AssertionError with ``failure()`` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         seen = after
         while True:
             for m in self.messages[seen:]:
-                if m.topic == topic and predicate(m):
+                if predicate(m):
                     return m
             seen = len(self.messages)
             self.check()
             left = deadline - time.monotonic()
             if left <= 0:
-                last = self.received(topic, after)
-                raise AssertionError(f"no {topic} {what} within {timeout_s} s; last: "
-                                     f"{last[-1].raw[:300]!r}" if last else
-                                     f"no {topic} message at all within {timeout_s} s")
+                raise AssertionError(failure() or f"nothing within {timeout_s} s")
             self._new.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), min(left, 0.2))
@@ -162,31 +173,15 @@ class Operator:
                 return m.topic == "telemetry/mode" and (
                     m.get("refused") is not None or m.get("mode") == mode)
 
-            m = await self._first(answered, after=start,
-                                  timeout_s=max(0.5, deadline - time.monotonic()))
+            m = await self.first(answered, after=start,
+                                 timeout_s=max(0.5, deadline - time.monotonic()),
+                                 failure=lambda: f"no answer to the {mode} request")
             refusal = m.get("error") if m.topic == "cmd/result" else m.get("refused")
             if refusal is None:
                 return m
             if time.monotonic() > deadline or not any(t in str(refusal) for t in transient):
                 raise AssertionError(f"mode {mode!r} refused: {refusal}")
             await asyncio.sleep(0.2)
-
-    async def _first(self, predicate: Callable[[Message], bool], *, after: int,
-                     timeout_s: float) -> Message:
-        deadline = time.monotonic() + timeout_s
-        seen = after
-        while True:
-            for m in self.messages[seen:]:
-                if predicate(m):
-                    return m
-            seen = len(self.messages)
-            self.check()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no answer within {timeout_s} s")
-            self._new.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._new.wait(), min(left, 0.2))
 
     async def estop(self, engaged: bool = True, timeout_s: float = 5.0) -> EstopOutcome:
         """``zima estop`` (or ``--release``): the host tool's own exchange."""
