@@ -220,7 +220,6 @@ class Runtime:
         self._started = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._parts: dict[str, PartHealth] = {}
-        self._part_reason: str | None = None  # the last part failure (mode record)
         self._refusal_log: tuple[str, float, int] | None = None  # message, logged at, repeats
         self._mcu_estop_seen = False  # the MCU's ESTOP state at the last update
 
@@ -314,10 +313,9 @@ class Runtime:
         """Stop autonomy and say so at once (mode and faults records)."""
         with contextlib.suppress(Exception):  # the stop must not fail with the part
             self._link_drive_zero()
-        if self.safety.mode in POLICY_MODES:
-            with contextlib.suppress(SafetyError):
-                self.safety.request_mode(DriveMode.IDLE, source=f"runtime:{name}", now_s=now_s)
-        self._part_reason = f"runtime part {name} {health.state}: {health.last_error}"
+        reason = f"runtime part {name} {health.state}: {health.last_error}"
+        self.safety.stop_autonomy(kind="part_failed", reason=reason,
+                                  source=f"runtime:{name}", now_s=now_s)
         with contextlib.suppress(Exception):
             self._publish_transitions()
             if self._telemetry is not None:
@@ -513,7 +511,8 @@ class Runtime:
             # waiting to drive off on its own.
             log.error("policy model faulty (%s): mode idle until a good model is reloaded",
                       faulty)
-            self.safety.request_mode(DriveMode.IDLE, source="policy", now_s=now_s)
+            self.safety.stop_autonomy(kind="model_faulty", reason=faulty, source="policy",
+                                      now_s=now_s)
             self._last_step = None
             return
         # A continuous policy's step carries its own (clipped) track command; a discrete
@@ -772,9 +771,11 @@ class Runtime:
         return provider()
 
     def _mode_values(self) -> dict[str, object]:
-        decision = self._last_decision
-        return {"mode": self.safety.mode.value, "owner": self.safety.owner,
-                "reason": decision.reason if decision is not None else None}
+        decision, mode = self._last_decision, self.safety.mode
+        # The last tick's reason while it is of this mode; else (a change since) the mode's.
+        reason = (decision.reason if decision is not None and decision.mode == mode
+                  else self.safety.mode_reason)
+        return {"mode": mode.value, "owner": self.safety.owner, "reason": reason}
 
     def _mcu_freshness(self, state: McuState) -> dict[str, object]:
         """How old a TELEMETRY's data is: ``age_s`` since its bytes arrived, and ``stale``

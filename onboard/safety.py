@@ -140,7 +140,7 @@ POLICY_MODES = frozenset({DriveMode.AUTONOMOUS, DriveMode.SUPERVISED})
 _CHOSEN = {DriveMode.IDLE: "idle", DriveMode.ESTOP: "e-stop engaged"}  # mode_reason
 # Stops the stack did not choose: entering idle by one of these keeps "<kind>: <reason>".
 _FORCED_IDLE = frozenset({"link_lost", "mcu_estop", "operator_lost", "lease_expired",
-                          "lease_released"})
+                          "lease_released", "model_faulty", "part_failed"})
 
 
 class BatteryLevel(StrEnum):
@@ -344,6 +344,17 @@ class Safety:
             self._set_mode(mode, "mode", source)
         if mode in POLICY_MODES:
             self._heard(source)  # entering autonomy (or asking for it again) is presence
+
+    def stop_autonomy(self, *, kind: str, reason: str, source: str, now_s: float) -> None:
+        """The stack stops autonomy on its own (``kind`` "model_faulty": the policy's
+        outputs went bad; "part_failed": a runtime part failed): autonomous and supervised
+        drop to idle, and ``mode_reason`` says "<kind>: <reason>". Other modes are left
+        as they are (the operator or a stop is in charge)."""
+        if kind not in _FORCED_IDLE:
+            raise ValueError(f"kind={kind!r} is not a stop the stack forces")
+        self._advance(now_s)
+        if self._mode in POLICY_MODES:
+            self._set_mode(DriveMode.IDLE, kind, source, reason)
 
     def operator_seen(self, *, source: str, now_s: float) -> None:
         """An operator was heard (a heartbeat, any message): autonomy may go on."""

@@ -95,6 +95,9 @@ def test_a_failing_control_loop_is_restarted_reported_and_stops_autonomy(
             hook.left = 1  # the next plan's tick fails
             await until_mcu(link, targets(0, 0), 1000)
             assert mode_of(runtime) == DriveMode.IDLE  # unsure: autonomy stopped
+            mode = runtime.telemetry_record("mode")
+            assert mode is not None
+            assert str(mode["reason"]).startswith("part_failed: runtime part control-loop")
             faults = runtime.telemetry_record("faults")
             assert faults is not None
             part = faults["parts"]["control-loop"]  # type: ignore[index]

@@ -953,3 +953,21 @@ def test_autonomy_lasts_exactly_while_an_operator_is_heard(  # noqa: PLR0912 - o
             assert model.now_s - model.heard_s <= model.timeout_s
         if d.reason is not None and d.reason.startswith("operator_lost"):
             assert d.reason == f"operator_lost: no operator heard for {operator_timeout_s} s"
+
+
+def test_the_stack_stops_autonomy_with_its_reason_and_leaves_other_modes_alone() -> None:
+    safety = Safety(SafetyConfig(operator_timeout_s=0), now_s=0.0)
+    safety.update(now_s=0.0, link_up=True, battery="ok", estop_latched_on_mcu=False,
+                  policy_ready=True)
+    safety.request_mode("autonomous", source="op", now_s=0.1)
+    safety.stop_autonomy(kind="model_faulty", reason="3 bad outputs in a row",
+                         source="policy", now_s=0.2)
+    assert safety.mode_reason == "model_faulty: 3 bad outputs in a row"
+    assert safety.decide(now_s=0.2).mode is DriveMode.IDLE
+    assert safety.decide(now_s=0.2).reason == safety.mode_reason
+    assert safety.take_transitions()[-1].kind == "model_faulty"
+    safety.request_mode("teleop", source="op", now_s=0.3)
+    safety.stop_autonomy(kind="part_failed", reason="x", source="runtime", now_s=0.4)
+    assert safety.decide(now_s=0.4).mode is DriveMode.TELEOP  # the operator drives
+    with pytest.raises(ValueError, match="not a stop"):
+        safety.stop_autonomy(kind="mode", reason="x", source="runtime", now_s=0.5)
