@@ -3,6 +3,8 @@ track command, metadata round trip."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zima.contract import (
     DEFAULT,
@@ -95,3 +97,17 @@ def test_clipped_command_limits_and_rounds_track_speeds() -> None:
     assert DEFAULT.clipped_command(1e6, -1e6) == TrackCommand(300, -300)
     with pytest.raises(ValueError, match="finite"):
         DEFAULT.clipped_command(float("nan"), 0.0)
+
+
+@given(st.one_of(st.text(max_size=300), st.builds(lambda n: "[" * n, st.integers(0, 50_000)),
+                 st.builds(lambda d: DEFAULT.to_json()[:d], st.integers(0, 400))))
+@settings(max_examples=300, deadline=None)
+def test_contract_metadata_from_any_text_is_a_contract_or_a_clear_refusal(text: str) -> None:
+    # A model's or an episode's metadata is outside input: deep nesting once escaped as
+    # RecursionError; a wrong field type as a TypeError.
+    outcome: Contract | str
+    try:
+        outcome = Contract.from_json(text)
+    except ValueError as exc:
+        outcome = str(exc)
+    assert isinstance(outcome, Contract) or "contract metadata" in outcome

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 
+from zima.bounded import InputError, parse_json_bounded
+
 if TYPE_CHECKING:  # numpy only for the vectorised helper: the host tools run without it
     import numpy as np
 
@@ -135,9 +137,11 @@ class Contract:
     @classmethod
     def from_json(cls, text: str) -> Contract:
         """The contract stored by :meth:`to_json`; a clear ``ValueError`` when malformed."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        try:  # bounded: a model or episode file's metadata is outside input
+            data = parse_json_bounded(text.encode("utf-8", "surrogatepass"),
+                                      max_bytes=MAX_CONTRACT_JSON_BYTES, max_depth=4,
+                                      what="contract metadata")
+        except InputError as exc:
             raise ValueError(f"contract metadata is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ValueError("contract metadata must be a JSON object")
@@ -147,10 +151,12 @@ class Contract:
             raise ValueError(f"contract metadata has unknown fields: {sorted(unknown)}")
         for name in ("cameras", "actions"):
             if name in data:
+                if not isinstance(data[name], list):
+                    raise ValueError(f"contract metadata: {name} must be a list")
                 data[name] = tuple(data[name])
         try:
             return cls(**data)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"contract metadata is malformed: {exc}") from exc
 
     def mismatches(self, other: Contract) -> list[str]:
@@ -163,6 +169,7 @@ class Contract:
 
 
 STOP_DEADBAND_MM_S: Final = 20
+MAX_CONTRACT_JSON_BYTES: Final = 64 * 1024  # a contract's JSON is ~500 bytes
 """Track speeds up to this (both tracks, mm/s) count as STOP in :func:`nearest_action`."""
 
 
