@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("zima.emulator", "run the emulated MCU board (simavr) on a pseudo-terminal"),
     "sim": ("zima.sim.cli", "MuJoCo scenes, the scripted expert and data collection"),
     "train": ("zima.training.cli", "train the policy by behaviour cloning from episodes"),
+    "score": ("zima.training.score_cli", "score a model on recorded episodes: action agreement"),
     "export": ("zima.export.cli", "export a trained checkpoint to the ONNX file the robot loads"),
     "battery": ("zima.host.battery", "live battery view of a robot over MQTT: voltage, SoC, alarm"),
     "status": ("zima.host.status", "a snapshot of a robot's mode, link, battery, policy, faults"),
