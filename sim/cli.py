@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="actions executed per chunk (default 4, the runtime's)")
     ev.add_argument("--time-limit", type=float,
                     help="episode time limit, s (default: the environment's)")
+    ev.add_argument("--workers", type=int, default=1,
+                    help="worker processes, one environment each (default 1; the results "
+                         "do not depend on it)")
     hil = sub.add_parser("run", help="hardware in the loop: runtime, emulated MCU and MuJoCo "
                                      "in real time")
     hil.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
@@ -174,7 +177,7 @@ def _check_sampling(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from zima.onboard.policy import ModelError
     from zima.sim.env import EnvConfig, Outcome
-    from zima.sim.evaluate import EpisodeResult, EvalConfig, evaluate
+    from zima.sim.evaluate import EvalConfig, PolicyEpisode, evaluate
 
     try:
         env = EnvConfig()
@@ -184,14 +187,15 @@ def _eval(args: argparse.Namespace) -> int:
             env = dataclasses.replace(env, time_limit_s=args.time_limit)
         cfg = EvalConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
                          execute_k=args.execute_k, temperature=args.temperature,
-                         video_dir=args.video_dir, videos=args.videos, env=env)
+                         video_dir=args.video_dir, videos=args.videos, env=env,
+                         workers=args.workers)
         _check_sampling(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     successes = 0
 
-    def progress(done: int, result: EpisodeResult) -> None:
+    def progress(done: int, result: PolicyEpisode) -> None:
         nonlocal successes
         successes += result.outcome is Outcome.SUCCESS
         _progress(done, args.episodes, successes / done)
@@ -274,15 +278,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _expert(args: argparse.Namespace) -> int:
-    from zima.sim.env import EnvConfig, ZimaEnv
+    from zima.contract import Action
+    from zima.sim.env import EnvConfig, Failure, StepResult, ZimaEnv
     from zima.sim.expert import run_episode, success_rate
 
     start = time.perf_counter()
     results = []
+    failures = collections.Counter[Failure]()
+
+    def note(_env: ZimaEnv, _action: Action, result: StepResult) -> None:
+        if result.failure is not None:
+            failures[result.failure] += 1
+
     env = ZimaEnv(args.scene, EnvConfig(render=False))
     try:
         for i in range(args.episodes):
-            results.append(run_episode(env, args.seed + i))
+            results.append(run_episode(env, args.seed + i, on_step=note))
             _progress(i + 1, args.episodes, success_rate(results))
     finally:
         env.close()
@@ -291,6 +302,7 @@ def _expert(args: argparse.Namespace) -> int:
     print(f"scene {args.scene}: success {success_rate(results):.1%} over {len(results)} "
           f"episodes ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
           f"{time.perf_counter() - start:.1f} s")
+    print(f"failures: {', '.join(f'{f.value} {failures[f]}' for f in Failure)}")
     if args.video is not None:
         frames = _write_video(args.scene, args.seed, args.video)
         print(f"video: {args.video} ({frames} frames, seed {args.seed})")

@@ -13,6 +13,18 @@ to newest, ``frame_interval_s`` apart, and the recent actions. An episode ends w
     WRONG_CUBE  the robot touches a distractor cube
     TIMEOUT     config.time_limit_s passed
 
+A failed episode is also classified (:class:`Failure`, :meth:`ZimaEnv.failure`), from the
+privileged state the env keeps while it runs: was the target ever in the forward camera's
+view (:meth:`ZimaEnv.target_in_view`, checked after every step), and did the robot stand
+still over the last second. The outcome stays what it is (episode files store it); the
+failure class says why:
+
+    collision       COLLISION
+    wrong_object    WRONG_CUBE, or a TIMEOUT standing still in front of a distractor
+    never_found     TIMEOUT, the target never in view
+    stopped_short   TIMEOUT standing still with the target in view, not close enough
+    found_and_lost  TIMEOUT, the target was in view and is not (or the robot still moves)
+
 The privileged queries (``robot_pose``, ``target_gap_m``, ``target_bearing_rad``,
 ``target_in_view``) are for the scripted expert and for evaluation, never for a policy.
 """
@@ -44,6 +56,16 @@ class Outcome(StrEnum):
     TIMEOUT = "timeout"
 
 
+class Failure(StrEnum):
+    """Why an episode failed (see the module docstring); success has none."""
+
+    COLLISION = "collision"
+    WRONG_OBJECT = "wrong_object"
+    NEVER_FOUND = "never_found"
+    FOUND_AND_LOST = "found_and_lost"
+    STOPPED_SHORT = "stopped_short"
+
+
 @dataclass(frozen=True, slots=True)
 class EnvConfig:
     """Everything about an environment but its scene and the contract."""
@@ -58,6 +80,10 @@ class EnvConfig:
     # "Facing it": heading error below this, degrees. The arm's yaw joint covers it, and
     # the cube stays in the middle half of the forward image (~73 deg wide).
     success_heading_deg: float = 20.0
+    # "Standing still" for the failure classes: over the last second the robot moved less
+    # than this (metres, and degrees of heading). Dithering left-right in place counts.
+    still_m: float = 0.03
+    still_deg: float = 10.0
     # False: physics only, no OpenGL context (fast evaluation of scripted experts).
     render: bool = True
     robot: RobotConfig = field(default_factory=RobotConfig)
@@ -80,6 +106,7 @@ class StepResult:
     observation: Observation
     outcome: Outcome
     time_s: float
+    failure: Failure | None = None  # set when the episode ended without success
 
     @property
     def done(self) -> bool:
@@ -122,6 +149,9 @@ class ZimaEnv:
         self._rng = np.random.default_rng(0)
         self.domain: EpisodeDomain | None = None
         self.steps = 0
+        self.target_seen = False  # the target has been in the forward view this episode
+        self._poses: deque[tuple[float, float, float]] = deque(
+            maxlen=round(contract.control_hz) + 1)  # the last second's robot poses
 
     # --- episode ----------------------------------------------------------------------
 
@@ -140,6 +170,9 @@ class ZimaEnv:
             d.ctrl[m.actuator(name).id] = value
         mujoco.mj_forward(m, d)
         self.steps = 0
+        self._poses.clear()
+        self.target_seen = False
+        self.track_target()
         self._actions.clear()
         self._actions.extend([int(Action.STOP)] * self.contract.action_history)
         depth = (self.contract.image_history - 1) * self.frame_stride + 1
@@ -164,10 +197,12 @@ class ZimaEnv:
         mujoco.mj_forward(self.model, self.data)  # cameras and contacts at the final state
         self.steps += 1
         self._actions.append(int(action))
+        self.track_target()
         if self._renderer is not None:
             for cam, frames in self._frames.items():
                 frames.append(self.render(cam))
-        return StepResult(self._observation(), self.outcome(Action(action)), self.time_s)
+        outcome = self.outcome(Action(action))
+        return StepResult(self._observation(), outcome, self.time_s, self.failure(outcome))
 
     @property
     def time_s(self) -> float:
@@ -190,6 +225,53 @@ class ZimaEnv:
         if self.time_s >= self.config.time_limit_s - 1e-9:
             return Outcome.TIMEOUT
         return Outcome.RUNNING
+
+    def track_target(self) -> None:
+        """Note the robot's pose and whether the target is in the forward view now (what
+        :meth:`failure` judges by). :meth:`reset` and :meth:`step` call it; a caller that
+        moves the robot itself (hardware in the loop) calls it once per control period."""
+        self._poses.append(self.robot_pose())
+        self.target_seen = self.target_seen or self.target_in_view("forward")
+
+    def failure(self, outcome: Outcome) -> Failure | None:
+        """The failure class of an episode that ended now with ``outcome`` (None for
+        SUCCESS and RUNNING). See the module docstring for the rules."""
+        direct = {Outcome.SUCCESS: None, Outcome.RUNNING: None,
+                  Outcome.COLLISION: Failure.COLLISION, Outcome.WRONG_CUBE: Failure.WRONG_OBJECT}
+        if outcome in direct:  # decided by a contact, or no failure
+            return direct[outcome]
+        still = self.standing_still()
+        if still and self.facing_distractor():
+            return Failure.WRONG_OBJECT
+        if not self.target_seen:
+            return Failure.NEVER_FOUND
+        if still and self.target_in_view("forward"):
+            return Failure.STOPPED_SHORT
+        return Failure.FOUND_AND_LOST
+
+    def standing_still(self) -> bool:
+        """The robot moved less than still_m and turned less than still_deg over the last
+        second (net: dithering in place counts as still)."""
+        if len(self._poses) < 2:
+            return True
+        (x0, y0, yaw0), (x1, y1, yaw1) = self._poses[0], self._poses[-1]
+        turned_deg = abs(math.degrees(math.remainder(yaw1 - yaw0, math.tau)))
+        return math.hypot(x1 - x0, y1 - y0) < self.config.still_m and (
+            turned_deg < self.config.still_deg)
+
+    def facing_distractor(self) -> bool:
+        """A distractor stands in front of the robot, nearer than the target: within twice
+        the success gap and inside the success heading (as if it were the target)."""
+        x, y, yaw = self.robot_pose()
+        front = np.array([x, y]) + self.config.robot.front_x_m * np.array(
+            [math.cos(yaw), math.sin(yaw)])  # [2]
+        for xy in self.data.geom_xpos[self._distractor][:, :2]:  # [2] each
+            gap = float(np.linalg.norm(np.maximum(np.abs(front - xy) - CUBE_SIZE_M / 2, 0.0)))
+            bearing = math.remainder(math.atan2(xy[1] - y, xy[0] - x) - yaw, math.tau)
+            if (gap < 2 * self.config.success_gap_m and gap < self.target_gap_m()
+                    and abs(math.degrees(bearing)) < self.config.success_heading_deg):
+                return True
+        return False
 
     def _observation(self) -> Observation:
         history = np.array(self._actions, np.int64)  # [action_history]

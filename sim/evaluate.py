@@ -11,13 +11,18 @@ in lock-step with the simulation. Each control step:
    command the robot would drive), until the env reports an :class:`~zima.sim.env.Outcome`.
 
 Everything is seeded (episode ``i`` uses ``seed + i`` for the env and for sampling) and
-the runner's clock is the sim clock, so a run does not depend on the machine's speed:
-the same model and seeds give the same results. As on the robot, the first step is a
-STOP while the first plan runs.
+the runner's clock is the sim clock, so a run does not depend on the machine's speed
+nor on the number of worker processes: the same model and seeds give the same results.
+As on the robot, the first step is a STOP while the first plan runs.
 
-Reported over the episodes: success rate with its 95% Wilson score interval, failures by
-outcome, mean episode length; optionally MP4 videos of the first episodes' forward
-camera with the executed action written on each frame.
+Reported over the episodes: success rate with its 95% Wilson score interval, failed
+episodes by :class:`~zima.sim.env.Failure` class (collision, wrong object, never found,
+found and lost, stopped short), mean episode length; optionally MP4 videos of the first
+episodes' forward camera with the executed action written on each frame.
+
+:func:`run_episodes` runs any list of :class:`EpisodeTask` (scene, environment settings,
+seed, video) in worker processes; :func:`evaluate` and the robustness suite
+(:mod:`zima.sim.suite`) are built on it.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,15 +42,15 @@ import numpy as np
 from zima.contract import DEFAULT, Action, Contract
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
 from zima.sim.expert import EpisodeResult
 
-__all__ = ["EpisodeResult", "EvalConfig", "EvalSummary", "StepHook", "evaluate", "policy_episode",
+__all__ = ["EpisodeResult", "EpisodeTask", "EvalConfig", "EvalSummary", "PolicyEpisode",
+           "Prepare", "StepHook", "evaluate", "failure_counts", "policy_episode", "run_episodes",
            "wilson_interval"]
 
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975
 VIDEO_SCALE = 4  # contract images are small; enlarged so the overlaid text is legible
-FAILURES = (Outcome.WRONG_CUBE, Outcome.COLLISION, Outcome.TIMEOUT)
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -72,10 +78,13 @@ class EvalConfig:
     video_dir: Path | None = None  # where episode_<seed>.mp4 files go; None: no videos
     videos: int = 0  # how many of the first episodes to film
     env: EnvConfig = field(default_factory=EnvConfig)  # render must stay True
+    workers: int = 1  # processes, one environment each (results do not depend on it)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"EvalConfig.episodes={self.episodes} must be >= 1")
+        if self.workers < 1:
+            raise ValueError(f"EvalConfig.workers={self.workers} must be >= 1")
         if self.videos < 0:
             raise ValueError(f"EvalConfig.videos={self.videos} must be >= 0")
         if not self.env.render:
@@ -83,11 +92,24 @@ class EvalConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyEpisode(EpisodeResult):
+    """A policy's episode: how it ended and, when it failed, why."""
+
+    failure: Failure | None = None
+
+
+def failure_counts(results: Sequence[PolicyEpisode]) -> dict[Failure, int]:
+    """Failed episodes by failure class, every class listed (zeros included)."""
+    counts = collections.Counter(r.failure for r in results)
+    return {f: counts[f] for f in Failure}
+
+
+@dataclass(frozen=True, slots=True)
 class EvalSummary:
     """The episodes of one evaluation and how long it took (wall clock)."""
 
     model_sha256: str
-    results: tuple[EpisodeResult, ...]
+    results: tuple[PolicyEpisode, ...]
     wall_s: float
 
     @property
@@ -104,10 +126,14 @@ class EvalSummary:
         return wilson_interval(self.successes, len(self.results))
 
     @property
-    def failures(self) -> dict[Outcome, int]:
-        """Failed episodes by outcome (every failure mode listed, zeros included)."""
-        counts = collections.Counter(r.outcome for r in self.results)
-        return {o: counts[o] for o in FAILURES}
+    def failures(self) -> dict[Failure, int]:
+        """Failed episodes by failure class (every class listed, zeros included)."""
+        return failure_counts(self.results)
+
+    @property
+    def outcomes(self) -> dict[Outcome, int]:
+        """Episodes by outcome (as episode files store it), the ones that occurred."""
+        return dict(collections.Counter(r.outcome for r in self.results))
 
     @property
     def mean_steps(self) -> float:
@@ -125,12 +151,12 @@ class EvalSummary:
         rows = [("episodes", f"{n}"),
                 ("success", (f"{self.successes} ({self.success_rate:.1%}, "
                              f"95% CI {low:.1%} - {high:.1%})"))]
-        rows += [(o.value, f"{k} ({k / n:.1%})") for o, k in self.failures.items()]
+        rows += [(f.value, f"{k} ({k / n:.1%})") for f, k in self.failures.items()]
         rows += [("mean length", (f"{self.mean_steps:.1f} steps "
                                   f"({self.mean_steps / contract.control_hz:.1f} s)")),
                  ("forced stops", f"{sum(r.forced_stops for r in self.results)}"),
                  ("speed", f"{self.steps_per_s:.1f} steps/s ({self.wall_s:.1f} s)")]
-        return "\n".join(f"{name:<14}{value}" for name, value in rows)
+        return "\n".join(f"{name:<16}{value}" for name, value in rows)
 
 
 class SimClock:
@@ -177,7 +203,7 @@ StepHook = Callable[[ZimaEnv, np.ndarray, Action], None]
 
 async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int, *,
                          video: _Video | None = None, on_step: StepHook | None = None,
-                         ) -> tuple[EpisodeResult, str]:
+                         ) -> tuple[PolicyEpisode, str]:
     """One episode in lock-step; its result and the model's sha256."""
     c = env.contract
     clock = SimClock()
@@ -211,8 +237,10 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
         sha256 = runner.model_sha256
     if video is not None and result.observation.images is not None:
         video.add(result.observation.images[forward],
-                  [f"t {result.time_s:5.1f} s", f"outcome: {result.outcome.value}"])
-    return EpisodeResult(seed, result.outcome, env.steps, result.time_s, forced), sha256
+                  [f"t {result.time_s:5.1f} s", f"outcome: {result.outcome.value}",
+                   *([f"failure: {result.failure.value}"] if result.failure else [])])
+    return PolicyEpisode(seed, result.outcome, env.steps, result.time_s, forced,
+                         result.failure), sha256
 
 
 def _label(now_s: float, step: Step) -> list[str]:
@@ -223,34 +251,125 @@ def _label(now_s: float, step: Step) -> list[str]:
     return lines
 
 
-async def evaluate_async(model_path: Path, cfg: EvalConfig, contract: Contract = DEFAULT,
-                         on_episode: Callable[[int, EpisodeResult], None] | None = None,
-                         ) -> EvalSummary:
-    """Run ``cfg.episodes`` episodes; ``on_episode(done, result)`` after each. A model the
-    runtime refuses raises :class:`~zima.onboard.policy.ModelError` before any episode."""
-    start_s = time.perf_counter()
-    results: list[EpisodeResult] = []
+Prepare = Callable[[ZimaEnv], None]
+"""Applied once to each new environment of a task (before its first reset), e.g. the
+suite's stress settings; must be picklable (a module-level function or a frozen dataclass
+with ``__call__``) for worker processes."""
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeTask:
+    """One policy episode to run: where, with which settings, and whether to film it."""
+
+    scene: str
+    env: EnvConfig
+    seed: int
+    video: Path | None = None  # an MP4 of the forward camera, or None
+    prepare: Prepare | None = None  # tasks with equal (scene, env, prepare) share an env
+
+
+class _Episodes:
+    """Runs tasks in this process, keeping the last task's environment for the next."""
+
+    def __init__(self, model_path: Path, cfg: EvalConfig, contract: Contract) -> None:
+        self.model_path, self.cfg, self.contract = model_path, cfg, contract
+        self.key: tuple[str, EnvConfig, Prepare | None] | None = None
+        self.env: ZimaEnv | None = None
+
+    def run(self, task: EpisodeTask) -> tuple[PolicyEpisode, str]:
+        key = (task.scene, task.env, task.prepare)
+        if self.env is None or key != self.key:
+            self.close()
+            self.env = ZimaEnv(task.scene, task.env, self.contract)
+            if task.prepare is not None:
+                task.prepare(self.env)
+            self.key = key
+        video = _Video(task.video, self.contract) if task.video is not None else None
+        try:
+            return asyncio.run(policy_episode(self.env, self.model_path, self.cfg, task.seed,
+                                              video=video))
+        finally:
+            if video is not None:
+                video.close()
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+_worker: _Episodes | None = None
+
+
+def _init_worker(model_path: Path, cfg: EvalConfig, contract: Contract) -> None:
+    global _worker  # noqa: PLW0603 -- one runner (and environment) per worker process
+    _worker = _Episodes(model_path, cfg, contract)
+
+
+def _run_worker(indexed: tuple[int, EpisodeTask]) -> tuple[int, PolicyEpisode, str]:
+    assert _worker is not None, "pool initializer did not run"
+    index, task = indexed
+    return index, *_worker.run(task)
+
+
+def run_episodes(model_path: Path, tasks: Sequence[EpisodeTask], cfg: EvalConfig,
+                 contract: Contract = DEFAULT, *, workers: int = 1,
+                 on_episode: Callable[[int, EpisodeTask, PolicyEpisode], None] | None = None,
+                 ) -> tuple[list[PolicyEpisode], str]:
+    """Run ``tasks`` with the policy at ``model_path`` (sampling: ``cfg.execute_k``,
+    ``cfg.temperature``) in ``workers`` spawned processes: the results in task order and
+    the model's sha256. ``on_episode(done, task, result)`` after each, in the order they
+    finish. Each episode is a function of its task alone, so ``workers`` changes only the
+    speed. A model the runtime refuses raises :class:`~zima.onboard.policy.ModelError`
+    before any episode. (Spawned workers re-import the calling program's main module: a
+    script needs the ``if __name__ == "__main__":`` guard.)"""
+    from zima.onboard.policy import load_model  # noqa: PLC0415 -- onnxruntime
+
+    load_model(model_path, contract)
+    results: list[PolicyEpisode | None] = [None] * len(tasks)
     sha256 = ""
-    env = ZimaEnv(cfg.scene, cfg.env, contract)
-    try:
-        for i in range(cfg.episodes):
-            seed = cfg.seed + i
-            video = (_Video(cfg.video_dir / f"episode_{seed}.mp4", contract)
-                     if cfg.video_dir is not None and i < cfg.videos else None)
-            try:
-                result, sha256 = await policy_episode(env, model_path, cfg, seed, video=video)
-            finally:
-                if video is not None:
-                    video.close()
-            results.append(result)
-            if on_episode is not None:
-                on_episode(i + 1, result)
-    finally:
-        env.close()
-    return EvalSummary(sha256, tuple(results), time.perf_counter() - start_s)
+    workers = max(1, min(workers, len(tasks)))
+
+    def finished(index: int, result: PolicyEpisode) -> None:
+        results[index] = result
+        if on_episode is not None:
+            on_episode(sum(r is not None for r in results), tasks[index], result)
+
+    if workers == 1:
+        runner = _Episodes(model_path, cfg, contract)
+        try:
+            for index, task in enumerate(tasks):
+                result, sha256 = runner.run(task)
+                finished(index, result)
+        finally:
+            runner.close()
+    else:
+        context = multiprocessing.get_context("spawn")  # an EGL context is not forked
+        with context.Pool(workers, _init_worker, (model_path, cfg, contract)) as pool:
+            for index, result, sha in pool.imap_unordered(_run_worker, list(enumerate(tasks))):
+                finished(index, result)
+                sha256 = sha
+    done = [r for r in results if r is not None]
+    assert len(done) == len(tasks)
+    return done, sha256
 
 
 def evaluate(model_path: Path, cfg: EvalConfig, contract: Contract = DEFAULT,
-             on_episode: Callable[[int, EpisodeResult], None] | None = None) -> EvalSummary:
-    """:func:`evaluate_async` in its own event loop."""
-    return asyncio.run(evaluate_async(model_path, cfg, contract, on_episode))
+             on_episode: Callable[[int, PolicyEpisode], None] | None = None) -> EvalSummary:
+    """Run ``cfg.episodes`` episodes of ``cfg.scene`` (seeds ``cfg.seed`` on, the first
+    ``cfg.videos`` filmed) in ``cfg.workers`` processes; ``on_episode(done, result)``
+    after each. A model the runtime refuses raises
+    :class:`~zima.onboard.policy.ModelError` before any episode."""
+    start_s = time.perf_counter()
+    tasks = [EpisodeTask(cfg.scene, cfg.env, cfg.seed + i,
+                         video=(cfg.video_dir / f"episode_{cfg.seed + i}.mp4"
+                                if cfg.video_dir is not None and i < cfg.videos else None))
+             for i in range(cfg.episodes)]
+
+    def progress(done: int, _task: EpisodeTask, result: PolicyEpisode) -> None:
+        if on_episode is not None:
+            on_episode(done, result)
+
+    results, sha256 = run_episodes(model_path, tasks, cfg, contract, workers=cfg.workers,
+                                   on_episode=progress)
+    return EvalSummary(sha256, tuple(results), time.perf_counter() - start_s)

@@ -14,7 +14,7 @@ import pytest
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Action, TrackCommand
 from zima.sim import cli
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
 from zima.sim.evaluate import EvalConfig, evaluate, policy_episode, wilson_interval
 
 SHORT = EnvConfig(time_limit_s=2.0)  # 20 control steps per episode
@@ -49,17 +49,61 @@ def test_wilson_interval_rejects_impossible_counts() -> None:
         wilson_interval(3, 2)
 
 
-def test_always_stop_times_out_every_episode(tmp_path: Path) -> None:
+def _first_seeds(*, in_view: bool, n: int) -> list[int]:
+    """The first ``n`` arena seeds whose target starts in (or out of) the forward view."""
+    env, seeds = ZimaEnv("arena", EnvConfig(render=False)), list[int]()
+    for seed in range(100):
+        env.reset(seed)
+        if env.target_in_view("forward") == in_view and len(seeds) < n:
+            seeds.append(seed)
+    env.close()
+    return seeds
+
+
+def test_always_stop_is_never_found_or_stopped_short(tmp_path: Path) -> None:
+    """Standing still where it starts: the target in view from the start is stopped short,
+    one out of view is never found; both are time-outs."""
     stop = [5.0 if a is Action.STOP else 0.0 for a in Action]
     model = _table_model(tmp_path / "stop.onnx", stop)
-    summary = evaluate(model, EvalConfig(episodes=2, temperature=0, env=SHORT))
-    assert summary.success_rate == 0
-    assert summary.failures == {Outcome.WRONG_CUBE: 0, Outcome.COLLISION: 0,
-                                Outcome.TIMEOUT: 2}
-    assert [r.steps for r in summary.results] == [20, 20]
-    assert summary.mean_steps == 20
-    assert summary.success_ci == pytest.approx(wilson_interval(0, 2))
-    assert "timeout" in summary.table()
+    seen, unseen = _first_seeds(in_view=True, n=1)[0], _first_seeds(in_view=False, n=1)[0]
+    summaries = {seed: evaluate(model, EvalConfig(episodes=1, seed=seed, temperature=0,
+                                                  env=SHORT)) for seed in (seen, unseen)}
+    for summary in summaries.values():
+        assert summary.success_rate == 0
+        assert summary.outcomes == {Outcome.TIMEOUT: 1}
+        assert [r.steps for r in summary.results] == [20]
+        assert summary.success_ci == pytest.approx(wilson_interval(0, 1))
+    assert summaries[seen].results[0].failure is Failure.STOPPED_SHORT
+    assert summaries[unseen].results[0].failure is Failure.NEVER_FOUND
+    assert summaries[seen].failures == {Failure.COLLISION: 0, Failure.WRONG_OBJECT: 0,
+                                        Failure.NEVER_FOUND: 0, Failure.FOUND_AND_LOST: 0,
+                                        Failure.STOPPED_SHORT: 1}
+    rows = dict(line.split(maxsplit=1) for line in summaries[unseen].table().splitlines())
+    assert rows["never_found"] == "1 (100.0%)"
+    assert rows["stopped_short"] == rows["collision"] == "0 (0.0%)"
+
+
+def test_always_forward_ends_at_a_wall_or_a_cube(tmp_path: Path) -> None:
+    """Driving straight on in the walled arena: every episode ends by a contact, and the
+    failure class follows the outcome."""
+    forward = _table_model(tmp_path / "forward.onnx",
+                           [5.0 if a is Action.FORWARD else 0.0 for a in Action])
+    summary = evaluate(forward, EvalConfig(episodes=3, temperature=0,
+                                           env=EnvConfig(time_limit_s=15.0)))
+    classes = {Outcome.COLLISION: Failure.COLLISION, Outcome.WRONG_CUBE: Failure.WRONG_OBJECT}
+    assert [classes.get(r.outcome) for r in summary.results] == [
+        r.failure for r in summary.results]
+    assert summary.failures[Failure.COLLISION] >= 1
+    assert sum(summary.failures.values()) == 3
+
+
+def test_workers_give_the_same_results(tmp_path: Path) -> None:
+    model = _table_model(tmp_path / "uniform.onnx", [0.0] * DEFAULT.n_actions)  # sampled
+    cfg = EvalConfig(episodes=3, seed=11, temperature=1.0, env=SHORT)
+    one = evaluate(model, cfg)
+    two = evaluate(model, dataclasses.replace(cfg, workers=2))
+    assert two.results == one.results
+    assert two.model_sha256 == one.model_sha256 != ""
 
 
 def test_the_same_seeds_give_the_same_results(tmp_path: Path) -> None:
@@ -97,7 +141,8 @@ def test_cli_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     lines = dict(line.split(maxsplit=1) for line in captured.out.splitlines()[1:]
                  if not line.startswith(("mean", "forced", "videos")))
     assert lines["success"].startswith("0 (0.0%, 95% CI 0.0% - 65.8%)")
-    assert lines["timeout"] == "2 (100.0%)"
+    # Standing still for 1 s: each episode is stopped short or never found.
+    assert int(lines["never_found"].split()[0]) + int(lines["stopped_short"].split()[0]) == 2
     assert (videos / "episode_3.mp4").is_file()
 
 
