@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw the confusion matrix into PNG (needs matplotlib)")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime threads (default 1, as on the robot)")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress line (shown only on a terminal anyway)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,20 +60,21 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, DEFAULT, intra_op_threads=args.threads)
     except ModelError as exc:
         return _fail(f"the runtime refuses this model: {exc}")
+    live = not args.quiet and sys.stderr.isatty()  # a progress line, on a terminal only
     shown_s = 0.0
+    clear = "\r\033[K" if live else ""
 
     def progress(index: int, files: int, steps: int) -> None:
         nonlocal shown_s
-        if not args.quiet and (now_s := time.monotonic()) - shown_s > 0.5:
+        if live and (now_s := time.monotonic()) - shown_s > 0.5:
             shown_s = now_s
-            _err(f"\rscoring file {index + 1}/{files}, {steps} steps ")
+            _err(f"{clear}scoring file {index + 1}/{files}, {steps} steps")
 
     def skipped(file: str, why: str) -> None:
-        _err(f"\rzima score: skipped: {why if file in why else f'{file}: {why}'}\n")
+        _err(f"{clear}zima score: skipped: {why if file in why else f'{file}: {why}'}\n")
 
     report = score(model, paths, progress, skipped)
-    if not args.quiet:
-        _err("\r\033[K")  # clear the progress line
+    _err(clear)
     to_stdout = args.json is not None and str(args.json) == "-"
     if args.json is not None:
         text = json.dumps(report.to_json(), indent=1)
