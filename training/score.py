@@ -137,6 +137,9 @@ class ScoreReport:
                 "skipped": [{"file": f, "error": why} for f, why in self.skipped]}
 
 
+_UNUSED_RNG = np.random.default_rng(0)  # choose_actions samples with it, not at temperature 0
+
+
 def _percent(share: float | None) -> str:
     return "-" if share is None else f"{share:.1%}"
 
@@ -160,12 +163,11 @@ def chosen_action(model: PolicyModel, obs: Observation) -> tuple[int, bool]:
     """(the action the runtime takes from this observation's first chunk step, whether the
     output was bad): argmax (temperature 0) or the nearest action of the clipped track
     command; a bad output (:func:`~zima.onboard.policy.output_problem`) is a STOP."""
-
     out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions | 2]
     if output_problem(out, model.output, model.contract) is not None:
         return int(Action.STOP), True
     if not model.continuous:
-        return choose_actions(out, 0.0, np.random.default_rng(0))[0], False
+        return choose_actions(out, 0.0, _UNUSED_RNG)[0], False
     command = model.contract.clipped_command(float(out[0, 0]), float(out[0, 1]))
     return int(nearest_action(command.left_mm_s, command.right_mm_s)), False
 
@@ -174,7 +176,6 @@ def score_episode(model: PolicyModel, path: Path,
                   on_step: Callable[[], None] = lambda: None) -> EpisodeScore:
     """Score the episode file at ``path`` (``EpisodeFormatError`` when it is not a readable
     episode of the model's contract, ``OSError`` when it cannot be read)."""
-
     c = model.contract
     with EpisodeReader(path, c) as reader:
         episode = reader.load()
@@ -211,7 +212,6 @@ def score(model: PolicyModel, paths: Sequence[Path],
           on_skip: Callable[[str, str], None] = lambda _f, _why: None) -> ScoreReport:
     """Score ``model`` on every file of ``paths``; unreadable ones are skipped (``on_skip``
     gets the file and the reason). ``progress(file_index, files, steps_done)``."""
-
     report = ScoreReport(str(model.path), model.sha256, model.output, model.contract.actions)
     steps, current = 0, 0
 
