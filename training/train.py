@@ -324,6 +324,13 @@ def _restore(config: TrainConfig, model: Policy, optimizer: torch.optim.Optimize
     if config.init_from:
         ckpt = load_checkpoint(config.init_from)
         _check_checkpoint(ckpt, config.init_from, contract)
+        arch = ("backbone", "action_embed_dim", "hidden_dim", "head")
+        differ = [f"{k}: checkpoint {getattr(ckpt.policy_config, k)!r}, "
+                  f"[policy] {getattr(config.policy, k)!r}"
+                  for k in arch if getattr(ckpt.policy_config, k) != getattr(config.policy, k)]
+        if differ:  # else load_state_dict's raw RuntimeError about missing keys
+            raise TrainError(f"{config.init_from}: another network than [policy] "
+                             f"({'; '.join(differ)}); set [policy] to the pre-trained run's")
         model.load_state_dict(ckpt.model_state)  # weights only: a fresh optimiser and history
     return 0, [], float("inf"), 0
 

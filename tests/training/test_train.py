@@ -112,6 +112,14 @@ def test_init_from_loads_weights_only(episodes: Path, tmp_path: Path) -> None:
     assert ckpt.trainer["epoch"] == 1
 
 
+def test_init_from_another_network_is_a_clear_error(episodes: Path, tmp_path: Path) -> None:
+    train(_config(episodes, tmp_path / "sim", epochs=1), TINY, progress=None)
+    other = dataclasses.replace(_config(episodes, tmp_path / "x").policy, hidden_dim=64)
+    with pytest.raises(TrainError, match="hidden_dim: checkpoint 32, \\[policy\\] 64"):
+        train(_config(episodes, tmp_path / "real", epochs=1, policy=other,
+                      init_from=str(tmp_path / "sim" / BEST)), TINY, progress=None)
+
+
 def test_early_stopping_stops(episodes: Path, tmp_path: Path) -> None:
     # Learning rates too small to change anything: validation loss cannot keep improving.
     result = train(_config(episodes, tmp_path / "run", epochs=30, patience=2,
