@@ -12,6 +12,10 @@
     zima sim eval policy.onnx --scene arena --episodes 50 --video-dir out --videos 3
                                                       a policy's success rate (95% CI),
                                                       failure modes and videos
+    zima sim suite policy.onnx --episodes 10 --workers 2 --out build/suite
+                                                      the robustness suite: every scene and
+                                                      one stress axis at a time, one table,
+                                                      suite.png, a video of each failure kind
     zima sim run --episodes 5 --model models/zima-demo.onnx --out build/demo
                                                       hardware in the loop: the onboard
                                                       runtime drives the MuJoCo robot through
@@ -84,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--workers", type=int, default=1,
                     help="worker processes, one environment each (default 1; the results "
                          "do not depend on it)")
+    _add_suite(sub)
     hil = sub.add_parser("run", help="hardware in the loop: runtime, emulated MCU and MuJoCo "
                                      "in real time")
     hil.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
@@ -109,6 +114,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="serve the teleoperation console on 127.0.0.1:PORT")
 
 
+def _add_suite(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Arguments of `zima sim suite`."""
+    su = sub.add_parser("suite", help="the robustness suite: a policy over every scene and one "
+                                      "stress axis at a time (table, PNG, failure videos)")
+    su.add_argument("model", type=Path, help="the policy's ONNX file")
+    su.add_argument("--episodes", type=int, default=10,
+                    help="episodes per cell, seeds 1000000 on (default 10: a quick look; "
+                         "100 for figures to report)")
+    su.add_argument("--workers", type=int, default=1,
+                    help="worker processes, one environment each (default 1)")
+    su.add_argument("--out", type=Path, default=Path("build/suite"),
+                    help="folder of suite.json, suite.png and failures/ (default build/suite)")
+    su.add_argument("--axis-scene", default="arena",
+                    help="the scene the stress axes run in (default arena)")
+    su.add_argument("--axes", default=None,
+                    help="comma-separated rows to run: scene and/or light, distance, "
+                         "distractors, similarity, pitch, fov, blur (default: all)")
+    su.add_argument("--baseline", type=Path, metavar="SUITE.json",
+                    help="a previous run's suite.json: its success rates beside these")
+    su.add_argument("--no-videos", action="store_true",
+                    help="do not film the first failure of each class")
+    su.add_argument("--temperature", type=float, default=1.0,
+                    help="sampling temperature, 0 = argmax (default 1.0, the runtime's)")
+    su.add_argument("--execute-k", type=int, default=4,
+                    help="actions executed per chunk (default 4, the runtime's)")
+    su.add_argument("--time-limit", type=float,
+                    help="episode time limit, s (default: the environment's)")
+
+
 def run(args: argparse.Namespace) -> int:
     """List scenes, run the expert or collect demonstrations."""
     from zima.sim.scenes import SCENES
@@ -120,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{len(layout.blocks)} furniture/clutter blocks, "
                   f"up to {layout.max_distractors} distractor cubes")
         return 0
+    if args.action == "suite":
+        return _suite(args)
     if args.scene not in SCENES:
         print(f"error: unknown scene {args.scene!r}; known: {', '.join(SCENES)}", file=sys.stderr)
         return 2
@@ -216,6 +252,44 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite(args: argparse.Namespace) -> int:
+    from zima.onboard.policy import ModelError
+    from zima.sim.env import EnvConfig
+    from zima.sim.suite import AXES_ALL, SuiteConfig, load_baseline, run_suite
+
+    try:
+        env = EnvConfig()
+        if args.time_limit is not None:
+            if not args.time_limit > 0:
+                raise ValueError("--time-limit must be positive")
+            env = dataclasses.replace(env, time_limit_s=args.time_limit)
+        _check_sampling(args)
+        axes = tuple(a.strip() for a in args.axes.split(",")) if args.axes else AXES_ALL
+        cfg = SuiteConfig(episodes=args.episodes, axis_scene=args.axis_scene, axes=axes,
+                          env=env, execute_k=args.execute_k, temperature=args.temperature,
+                          workers=args.workers, out_dir=args.out,
+                          film_failures=not args.no_videos)
+        baseline = load_baseline(args.baseline) if args.baseline is not None else None
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(done: int, total: int) -> None:
+        _progress(done, total, 0.0, show_rate=False)
+
+    try:
+        suite = run_suite(args.model, cfg, on_episode=progress)
+    except ModelError as exc:
+        print(f"error: the runtime refuses this model: {exc}", file=sys.stderr)
+        return 1
+    print(file=sys.stderr)
+    print(suite.table(baseline))
+    print(f"written: {args.out / 'suite.json'}, {args.out / 'suite.png'}")
+    for failure, video in suite.videos.items():
+        print(f"first {failure.value}: {video}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -309,11 +383,11 @@ def _expert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(done: int, total: int, rate: float) -> None:
+def _progress(done: int, total: int, rate: float, *, show_rate: bool = True) -> None:
     width = 30
     bar = "#" * (width * done // total)
-    print(f"\r[{bar:<{width}}] {done}/{total} success {rate:.0%}", end="", file=sys.stderr,
-          flush=True)
+    print(f"\r[{bar:<{width}}] {done}/{total}" + (f" success {rate:.0%}" if show_rate else ""),
+          end="", file=sys.stderr, flush=True)
 
 
 def _write_video(scene: str, seed: int, path: Path) -> int:
