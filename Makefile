@@ -2,6 +2,7 @@
 # a newcomer needs: both install what they need first (Debian packages, then .venv).
 #
 #   make test      lint, type checks, C++ unit tests, fuzz-corpus replay, Python tests
+#   make test-fast the pure-logic Python tests only (no firmware, broker, sim, browser): < 60 s
 #   make demo      the main job: the whole robot in simulation (runtime, emulated MCU, MuJoCo)
 #   make firmware  the ATmega2560 firmware with Debian's avr-gcc (build/avr/zima.hex)
 #   make bench     every benchmark of the project, in one table per part
@@ -20,7 +21,7 @@ JOBS  ?= $(shell nproc)
 # MuJoCo; train: the CPU build of torch 2.13.0 and h5py).
 EXTRAS := dev,onboard,sim,train
 
-.PHONY: all firmware test lint typecheck test-cpp test-py demo bench bench-start bench-cpp bench-py bench-firmware fuzz \
+.PHONY: all firmware test test-fast lint typecheck test-cpp test-py demo bench bench-start bench-cpp bench-py bench-firmware fuzz \
         system-deps venv clean policy
 
 all: test
@@ -47,6 +48,11 @@ $(VENV)/.installed: pyproject.toml | $(BUILD)/.system-deps
 	@touch $@
 
 test: lint typecheck test-cpp test-py
+
+# The tiers are markers that tests/conftest.py sets from what each test uses.
+FAST_TIER := not (hardware or broker or browser or sim or train)
+test-fast: venv
+	$(VENV)/bin/pytest -q -m "$(FAST_TIER)"
 
 lint: venv
 	$(VENV)/bin/ruff check .

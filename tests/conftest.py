@@ -79,3 +79,31 @@ def link_config(board_config: EmulatorConfig) -> LinkConfig:
     """The link's defaults (those of PROTOCOL.md), except a shorter reconnect backoff."""
     assert board_config.port is not None
     return LinkConfig(port=board_config.port, reconnect_max_s=0.4)
+
+
+# --- test tiers ----------------------------------------------------------------------------
+# `make test-fast` runs the pure-logic tests (codecs, Safety, contract, chunking, parsers,
+# records): no firmware build, emulator, broker, simulator, browser or training. A test's
+# tier follows from what it uses (its fixtures, transitively, and its folder), so a new
+# test lands in the right tier without anyone remembering to mark it.
+_TIER_FIXTURES = {
+    "hardware": {"board", "board_config", "link_config", "firmware_elf", "emulator_binary",
+                 "mcu"},
+    "broker": {"broker"},
+    "browser": {"page", "driver"},
+    "sim": {"make_env", "env", "hil_config", "stack"},
+}
+_TIER_FOLDERS = {"firmware": "hardware", "faults": "hardware", "sim": "sim",
+                 "training": "train", "export": "train", "host": "broker"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    del config
+    for item in items:
+        tiers = {tier for tier, names in _TIER_FIXTURES.items()
+                 if names & set(getattr(item, "fixturenames", ()))}
+        folder = Path(str(item.path)).relative_to(ROOT / "tests").parts[0]
+        if folder in _TIER_FOLDERS:
+            tiers.add(_TIER_FOLDERS[folder])
+        for tier in tiers:
+            item.add_marker(tier)

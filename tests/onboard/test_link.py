@@ -117,7 +117,8 @@ def test_a_silent_port_is_no_answer(tmp_path: Path) -> None:
             run(main)
         hellos = os.read(master, 4096)  # HELLO was repeated every 250 ms: 3 in 0.6 s
         assert hellos.startswith(b"\x00")
-        assert hellos.count(b"\x00") - 1 == 3
+        # at 0, 0.25 and 0.5 s; a loaded machine may push the third past the 0.6 s timeout
+        assert 2 <= hellos.count(b"\x00") - 1 <= 3
     finally:
         os.close(master)
         os.close(slave)
