@@ -40,7 +40,7 @@ import mujoco
 import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract, TrackCommand, nearest_action
-from zima.sim.effects import EffectsConfig, ImageEffects
+from zima.sim.effects import CameraMotion, EffectsConfig, ImageEffects, render_size
 from zima.sim.randomize import DomainConfig, EpisodeDomain, Randomizer
 from zima.sim.robot import ARM_JOINTS, BASE_JOINTS, ROOT_BODY, RobotConfig, TrackDrive
 from zima.sim.scenes import CUBE_SIZE_M, GROUP_CUBE, GROUP_OBSTACLE, SCENES, world_xml
@@ -140,10 +140,11 @@ class ZimaEnv:
         self._robot = robot_geoms
         self._obstacle = (m.geom_group == GROUP_OBSTACLE) & ~robot_geoms
         self._distractor = is_cube & (np.arange(m.ngeom) != self._target_geom)
-        self._renderer = (mujoco.Renderer(m, contract.image_height, contract.image_width)
-                          if config.render else None)
         self._effects = {c: ImageEffects(config.effects, contract.image_height,
                                          contract.image_width) for c in contract.cameras}
+        # Frames are rendered at the sensor's aspect and fitted to the contract by the effects.
+        render_hw = render_size(config.effects, contract.image_height, contract.image_width)
+        self._renderer = mujoco.Renderer(m, *render_hw) if config.render else None
         self._frames: dict[str, deque[np.ndarray]] = {}
         self._actions: deque[int] = deque(maxlen=contract.action_history)
         self._rng = np.random.default_rng(0)
@@ -160,8 +161,8 @@ class ZimaEnv:
         domain_rng, effects_rng, self._rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
         self.domain = self.randomizer.reset(domain_rng)
-        for fx in self._effects.values():
-            fx.reset(effects_rng)
+        for cam, fx in self._effects.items():  # fovy: the randomiser has just drawn it
+            fx.reset(effects_rng, fovy_deg=float(self.model.cam_fovy[self.model.camera(cam).id]))
         m, d, cfg = self.model, self.data, self.config.robot
         mujoco.mj_resetData(m, d)
         d.qpos[self._base_q] = self.domain.robot_xy_yaw
@@ -281,11 +282,21 @@ class ZimaEnv:
         return Observation(np.stack([img for cam in picked for img in cam]), history)
 
     def render(self, camera: str) -> np.ndarray:
-        """The camera's current image with this episode's effects: [H, W, 3] uint8 RGB."""
+        """The camera's current image with this episode's effects, blurred by the robot's
+        motion at this moment: [H, W, 3] uint8 RGB at the contract's size."""
         if self._renderer is None:
             raise RuntimeError("this environment was made with render=False")
         self._renderer.update_scene(self.data, camera=camera)
-        return self._effects[camera].apply(self._renderer.render(), self._rng)
+        return self._effects[camera].apply(self._renderer.render(), self._rng,
+                                           self.camera_motion(camera), self.time_s)
+
+    def camera_motion(self, camera: str) -> CameraMotion:
+        """The camera's velocity now, in its own frame: the robot's turning and driving
+        (and its lever arm from the turning centre) as the camera feels them."""
+        velocity = np.zeros(6)  # rotation, translation
+        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_CAMERA,
+                                 self.model.camera(camera).id, velocity, 1)
+        return CameraMotion.from_mujoco(velocity)
 
     def close(self) -> None:
         """Release the renderer's OpenGL context."""

@@ -12,6 +12,12 @@ The random parameters are drawn per sample and shared by its N images, so the fr
 of one observation stay consistent with each other (motion between them is signal).
 Noise alone is drawn per pixel. :class:`Augment` is an ``nn.Module`` only for its
 train/eval switch: in eval mode it returns its input untouched.
+
+The camera effects a simulated frame already has when it is recorded (the robot's own
+motion blur, exposure and white-balance drift, MJPEG, the sensor's crop and fit) live in
+:mod:`zima.sim.effects`, and real frames have them from the camera; they are not repeated
+here. The lens is shared: the barrel distortion is :func:`zima.sim.effects.barrel_maps`,
+applied with ``grid_sample``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from torch import Tensor, nn
+
+from zima.sim.effects import barrel_maps
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +55,8 @@ class AugmentConfig:
     shift_px: int = 4
     # Probability of a barrel (fisheye-like) distortion of a sample.
     barrel_prob: float = 0.0
-    # Largest barrel coefficient k: a point at radius r samples radius r * (1 + k r^2).
+    # Largest barrel coefficient k1, drawn from [0, max]: the simulator's lens model
+    # (zima.sim.effects.barrel_maps: radius normalised to the half diagonal, corners fixed).
     barrel_strength: float = 0.15
     # Probability that a sample's action history is replaced by random actions. Runs of
     # one action are long, so "repeat the last action" scores well on the labels and a
@@ -69,6 +79,18 @@ class AugmentConfig:
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> Tensor:
     """[n] float32 uniform in [low, high)."""
     return low + (high - low) * torch.rand(n, generator=g)
+
+
+def barrel_grid(height: int, width: int, k1: Tensor) -> Tensor:
+    """``grid_sample`` coordinates (align_corners=False) [B, H, W, 2] (x, y) of the barrel
+    distortion :func:`~zima.sim.effects.barrel_maps` with coefficient ``k1[b]`` [B] (0 is
+    the identity): the same lens as the simulator's, not a second model of it."""
+    made: dict[float, np.ndarray] = {}  # most samples share k1 = 0 (no barrel)
+    for k in k1.tolist():
+        if k not in made:
+            map_x, map_y = barrel_maps(height, width, k)  # [H, W] pixel coordinates each
+            made[k] = np.stack([(2 * map_x + 1) / width - 1, (2 * map_y + 1) / height - 1], -1)
+    return torch.from_numpy(np.stack([made[k] for k in k1.tolist()])).float()
 
 
 def _gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
@@ -124,16 +146,11 @@ class Augment(nn.Module):
 
         # Geometry: one sampling grid per sample, shift plus optional barrel distortion.
         if cfg.shift_px > 0 or cfg.barrel_prob > 0:
-            ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h)
-            xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w)
-            gy, gx = torch.meshgrid(ys, xs, indexing="ij")  # [H, W] each
-            grid = torch.stack([gx, gy], dim=-1).expand(b, h, w, 2)  # [B, H, W, 2] (x, y)
             k = _uniform(b, 0.0, cfg.barrel_strength, g)
             k = k * (torch.rand(b, generator=g) < cfg.barrel_prob)
-            scale = 1 + k[:, None, None, None] * (grid ** 2).sum(-1, keepdim=True)
             shift = torch.randint(-cfg.shift_px, cfg.shift_px + 1, (b, 2), generator=g).float()
             shift = shift * torch.tensor([2.0 / w, 2.0 / h])  # pixels -> grid units
-            grid = grid * scale + shift[:, None, None, :]
+            grid = barrel_grid(h, w, k) + shift[:, None, None, :]  # [B, H, W, 2] (x, y)
             grid = grid.repeat_interleave(n, dim=0)  # [M, H, W, 2]
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
                               align_corners=False)

@@ -1,9 +1,13 @@
 """Batch augmentation: shapes and dtype kept, seeded determinism, identity in eval."""
 
+import cv2
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 
-from zima.training.augment import Augment, AugmentConfig
+from zima.sim.effects import barrel_maps
+from zima.training.augment import Augment, AugmentConfig, barrel_grid
 
 STRONG = AugmentConfig(blur_prob=1.0, barrel_prob=1.0, noise_std=8.0, shift_px=3)
 
@@ -77,3 +81,18 @@ def test_history_dropout_replaces_whole_rows_in_training_mode_only() -> None:
     assert torch.equal(augment.eval().history(history, n_actions=4), history)
     none = Augment(AugmentConfig(history_dropout=0.0)).train()
     assert torch.equal(none.history(history, n_actions=4), history)
+
+
+def test_barrel_is_the_simulators_lens() -> None:
+    # One lens model: augmentation's grid samples where sim.effects.barrel_maps does.
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    expected = cv2.remap(image, *barrel_maps(24, 32, 0.3), interpolation=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # [1, 3, H, W]
+    grid = barrel_grid(24, 32, torch.tensor([0.3, 0.0]))  # [2, H, W, 2]
+    out = F.grid_sample(x.expand(2, -1, -1, -1), grid, mode="bilinear",
+                        padding_mode="border", align_corners=False)
+    warped = out[0].permute(1, 2, 0).numpy()
+    assert np.abs(warped - expected).max() < 0.6  # cv2's fixed-point weights round
+    assert np.abs(warped - image).mean() > 5  # it does distort
+    assert torch.allclose(out[1], x[0], atol=1e-3)  # k1 = 0: untouched
