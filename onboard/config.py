@@ -15,8 +15,11 @@ own validation::
     [policy]    zima.onboard.policy_runner.PolicyConfig    (model_path, execute_k, ...)
     [safety]    zima.onboard.safety.SafetyConfig           (timeouts, limits, derate)
     [mqtt]      zima.onboard.mqtt_config.MqttConfig        + enabled, password_file
+                                                           (command_key_file: signed
+                                                           commands)
     [recorder]  zima.onboard.recorder.RecorderConfig       (directory, ...)
-    [web]       zima.onboard.web.WebConfig                 (the console: port, token_file)
+    [web]       zima.onboard.web.WebConfig                 (the console: host, port,
+                                                           token_file, tls_cert, tls_key)
 
 Unknown keys, wrong types and out-of-range values are ``ConfigError``s naming the file
 and the key; relative paths are taken from the file's folder. A missing file is a
@@ -38,7 +41,7 @@ from zima.bounded import InputError, parse_toml_bounded
 from zima.onboard.camera_config import CameraConfig, default_cameras
 from zima.onboard.fusion import FusionConfig
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import MqttConfig
+from zima.onboard.mqtt_config import CommandKey, MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.safety import SafetyConfig
@@ -89,16 +92,27 @@ class RuntimeConfig:
             raise ConfigError("web.enabled needs web.token_file (the console drives the robot)")
 
     def broker_config(self) -> MqttConfig:
-        """The broker connection with the password read from ``password_file``."""
+        """The broker connection with the password read from ``password_file`` and the
+        command key from ``command_key_file``."""
         broker = self.mqtt.broker
-        if self.mqtt.password_file is None:
-            return broker
-        try:
-            password = self.mqtt.password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {self.mqtt.password_file}: "
-                              f"{exc.strerror}") from exc
-        return dataclasses.replace(broker, password=password)
+        if self.mqtt.password_file is not None:
+            try:
+                password = self.mqtt.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"mqtt.password_file: cannot read "
+                                  f"{self.mqtt.password_file}: {exc.strerror}") from exc
+            broker = dataclasses.replace(broker, password=password)
+        if broker.command_key_file is not None:
+            try:
+                key = CommandKey.from_file(broker.command_key_file)
+            except OSError as exc:
+                raise ConfigError(f"mqtt.command_key_file: cannot read "
+                                  f"{broker.command_key_file}: {exc.strerror}") from exc
+            except ValueError as exc:
+                raise ConfigError(f"mqtt.command_key_file: {broker.command_key_file}: "
+                                  f"{exc}") from exc
+            broker = dataclasses.replace(broker, command_key=key)
+        return broker
 
 
 def load_config(path: Path) -> RuntimeConfig:
@@ -137,6 +151,10 @@ def config_from_table(table: dict[str, Any], base: Path = Path()) -> RuntimeConf
     section = {k: mqtt.pop(k) for k in ("enabled", "password_file") if k in mqtt}
     if "robot_id" in mqtt:
         raise ConfigError("mqtt.robot_id is set from the top-level robot_id")
+    for secret in ("password", "command_key"):  # only ever from their files
+        if secret in mqtt:
+            raise ConfigError(f"mqtt.{secret} is never written in the config: "
+                              f"give mqtt.{secret}_file")
     mqtt.setdefault("username", robot_id)  # the sample ACL's %u: username = robot id
     broker = from_table(MqttConfig, {**mqtt, "robot_id": robot_id}, "mqtt.")
     enabled = convert(section.get("enabled", True), bool, "mqtt.enabled")
@@ -154,10 +172,15 @@ def _resolve_paths(config: RuntimeConfig, base: Path) -> RuntimeConfig:
         return p if p.is_absolute() else base / p
 
     mqtt, web = config.mqtt, config.web
-    if web.token_file is not None:
-        web = dataclasses.replace(web, token_file=rel(web.token_file))
+    web = dataclasses.replace(
+        web, token_file=None if web.token_file is None else rel(web.token_file),
+        tls_cert=None if web.tls_cert is None else rel(web.tls_cert),
+        tls_key=None if web.tls_key is None else rel(web.tls_key))
     if mqtt.password_file is not None:
         mqtt = dataclasses.replace(mqtt, password_file=rel(mqtt.password_file))
+    if mqtt.broker.command_key_file is not None:
+        mqtt = dataclasses.replace(mqtt, broker=dataclasses.replace(
+            mqtt.broker, command_key_file=rel(mqtt.broker.command_key_file)))
     cameras = tuple(
         dataclasses.replace(c, source=str(rel(Path(c.source))))
         if isinstance(c.source, str) and "://" not in c.source else c

@@ -6,17 +6,33 @@ the motors: a browser drives through :class:`~zima.onboard.safety.Safety` (``tel
 for MQTT teleop. Used by the runtime (and by tests around a running one)::
 
     async with WebConsole(runtime, WebConfig(enabled=True, port=8080), token=token) as web:
-        ...  # http://robot:8080/?token=...  (or the login form)
+        ...  # https://robot:8080/ : the login form, then the console
 
-What a browser gets (every path but ``/static`` and ``/login`` needs the token: a login
-form sets an HttpOnly cookie, ``?token=`` does the same and redirects; a wrong token is
-403, none 401, and no control socket is opened without one)::
+Who gets in (:mod:`zima.onboard.web.auth`): the console listens on 127.0.0.1 unless
+``[web] host`` names an address, and speaks HTTPS when ``tls_cert``/``tls_key`` are set
+(``zima onboard install`` makes a self-signed pair). The token is typed into one login
+form (POST) and never travels in a URL (``?token=`` is refused, 400). A right token opens
+a session: a random id in a cookie (``HttpOnly``, ``SameSite=Strict``, ``Path=/``; under
+HTTPS ``Secure`` and named ``__Host-zima_session``) that ends ``session_max_s`` after the
+login, ``session_idle_s`` after its last use, or on sign-out; an open socket or camera
+stream ends with its session. Every path but ``/static`` and the login form needs one
+(401 without, 403 for a cross-origin request). Wrong tokens are compared in constant
+time, logged, and slow the next attempt from that client (doubling from
+``login_delay_s``); ``max_login_failures`` within ``login_window_s`` lock the client out
+for ``lockout_s`` (429, ``Retry-After``), answered without reading the form, so a flood
+of wrong logins costs the event loop little::
 
-    GET  /                the console (static/index.html, app.js, style.css; no CDN)
-    POST /login           form field ``token`` -> cookie, 303 to /
+    GET  /                the console (static/index.html, app.js, style.css; no CDN),
+                          or the login form (401)
+    POST /login           form field ``token`` -> session cookie, 303 to /; 403 wrong
+                          token, 429 too soon or locked out
+    POST /logout          ends the session, 303 to /
+    GET  /session         204 while the session lives, else 401 (the page asks after its
+                          socket closed: sign in again, or reconnect)
     GET  /camera/<name>   MJPEG (multipart/x-mixed-replace) of a camera at ``camera_fps``;
                           TCP back-pressure paces a slow link (a frame is skipped, not queued)
-    GET  /ws              the control socket: JSON messages both ways (below)
+    GET  /ws              the control socket: JSON messages both ways (below); closed with
+                          4001 when its session ends
 
 Messages from the page (``t`` names the kind; at most ``MAX_MESSAGE_BYTES`` of JSON, one
 object with flat values or one list, parsed by :func:`parse_message`: anything else is
@@ -52,13 +68,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import html
 import itertools
 import json
 import logging
 import math
+import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +97,7 @@ from zima.onboard.mqtt_config import (
 )
 from zima.onboard.recorder import RecorderError
 from zima.onboard.safety import DriveMode, SafetyError
+from zima.onboard.web.auth import GuardConfig, LoginGuard, Refusal, Sessions, client_key
 
 if TYPE_CHECKING:  # the runtime starts the console: a run-time import would be circular
     from zima.onboard.runtime import Runtime
@@ -90,7 +108,18 @@ __all__ = ["MAX_MESSAGE_BYTES", "WebConfig", "WebConsole", "WebConsoleError", "p
 log = logging.getLogger("zima.onboard.web")
 
 STATIC_DIR = Path(__file__).parent / "static"
-COOKIE = "zima_session"
+COOKIE = "zima_session"  # under HTTPS: "__Host-zima_session" (Secure, Path=/, no Domain)
+SESSION_CLOSED = 4001  # the socket's close code when its session ends (4000-4999: ours)
+MAX_REQUEST_BYTES = 16 * 1024  # a login form is under 200 bytes; nothing is uploaded
+# Sent with every response: no framing, no sniffing, nothing from elsewhere, no referrer
+# to other sites.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; connect-src 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",  # no-referrer would make Chromium send Origin: null
+}
 _BOUNDARY = "zimaframe"
 # Safety itself refuses a watcher's drive; anyone may engage the e-stop (see _dispatch).
 WATCHERS_MAY = frozenset({"hb", "drive", "heartbeat"})
@@ -102,46 +131,72 @@ RECORDING_MODES = frozenset({DriveMode.TELEOP, DriveMode.AUTONOMOUS, DriveMode.S
 
 
 class WebConsoleError(Exception):
-    """The console cannot start: no usable token, or the port cannot be bound."""
+    """The console cannot start: no usable token or TLS pair, or the port cannot be bound."""
 
 
 @dataclass(frozen=True, slots=True)
 class WebConfig:
-    """The ``[web]`` table. Rates in Hz, speeds of the page's drive keys in SI units."""
+    """The ``[web]`` table. Rates in Hz, speeds of the page's drive keys in SI units, times
+    in seconds."""
 
     enabled: bool = False  # off unless configured: the console can drive the robot
-    host: str = "0.0.0.0"  # noqa: S104  # the operator's laptop is on the robot's network
+    host: str = "127.0.0.1"  # loopback unless an address is named (e.g. the robot's Wi-Fi)
     port: int = 8080  # 0 picks a free port (tests); ``WebConsole.port`` says which
-    token_file: Path | None = None  # root-only file holding the console's token
+    token_file: Path | None = None  # owner-only file holding the console's token
+    tls_cert: Path | None = None  # PEM certificate (chain): HTTPS when set, with tls_key
+    tls_key: Path | None = None  # its owner-only PEM private key
+    session_max_s: float = 12 * 3600.0  # a login lasts at most this long
+    session_idle_s: float = 1800.0  # ...and ends after this long unused (an open page
+    #                                 sends a heartbeat every second)
+    login_delay_s: float = 0.5  # after a wrong token the client waits this long, doubling
+    max_login_failures: int = 10  # wrong tokens (and too-early tries) within login_window_s
+    login_window_s: float = 300.0  # ...that lock the client out for lockout_s
+    lockout_s: float = 300.0
     camera_fps: float = 10.0  # MJPEG rate per camera: 2 cameras x ~15 kB x 10/s over Wi-Fi
     jpeg_quality: int = 70  # cv2 JPEG quality, 1..100
     status_hz: float = 4.0  # status messages to every page
     max_linear_m_per_s: float = 0.6  # drive messages beyond these are clamped
     max_angular_rad_per_s: float = 3.0
-    login_delay_s: float = 0.5  # a wrong token waits this long: slows guessing
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"WebConfig.port={self.port} must be in 0..65535")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"WebConfig.jpeg_quality={self.jpeg_quality} must be in 1..100")
-        for name in ("camera_fps", "status_hz", "max_linear_m_per_s", "max_angular_rad_per_s"):
+        for name in ("camera_fps", "status_hz", "max_linear_m_per_s", "max_angular_rad_per_s",
+                     "session_max_s", "session_idle_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"WebConfig.{name}={value} must be a positive number")
-        if not (math.isfinite(self.login_delay_s) and self.login_delay_s >= 0):
-            raise ValueError(f"WebConfig.login_delay_s={self.login_delay_s} must be >= 0")
+        for name in ("login_delay_s", "login_window_s", "lockout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"WebConfig.{name}={value} must be >= 0")
+        if self.max_login_failures < 1:
+            raise ValueError(f"WebConfig.max_login_failures={self.max_login_failures} "
+                             "must be >= 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("WebConfig.tls_cert and tls_key go together (HTTPS needs both)")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 def read_token(path: Path) -> str:
     """The console token in ``path`` (whitespace stripped); ``WebConsoleError`` if the file
-    is missing or holds fewer than 8 characters."""
+    is missing or holds fewer than 8 characters. A file others may read is used, with a
+    warning in the log (``zima onboard install`` makes it 0600)."""
     try:
         token = path.read_text().strip()
+        mode = path.stat().st_mode
     except OSError as exc:
         raise WebConsoleError(f"web.token_file: cannot read {path}: {exc.strerror}") from exc
     if len(token) < 8:
         raise WebConsoleError(f"web.token_file: {path} must hold a token of 8+ characters")
+    if mode & 0o077:
+        log.warning("web.token_file %s is readable by others (mode %04o): chmod 600 it",
+                    path, mode & 0o777)
     return token
 
 
@@ -151,6 +206,7 @@ class _Client:
 
     id: str
     ws: web.WebSocketResponse
+    session: str | None  # the session id it was opened with; it closes when that ends
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -161,15 +217,22 @@ class _Client:
 
 
 class WebConsole:
-    """The console's HTTP server on ``config.host:config.port`` (see the module doc)."""
+    """The console's HTTP(S) server on ``config.host:config.port`` (see the module doc).
 
-    def __init__(self, runtime: Runtime, config: WebConfig, token: str) -> None:
+    ``clock`` times sessions and sign-in attempts (``time.monotonic`` unless a test
+    injects one); Safety keeps the runtime's own clock."""
+
+    def __init__(self, runtime: Runtime, config: WebConfig, token: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not token:
             raise WebConsoleError("the web console needs a token")
-        self.runtime, self.config = runtime, config
+        self.runtime, self.config, self.clock = runtime, config, clock
         self._token = token.encode()
-        # The cookie holds a MAC of the token, not the token itself.
-        self._session = hmac.new(self._token, b"zima-web-console", hashlib.sha256).hexdigest()
+        self._cookie = f"__Host-{COOKIE}" if config.tls else COOKIE
+        self.sessions = Sessions(max_s=config.session_max_s, idle_s=config.session_idle_s)
+        self.guard = LoginGuard(GuardConfig(
+            first_delay_s=config.login_delay_s, max_failures=config.max_login_failures,
+            window_s=config.login_window_s, lockout_s=config.lockout_s))
         self._clients: set[_Client] = set()
         self._ids = itertools.count(1)
         self._closing = False
@@ -184,15 +247,19 @@ class WebConsole:
 
     # ---- lifetime -----------------------------------------------------------------------
     async def __aenter__(self) -> Self:
-        app = web.Application()
+        tls = self._tls_context()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app.on_response_prepare.append(_secure_headers)
         app.router.add_get("/", self._index)
         app.router.add_post("/login", self._login)
+        app.router.add_post("/logout", self._logout)
+        app.router.add_get("/session", self._session_state)
         app.router.add_get("/ws", self._socket)
         app.router.add_get("/camera/{name}", self._camera)
         app.router.add_static("/static", STATIC_DIR)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
@@ -201,8 +268,21 @@ class WebConsole:
                                   f"{exc.strerror}") from exc
         address = self._runner.addresses[0]
         self.port = int(address[1])
-        log.info("web console on http://%s:%d/", self.config.host, self.port)
+        log.info("web console on %s://%s:%d/", "https" if tls else "http", self.config.host,
+                 self.port)
         return self
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None or key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise WebConsoleError(f"web.tls_cert {cert} / tls_key {key}: {exc}") from exc
+        return context
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -216,47 +296,82 @@ class WebConsole:
             self._runner = None
 
     # ---- auth -----------------------------------------------------------------------------
-    def _token_ok(self, token: str) -> bool:
-        return hmac.compare_digest(token.encode(), self._token)
+    def _session_id(self, request: web.Request) -> str | None:
+        return request.cookies.get(self._cookie)
 
-    def _authorized(self, request: web.Request) -> bool:
-        cookie = request.cookies.get(COOKIE, "")
-        return hmac.compare_digest(cookie.encode(), self._session.encode())
+    def _signed_in(self, request: web.Request, *, touch: bool = True) -> bool:
+        return self.sessions.valid(self._session_id(request), self.clock(), touch=touch)
 
     def _require(self, request: web.Request) -> None:
-        if "token" in request.query and self._token_ok(request.query["token"]):
-            return
-        if not self._authorized(request):
-            raise web.HTTPUnauthorized(text="the console token is needed")
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.host:
-            raise web.HTTPForbidden(text="cross-origin request refused")
-
-    def _signed_in(self, location: str) -> web.HTTPSeeOther:
-        """The redirect into the console that sets the session cookie (to be raised)."""
-        redirect = web.HTTPSeeOther(location)
-        redirect.set_cookie(COOKIE, self._session, httponly=True, samesite="Strict", path="/")
-        return redirect
+        """A live session from this origin, else 401 / 403 (raised)."""
+        _same_origin(request)
+        if not self._signed_in(request):
+            raise web.HTTPUnauthorized(text="sign in at / first")
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        token = request.query.get("token")
-        if token is not None:
-            if self._token_ok(token):
-                raise self._signed_in("/")  # drop the token from the address bar
-            await asyncio.sleep(self.config.login_delay_s)
-            return _login_page(403, "wrong token")
-        if not self._authorized(request):
+        if "token" in request.query:
+            log.warning("console: a token in the URL from %s refused (use the login form)",
+                        request.remote)
+            return _login_page(400, "the token is not taken from the address: type it "
+                                    "below (and clear it from your browser's history)")
+        if not self._signed_in(request):
             return _login_page(401, None)
         return web.FileResponse(STATIC_DIR / "index.html",
                                 headers={"Cache-Control": "no-store"})
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
+        _same_origin(request)
+        client, now_s = client_key(request.remote), self.clock()
+        refusal = self.guard.check(client, now_s)
+        if refusal is not None:  # too soon, or locked out: the form is not even read
+            return self._refused_login(client, refusal, "")
         form = await request.post()
         token = form.get("token")
-        if isinstance(token, str) and self._token_ok(token.strip()):
-            raise self._signed_in("/")
-        await asyncio.sleep(self.config.login_delay_s)
-        return _login_page(403, "wrong token")
+        now_s = self.clock()
+        if isinstance(token, str) and hmac.compare_digest(
+                token.strip().encode("utf-8", "replace"), self._token):
+            self.guard.succeeded(client)
+            return self._open_session(client, now_s)
+        refusal = self.guard.failed(client, now_s)
+        log.warning("console: wrong token from %s", client)
+        return self._refused_login(client, refusal, "wrong token")
+
+    def _refused_login(self, client: str, refusal: Refusal, why: str) -> web.Response:
+        """403 for a wrong token; 429 with ``Retry-After`` while the client must wait."""
+        wait_s = max(1, math.ceil(refusal.wait_s))
+        if refusal.newly_locked:
+            log.warning("console: %s locked out for %d s after %d failed sign-ins", client,
+                        wait_s, self.config.max_login_failures)
+        if why and not refusal.locked_out:
+            return _login_page(403, why)
+        note = (f"too many failed sign-ins: locked out for {wait_s} s" if refusal.locked_out
+                else f"too soon after a failed sign-in: wait {wait_s} s")
+        page = _login_page(429, f"{why}; {note}" if why else note)
+        page.headers["Retry-After"] = str(wait_s)
+        return page
+
+    def _open_session(self, client: str, now_s: float) -> web.Response:
+        session_id = self.sessions.start(now_s)
+        log.info("console: %s signed in (%d sessions)", client, len(self.sessions))
+        response = web.Response(status=303, headers={"Location": "/"})
+        response.set_cookie(self._cookie, session_id, httponly=True, samesite="Strict",
+                            path="/", secure=self.config.tls,
+                            max_age=int(self.config.session_max_s))
+        return response
+
+    async def _logout(self, request: web.Request) -> web.StreamResponse:
+        _same_origin(request)
+        self.sessions.end(self._session_id(request))
+        response = web.Response(status=303, headers={"Location": "/"})
+        response.del_cookie(self._cookie, path="/", secure=self.config.tls,
+                            samesite="Strict")
+        return response
+
+    async def _session_state(self, request: web.Request) -> web.StreamResponse:
+        _same_origin(request)
+        if not self._signed_in(request, touch=False):
+            raise web.HTTPUnauthorized(text="signed out")
+        return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
     # ---- cameras ----------------------------------------------------------------------------
     def _jpeg(self, camera: str, seq: int, image_rgb: np.ndarray) -> bytes:
@@ -282,8 +397,11 @@ class WebConsole:
         await response.prepare(request)
         period_s, last_seq = 1.0 / self.config.camera_fps, -1
         loop = asyncio.get_running_loop()
+        session = self._session_id(request)
         try:
-            while not self._closing:
+            # Watching is no use of the session: the page's own heartbeats keep it alive.
+            while not self._closing and self.sessions.valid(session, self.clock(),
+                                                            touch=False):
                 due = loop.time() + period_s
                 frame = self.runtime.frames().get(name)
                 if frame is not None and frame.seq != last_seq:
@@ -310,13 +428,16 @@ class WebConsole:
         # just over it is answered with a refusal by parse_message.
         ws = web.WebSocketResponse(heartbeat=2.0, max_msg_size=16 * MAX_MESSAGE_BYTES)
         await ws.prepare(request)
-        client = _Client(f"web-{next(self._ids)}", ws)
+        client = _Client(f"web-{next(self._ids)}", ws, self._session_id(request))
         self._clients.add(client)
         log.info("console client %s connected from %s", client.id, request.remote)
         reporter = asyncio.create_task(self._report(client), name=f"web-status-{client.id}")
         try:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
+                    break
+                if not self.sessions.valid(client.session, self.clock()):  # used: touched
+                    await ws.close(code=SESSION_CLOSED, message=b"session ended")
                     break
                 refusal = await self._command(client, message.data)
                 if refusal is not None:
@@ -342,6 +463,10 @@ class WebConsole:
     async def _report(self, client: _Client) -> None:
         period_s = 1.0 / self.config.status_hz
         while not client.ws.closed and not self._closing:
+            if not self.sessions.valid(client.session, self.clock(), touch=False):
+                log.info("console client %s: session ended, socket closed", client.id)
+                await client.ws.close(code=SESSION_CLOSED, message=b"session ended")
+                return
             await client.send(self.status(client.id))
             await asyncio.sleep(period_s)
 
@@ -522,6 +647,19 @@ def _clamped(message: dict[str, Any], key: str, limit: float) -> float:
     return float(min(max(value, -limit), limit))
 
 
+def _same_origin(request: web.Request) -> None:
+    """403 for a request a page of another origin made (a browser says so in ``Origin``);
+    SameSite=Strict keeps the cookie out of those already, this refuses them outright."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.split("://", 1)[-1] != request.host:
+        raise web.HTTPForbidden(text="cross-origin request refused")
+
+
+async def _secure_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 def _login_page(status: int, error: str | None) -> web.Response:
     note = f'<p class="error">{html.escape(error)}</p>' if error else ""
     body = f"""<!doctype html>
@@ -530,6 +668,8 @@ def _login_page(status: int, error: str | None) -> web.Response:
 <link rel="stylesheet" href="/static/style.css"></head>
 <body class="login"><form method="post" action="/login" id="login">
 <h1>Zima console</h1>{note}
-<label>Token <input type="password" name="token" id="token" autofocus></label>
+<label>Token <input type="password" name="token" id="token" autocomplete="current-password"
+autofocus></label>
 <button type="submit" id="signin">Sign in</button></form></body></html>"""
-    return web.Response(status=status, text=body, content_type="text/html")
+    return web.Response(status=status, text=body, content_type="text/html",
+                        headers={"Cache-Control": "no-store"})

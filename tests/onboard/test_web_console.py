@@ -36,6 +36,7 @@ from zima.onboard.mcu_state import McuState
 from zima.onboard.runtime import Runtime
 from zima.onboard.safety import DriveMode, SafetyConfig
 from zima.onboard.web import WebConfig, WebConsole
+from zima.onboard.web.client import console_session
 from zima.protocol import State
 
 from .helpers import run, until_mcu
@@ -273,8 +274,8 @@ def test_closing_the_page_stops_the_motors_within_the_lease_timeout(
             await browse(ActionChains(page).reset_actions)
 
             # A network that vanishes without closing the socket: the commands stop coming.
-            async with aiohttp.ClientSession() as http, \
-                    http.ws_connect(f"{url}/ws?token={TOKEN}") as ws:
+            async with console_session(url, TOKEN) as http, \
+                    http.ws_connect(f"{url}/ws") as ws:
                 await ws.send_json({"t": "drive", "v": DRIVE_V, "w": 0.0})
                 await until_mcu(link, targets(*forward), 1000)
                 await until_mcu(link, targets(0, 0), lease_ms)  # silent: stopped
@@ -400,10 +401,8 @@ def test_a_wrong_token_is_refused(
                 for path in ("/", "/ws", "/camera/forward"):
                     async with http.get(url + path) as response:
                         assert response.status == 401, path
-                async with http.get(url + "/?token=wrong") as response:
-                    assert response.status == 403
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                    await http.ws_connect(url + "/ws?token=wrong")
+                    await http.ws_connect(url + "/ws")
                 assert refused.value.status == 401
             assert runtime.safety.lease is None
             await browse(sign_in, page, url)  # the right one opens the console
@@ -528,8 +527,8 @@ def test_hostile_socket_messages_are_refused_and_the_estop_after_them_latches(
 
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url, aiohttp.ClientSession() as http, \
-                http.ws_connect(url.replace("http", "ws") + f"/ws?token={TOKEN}") as ws:
+                console(runtime) as url, console_session(url, TOKEN) as http, \
+                http.ws_connect(url.replace("http", "ws") + "/ws") as ws:
             for text in hostile:
                 await ws.send_str(text)
             refusals: list[str] = []

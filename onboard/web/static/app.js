@@ -36,8 +36,17 @@ function connect() {
   ws.onclose = () => {
     $("mode").textContent = "console disconnected";
     $("mode").className = "pill bad";
-    setTimeout(connect, 1000);
+    setTimeout(reconnect, 1000);
   };
+}
+
+// The socket closed: the robot went away, or the session ended (expired, signed out
+// elsewhere). A browser does not say why a socket was refused, so ask: 401 means sign in.
+function reconnect() {
+  fetch("/session", { cache: "no-store", credentials: "same-origin" }).then((response) => {
+    if (response.status === 401) location.replace("/");
+    else connect();
+  }, () => setTimeout(reconnect, 1000));
 }
 
 function say(text) {
