@@ -52,7 +52,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import math
 import re
 import shlex
@@ -73,6 +72,7 @@ from zima.host.mqtt import (
     HostMqttConfig,
     HostMqttError,
     add_connection_arguments,
+    command_payload,
     config_from_args,
     connect,
     json_object,
@@ -322,7 +322,7 @@ class _PolicyWatch:
         """Ask for a policy reload; None once ``sha`` runs, else why it does not."""
         rid = str(uuid.uuid4())
         before = (self.policy or {}).get("reload_failures")
-        body = json.dumps({"target": "policy", "request_id": rid}).encode()
+        body = command_payload(self.config, "reload", {"target": "policy", "request_id": rid})
         try:
             await self.client.publish(self.config.topic("cmd/reload"), body, qos=1)
         except aiomqtt.MqttError as exc:

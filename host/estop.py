@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import sys
 import time
@@ -34,6 +33,7 @@ from zima.host.mqtt import (
     HostMqttConfig,
     HostMqttError,
     add_connection_arguments,
+    command_payload,
     config_from_args,
     connect,
     next_message,
@@ -100,7 +100,7 @@ async def send_estop(
         result_topic, mode_topic = config.topic("cmd/result"), config.topic("telemetry/mode")
         # Subscribed before sending: the answer cannot slip past us.
         await client.subscribe([(result_topic, 1), (mode_topic, 0)])
-        body = json.dumps({"engaged": engaged, "request_id": rid}).encode()
+        body = command_payload(config, "estop", {"engaged": engaged, "request_id": rid})
         await client.publish(config.topic("cmd/estop"), body, qos=1)
         deadline_s = clock() + timeout_s
         while (now_s := clock()) < deadline_s:

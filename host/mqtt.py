@@ -14,6 +14,13 @@ Passwords never appear on the command line (where ``ps`` shows them): ``--passwo
 or the environment variable ``ZIMA_MQTT_PASSWORD``. The topics are those of
 ``zima.onboard.telemetry`` (``zima/<robot>/...``).
 
+Over a network, use the broker's TLS listener (onboard/mosquitto.conf.example, port 8883):
+``--tls`` checks the broker's certificate against the system's CAs, ``--cafile FILE``
+against the robot's own CA (and implies ``--tls``); the host name in ``--broker`` must be
+one the certificate names. A robot that takes signed commands only needs
+``--command-key-file FILE`` (its ``[mqtt] command_key_file``): ``command_payload`` then
+adds ``ts`` and ``sig`` to every command a tool sends (``zima.onboard.mqtt_config``).
+
 What arrives on the broker is outside input (anyone with write access to a topic can send
 any bytes): ``payload_object`` parses a payload with ``zima.bounded``'s limits
 (``MAX_PAYLOAD_BYTES``, ``MAX_PAYLOAD_DEPTH``) and raises ``InputError`` (a ``ValueError``)
@@ -33,15 +40,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
 
 from zima.bounded import InputError, parse_json_bounded
+from zima.onboard.mqtt_config import CommandKey
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -52,6 +62,7 @@ __all__ = [
     "HostMqttError",
     "InputError",
     "add_connection_arguments",
+    "command_payload",
     "config_from_args",
     "connect",
     "json_object",
@@ -63,6 +74,7 @@ __all__ = [
 
 PASSWORD_ENV = "ZIMA_MQTT_PASSWORD"  # noqa: S105 - a variable's name, not a password
 DEFAULT_PORT = 1883  # MQTT's registered port
+DEFAULT_TLS_PORT = 8883  # MQTT over TLS
 # CONNACK codes meaning "bad credentials / not authorised" (MQTT 3.1.1 and 5).
 _REFUSED_CODES = (4, 5, 134, 135)
 # The robot's records are a few hundred bytes, two levels deep (telemetry/cameras); these
@@ -86,9 +98,12 @@ class HostMqttConfig:
     robot_id: str = "zima"  # the robot's topics are zima/<robot_id>/...
     host: str = "localhost"
     port: int = DEFAULT_PORT
-    username: str | None = None  # "operator" with the sample ACL
-    password: str | None = None
+    username: str | None = None  # the operator's own account in the sample ACL
+    password: str | None = field(default=None, repr=False)
     connect_timeout_s: float = 3.0  # one connect attempt; a tool reports and exits after it
+    tls: bool = False  # TLS to the broker, its certificate checked (cafile, else system CAs)
+    cafile: Path | None = None  # PEM of the CA that signed the broker's certificate
+    command_key: CommandKey | None = field(default=None, repr=False)  # sign commands
 
     def __post_init__(self) -> None:
         if not self.robot_id or any(c in self.robot_id for c in "/+#"):
@@ -101,7 +116,7 @@ class HostMqttConfig:
         return f"zima/{self.robot_id}/{suffix}"
 
 
-def parse_broker(text: str) -> tuple[str, int]:
+def parse_broker(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     """``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) as (host, port)."""
     host, port_text = text, ""
     if text.startswith("["):  # [::1]:1883
@@ -112,7 +127,7 @@ def parse_broker(text: str) -> tuple[str, int]:
     if not host:
         raise HostMqttError(f"--broker {text!r}: no host name")
     if not port_text:
-        return host, DEFAULT_PORT
+        return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise HostMqttError(f"--broker {text!r}: port {port_text!r} is not in 1..65535")
     return host, int(port_text)
@@ -129,6 +144,15 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--password-file", type=Path, metavar="FILE",
                        help=f"file holding the MQTT password (else ${PASSWORD_ENV}; "
                             "never on the command line)")
+    group.add_argument("--tls", action="store_true",
+                       help=f"TLS to the broker (default port then {DEFAULT_TLS_PORT}), its "
+                            "certificate checked against the system's CAs or --cafile")
+    group.add_argument("--cafile", type=Path, metavar="FILE",
+                       help="PEM file of the CA that signed the broker's certificate "
+                            "(implies --tls)")
+    group.add_argument("--command-key-file", type=Path, metavar="FILE",
+                       help="sign every command with this key (the robot's "
+                            "[mqtt] command_key_file)")
 
 
 def config_from_args(
@@ -136,7 +160,8 @@ def config_from_args(
 ) -> HostMqttConfig:
     """The connection the flags of :func:`add_connection_arguments` describe."""
     environ = os.environ if environ is None else environ
-    host, port = parse_broker(args.broker)
+    tls = bool(getattr(args, "tls", False)) or getattr(args, "cafile", None) is not None
+    host, port = parse_broker(args.broker, DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
     password: str | None = environ.get(PASSWORD_ENV)
     if args.password_file is not None:
         try:
@@ -146,7 +171,42 @@ def config_from_args(
             raise HostMqttError(f"--password-file {args.password_file}: {exc.strerror}") from None
     if password is not None and args.username is None:
         raise HostMqttError("a password was given without --username")
-    return HostMqttConfig(args.robot, host, port, args.username, password)
+    cafile: Path | None = getattr(args, "cafile", None)
+    if cafile is not None and not cafile.is_file():
+        raise HostMqttError(f"--cafile {cafile}: no such file")
+    key: CommandKey | None = None
+    key_file: Path | None = getattr(args, "command_key_file", None)
+    if key_file is not None:
+        try:
+            key = CommandKey.from_file(key_file)
+        except OSError as exc:
+            raise HostMqttError(f"--command-key-file {key_file}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise HostMqttError(f"--command-key-file {key_file}: {exc}") from None
+    return HostMqttConfig(args.robot, host, port, args.username, password, tls=tls,
+                          cafile=cafile, command_key=key)
+
+
+def tls_context(config: HostMqttConfig) -> ssl.SSLContext | None:
+    """The TLS settings of ``config``'s connection (None: plain TCP)."""
+    if not config.tls:
+        return None
+    try:
+        context = ssl.create_default_context(
+            cafile=None if config.cafile is None else str(config.cafile))
+    except (OSError, ssl.SSLError) as exc:
+        raise HostMqttError(f"--cafile {config.cafile}: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def command_payload(config: HostMqttConfig, name: str, body: Mapping[str, object]) -> bytes:
+    """The payload of command ``name`` (``cmd/<name>``): ``body`` as JSON, signed
+    (``ts``, ``sig``) when the config has a command key."""
+    message = dict(body)
+    if config.command_key is not None:
+        message = config.command_key.sign(config.robot_id, name, message)
+    return json.dumps(message).encode()
 
 
 @contextlib.asynccontextmanager
@@ -158,8 +218,11 @@ async def connect(config: HostMqttConfig, tool: str) -> AsyncIterator[aiomqtt.Cl
         username=config.username,
         password=config.password,
         # Unique: a second operator's tool with the same id would kick this one off.
+        # (A broker with use_username_as_clientid, as the sample's TLS listener, replaces
+        # it with the username: one connection per account there.)
         identifier=f"zima-{tool}-{uuid.uuid4().hex[:8]}",
         timeout=config.connect_timeout_s,
+        tls_context=tls_context(config),
     )
     where = f"{config.host}:{config.port}"
     try:

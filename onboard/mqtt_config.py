@@ -12,19 +12,47 @@ publishing never raises into the caller at all, whatever the broker does)::
                                 of range; answered on ``.../cmd/result``, never raised
                                 into the caller
 
-``parse_command`` is a pure codec: topic name and payload bytes in, a frozen command out,
+``parse_command`` is a codec: topic name and payload bytes in, a frozen command out,
 or a ``CommandError`` saying why, whatever the bytes (at most ``MAX_COMMAND_BYTES`` of
 UTF-8 JSON nested at most ``MAX_COMMAND_DEPTH`` deep, checked before parsing:
 :mod:`zima.bounded`). A ``request_id`` is at most 64 printable characters; a longer or
 unprintable one refuses the command and is not echoed.
+
+**Signed commands** (``[mqtt] command_key_file``, off by default): the broker's ACL says
+who may publish a command; a signature says the command came from someone holding the
+robot's command key, even through a broker account that leaked. A signed command is the
+command's JSON object with two more keys::
+
+    {"engaged": false, "request_id": "r1", "ts": 1767225600.25, "sig": "3f1c...64 hex"}
+
+    ts   the sender's wall clock, seconds since 1970 (a number); the robot refuses a
+         command whose ts is more than command_window_s (30 s) from its own clock
+         (keep both clocks on NTP), and any signature it has already accepted (a replay)
+    sig  hex HMAC-SHA256, keyed with the key file's text (stripped, UTF-8), of
+             b"zima-cmd-v1\n" + robot_id + b"\n" + command name + b"\n" + canonical
+         where canonical is the object without "sig" (ts and request_id included) as
+         Python's json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+         writes it: the robot id and topic are signed too, so a command cannot be replayed
+         to another robot or as another command
+
+With a key configured every command must be signed, but one: an e-stop that engages
+(``{"engaged": true}``, with or without a request_id) is taken unsigned too, since
+stopping must never depend on a key. ``CommandKey.sign`` makes the two keys (the host
+tools' ``--command-key-file``); ``parse_command`` checks them with ``config.command_key``.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import json
 import math
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from zima.bounded import MAX_ID_CHARS, InputError, parse_json_bounded, printable_id
 
@@ -34,6 +62,7 @@ __all__ = [
     "BrokerUnreachableError",
     "Command",
     "CommandError",
+    "CommandKey",
     "EstopCommand",
     "HeartbeatCommand",
     "Mode",
@@ -63,6 +92,71 @@ class AuthRefusedError(TelemetryError):
 
 class CommandError(TelemetryError, ValueError):
     """A command was malformed or out of range."""
+
+
+SIGNATURE_VERSION = b"zima-cmd-v1"
+MIN_KEY_CHARS = 16  # `zima onboard install` writes 43 (256 random bits)
+MAX_SEEN_SIGNATURES = 4096  # accepted within the window: teleop at 20 Hz x 60 s fits
+
+
+class CommandKey:
+    """The shared secret of signed commands (module doc), and the signatures it has
+    accepted recently (so none is taken twice). ``repr`` never shows the key."""
+
+    def __init__(self, secret: str) -> None:
+        if len(secret) < MIN_KEY_CHARS:
+            raise ValueError(f"a command key needs {MIN_KEY_CHARS}+ characters")
+        self._key = secret.encode()
+        self._seen: OrderedDict[str, float] = OrderedDict()  # sig -> forget after (s)
+
+    @classmethod
+    def from_file(cls, path: Path) -> CommandKey:
+        """The key in ``path`` (its text, whitespace stripped); ``OSError`` or
+        ``ValueError`` saying why not."""
+        return cls(path.read_text(encoding="utf-8").strip())
+
+    def __repr__(self) -> str:
+        return "CommandKey(<hidden>)"
+
+    def signature(self, robot_id: str, name: str, body: dict[str, object]) -> str:
+        """hex HMAC-SHA256 of the command ``name`` for ``robot_id`` (``body`` without sig)."""
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                               allow_nan=False).encode()
+        message = b"\n".join((SIGNATURE_VERSION, robot_id.encode(), name.encode(), canonical))
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def sign(self, robot_id: str, name: str, body: dict[str, object],
+             now_s: float | None = None) -> dict[str, object]:
+        """``body`` with ``ts`` (now, wall clock) and its ``sig``: what to publish."""
+        signed: dict[str, object] = {**body, "ts": time.time() if now_s is None else now_s}
+        signed.pop("sig", None)
+        return {**signed, "sig": self.signature(robot_id, name, signed)}
+
+    def verify(self, robot_id: str, name: str, body: dict[str, object], now_s: float,
+               window_s: float) -> None:
+        """Check and remove ``sig`` and ``ts`` from ``body``; ``CommandError`` if the
+        signature is wrong, the time outside the window, or the command a replay."""
+        sig, ts = body.get("sig"), body.get("ts")
+        if not (isinstance(sig, str) and len(sig) == 64):
+            raise CommandError("sig must be 64 hex characters (HMAC-SHA256)")
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not -1e12 < ts < 1e12:
+            raise CommandError("ts must be a number: seconds since 1970")
+        del body["sig"]
+        if not hmac.compare_digest(sig.lower(), self.signature(robot_id, name, body)):
+            raise CommandError("bad signature (wrong command key, or the command was "
+                               "altered)")
+        del body["ts"]
+        if abs(now_s - ts) > window_s:
+            raise CommandError(f"ts is {now_s - ts:+.0f} s from the robot's clock (more than "
+                               f"{window_s:g} s): check both clocks (NTP)")
+        while self._seen and next(iter(self._seen.values())) < now_s:
+            self._seen.popitem(last=False)
+        key = sig.lower()
+        if key in self._seen:
+            raise CommandError("replayed command: this signature was already taken")
+        self._seen[key] = ts + window_s
+        while len(self._seen) > MAX_SEEN_SIGNATURES:
+            self._seen.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +192,11 @@ class MqttConfig:
     )
     max_linear_m_per_s: float = 1.0  # teleop commands above this are refused
     max_angular_rad_per_s: float = 2.0
+    # Signed commands (module doc): the key file turns them on; owner-only, like password.
+    command_key_file: Path | None = None
+    command_window_s: float = 30.0  # a signed command's ts must be this close to our clock
+    # The key itself, read from command_key_file by RuntimeConfig.broker_config().
+    command_key: CommandKey | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.robot_id or any(c in self.robot_id for c in "/+#"):
@@ -109,6 +208,7 @@ class MqttConfig:
             "max_backlog_age_s": self.max_backlog_age_s,
             "max_linear_m_per_s": self.max_linear_m_per_s,
             "max_angular_rad_per_s": self.max_angular_rad_per_s,
+            "command_window_s": self.command_window_s,
             **{f"rates_hz[{k!r}]": v for k, v in self.rates_hz.items()},
         }
         for name, value in times.items():
@@ -237,6 +337,12 @@ _BUILDERS: dict[str, Callable[[dict[str, object], str | None, MqttConfig], Comma
     "record": _record, "heartbeat": _heartbeat}
 
 
+def _unsigned_estop(name: str, body: dict[str, object]) -> bool:
+    """An e-stop that engages, unsigned: taken even where commands must be signed."""
+    return name == "estop" and "sig" not in body and body.get("engaged") is True \
+        and set(body) <= {"engaged", "request_id"}
+
+
 def _body(payload: bytes) -> object:
     return parse_json_bounded(payload, max_bytes=MAX_COMMAND_BYTES,
                               max_depth=MAX_COMMAND_DEPTH, what="command")
@@ -262,12 +368,14 @@ def request_id_of(payload: bytes) -> str | None:
     return printable_id(body.get("request_id")) if isinstance(body, dict) else None
 
 
-def parse_command(name: str, payload: bytes, config: MqttConfig) -> Command:
+def parse_command(name: str, payload: bytes, config: MqttConfig,
+                  now_s: float | None = None) -> Command:
     """The command ``name`` (``mode``, ``teleop``, ``estop``, ``reload``, ``record``,
     ``heartbeat``) in ``payload``.
 
     Strict: a JSON object with exactly the documented keys. ``CommandError`` otherwise,
-    for any bytes.
+    for any bytes. With ``config.command_key_file`` set, signed too (module doc): ``now_s``
+    is the wall clock the signature's ``ts`` is checked against (``time.time()`` if None).
     """
     try:
         body = _body(payload)
@@ -275,6 +383,17 @@ def parse_command(name: str, payload: bytes, config: MqttConfig) -> Command:
         raise CommandError(str(exc)) from None
     if not isinstance(body, dict):
         raise CommandError("a command is a JSON object")
+    if config.command_key_file is not None and not _unsigned_estop(name, body):
+        if config.command_key is None:  # configured but not loaded: refuse, never skip
+            raise CommandError("the command key is not loaded: signed commands refused")
+        if "sig" not in body:
+            raise CommandError("this robot takes signed commands only (sig, ts)")
+        config.command_key.verify(config.robot_id, name, body,
+                                  time.time() if now_s is None else now_s,
+                                  config.command_window_s)
+    elif config.command_key_file is None and "sig" in body:
+        raise CommandError("this robot checks no signatures (no [mqtt] command_key_file): "
+                           "send the command unsigned")
     rid = body.pop("request_id", None)
     if rid is not None and printable_id(rid) is None:
         raise CommandError(f"request_id must be a string of 1..{MAX_ID_CHARS} printable "
