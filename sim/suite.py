@@ -428,7 +428,7 @@ def _plot_matplotlib(panels: dict[str, list[CellResult]], nominal: float | None,
     for ax, (axis, cells) in zip(axes.flat, panels.items(), strict=False):
         rates = np.array([c.rate for c in cells]) * 100  # [n] percent
         ci = np.array([c.ci for c in cells]).T * 100  # [2, n]
-        err = np.stack([rates - ci[0], ci[1] - rates])  # [2, n]
+        err = np.clip(np.stack([rates - ci[0], ci[1] - rates]), 0.0, None)  # [2, n]
         if axis == "scene":
             ax.bar(range(len(cells)), rates, yerr=err, capsize=4, color="tab:blue")
             ax.set_xticks(range(len(cells)), [c.cell.label for c in cells])

@@ -44,6 +44,13 @@ def test_wilson_interval_matches_known_values(successes: int, n: int, low: float
     assert wilson_interval(successes, n) == pytest.approx((low, high), abs=5e-5)
 
 
+@pytest.mark.parametrize("n", range(1, 60))
+def test_wilson_interval_is_exact_at_the_ends(n: int) -> None:
+    """No success: the lower bound is 0, not 1e-17 (a plot's error bar would be negative)."""
+    assert wilson_interval(0, n)[0] == 0.0
+    assert wilson_interval(n, n)[1] == 1.0
+
+
 def test_wilson_interval_rejects_impossible_counts() -> None:
     with pytest.raises(ValueError, match="successes"):
         wilson_interval(3, 2)
