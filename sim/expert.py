@@ -15,12 +15,19 @@ expert's per-episode search direction, and a label that turned it round would te
 nothing it could observe. On the expert's own episodes the last action during the search
 is the search direction anyway, so its demonstrations are the same either way.
 
-The placement of :mod:`zima.sim.randomize` keeps the straight corridor to the target
-clear, so no path planning is needed (the room's furniture never blocks the approach).
+Approach: while the straight drive to the target is clear (half the robot's width and a
+margin from every footprint of the episode's domain), it aims at the target. Otherwise,
+as when a procedural world hides the target partly behind furniture, it follows the
+shortest path on the episode's navigation grid (:class:`~zima.sim.navgrid.NavGrid`,
+built on the first such step): it aims at the farthest point of that path it can reach
+in a straight line while staying clear enough to turn anywhere on the way, until the
+straight drive to the target is clear. "In view" counts a target whose centre is hidden
+when enough of its faces are seen (:func:`~zima.sim.sight.camera_seen_share`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -28,6 +35,13 @@ import numpy as np
 
 from zima.contract import Action
 from zima.sim.env import Outcome, StepResult, ZimaEnv
+from zima.sim.navgrid import NavGrid, clearance, segment_clear
+from zima.sim.procedural import robot_clearances
+from zima.sim.scenes import CUBE_SIZE_M
+from zima.sim.sight import camera_seen_share
+
+# A target counts as in view with its centre hidden when this share of its faces is seen.
+SEEN_SHARE_IN_VIEW = 0.1
 
 
 class Expert:
@@ -39,12 +53,14 @@ class Expert:
         self.env, self.align_rad = env, np.radians(align_deg)
         self.search = Action.LEFT
         self.acquired = False
+        self._nav: NavGrid | None = None
 
     def reset(self, seed: int) -> None:
         """Start an episode: pick the search direction from ``seed``."""
         rng = np.random.default_rng([seed, 0x5EA7C4])
         self.search = Action.LEFT if rng.uniform() < 0.5 else Action.RIGHT
         self.acquired = False
+        self._nav = None
 
     def act(self, last_action: Action | None = None) -> Action:
         """The next action for the environment's current state; ``last_action``, the one
@@ -53,15 +69,50 @@ class Expert:
         if env.at_target():
             return Action.STOP
         if not self.acquired:
-            if not env.target_in_view("forward"):
+            if not self.target_in_view():
                 if last_action in (Action.LEFT, Action.RIGHT):
                     return last_action
                 return self.search
             self.acquired = True
-        bearing = env.target_bearing_rad()
+        x, y, yaw = env.robot_pose()
+        aim = self.aim()
+        bearing = math.remainder(math.atan2(aim[1] - y, aim[0] - x) - yaw, math.tau)
         if abs(bearing) > self.align_rad:
             return Action.LEFT if bearing > 0 else Action.RIGHT
         return Action.FORWARD
+
+    def target_in_view(self) -> bool:
+        """The target's centre is in the forward camera's view, or enough of its faces."""
+        env = self.env
+        if env.target_in_view("forward"):
+            return True
+        aspect = env.contract.image_width / env.contract.image_height
+        share = camera_seen_share(env.model, env.data, "forward", env.model.geom("target").id,
+                                  half_m=CUBE_SIZE_M / 2, aspect=aspect, margin_deg=4.0)
+        return share >= SEEN_SHARE_IN_VIEW
+
+    def aim(self) -> np.ndarray:
+        """The point to drive at: the target when the straight drive to it is clear,
+        else the next waypoint of the grid path to it: [2]."""
+        env = self.env
+        domain = env.domain
+        assert domain is not None
+        here, target = np.array(env.robot_pose()[:2]), env.target_xy()
+        turn, passing = robot_clearances(env.config.robot)
+        # Driving straight needs half the robot's width (the grid's pass clearance keeps a
+        # margin more, so a robot that drifted a little off its line keeps going straight
+        # rather than turning round next to furniture).
+        width = env.config.robot.width_m / 2 + 0.01
+        if not domain.footprints or segment_clear(here, target, domain.footprints, width):
+            return target
+        if clearance(here, domain.footprints)[0] < env.config.robot.radius_m:
+            return target  # no room to turn round here: keep on, the old way
+        if self._nav is None:
+            self._nav = NavGrid(*domain.room_half_m, domain.footprints, turn_clear_m=turn,
+                                pass_clear_m=passing)
+        # Between waypoints the robot may turn anywhere: its turning circle and 1 cm.
+        waypoint = self._nav.waypoint(here, target, env.config.robot.radius_m + 0.01)
+        return target if waypoint is None else waypoint
 
 
 @dataclass(frozen=True, slots=True)

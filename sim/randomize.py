@@ -9,19 +9,35 @@ Placement guarantees what the scripted expert needs: the robot can turn in place
 it starts, the target stands in free floor (never inside furniture), and the straight
 corridor from the robot to the target is clear of furniture and distractor cubes, so the
 target is reachable by turning and driving straight.
+
+A procedural scene (a layout with a body pool) draws a whole world per episode instead
+(:func:`~zima.sim.procedural.draw_world`) and writes it into the same model: pool
+bodies moved (``body_pos``, ``body_quat``), resized (``geom_size`` with the bounds the
+collision detector reads: ``geom_rbound``, ``geom_aabb`` and the body's ``bvh_aabb``),
+recoloured and given materials; the unused ones parked. Its partly hidden targets may
+block the straight corridor: then a path on the navigation grid is guaranteed instead,
+and ray casts check that the start sees part of the target (never none of it).
 """
 
 from __future__ import annotations
 
 import colorsys
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
 
+from zima.sim.navgrid import Footprint
+from zima.sim.procedural import World, WorldConfig, draw_world, wall_footprints
 from zima.sim.robot import RobotConfig
-from zima.sim.scenes import CUBE_SIZE_M, FLOOR_MATERIALS, WALL_MATERIALS, SceneLayout
+from zima.sim.scenes import (
+    CUBE_SIZE_M,
+    FLOOR_MATERIALS,
+    WALL_MATERIALS,
+    SceneLayout,
+)
+from zima.sim.sight import face_points, seen_share
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +58,9 @@ class DomainConfig:
     fovy_jitter_deg: float = 4.0
     # Hue band of "green" for the target (degrees); distractors keep 25 deg away from it.
     target_hue_deg: tuple[float, float] = (105.0, 135.0)
+    # Procedural scenes: the ranges of their worlds (lights included; the fields above
+    # but the camera's serve the fixed scenes).
+    world: WorldConfig = field(default_factory=WorldConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +72,17 @@ class EpisodeDomain:
     distractor_xy: tuple[tuple[float, float], ...]  # shown distractors; the rest are parked
     floor_material: str
     wall_material: str
+    # What the robot must not touch: walls, furniture, clutter and distractors.
+    footprints: tuple[Footprint, ...] = ()
+    # The floor: +-room_half_m[0] by +-room_half_m[1], metres.
+    room_half_m: tuple[float, float] = (0.0, 0.0)
+    # Per distractor_xy entry: cube, cylinder, sphere or box.
+    distractor_shapes: tuple[str, ...] = ()
+    # Share of the target's faces the start sees when facing it (ray casts; procedural
+    # scenes only, 1.0 elsewhere), and whether the world hid part of it on purpose.
+    target_seen_share: float = 1.0
+    partly_hidden: bool = False
+    world: World | None = None  # procedural scenes: the whole world
 
 
 def _hsv_rgba(h_deg: float, s: float, v: float) -> np.ndarray:
@@ -80,6 +110,7 @@ class Randomizer:
         # [n_blocks, 4]: x_min, y_min, x_max, y_max of furniture and clutter footprints
         self._rects = np.array([(b.x_m - b.half_x_m, b.y_m - b.half_y_m, b.x_m + b.half_x_m,
                                  b.y_m + b.half_y_m) for b in layout.blocks]).reshape(-1, 4)
+        self._pool = _PoolWriter(model, layout, robot, cfg) if layout.pool is not None else None
 
     # --- free space -------------------------------------------------------------------
 
@@ -141,6 +172,10 @@ class Randomizer:
 
     def reset(self, rng: np.random.Generator) -> EpisodeDomain:
         """Sample a domain with ``rng``, write it into the model, and return it."""
+        if self._pool is not None:
+            domain = self._pool.reset(rng)
+            self._cameras(rng)
+            return domain
         m, cfg = self.model, self.cfg
         robot, target, distractors = self._place(rng)
         yaw = float(rng.uniform(-math.pi, math.pi))
@@ -169,11 +204,17 @@ class Randomizer:
             m.mat_rgba[self._mat[name]] = (*rng.uniform(0.45, 1.0, 3), 1.0)
         self._lights(rng)
         self._cameras(rng)
+        layout = self.layout
+        blocks = tuple(Footprint(b.x_m, b.y_m, b.half_x_m, b.half_y_m) for b in layout.blocks)
+        cubes = tuple(Footprint(float(x), float(y), half, half) for x, y in distractors)
         return EpisodeDomain(
             robot_xy_yaw=(float(robot[0]), float(robot[1]), yaw),
             target_xy=(float(target[0]), float(target[1])),
             distractor_xy=tuple((float(x), float(y)) for x, y in distractors),
             floor_material=floor_mat, wall_material=wall_mat,
+            footprints=wall_footprints(layout.half_x_m, layout.half_y_m) + blocks + cubes,
+            room_half_m=(layout.half_x_m, layout.half_y_m),
+            distractor_shapes=("cube",) * len(distractors),
         )
 
     def _lights(self, rng: np.random.Generator) -> None:
@@ -198,3 +239,153 @@ class Randomizer:
             mujoco.mju_axisAngle2Quat(dq, axis / np.linalg.norm(axis), angle)
             mujoco.mju_mulQuat(m.cam_quat[c], self._cam_quat0[c], dq)
             m.cam_fovy[c] = self._cam_fovy0[c] + rng.uniform(-1, 1) * cfg.fovy_jitter_deg
+
+
+def _bounds(shape: str, size: np.ndarray) -> tuple[float, np.ndarray]:
+    """(geom_rbound, aabb half-extents [3]) of a box, cylinder or sphere geom, as MuJoCo's
+    compiler computes them."""
+    if shape == "box":
+        return float(np.linalg.norm(size)), size.copy()
+    if shape == "cylinder":
+        return float(math.hypot(size[0], size[1])), np.array([size[0], size[0], size[1]])
+    return float(size[0]), np.full(3, size[0])
+
+
+def _distractor_kind(body: str) -> str:
+    """cube, cylinder, sphere or box, from a distractor body's name."""
+    rest = body.removeprefix("distractor_")
+    return "cube" if rest.isdigit() else {"cyl": "cylinder"}.get(rest.split("_")[0],
+                                                                  rest.split("_")[0])
+
+
+_GEOM_SHAPES = {int(mujoco.mjtGeom.mjGEOM_BOX): "box",
+                int(mujoco.mjtGeom.mjGEOM_CYLINDER): "cylinder",
+                int(mujoco.mjtGeom.mjGEOM_SPHERE): "sphere"}
+
+
+class _PoolWriter:
+    """Draws procedural worlds and writes them into the pool bodies of one model."""
+
+    def __init__(self, model: mujoco.MjModel, layout: SceneLayout, robot: RobotConfig,
+                 cfg: DomainConfig) -> None:
+        assert layout.pool is not None
+        cfg.world.check_pool(layout.pool, min(layout.half_x_m, layout.half_y_m))
+        self.model, self.layout, self.pool, self.robot, self.cfg = (
+            model, layout, layout.pool, robot, cfg)
+        m = model
+        names = [m.body(b).name for b in range(m.nbody)]
+        pooled = [n for n in names if n.startswith(("wall_", "obstacle_", "distractor_"))]
+        self._body = {n: m.body(n).id for n in pooled}
+        self._geom = {n: m.geom(n).id for n in pooled}
+        self._shape = {n: _GEOM_SHAPES[int(m.geom_type[g])] for n, g in self._geom.items()}
+        bodies, geoms = list(self._body.values()), list(self._geom.values())
+        self._bodies, self._geoms = np.array(bodies), np.array(geoms)
+        self._bvh = m.body_bvhadr[self._bodies]  # [n] each body's one bounding volume
+        # Nominal (parked) state, restored before each world so none depends on the last.
+        self._body_pos0, self._body_quat0 = m.body_pos[bodies].copy(), m.body_quat[bodies].copy()
+        self._size0, self._rbound0 = m.geom_size[geoms].copy(), m.geom_rbound[geoms].copy()
+        self._aabb0, self._bvh_aabb0 = m.geom_aabb[geoms].copy(), m.bvh_aabb[self._bvh].copy()
+        self._rgba0, self._matid0 = m.geom_rgba[geoms].copy(), m.geom_matid[geoms].copy()
+        self._mat_rgba0, self._texrepeat0 = m.mat_rgba.copy(), m.mat_texrepeat.copy()
+        self._floor = m.geom("floor").id
+        self._target = m.body("target").id
+        self._target_geom = m.geom("target").id
+        self._probe = mujoco.MjData(m)  # kinematics for ray casts, apart from the env's
+        self.attempts = 0  # worlds drawn for the last episode (the last one valid)
+        forward = m.camera("forward").id
+        self._eye_xz = (float(m.cam_pos[forward][0]), float(m.cam_pos[forward][2]))
+
+    def reset(self, rng: np.random.Generator) -> EpisodeDomain:
+        """Draw worlds until one is valid, write it, light it and describe it."""
+        cfg = self.cfg.world
+        seen_low, seen_high = cfg.hidden_seen_share
+        hidden = bool(rng.uniform() < cfg.partly_hidden_share)
+        self.attempts = 0
+        while True:
+            self.attempts += 1
+            if self.attempts > 1000:
+                raise RuntimeError(f"randomize: no valid world in scene {self.layout.name!r}")
+            world = draw_world(rng, cfg, self.pool, self.robot, hidden)
+            if world is None:
+                continue
+            self._write(world)
+            seen = self._seen_from_start(world)
+            if seen_low <= seen <= (seen_high if hidden else 1.0):
+                break
+        self._lights(rng, world)
+        distractors = [p for p in world.pieces if p.role == "distractor"]
+        shapes = tuple(_distractor_kind(p.body) for p in distractors)
+        return EpisodeDomain(
+            robot_xy_yaw=world.robot_xy_yaw, target_xy=world.target_xy,
+            distractor_xy=tuple((p.x_m, p.y_m) for p in distractors),
+            floor_material=world.floor_material, wall_material=world.wall_material,
+            footprints=world.footprints(), room_half_m=(world.half_x_m, world.half_y_m),
+            distractor_shapes=shapes, target_seen_share=seen,
+            partly_hidden=world.partly_hidden, world=world,
+        )
+
+    def _write(self, world: World) -> None:
+        m = self.model
+        bodies, geoms = self._bodies, self._geoms
+        m.body_pos[bodies], m.body_quat[bodies] = self._body_pos0, self._body_quat0
+        m.geom_size[geoms], m.geom_rbound[geoms] = self._size0, self._rbound0
+        m.geom_aabb[geoms], m.bvh_aabb[self._bvh] = self._aabb0, self._bvh_aabb0
+        m.geom_rgba[geoms], m.geom_matid[geoms] = self._rgba0, self._matid0
+        m.mat_rgba[:], m.mat_texrepeat[:] = self._mat_rgba0, self._texrepeat0
+        hx, hy, wh = world.half_x_m, world.half_y_m, world.wall_height_m
+        for name, fp in zip(("wall_east", "wall_west", "wall_north", "wall_south"),
+                            wall_footprints(hx, hy), strict=True):
+            self._place(name, (fp.x_m, fp.y_m, wh / 2), 0.0, (fp.half_x_m, fp.half_y_m, wh / 2))
+        for p in world.pieces:
+            self._place(p.body, (p.x_m, p.y_m, p.height_m / 2), p.yaw_rad, p.size)
+            g = self._geom[p.body]
+            m.geom_rgba[g] = p.rgba
+            m.geom_matid[g] = m.material(p.material).id if p.material else -1
+        m.geom_size[self._floor] = (hx + 0.2, hy + 0.2, 0.1)
+        half = CUBE_SIZE_M / 2
+        m.body_pos[self._target] = (*world.target_xy, half)
+        m.geom_rgba[self._target_geom] = world.target_rgba
+        floor, wall = m.material(world.floor_material).id, m.material(world.wall_material).id
+        m.geom_matid[self._floor] = floor
+        m.geom_matid[[self._geom[f"wall_{n}"] for n in ("east", "west", "north", "south")]] = wall
+        m.mat_rgba[floor], m.mat_rgba[wall] = world.floor_rgba, world.wall_rgba
+        for mat in (floor, wall):
+            m.mat_texrepeat[mat] = self._texrepeat0[mat] * world.texture_scale
+
+    def _place(self, name: str, pos: tuple[float, float, float], yaw: float,
+               size: tuple[float, float, float]) -> None:
+        """Move, turn and resize one pool body with the bounds collision detection reads."""
+        m, b, g = self.model, self._body[name], self._geom[name]
+        m.body_pos[b] = pos
+        m.body_quat[b] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+        rbound, half = _bounds(self._shape[name], np.array(size, float))
+        m.geom_size[g], m.geom_rbound[g] = size, rbound
+        m.geom_aabb[g] = (0.0, 0.0, 0.0, *half)
+        m.bvh_aabb[m.body_bvhadr[b]] = (0.0, 0.0, 0.0, *half)
+
+    def _seen_from_start(self, world: World) -> float:
+        """Share of the target's faces the forward camera sees from the start, facing it."""
+        mujoco.mj_kinematics(self.model, self._probe)
+        start, target = np.array(world.robot_xy_yaw[:2]), np.array(world.target_xy)
+        u = (target - start) / np.linalg.norm(target - start)
+        ahead, height = self._eye_xz
+        eye = np.array([*(start + ahead * u), height])
+        half = CUBE_SIZE_M / 2
+        centre = np.array([*target, half])
+        return seen_share(self.model, self._probe, eye, self._target_geom,
+                          face_points(centre, half, eye))
+
+    def _lights(self, rng: np.random.Generator, world: World) -> None:
+        m, cfg = self.model, self.cfg.world
+        sun, lamp, lamp2 = m.light("sun").id, m.light("lamp").id, m.light("lamp2").id
+        elevation, azimuth = rng.uniform(0.5, 1.5), rng.uniform(-math.pi, math.pi)
+        m.light_dir[sun] = (-math.cos(elevation) * math.cos(azimuth),
+                            -math.cos(elevation) * math.sin(azimuth), -math.sin(elevation))
+        tint = rng.uniform(0.75, 1.0, 3)  # [3] warm to cool white
+        m.light_diffuse[sun] = rng.uniform(*cfg.sun_diffuse) * tint
+        for light, share in ((lamp, 1.0), (lamp2, cfg.lamp2_share)):
+            on = rng.uniform() < share
+            m.light_diffuse[light] = rng.uniform(*cfg.lamp_diffuse) * tint * on
+            xy = rng.uniform(-1.0, 1.0, 2) * (world.half_x_m, world.half_y_m)
+            m.light_pos[light] = (*xy, rng.uniform(1.2, 2.8))
+        m.vis.headlight.ambient[:] = rng.uniform(*cfg.ambient)
