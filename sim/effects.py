@@ -13,7 +13,8 @@ simulator's collection, evaluation and ``zima sim run`` all render through
       -> colour          the camera's gain and offset, times a smooth exposure and
                          white-balance drift over the episode's time
       -> sensor noise    Gaussian, fresh every frame
-      -> sensor size     resized to the real sensor (640x480), so JPEG blocks have their scale
+      -> sensor size     to the real sensor's 640x480 (nearest: the round trip alone is exact),
+                         so that JPEG's 8x8 blocks have their real scale
       -> MJPEG           JPEG encode and decode at this episode's quality (the USB stream)
       -> runtime path    the runtime's own centre_crop and fit_image -> [H, W, 3] contract size
 
@@ -302,8 +303,9 @@ class ImageEffects:
         if self.cfg.sensor_hw is None:
             return fit_image(np.ascontiguousarray(out), self.height, self.width)
         sh, sw = self.cfg.sensor_hw
-        if out.shape[:2] != (sh, sw):
-            out = cv2.resize(out, (sw, sh), interpolation=cv2.INTER_LINEAR)
+        if out.shape[:2] != (sh, sw):  # each rendered pixel covers the sensor pixels it
+            # stands for, so that without JPEG the area fit gives the render back exactly
+            out = cv2.resize(out, (sw, sh), interpolation=cv2.INTER_NEAREST)
         bgr = (jpeg_roundtrip(out, self.jpeg_quality) if self.jpeg_quality
                else cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
         return runtime_fit(bgr, self.cfg.sensor_crop, self.height, self.width)

@@ -205,6 +205,12 @@ def test_the_sensor_path_is_the_runtime_cameras_own() -> None:
     assert render_size(OFF, H, W) == (H, W)
     small = cv2.resize(rgb, (160, 120), interpolation=cv2.INTER_AREA)
     assert _effects(cfg).apply(small, np.random.default_rng(0)).shape == (H, W, 3)
+    # Up to the sensor and fitted back, a render is unchanged: only JPEG leaves a trace.
+    sensor = replace(OFF, sensor_hw=(480, 640))
+    render = _scene(5, block=1)
+    np.testing.assert_array_equal(_effects(sensor).apply(render, np.random.default_rng(0)), render)
+    jpeg = replace(sensor, p_jpeg=1.0, jpeg_quality=(40, 40))
+    assert not np.array_equal(_effects(jpeg).apply(render, np.random.default_rng(0)), render)
 
 
 def test_config_switches_and_refusals() -> None:
