@@ -16,7 +16,7 @@ asks and these answer; nothing here does I/O or reads a clock.
 
 An attempt made while a client must wait counts as a failure too, so a flood of wrong
 logins from one address is locked out after ``max_failures`` requests, however fast they
-come; each is answered without reading its form. A client that is locked out is
+come; none of those is compared with the token. A client that is locked out is
 refused even with the right token.
 
 ``Sessions`` holds the random session ids that a sign-in hands out (``secrets``, 256

@@ -19,7 +19,7 @@ stream ends with its session. Every path but ``/static`` and the login form need
 (401 without, 403 for a cross-origin request). Wrong tokens are compared in constant
 time, logged, and slow the next attempt from that client (doubling from
 ``login_delay_s``); ``max_login_failures`` within ``login_window_s`` lock the client out
-for ``lockout_s`` (429, ``Retry-After``), answered without reading the form, so a flood
+for ``lockout_s`` (429, ``Retry-After``), answered without comparing the token, so a flood
 of wrong logins costs the event loop little::
 
     GET  /                the console (static/index.html, app.js, style.css; no CDN),
@@ -321,13 +321,15 @@ class WebConsole:
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         _same_origin(request)
-        client, now_s = client_key(request.remote), self.clock()
-        refusal = self.guard.check(client, now_s)
-        if refusal is not None:  # too soon, or locked out: the form is not even read
-            return self._refused_login(client, refusal, "")
+        client = client_key(request.remote)
+        # The form is read first (at most MAX_REQUEST_BYTES): from here to the guard's
+        # verdict nothing awaits, so concurrent attempts cannot all pass one check.
         form = await request.post()
-        token = form.get("token")
         now_s = self.clock()
+        refusal = self.guard.check(client, now_s)
+        if refusal is not None:  # too soon, or locked out: the token is not looked at
+            return self._refused_login(client, refusal, "")
+        token = form.get("token")
         if isinstance(token, str) and hmac.compare_digest(
                 token.strip().encode("utf-8", "replace"), self._token):
             self.guard.succeeded(client)
