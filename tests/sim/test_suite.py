@@ -17,7 +17,8 @@ import pytest
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Action
 from zima.sim import cli
-from zima.sim.env import EnvConfig, Failure, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
+from zima.sim.evaluate import EvalConfig, PolicyEpisode
 from zima.sim.randomize import EpisodeDomain
 from zima.sim.scenes import SCENES
 from zima.sim.suite import (
@@ -25,9 +26,11 @@ from zima.sim.suite import (
     MAX_EPISODES,
     PROCEDURAL,
     SUITE_SEED,
+    CellResult,
     Stress,
     SuiteConfig,
     SuiteResult,
+    _film_failures,
     plot_suite,
     run_suite,
     suite_cells,
@@ -226,6 +229,23 @@ def test_a_run_writes_one_table_a_plot_and_a_video_per_failure_class(tmp_path: P
     pytest.importorskip("matplotlib")
     plot_suite(suite, tmp_path / "mpl.png", draw="matplotlib")
     assert cv2.imread(str(tmp_path / "mpl.png")) is not None
+
+
+def test_a_failure_the_re_run_does_not_repeat_is_noted_not_filmed(tmp_path: Path) -> None:
+    """The re-run of a filmed failure must end the same (an episode is a function of its
+    seed); one that does not (the code changed meanwhile) leaves a note and no video."""
+    model = _model(tmp_path, Action.STOP)
+    cfg = SuiteConfig(episodes=1, axes=("distractors",), env=SHORT, temperature=0,
+                      out_dir=tmp_path / "suite")
+    cell = suite_cells(cfg)[0]
+    claimed = CellResult(cell, (PolicyEpisode(SUITE_SEED, Outcome.COLLISION, 3, 0.3, 1,
+                                              Failure.COLLISION),))
+    videos, notes = _film_failures(model, [claimed], cfg, EvalConfig(temperature=0),
+                                   DEFAULT)
+    assert videos == {}
+    assert len(notes) == 1
+    assert notes[0].startswith("not filmed: collision, its re-run (distractors_0_seed1000000)")
+    assert list((cfg.out_dir / "failures" / "collision").iterdir()) == []
 
 
 def test_the_table_says_when_there_are_no_procedural_worlds(
