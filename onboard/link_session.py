@@ -1,22 +1,54 @@
-"""The session half of ``McuLink``: handshake, requests, and keeping the link up.
+"""``HostSession``: the host's end of the MCU link as a pure state machine.
 
-``LinkSession`` adds to the frame plumbing of ``LinkIO`` what section 2 of the contract
-asks of a host: the handshake (HELLO every ``hello_retry_s`` until INFO, INFO checked
-against this host's protocol identity, then ACK(HELLO)), requests that await their ACK or
-PARAM_VALUE, and the supervisor: heartbeats, the TELEMETRY silence check, and the
-reconnect loop with exponential backoff that re-applies the parameters set before.
+Bytes and time in, bytes and events out, as the firmware's ``Controller`` is: no asyncio,
+no port, no clock (every call is handed ``now_s``), no logging. ``McuLink`` drives it::
 
-Failure rule: an incompatible MCU (``IncompatibleMcuError``) ends the supervisor for good
-(reflashing is a person's job; every later command raises it); any other ``LinkError``
-while reconnecting closes the port and tries again after the backoff.
+    session = HostSession(config, now_s=clock())
+    session.open(now)                  # the port was opened: 0x00 and HELLO are queued
+    port.write(session.data_to_send())  # after every call: what the session sends
+    events = session.receive(data, now)  # StatusChanged, NewState, Answered, ... (link_events)
+    events = session.tick(now)         # at session.next_deadline_s(): retries, timeouts
+
+Phases (section 2 of firmware/PROTOCOL.md)::
+
+    CLOSED --open()--> HELLO --INFO ok, ACK(HELLO) OK--> RESTORE --parameters set--> UP
+                         ^                                                            |
+                         +------ handshake() (same port) or close() + open() <-- DOWN <+
+
+- HELLO: HELLO every ``hello_retry_s`` until INFO, INFO checked against this host's
+  protocol identity (``config.protocol_version``, ``config.schema_hash``), then ACK(HELLO).
+- RESTORE: every parameter set through this session is set again, one PARAM_SET at a
+  time (the MCU forgets them on reset), then the status turns ``connected``.
+- UP: HEARTBEAT at once and every ``heartbeat_period_s``; TELEMETRY becomes ``McuState``
+  (with the link's health); commands are taken.
+
+Failure rules:
+
+- While UP the link is lost (status ``connected=False``, phase DOWN, every pending request
+  fails with ``LinkDownError``) when TELEMETRY is silent for the telemetry timeout (the
+  configured one, or three periods of a lower ``telemetry_hz``), when TELEMETRY says
+  WAIT_HOST or the MCU clock went back (it reset), or an ACK says NO_SESSION; with
+  ``PortError`` when the driver reports that the port failed. The driver then calls
+  ``handshake`` on the open port, or ``close`` and ``open`` on a new one.
+- A handshake attempt ends with ``HandshakeFailed``: ``NoAnswerError`` after
+  ``handshake_timeout_s``; the ``RefusedError`` or ``NoAnswerError`` of a parameter that
+  could not be set again; ``PortError``. ``IncompatibleMcuError`` (INFO names another
+  protocol or schema, or the MCU refused HELLO) is for good: phase FAILED, every later
+  command raises it.
+- Input never raises: any bytes are frames, rejects (counted in the health) or ignored.
+- Commands raise at once (``LinkDownError`` unless UP, the failure, an earlier DRIVE
+  refusal as ``RefusedError``); a request that was sent ends in exactly one ``Answered``
+  or ``RequestFailed``: its ACK or PARAM_VALUE, a timeout of ``request_timeout_s``, or
+  the link's loss. PARAM_VALUE carries no sequence number: parameter requests queue and go
+  out one at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Callable
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
 
 from zima.onboard.link_config import (
     IncompatibleMcuError,
@@ -28,241 +60,475 @@ from zima.onboard.link_config import (
     RefusedError,
     result_name,
 )
-from zima.onboard.link_io import LinkIO
-from zima.onboard.mcu_state import LinkStatus
+from zima.onboard.link_events import (
+    Answered,
+    DriveRefused,
+    HandshakeFailed,
+    Ignored,
+    LinkEvent,
+    McuLog,
+    NewState,
+    RequestFailed,
+    StatusChanged,
+)
+from zima.onboard.mcu_state import HealthMeter, LinkStatus, McuState
 from zima.protocol import (
     PARAMS,
     Ack,
+    Arm,
+    ArmState,
+    Clear,
+    Drive,
+    Estop,
+    Frame,
+    FrameDecoder,
+    FrameEncoder,
     HandshakeError,
     Heartbeat,
     Hello,
     Info,
+    Log,
     Message,
     ParamGet,
     ParamId,
     ParamSet,
+    ParamValue,
     Result,
+    State,
+    Telemetry,
     check_info,
     describe_info,
 )
 
-__all__ = ["LinkSession"]
-
-log = logging.getLogger("zima.onboard.link")
+__all__ = ["HostSession", "Phase"]
 
 
-class LinkSession(LinkIO):
-    """Handshake, requests and supervision of the MCU link (the base of ``McuLink``)."""
+class Phase(Enum):
+    CLOSED = "closed"  # no port: nothing goes out until open()
+    HELLO = "hello"  # HELLO every hello_retry_s until INFO and ACK(HELLO)
+    RESTORE = "restore"  # setting the remembered parameters again, one at a time
+    UP = "up"  # connected: commands, heartbeats, the TELEMETRY silence check
+    DOWN = "down"  # lost, or a handshake attempt failed: the driver decides what next
+    FAILED = "failed"  # incompatible firmware: for good
 
-    def __init__(
-        self,
-        config: LinkConfig,
-        clock: Callable[[], float],
-        on_status: Callable[[LinkStatus], None] | None,
-    ) -> None:
-        super().__init__(config, clock)
-        self._on_status = on_status  # called at every status change, from the event loop
-        self._params: dict[ParamId, float] = {}  # set through this link: re-applied on connect
-        self._param_lock = asyncio.Lock()  # PARAM_VALUE carries no seq: one request at a time
-        self._failure: IncompatibleMcuError | None = None  # fatal: no more reconnects
+
+@dataclass(slots=True)
+class _Request:
+    id: int
+    msg: Message
+    param: int | None = None  # PARAM_SET / PARAM_GET: the id its PARAM_VALUE carries
+    restore: bool = False  # set again during RESTORE, not a caller's request
+    seq: int = -1  # the sequence number it went out with (-1: queued)
+    deadline_s: float = math.inf
+
+
+class HostSession:
+    """The MCU link's protocol logic; see the module docstring."""
+
+    def __init__(self, config: LinkConfig, now_s: float) -> None:
+        self.config = config
+        self.phase = Phase.CLOSED
+        self.status = LinkStatus(connected=False, reason="not started", since_s=now_s)
+        self.failure: IncompatibleMcuError | None = None
+        self.state: McuState | None = None  # the latest TELEMETRY
+        self.arm_state: ArmState | None = None  # the latest ARM_STATE (10 Hz with a session)
+        self.params: dict[int, float] = {}  # set through this session: set again on connect
+        self._writable = False  # a port is open and has not failed
+        self._out = bytearray()  # encoded frames for the driver to write
+        self._encoder = FrameEncoder()
+        self._decoder = FrameDecoder()
+        self._meter = HealthMeter(config.health_window_s)  # over all reconnects
+        self._info: Info | None = None  # INFO of this handshake attempt
+        self._next_hello_s = self._hello_deadline_s = math.inf
+        self._next_heartbeat_s = math.inf
+        self._last_telemetry_s = now_s
+        self._last_mcu_time_ms: int | None = None
+        self._refusals: list[Ack] = []  # DRIVE refusals not raised yet
+        self._last_id = 0
+        self._acks: dict[tuple[int, int], _Request] = {}  # (msg id, seq) -> request
+        self._queue: deque[_Request] = deque()  # parameter requests waiting their turn
+        self._exchange: _Request | None = None  # the parameter request on the wire
+
+    # ---- the port -------------------------------------------------------------------------
+    def open(self, now_s: float) -> list[LinkEvent]:
+        """A port was opened: a new codec (sequence 0), one 0x00 to end whatever the MCU's
+        decoder holds, and a handshake."""
+        self._writable = True
+        self._encoder, self._decoder = FrameEncoder(), FrameDecoder()
+        self._out[:] = b"\x00"
+        return self.handshake(now_s)
+
+    def handshake(self, now_s: float) -> list[LinkEvent]:
+        """Start a handshake on the open port (after a loss, the MCU may only have reset)."""
+        if self.failure is not None:
+            raise self.failure
+        self._require_port()
+        events: list[LinkEvent] = []
+        if self.phase is Phase.UP:
+            events = self._end(LinkDownError("a new handshake started"), now_s)
+        elif self.phase is Phase.RESTORE:  # only parameters being set again are waiting
+            self._queue.clear()
+            self._exchange = None
+        self.phase = Phase.HELLO
+        self._info = None
+        self._hello_deadline_s = now_s + self.config.handshake_timeout_s
+        self._hello(now_s)
+        return events
+
+    def port_failed(self, reason: str, now_s: float) -> list[LinkEvent]:
+        """The driver could not read or write the port (the device vanished)."""
+        self._writable = False
+        self._out.clear()
+        return self._end(PortError(reason), now_s)
+
+    def close(self, error: LinkError, now_s: float, reason: str | None = None) -> list[LinkEvent]:
+        """The driver closed the port: what waits fails with ``error``; ``reason`` (if
+        given) becomes the status's, as it does on the loss of an open session."""
+        was_up = self.phase is Phase.UP
+        self._writable = False
+        self._out.clear()
+        events = self._end(error, now_s, reason)
+        if reason is not None and not was_up:
+            events.append(self._set_status(connected=False, reason=reason, now_s=now_s))
+        if self.phase is not Phase.FAILED:
+            self.phase = Phase.CLOSED
+        return events
+
+    def data_to_send(self) -> bytes:
+        """The encoded frames queued since the last call (the driver writes them)."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    # ---- time -----------------------------------------------------------------------------
+    def next_deadline_s(self) -> float | None:
+        """When ``tick`` next has something to do (None: nothing until new input)."""
+        times = [r.deadline_s for r in self._acks.values()]
+        if self._exchange is not None:
+            times.append(self._exchange.deadline_s)
+        if self.phase is Phase.HELLO:
+            times += [self._next_hello_s, self._hello_deadline_s]
+        elif self.phase is Phase.UP:
+            times += [self._next_heartbeat_s, self._last_telemetry_s + self.telemetry_timeout_s]
+        return min(times, default=None)
+
+    def tick(self, now_s: float) -> list[LinkEvent]:
+        """Retries, heartbeats and timeouts due at ``now_s``."""
+        events: list[LinkEvent] = []
+        error: LinkError
+        for key, request in list(self._acks.items()):
+            if now_s >= request.deadline_s:
+                del self._acks[key]
+                timeout_s = self.config.request_timeout_s
+                error = NoAnswerError(f"no ACK to {request.msg.NAME} in {timeout_s} s")
+                events += self._fail(request, error, now_s)
+        exchange = self._exchange
+        if exchange is not None and now_s >= exchange.deadline_s:
+            error = NoAnswerError(f"no answer to {exchange.msg.NAME} {exchange.param}")
+            events += self._finish_exchange(exchange, error, now_s)
+        if self.phase is Phase.HELLO:
+            if now_s >= self._hello_deadline_s:
+                cfg = self.config
+                error = NoAnswerError(
+                    f"no answer from the MCU on {cfg.port} in {cfg.handshake_timeout_s} s"
+                )
+                events += self._end(error, now_s)
+            elif now_s >= self._next_hello_s:
+                self._hello(now_s)
+        elif self.phase is Phase.UP:
+            silent_s = now_s - self._last_telemetry_s
+            if silent_s >= self.telemetry_timeout_s:
+                error = LinkDownError(f"no TELEMETRY for {silent_s * 1000:.0f} ms")
+                events += self._end(error, now_s)
+            elif now_s >= self._next_heartbeat_s:
+                self._heartbeat(now_s)
+        return events
 
     @property
-    def connected(self) -> bool:
-        return self._status.value.connected
+    def telemetry_timeout_s(self) -> float:
+        """The configured timeout, or three periods if ``telemetry_hz`` was set lower."""
+        hz = self.params.get(ParamId.telemetry_hz, PARAMS[ParamId.telemetry_hz].default)
+        timeout_s = self.config.telemetry_timeout_s
+        return max(timeout_s, 3.0 / hz) if hz > 0 else timeout_s
 
     @property
-    def status(self) -> LinkStatus:
-        return self._status.value
+    def watchdog_ms(self) -> float:
+        """The MCU's command watchdog, as set through this session (or its default)."""
+        return self.params.get(ParamId.watchdog_ms, PARAMS[ParamId.watchdog_ms].default)
 
-    # ---- requests -------------------------------------------------------------------------
-    def _require_connected(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-        if not self.connected:
-            raise LinkDownError(f"the link to the MCU is down ({self.status.reason})")
+    # ---- commands -------------------------------------------------------------------------
+    def drive(self, left_mm_s: int, right_mm_s: int) -> None:
+        """Queue DRIVE; raises an earlier refusal (once) instead, or ``LinkDownError``."""
+        if self._refusals:
+            ack = self._refusals.pop()
+            self._refusals.clear()
+            raise RefusedError(f"the MCU refused DRIVE: {result_name(ack.result)}", ack)
+        self._require_up()
+        self._send(Drive(left_mm_s, right_mm_s))
 
-    async def _request(self, msg: Message) -> Ack:
-        """Send ``msg`` and await its ACK; ``RefusedError`` unless OK."""
-        seq, ack = self._send_expecting_ack(msg)
-        try:
-            async with asyncio.timeout(self.config.request_timeout_s):
-                answer = await ack
-        except TimeoutError:
-            timeout_s = self.config.request_timeout_s
-            raise NoAnswerError(f"no ACK to {msg.NAME} in {timeout_s} s") from None
-        finally:
-            self._acks.pop((msg.MSG_ID, seq), None)
-        if answer.result != Result.OK:
-            raise RefusedError(f"the MCU refused {msg.NAME}: {result_name(answer.result)}", answer)
-        return answer
+    def stop_tracks(self) -> None:
+        """DRIVE(0, 0) if the session is up and the MCU not e-stopped (it would refuse):
+        a host that leaves stops the tracks itself rather than leave it to the watchdog."""
+        if self.phase is Phase.UP and (self.state is None or self.state.state != State.ESTOP):
+            self._send(Drive(0, 0))
 
-    async def _param_exchange(self, msg: ParamSet | ParamGet, param: ParamId | int) -> float:
-        """PARAM_SET (ACK, then PARAM_VALUE) or PARAM_GET (PARAM_VALUE, or a refusing ACK)."""
-        async with self._param_lock:
-            value: asyncio.Future[float] = self._loop.create_future()
-            self._values[int(param)] = value
-            seq, ack = self._send_expecting_ack(msg)
-            try:
-                async with asyncio.timeout(self.config.request_timeout_s):
-                    done, _ = await asyncio.wait((value, ack), return_when="FIRST_COMPLETED")
-                    if ack in done and ack.result().result != Result.OK:
-                        answer = ack.result()
-                        name = result_name(answer.result)
-                        raise RefusedError(f"the MCU refused {msg.NAME} {param}: {name}", answer)
-                    held: float = await value
-                    return held
-            except TimeoutError:
-                raise NoAnswerError(f"no answer to {msg.NAME} {param}") from None
-            finally:
-                self._values.pop(int(param), None)
-                self._acks.pop((msg.MSG_ID, seq), None)
-                for future in (value, ack):
-                    if future.done() and not future.cancelled():
-                        future.exception()  # retrieved: asyncio would log it as forgotten
-                    future.cancel()
+    def request(self, msg: Arm | Estop | Clear, now_s: float) -> int:
+        """Send a command the MCU ACKs; returns its request id. ESTOP needs only an open
+        port (the MCU takes it without a session), the others a session."""
+        if isinstance(msg, Estop):
+            self._require_port()
+        else:
+            self._require_up()
+        request = self._new(msg)
+        request.seq = self._send(msg)
+        request.deadline_s = now_s + self.config.request_timeout_s
+        self._acks[(msg.MSG_ID, request.seq)] = request
+        return request.id
 
-    # ---- connecting -----------------------------------------------------------------------
-    async def _connect(self) -> None:
-        """Handshake on the open port, re-apply the parameters, report the link up."""
-        info = await self._handshake()
-        for param, value in self._params.items():
-            await self._param_exchange(ParamSet(int(param), value), param)
-        self._lost.clear()
-        self._lost_reason = ""
-        self._refusals.clear()
-        self._last_telemetry_s = self._clock()
-        self._last_mcu_time_ms = None
-        again = ""
-        if self.status.connects:
-            down_s = self._clock() - self.status.since_s
-            again = f", back after {down_s:.2f} s, {len(self._params)} parameters re-applied"
-        log.info("MCU link up on %s: %s%s", self.config.port, describe_info(info), again)
-        self._set_status(connected=True, reason="handshake done", info=info)
+    def set_param(self, param: ParamId | int, value: float, now_s: float) -> int:
+        """PARAM_SET (ACK, then PARAM_VALUE); answered with the value the MCU holds, which
+        is set again after every reconnect."""
+        self._require_up()
+        return self._queue_exchange(self._new(ParamSet(int(param), value), int(param)), now_s)
 
-    async def _handshake(self) -> Info:
-        """HELLO every ``hello_retry_s`` until INFO and its ACK(HELLO); INFO is checked at
-        once, so a mismatch is reported with what the MCU said it speaks."""
-        cfg = self.config
-        answers: asyncio.Queue[Info | Ack | LinkError] = asyncio.Queue()
-        self._hello_answers = answers
-        info: Info | None = None
-        try:
-            async with asyncio.timeout(cfg.handshake_timeout_s):
-                while True:
-                    self._send(Hello(cfg.protocol_version, cfg.schema_hash))
-                    with contextlib.suppress(TimeoutError):  # no answer yet: HELLO again
-                        async with asyncio.timeout(cfg.hello_retry_s):
-                            while True:
-                                answer = await answers.get()
-                                if isinstance(answer, LinkError):
-                                    raise answer
-                                if isinstance(answer, Info):
-                                    info = self._check_info(answer)
-                                elif info is not None:  # the ACK(HELLO) that follows INFO
-                                    return self._accept_hello(info, answer)
-        except TimeoutError:
-            raise NoAnswerError(
-                f"no answer from the MCU on {cfg.port} in {cfg.handshake_timeout_s} s"
-            ) from None
-        finally:
-            self._hello_answers = None
+    def get_param(self, param: ParamId | int, now_s: float) -> int:
+        """PARAM_GET (PARAM_VALUE, or a refusing ACK)."""
+        self._require_up()
+        return self._queue_exchange(self._new(ParamGet(int(param)), int(param)), now_s)
 
-    def _check_info(self, info: Info) -> Info:
+    def cancel(self, request_id: int) -> None:
+        """Forget a request nobody waits for. One still queued never goes out; one on the
+        wire runs its course (its answer keeps the parameter exchanges in order)."""
+        self._queue = deque(r for r in self._queue if r.id != request_id)
+        for key, request in list(self._acks.items()):
+            if request.id == request_id:
+                del self._acks[key]
+
+    # ---- input ----------------------------------------------------------------------------
+    def receive(self, data: bytes, now_s: float) -> list[LinkEvent]:
+        """Bytes read from the port at ``now_s`` (taken when they were read)."""
+        decoder = self._decoder
+        before = (decoder.rx_frames, decoder.rx_rejected, decoder.rx_dropped)
+        decoded = decoder.feed(data)
+        self._meter.count(
+            decoder.rx_frames - before[0],
+            decoder.rx_rejected - before[1],
+            decoder.rx_dropped - before[2],
+        )
+        events: list[LinkEvent] = []
+        for item in decoded:
+            if isinstance(item, Frame):
+                events += self._dispatch(item, now_s)
+            else:
+                events.append(Ignored(f"dropped a frame from the MCU: {item.reason.name}"))
+        return events
+
+    def _dispatch(self, frame: Frame, now_s: float) -> list[LinkEvent]:  # noqa: PLR0911 (one return per message)
+        match frame.message:
+            case Telemetry() as msg:
+                return self._on_telemetry(frame.seq, msg, now_s)
+            case Ack() as ack:
+                return self._on_ack(ack, now_s)
+            case ParamValue() as value:
+                exchange = self._exchange
+                if exchange is not None and exchange.param == value.param_id:
+                    return self._finish_exchange(exchange, value.value, now_s)
+                return [Ignored(f"unrequested {value}")]
+            case Info() as info:
+                return self._on_info(info, now_s)
+            case Log() as line:
+                return [McuLog(line.level, line.text.decode("ascii", errors="replace"))]
+            case ArmState() as arm_state:
+                self.arm_state = arm_state
+                return []
+            case other:
+                return [Ignored(f"ignored {other.NAME} from the MCU")]
+
+    def _on_telemetry(self, seq: int, msg: Telemetry, now_s: float) -> list[LinkEvent]:
+        self._last_telemetry_s = now_s
+        last_ms, self._last_mcu_time_ms = self._last_mcu_time_ms, msg.mcu_time_ms
+        events: list[LinkEvent] = []
+        if self.phase is Phase.UP:
+            if msg.state == State.WAIT_HOST:
+                reason = "the MCU has no session (it reset or the session timed out)"
+                events += self._end(LinkDownError(reason), now_s)
+            elif last_ms is not None and (msg.mcu_time_ms - last_ms) & 0xFFFFFFFF >= 1 << 31:
+                reason = f"the MCU clock went back ({last_ms} -> {msg.mcu_time_ms} ms): reset"
+                events += self._end(LinkDownError(reason), now_s)
+        self.state = McuState(msg, seq, now_s, self._meter.telemetry_at(now_s))
+        events.append(NewState(self.state))
+        return events
+
+    def _on_ack(self, ack: Ack, now_s: float) -> list[LinkEvent]:
+        key = (ack.ref_msg_id, ack.ref_seq)
+        request = self._acks.pop(key, None)
+        exchange = self._exchange
+        events: list[LinkEvent] = []
+        if request is not None:
+            if ack.result == Result.OK:
+                events.append(Answered(request.id, ack))
+            else:
+                events += self._fail(request, self._refused(request, ack), now_s)
+        elif exchange is not None and key == (exchange.msg.MSG_ID, exchange.seq):
+            if ack.result != Result.OK:  # an OK ACK to PARAM_SET: PARAM_VALUE follows
+                events += self._finish_exchange(exchange, self._refused(exchange, ack), now_s)
+        elif ack.ref_msg_id == Hello.MSG_ID and self._info is not None:
+            events += self._on_hello_ack(self._info, ack, now_s)
+        elif ack.ref_msg_id == Drive.MSG_ID and ack.result != Result.NO_SESSION:
+            self._refusals.append(ack)
+            events.append(DriveRefused(ack))
+        elif ack.result != Result.NO_SESSION:
+            events.append(Ignored(f"unrequested ACK from the MCU: {ack}"))
+        if ack.result == Result.NO_SESSION and self.phase is Phase.UP:
+            reason = "the MCU answered NO_SESSION (it reset or the session timed out)"
+            events += self._end(LinkDownError(reason), now_s)
+        return events
+
+    # ---- the handshake --------------------------------------------------------------------
+    def _on_info(self, info: Info, now_s: float) -> list[LinkEvent]:
+        if self.phase is not Phase.HELLO:
+            return [Ignored("INFO outside a handshake")]
         try:
             check_info(info, self.config.protocol_version, self.config.schema_hash)
         except HandshakeError as exc:
-            raise IncompatibleMcuError(str(exc), info) from None
-        return info
+            return self._give_up(IncompatibleMcuError(str(exc), info), now_s)
+        self._info = info
+        return []
 
-    @staticmethod
-    def _accept_hello(info: Info, ack: Ack) -> Info:
+    def _on_hello_ack(self, info: Info, ack: Ack, now_s: float) -> list[LinkEvent]:
+        if self.phase is not Phase.HELLO:
+            return [Ignored(f"ACK to an earlier HELLO: {ack}")]
         if ack.result != Result.OK:
-            raise IncompatibleMcuError(
+            error = IncompatibleMcuError(
                 f"the MCU refused HELLO ({result_name(ack.result)}) although its INFO "
                 f"matches this host: {describe_info(info)}",
                 info,
             )
-        return info
+            return self._give_up(error, now_s)
+        self.phase = Phase.RESTORE
+        for param, value in self.params.items():
+            self._queue.append(self._new(ParamSet(param, value), param, restore=True))
+        self._next_exchange(now_s)
+        return self._restored(now_s)
 
-    async def _supervise(self) -> None:
-        try:
-            while True:
-                await self._keep_up()
-                self._report_lost()
-                await self._reconnect()
-        except IncompatibleMcuError as exc:
-            self._failure = exc
-            log.error("MCU link given up: %s", exc)
-            self._close_port(exc)
-            self._set_status(connected=False, reason=f"incompatible firmware: {exc}")
+    def _restored(self, now_s: float) -> list[LinkEvent]:
+        """Up, once RESTORE has nothing left to set."""
+        if self.phase is not Phase.RESTORE or self._exchange is not None:
+            return []
+        self.phase = Phase.UP
+        self._refusals.clear()
+        self._last_telemetry_s = now_s
+        self._last_mcu_time_ms = None
+        self._heartbeat(now_s)
+        return [
+            self._set_status(connected=True, reason="handshake done", now_s=now_s, info=self._info)
+        ]
 
-    async def _keep_up(self) -> None:
-        """Heartbeats and the TELEMETRY silence check, until the link is lost."""
-        cfg = self.config
-        tick_s = min(cfg.heartbeat_period_s, cfg.telemetry_timeout_s) / 5
-        next_heartbeat_s = self._clock()
-        while not self._lost.is_set():
-            now = self._clock()
-            if now >= next_heartbeat_s:
-                next_heartbeat_s = now + cfg.heartbeat_period_s
-                with contextlib.suppress(PortError):  # _send has reported the loss
-                    self._send(Heartbeat(int(now * 1000) & 0xFFFFFFFF))
-            silent_s = now - self._last_telemetry_s
-            if silent_s > self._telemetry_timeout_s():
-                self._lose(f"no TELEMETRY for {silent_s * 1000:.0f} ms")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(tick_s):
-                    await self._lost.wait()
-
-    def _telemetry_timeout_s(self) -> float:
-        """The configured timeout, or three periods if ``telemetry_hz`` was set lower."""
-        hz = self._params.get(ParamId.telemetry_hz, PARAMS[ParamId.telemetry_hz].default)
-        return max(self.config.telemetry_timeout_s, 3.0 / hz)
-
-    def _report_lost(self) -> None:
-        watchdog_ms = self._params.get(ParamId.watchdog_ms, PARAMS[ParamId.watchdog_ms].default)
-        log.warning(
-            "MCU link lost on %s: %s; the MCU's %.0f ms command watchdog stops the tracks "
-            "until it is back",
-            self.config.port,
-            self._lost_reason,
-            watchdog_ms,
+    def _give_up(self, error: IncompatibleMcuError, now_s: float) -> list[LinkEvent]:
+        events = self._end(error, now_s)
+        self.failure = error
+        self.phase = Phase.FAILED
+        events.append(
+            self._set_status(connected=False, reason=f"incompatible firmware: {error}", now_s=now_s)
         )
-        self._set_status(connected=False, reason=self._lost_reason)
+        return events
 
-    async def _reconnect(self) -> None:
-        """Handshake again (on the open port first, else a reopened one) until it works."""
-        cfg = self.config
-        delay_s = cfg.reconnect_min_s
-        attempts = 0
-        while True:
-            try:
-                if self._port is not None and self._port_failed:
-                    self._close_port(LinkDownError(self._lost_reason))
-                if self._port is None:
-                    self._open_port()
-                await self._connect()
-                return
-            except IncompatibleMcuError:
-                raise
-            except LinkError as exc:
-                attempts += 1
-                level = logging.INFO if attempts == 1 else logging.DEBUG  # no log flood
-                log.log(level, "reconnecting to %s (attempt %d): %s", cfg.port, attempts, exc)
-                self._close_port(LinkDownError(f"reconnecting: {exc}"))
-            await asyncio.sleep(delay_s)
-            delay_s = min(2 * delay_s, cfg.reconnect_max_s)
+    def _end(self, error: LinkError, now_s: float, reason: str | None = None) -> list[LinkEvent]:
+        """The session or this handshake attempt is over: fail every request."""
+        events: list[LinkEvent] = []
+        if self.phase is Phase.UP:
+            events.append(
+                self._set_status(connected=False, reason=reason or str(error), now_s=now_s)
+            )
+        elif self.phase in (Phase.HELLO, Phase.RESTORE):
+            events.append(HandshakeFailed(error))
+        if self.phase is not Phase.FAILED and self.phase is not Phase.CLOSED:
+            self.phase = Phase.DOWN
+        waiting = [*self._acks.values(), *self._queue]
+        if self._exchange is not None:
+            waiting.append(self._exchange)
+        self._acks.clear()
+        self._queue.clear()
+        self._exchange = None
+        events += [RequestFailed(r.id, error) for r in waiting if not r.restore]
+        return events
 
-    def _set_status(self, *, connected: bool, reason: str, info: Info | None = None) -> None:
-        old = self._status.value
-        status = LinkStatus(
+    # ---- requests -------------------------------------------------------------------------
+    def _new(self, msg: Message, param: int | None = None, restore: bool = False) -> _Request:
+        self._last_id += 1
+        return _Request(self._last_id, msg, param, restore)
+
+    def _queue_exchange(self, request: _Request, now_s: float) -> int:
+        self._queue.append(request)
+        self._next_exchange(now_s)
+        return request.id
+
+    def _next_exchange(self, now_s: float) -> None:
+        if self._exchange is None and self._queue:
+            request = self._exchange = self._queue.popleft()
+            request.seq = self._send(request.msg)
+            request.deadline_s = now_s + self.config.request_timeout_s
+
+    def _finish_exchange(
+        self, exchange: _Request, outcome: float | LinkError, now_s: float
+    ) -> list[LinkEvent]:
+        self._exchange = None
+        if isinstance(outcome, LinkError):
+            events = self._fail(exchange, outcome, now_s)
+        else:
+            if isinstance(exchange.msg, ParamSet):
+                self.params[exchange.msg.param_id] = outcome
+            events = [] if exchange.restore else [Answered(exchange.id, outcome)]
+        if self._writable and self.phase in (Phase.RESTORE, Phase.UP):
+            self._next_exchange(now_s)
+        return events + self._restored(now_s)
+
+    def _fail(self, request: _Request, error: LinkError, now_s: float) -> list[LinkEvent]:
+        """A caller's request fails alone; a RESTORE one fails the handshake attempt."""
+        if request.restore:
+            return self._end(error, now_s)
+        return [RequestFailed(request.id, error)]
+
+    @staticmethod
+    def _refused(request: _Request, ack: Ack) -> RefusedError:
+        what = request.msg.NAME if request.param is None else f"{request.msg.NAME} {request.param}"
+        return RefusedError(f"the MCU refused {what}: {result_name(ack.result)}", ack)
+
+    # ---- output ---------------------------------------------------------------------------
+    def _require_port(self) -> None:
+        if not self._writable:
+            raise LinkDownError(f"the port {self.config.port} is not open")
+
+    def _require_up(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if self.phase is not Phase.UP:
+            raise LinkDownError(f"the link to the MCU is down ({self.status.reason})")
+
+    def _send(self, msg: Message) -> int:
+        """Queue ``msg`` for the driver; returns its sequence number."""
+        seq = self._encoder.next_seq
+        self._out += self._encoder.encode(msg)
+        return seq
+
+    def _hello(self, now_s: float) -> None:
+        self._send(Hello(self.config.protocol_version, self.config.schema_hash))
+        self._next_hello_s = now_s + self.config.hello_retry_s
+
+    def _heartbeat(self, now_s: float) -> None:
+        self._send(Heartbeat(int(now_s * 1000) & 0xFFFFFFFF))
+        self._next_heartbeat_s = now_s + self.config.heartbeat_period_s
+
+    def _set_status(
+        self, *, connected: bool, reason: str, now_s: float, info: Info | None = None
+    ) -> StatusChanged:
+        old = self.status
+        self.status = LinkStatus(
             connected=connected,
             reason=reason,
-            since_s=self._clock(),
+            since_s=now_s,
             info=info if info is not None else old.info,
             connects=old.connects + (connected and not old.connected),
             disconnects=old.disconnects + (old.connected and not connected),
         )
-        self._status.set(status)
-        if self._on_status is not None:
-            self._on_status(status)
+        return StatusChanged(self.status, old)

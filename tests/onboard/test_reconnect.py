@@ -159,6 +159,7 @@ def test_silent_telemetry_is_a_lost_link_and_the_link_recovers(
     async def main() -> None:
         async with McuLink(config) as link:
             await link.set_param(ParamId.pid_kd, 0.5)
+            await link.wait_for(lambda _s: True, timeout_s=1.0)  # a TELEMETRY to time from
             line.muted = True  # the MCU still hears the host, the host hears nothing
             down = await link.wait_status(lambda s: not s.connected, timeout_s=2.0)
             assert "no TELEMETRY for" in down.reason
