@@ -35,13 +35,15 @@ import numpy as np
 
 from zima.contract import Action
 from zima.sim.env import Outcome, StepResult, ZimaEnv
-from zima.sim.navgrid import NavGrid, clearance, segment_clear
+from zima.sim.navgrid import NavGrid, clearance, segment_points
 from zima.sim.procedural import robot_clearances
 from zima.sim.scenes import CUBE_SIZE_M
 from zima.sim.sight import camera_seen_share
 
 # A target counts as in view with its centre hidden when this share of its faces is seen.
 SEEN_SHARE_IN_VIEW = 0.1
+# A waypoint closer than this counts as reached (a forward step is 3 cm).
+WAYPOINT_REACHED_M = 0.1
 
 
 class Expert:
@@ -54,6 +56,8 @@ class Expert:
         self.search = Action.LEFT
         self.acquired = False
         self._nav: NavGrid | None = None
+        self._direct = True  # driving straight at the target (else along a grid path)
+        self._waypoint: np.ndarray | None = None
 
     def reset(self, seed: int) -> None:
         """Start an episode: pick the search direction from ``seed``."""
@@ -61,6 +65,8 @@ class Expert:
         self.search = Action.LEFT if rng.uniform() < 0.5 else Action.RIGHT
         self.acquired = False
         self._nav = None
+        self._direct = True
+        self._waypoint = None
 
     def act(self, last_action: Action | None = None) -> Action:
         """The next action for the environment's current state; ``last_action``, the one
@@ -92,27 +98,35 @@ class Expert:
         return share >= SEEN_SHARE_IN_VIEW
 
     def aim(self) -> np.ndarray:
-        """The point to drive at: the target when the straight drive to it is clear,
+        """The point to drive at: the target while the straight drive to it is clear,
         else the next waypoint of the grid path to it: [2]."""
         env = self.env
-        domain = env.domain
+        domain, robot = env.domain, env.config.robot
         assert domain is not None
         here, target = np.array(env.robot_pose()[:2]), env.target_xy()
-        turn, passing = robot_clearances(env.config.robot)
-        # Driving straight needs half the robot's width (the grid's pass clearance keeps a
-        # margin more, so a robot that drifted a little off its line keeps going straight
-        # rather than turning round next to furniture).
-        width = env.config.robot.width_m / 2 + 0.01
-        if not domain.footprints or segment_clear(here, target, domain.footprints, width):
+        if not domain.footprints:
             return target
-        if clearance(here, domain.footprints)[0] < env.config.robot.radius_m:
+        turn, line = robot_clearances(robot)
+        gap = float(clearance(segment_points(here, target), domain.footprints).min())
+        # Driving straight on needs half the robot's width (and 1 cm): a robot that drifts
+        # a little off its line keeps going rather than turning round next to furniture.
+        # Taking the straight line from a path needs room to turn anywhere on it.
+        if gap > line or (self._direct and gap > robot.width_m / 2 + 0.01):
+            self._direct, self._waypoint = True, None
+            return target
+        self._direct = False
+        if clearance(here, domain.footprints)[0] < robot.radius_m:
             return target  # no room to turn round here: keep on, the old way
         if self._nav is None:
             self._nav = NavGrid(*domain.room_half_m, domain.footprints, turn_clear_m=turn,
-                                pass_clear_m=passing)
-        # Between waypoints the robot may turn anywhere: its turning circle and 1 cm.
-        waypoint = self._nav.waypoint(here, target, env.config.robot.radius_m + 0.01)
-        return target if waypoint is None else waypoint
+                                pass_clear_m=line)
+        # Keep the waypoint until it is reached or out of sight: choosing afresh every step
+        # flips between neighbouring cells' paths as the robot turns on a cell boundary.
+        kept = self._waypoint
+        if (kept is None or np.linalg.norm(kept - here) < WAYPOINT_REACHED_M
+                or not self._nav.line_ok(here, kept, line)[0]):
+            self._waypoint = self._nav.waypoint(here, target, line)
+        return target if self._waypoint is None else self._waypoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,13 +178,16 @@ class NavGrid:
         return goal
 
     def reachable(self, start: np.ndarray, target: np.ndarray) -> bool:
-        """True when turn-safe cells connect the start's cell to an approach cell."""
+        """True when turn-safe cells connect the start (its cell or one next to it: a grid
+        value only bounds the start's own clearance) to an approach cell."""
         row, col = self.cell(start)
-        if not self.turn_safe[row, col]:
+        r0, c0 = max(0, row - 1), max(0, col - 1)
+        near = self.turn_safe[r0: row + 2, c0: col + 2]
+        if not near.any():
             return False
         _, labels = cv2.connectedComponents(self.turn_safe.astype(np.uint8), connectivity=8)
-        goal = self.approach(target)
-        return bool((labels[goal] == labels[row, col]).any())
+        ours = labels[r0: row + 2, c0: col + 2][near]  # [k] regions next to the start
+        return bool(np.isin(labels[self.approach(target)], ours).any())
 
     # --- paths ------------------------------------------------------------------------
 
@@ -237,21 +240,30 @@ class NavGrid:
             cells.append((row, col))
         return np.array([self.centres[r, c] for r, c in cells])  # [n, 2]
 
+    def line_ok(self, start: np.ndarray, ends: np.ndarray, line_clear_m: float,
+                skip_m: float = 0.15) -> np.ndarray:
+        """For each end [P, 2]: True when the straight line from ``start`` to it keeps
+        ``line_clear_m`` of clearance (on the grid's lower bound). Points within
+        ``skip_m`` of the start are not checked: the robot is there already. [P] bool."""
+        ends = np.asarray(ends, float).reshape(-1, 2)
+        ahead = np.linalg.norm(ends - start, axis=1)  # [P]
+        t = np.linspace(0.0, 1.0, math.ceil(float(ahead.max()) / (self.cell_m / 2)) + 2)  # [K]
+        pts = start + t[None, :, None] * (ends - start)[:, None, :]  # [P, K, 2]
+        near = t[None, :] * ahead[:, None] < skip_m  # [P, K]
+        bound = self.lower_bound(pts.reshape(-1, 2)).reshape(len(ends), -1)
+        return np.asarray(((bound >= line_clear_m) | near).all(axis=1))
+
     def waypoint(self, start: np.ndarray, target: np.ndarray, line_clear_m: float,
                  min_ahead_m: float = 0.15) -> np.ndarray | None:
-        """The farthest point of :meth:`path` that the robot reaches from ``start`` in a
-        straight line with ``line_clear_m`` of clearance (points within ``min_ahead_m`` of
-        the start are not checked: the robot is there already), and at least
-        ``min_ahead_m`` ahead; None when there is no path."""
+        """The farthest point of :meth:`path` at least ``min_ahead_m`` ahead that the
+        robot reaches from ``start`` in a straight line with ``line_clear_m`` of clearance
+        (see :meth:`line_ok`); the first point that far when none is; None when there is
+        no path."""
         cells = self.path(start, target)
         if len(cells) == 0:
             return None
         ahead = np.linalg.norm(cells - start, axis=1)  # [P]
-        t = np.linspace(0.0, 1.0, math.ceil(float(ahead.max()) / (self.cell_m / 2)) + 2)  # [K]
-        pts = start + t[None, :, None] * (cells - start)[:, None, :]  # [P, K, 2]
-        near = t[None, :] * ahead[:, None] < min_ahead_m  # [P, K]
-        bound = self.lower_bound(pts.reshape(-1, 2)).reshape(len(cells), -1)
-        ok = ((bound >= line_clear_m) | near).all(axis=1) & (ahead >= min_ahead_m)  # [P]
+        ok = self.line_ok(start, cells, line_clear_m, min_ahead_m) & (ahead >= min_ahead_m)
         if ok.any():
             return np.asarray(cells[np.nonzero(ok)[0][-1]])
         beyond = np.nonzero(ahead >= min_ahead_m)[0]  # nothing in sight: the next cell ahead

@@ -181,9 +181,10 @@ def wall_footprints(half_x_m: float, half_y_m: float) -> tuple[Footprint, ...]:
 
 
 def robot_clearances(robot: RobotConfig) -> tuple[float, float]:
-    """(turn, pass) clearances of the navigation grid for ``robot``, metres: its turning
-    circle and half its width, each with a margin."""
-    return robot.radius_m + 0.05, robot.width_m / 2 + 0.02
+    """(cell, line) clearances of the navigation grid for ``robot``, metres: of a path's
+    cells, its turning circle with 5 cm to spare; of the straight lines between them and
+    on to the target, its turning circle with 1 cm (it may turn anywhere on them)."""
+    return robot.radius_m + 0.05, robot.radius_m + 0.01
 
 
 def _hsv(h_deg: float, s: float, v: float) -> Rgba:
@@ -204,6 +205,7 @@ class _Drawer:
                  robot: RobotConfig) -> None:
         self.rng, self.cfg, self.pool, self.robot = rng, cfg, pool, robot
         self.pieces: list[Piece] = []
+        self.taken: list[Footprint] = []  # the pieces' footprints, in step with pieces
         self.boxes = [f"obstacle_box_{i}" for i in range(pool.obstacle_boxes)]
         self.cylinders = [f"obstacle_cyl_{i}" for i in range(pool.obstacle_cylinders)]
         self.hx = self.hy = 0.0
@@ -220,8 +222,12 @@ class _Drawer:
         band, gap = self.cfg.target_hue_deg, self.cfg.other_hue_gap_deg
         return (band[1] + gap + self.u((0.0, 360.0 - 2 * gap - (band[1] - band[0])))) % 360
 
-    def footprints(self) -> list[Footprint]:
-        return [p.footprint for p in self.pieces]
+    def footprints(self) -> tuple[Footprint, ...]:
+        return tuple(self.taken)
+
+    def keep(self, piece: Piece) -> None:
+        self.pieces.append(piece)
+        self.taken.append(piece.footprint)
 
     def wall_gap(self, xy: np.ndarray) -> float:
         return min(self.hx - abs(float(xy[0])), self.hy - abs(float(xy[1])))
@@ -234,7 +240,7 @@ class _Drawer:
         """Inside the room and ``gap_m`` clear of every piece placed so far."""
         pts = corners(fp)
         inside = (np.abs(pts[:, 0]) <= self.hx).all() and (np.abs(pts[:, 1]) <= self.hy).all()
-        return bool(inside and separated(fp, tuple(self.footprints()), gap_m))
+        return bool(inside and separated(fp, self.footprints(), gap_m))
 
     def add(self, role: str, shape: str, xy: np.ndarray, *, yaw: float,
             size: tuple[float, float, float], rgba: Rgba, material: str, gap_m: float) -> bool:
@@ -247,7 +253,7 @@ class _Drawer:
         if not self.fits(piece.footprint, gap_m):
             return False
         names.pop(0)
-        self.pieces.append(piece)
+        self.keep(piece)
         return True
 
     def furniture_look(self) -> tuple[Rgba, str]:
@@ -312,20 +318,20 @@ class _Drawer:
         need = self.robot.radius_m + 0.06
         for _ in range(200):
             xy = self.free_xy(need)
-            if clearance(xy, tuple(self.footprints()))[0] > need:
+            if clearance(xy, self.footprints())[0] > need:
                 return xy
         return None
 
-    def target(self, start: np.ndarray, hidden: bool) -> np.ndarray | None:
-        cfg, half = self.cfg, CUBE_SIZE_M / 2
-        weights = np.array(cfg.target_dist_weights) / sum(cfg.target_dist_weights)
+    def target(self, start: np.ndarray, hidden: bool, band: Range) -> np.ndarray | None:
+        half = CUBE_SIZE_M / 2
         corridor = self.robot.width_m / 2 + 0.06
+        # A hidden target needs room around it for the way round its occluder.
+        room = 0.45 if hidden else 0.15
         for _ in range(60):
-            band = cfg.target_dist_bands_m[int(self.rng.choice(len(weights), p=weights))]
             heading = self.u((-math.pi, math.pi))
             xy = start + self.u(band) * np.array([math.cos(heading), math.sin(heading)])
-            fps = wall_footprints(self.hx, self.hy) + tuple(self.footprints())
-            if (self.wall_gap(xy) < 0.15 or clearance(xy, fps)[0] < 0.15 + half
+            fps = wall_footprints(self.hx, self.hy) + self.footprints()
+            if (self.wall_gap(xy) < room or clearance(xy, fps)[0] < room + half
                     or (not hidden and not segment_clear(start, xy, fps, corridor))):
                 continue
             return xy
@@ -342,7 +348,8 @@ class _Drawer:
             if back + depth > dist - self.robot.radius_m - 0.1:
                 continue
             side = 1.0 if self.rng.uniform() < 0.5 else -1.0
-            xy = target - (back + depth) * u + side * (width + self.u((-0.03, 0.02))) * n
+            # its near edge crosses the line of sight within the cube's half-width (28 mm)
+            xy = target - (back + depth) * u + side * (width + self.u((-0.015, 0.03))) * n
             yaw = math.atan2(u[1], u[0]) + self.u((-0.2, 0.2))
             rgba, material = self.furniture_look()
             size = (depth, width, self.u((0.1, 0.6)) / 2)
@@ -390,7 +397,7 @@ class _Drawer:
                 piece = Piece(free[kind][0], "distractor", shape, float(xy[0]), float(xy[1]),
                               yaw, size, rgba, "")
                 if self.fits(piece.footprint, 0.05):
-                    self.pieces.append(piece)
+                    self.keep(piece)
                     free[kind].pop(0)
                     break
 
@@ -408,22 +415,24 @@ class _Drawer:
             if max(box) >= 1.6 * min(box):
                 return box, "box", yaw
 
-    def draw(self, hidden: bool) -> World | None:
+    def draw(self, hidden: bool, band: Range) -> World | None:
         wall_height = self.room()
+        if 2 * math.hypot(self.hx, self.hy) < band[0] + 0.8:
+            return None  # no room for a target this far: a bigger room next time
         self.wall_furniture()
         self.free_furniture()
         self.clutter()
         start = self.start()
         if start is None:
             return None
-        target = self.target(start, hidden)
+        target = self.target(start, hidden, band)
         if target is None or (hidden and not self.occluder(start, target)):
             return None
         self.distractors(start, target, hidden)
         if hidden:
-            turn, passing = robot_clearances(self.robot)
-            fps = wall_footprints(self.hx, self.hy) + tuple(self.footprints())
-            grid = NavGrid(self.hx, self.hy, fps, turn_clear_m=turn, pass_clear_m=passing)
+            turn, line = robot_clearances(self.robot)
+            fps = wall_footprints(self.hx, self.hy) + self.footprints()
+            grid = NavGrid(self.hx, self.hy, fps, turn_clear_m=turn, pass_clear_m=line)
             if not grid.reachable(start, target):
                 return None
         cfg = self.cfg
@@ -443,8 +452,10 @@ class _Drawer:
 
 
 def draw_world(rng: np.random.Generator, cfg: WorldConfig, pool: BodyPool,
-               robot: RobotConfig, partly_hidden: bool) -> World | None:
-    """One attempt at a world from ``rng`` (its target partly hidden from the start, or
-    not); None when the attempt found no valid placement (draw again with the same
-    generator: its state has moved on)."""
-    return _Drawer(rng, cfg, pool, robot).draw(partly_hidden)
+               robot: RobotConfig, *, partly_hidden: bool, distance_band: int) -> World | None:
+    """One attempt at a world from ``rng``: its target partly hidden from the start or
+    not, at a distance from band ``distance_band`` of ``cfg.target_dist_bands_m``. None
+    when the attempt found no valid placement (draw again with the same generator: its
+    state has moved on; keep the hidden flag and band, or the shares drift)."""
+    return _Drawer(rng, cfg, pool, robot).draw(partly_hidden,
+                                               cfg.target_dist_bands_m[distance_band])

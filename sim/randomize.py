@@ -300,12 +300,15 @@ class _PoolWriter:
         cfg = self.cfg.world
         seen_low, seen_high = cfg.hidden_seen_share
         hidden = bool(rng.uniform() < cfg.partly_hidden_share)
+        weights = np.array(cfg.target_dist_weights) / sum(cfg.target_dist_weights)
+        band = int(rng.choice(len(weights), p=weights))
         self.attempts = 0
         while True:
             self.attempts += 1
             if self.attempts > 1000:
                 raise RuntimeError(f"randomize: no valid world in scene {self.layout.name!r}")
-            world = draw_world(rng, cfg, self.pool, self.robot, hidden)
+            world = draw_world(rng, cfg, self.pool, self.robot, partly_hidden=hidden,
+                               distance_band=band)
             if world is None:
                 continue
             self._write(world)
