@@ -286,6 +286,9 @@ class _PoolWriter:
         self._size0, self._rbound0 = m.geom_size[geoms].copy(), m.geom_rbound[geoms].copy()
         self._aabb0, self._bvh_aabb0 = m.geom_aabb[geoms].copy(), m.bvh_aabb[self._bvh].copy()
         self._rgba0, self._matid0 = m.geom_rgba[geoms].copy(), m.geom_matid[geoms].copy()
+        # Parked bodies are drawn transparent: the renderer skips them (they cost a third of
+        # a frame's time otherwise, though outside every camera's far plane).
+        self._rgba0[[not n.startswith("wall_") for n in pooled], 3] = 0.0
         self._mat_rgba0, self._texrepeat0 = m.mat_rgba.copy(), m.mat_texrepeat.copy()
         self._floor = m.geom("floor").id
         self._target = m.body("target").id
@@ -388,6 +391,7 @@ class _PoolWriter:
         m.light_diffuse[sun] = rng.uniform(*cfg.sun_diffuse) * tint
         for light, share in ((lamp, 1.0), (lamp2, cfg.lamp2_share)):
             on = rng.uniform() < share
+            m.light_active[light] = on  # an unlit lamp costs a renderer's time all the same
             m.light_diffuse[light] = rng.uniform(*cfg.lamp_diffuse) * tint * on
             xy = rng.uniform(-1.0, 1.0, 2) * (world.half_x_m, world.half_y_m)
             m.light_pos[light] = (*xy, rng.uniform(1.2, 2.8))

@@ -34,7 +34,8 @@ def _pool_state(env: ZimaEnv) -> list[np.ndarray]:
     return [m.body_pos.copy(), m.body_quat.copy(), m.geom_size.copy(), m.geom_rbound.copy(),
             m.geom_aabb.copy(), m.bvh_aabb.copy(), m.geom_rgba.copy(), m.geom_matid.copy(),
             m.mat_rgba.copy(), m.mat_texrepeat.copy(), m.light_diffuse.copy(),
-            m.light_pos.copy(), m.light_dir.copy(), m.cam_pos.copy(), m.cam_fovy.copy()]
+            m.light_pos.copy(), m.light_dir.copy(), m.light_active.copy(), m.cam_pos.copy(),
+            m.cam_fovy.copy()]
 
 
 def _placed_geoms(env: ZimaEnv) -> list[int]:
