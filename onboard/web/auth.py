@@ -19,6 +19,13 @@ logins from one address is locked out after ``max_failures`` requests, however f
 come; none of those is compared with the token. A client that is locked out is
 refused even with the right token.
 
+``ConnectionLimiter`` admits new connections at a bounded rate, per client and in all
+(token buckets): refused requests are answered ``Connection: close``, so a client that
+keeps guessing must open a connection per guess, and past its rate those connections are
+closed unanswered before any TLS or HTTP work. A flood then costs the event loop (which
+the control loop shares) an accept and a close per attempt, at most ``total_per_s`` times
+a second; sockets already open (a signed-in page, its e-stop button) are not affected.
+
 ``Sessions`` holds the random session ids that a sign-in hands out (``secrets``, 256
 bits; only their SHA-256 is kept, so a lookup's timing says nothing about a stored id).
 A session ends ``max_s`` after it began, or ``idle_s`` after its last use, or on sign-out;
@@ -34,7 +41,15 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["GuardConfig", "LoginGuard", "Refusal", "Sessions", "client_key"]
+__all__ = [
+    "ConnectionLimiter",
+    "GuardConfig",
+    "LoginGuard",
+    "RateConfig",
+    "Refusal",
+    "Sessions",
+    "client_key",
+]
 
 SESSION_BYTES = 32  # secrets.token_urlsafe(32): 256 random bits, 43 characters
 
@@ -151,6 +166,60 @@ class LoginGuard:
     def locked_out(self, client: str, now_s: float) -> bool:
         state = self._clients.get(client)
         return state is not None and state.locked and now_s < state.not_before_s
+
+
+@dataclass(frozen=True, slots=True)
+class RateConfig:
+    """New connections admitted per second (sustained) and in a burst."""
+
+    per_client_per_s: float = 20.0  # a page load opens ~7; a reconnecting page 1 a second
+    per_client_burst: float = 60.0
+    total_per_s: float = 200.0  # every client together: bounds the loop's share
+    total_burst: float = 400.0
+    max_clients: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("per_client_per_s", "per_client_burst", "total_per_s", "total_burst"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value} must be a positive number")
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at_s: float
+
+    def refill(self, now_s: float, rate: float, burst: float) -> float:
+        self.tokens = min(burst, self.tokens + max(now_s - self.at_s, 0.0) * rate)
+        self.at_s = now_s
+        return self.tokens
+
+
+class ConnectionLimiter:
+    """Token buckets of new connections (see the module doc)."""
+
+    def __init__(self, config: RateConfig | None = None) -> None:
+        self.config = cfg = config or RateConfig()
+        self._total = _Bucket(cfg.total_burst, -math.inf)
+        self._clients: dict[str, _Bucket] = {}
+        self.refused = 0
+
+    def admit(self, client: str, now_s: float) -> bool:
+        """True: take the connection (one token of ``client``'s and of the total)."""
+        cfg = self.config
+        bucket = self._clients.pop(client, None) or _Bucket(cfg.per_client_burst, now_s)
+        self._clients[client] = bucket  # most recently seen last
+        if len(self._clients) > cfg.max_clients:
+            del self._clients[next(iter(self._clients))]
+        mine = bucket.refill(now_s, cfg.per_client_per_s, cfg.per_client_burst)
+        total = self._total.refill(now_s, cfg.total_per_s, cfg.total_burst)
+        if mine < 1.0 or total < 1.0:
+            self.refused += 1
+            return False
+        bucket.tokens -= 1.0
+        self._total.tokens -= 1.0
+        return True
 
 
 @dataclass(slots=True)

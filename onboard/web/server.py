@@ -19,8 +19,11 @@ stream ends with its session. Every path but ``/static`` and the login form need
 (401 without, 403 for a cross-origin request). Wrong tokens are compared in constant
 time, logged, and slow the next attempt from that client (doubling from
 ``login_delay_s``); ``max_login_failures`` within ``login_window_s`` lock the client out
-for ``lockout_s`` (429, ``Retry-After``), answered without comparing the token, so a flood
-of wrong logins costs the event loop little::
+for ``lockout_s`` (429, ``Retry-After``), answered without comparing the token. A refused
+request's connection is closed after its answer, and new connections beyond 20 a second
+per client (200 in all) are closed unanswered before any TLS or HTTP work
+(``ConnectionLimiter``), so a flood of wrong logins costs the event loop, which the
+control loop shares, little; open sockets (a signed-in page's) are not affected::
 
     GET  /                the console (static/index.html, app.js, style.css; no CDN),
                           or the login form (401)
@@ -97,7 +100,14 @@ from zima.onboard.mqtt_config import (
 )
 from zima.onboard.recorder import RecorderError
 from zima.onboard.safety import DriveMode, SafetyError
-from zima.onboard.web.auth import GuardConfig, LoginGuard, Refusal, Sessions, client_key
+from zima.onboard.web.auth import (
+    ConnectionLimiter,
+    GuardConfig,
+    LoginGuard,
+    Refusal,
+    Sessions,
+    client_key,
+)
 
 if TYPE_CHECKING:  # the runtime starts the console: a run-time import would be circular
     from zima.onboard.runtime import Runtime
@@ -111,6 +121,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 COOKIE = "zima_session"  # under HTTPS: "__Host-zima_session" (Secure, Path=/, no Domain)
 SESSION_CLOSED = 4001  # the socket's close code when its session ends (4000-4999: ours)
 MAX_REQUEST_BYTES = 16 * 1024  # a login form is under 200 bytes; nothing is uploaded
+ACCEPT_BACKLOG = 32  # connections waiting to be accepted (a few pages, ~4 each)
+TLS_HANDSHAKE_S = 10.0  # a client that has not finished its TLS handshake by then is dropped
+DROP_LOG_EVERY_S = 10.0  # connections closed over the rate: logged at most this often
 # Sent with every response: no framing, no sniffing, nothing from elsewhere, no referrer
 # to other sites.
 SECURITY_HEADERS = {
@@ -238,6 +251,10 @@ class WebConsole:
         self._closing = False
         self._jpegs: dict[str, tuple[int, bytes]] = {}  # camera -> (seq, JPEG), shared
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._upgrades: set[asyncio.Task[None]] = set()  # TLS handshakes under way
+        self.limiter = ConnectionLimiter()
+        self._dropped_logged_s = -math.inf
         self.port = 0
         self._handlers: dict[str, Callable[[str, dict[str, Any]], Awaitable[str | None]]] = {
             "hb": self._on_hb, "heartbeat": self._on_heartbeat, "drive": self._on_drive,
@@ -259,18 +276,53 @@ class WebConsole:
         app.router.add_static("/static", STATIC_DIR)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls)
+        handlers = self._runner.server
+        assert handlers is not None  # set up just above
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            # Our own listener instead of aiohttp's TCPSite: each connection passes _Gate
+            # first, which closes one over the connection rate before any TLS or HTTP work.
+            self._server = await loop.create_server(
+                lambda: _Gate(self, handlers, tls),
+                self.config.host,
+                self.config.port,
+                backlog=ACCEPT_BACKLOG,
+                reuse_address=True,
+            )
         except OSError as exc:
             await self._runner.cleanup()
-            raise WebConsoleError(f"web console on {self.config.host}:{self.config.port}: "
-                                  f"{exc.strerror}") from exc
-        address = self._runner.addresses[0]
-        self.port = int(address[1])
-        log.info("web console on %s://%s:%d/", "https" if tls else "http", self.config.host,
-                 self.port)
+            raise WebConsoleError(
+                f"web console on {self.config.host}:{self.config.port}: {exc.strerror}"
+            ) from exc
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info(
+            "web console on %s://%s:%d/", "https" if tls else "http", self.config.host, self.port
+        )
         return self
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where the console listens: (address, port) of each listening socket."""
+        sockets = self._server.sockets if self._server is not None else ()
+        names = [sock.getsockname() for sock in sockets]
+        return [(str(name[0]), int(name[1])) for name in names]
+
+    def _turned_away(self, peer: object) -> bool:
+        """Whether a new connection from ``peer`` is closed unanswered: over its client's
+        or the console's connection rate (``ConnectionLimiter``)."""
+        address = peer[0] if isinstance(peer, tuple) and peer else None
+        client, now_s = client_key(address), self.clock()
+        if self.limiter.admit(client, now_s):
+            return False
+        if now_s - self._dropped_logged_s >= DROP_LOG_EVERY_S:  # a flood: one line a while
+            self._dropped_logged_s = now_s
+            log.warning(
+                "console: closing new connections from %s and others over the "
+                "connection rate (%d so far)",
+                client,
+                self.limiter.refused,
+            )
+        return True
 
     def _tls_context(self) -> ssl.SSLContext | None:
         cert, key = self.config.tls_cert, self.config.tls_key
@@ -291,6 +343,11 @@ class WebConsole:
             self._let_go(client)
             with contextlib.suppress(ConnectionError):
                 await client.ws.close(code=1001, message=b"robot stopping")
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for upgrade in list(self._upgrades):
+            upgrade.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -342,15 +399,23 @@ class WebConsole:
         """403 for a wrong token; 429 with ``Retry-After`` while the client must wait."""
         wait_s = max(1, math.ceil(refusal.wait_s))
         if refusal.newly_locked:
-            log.warning("console: %s locked out for %d s after %d failed sign-ins", client,
-                        wait_s, self.config.max_login_failures)
+            log.warning(
+                "console: %s locked out for %d s after %d failed sign-ins",
+                client,
+                wait_s,
+                self.config.max_login_failures,
+            )
         if why and not refusal.locked_out:
-            return _login_page(403, why)
-        note = (f"too many failed sign-ins: locked out for {wait_s} s" if refusal.locked_out
-                else f"too soon after a failed sign-in: wait {wait_s} s")
-        page = _login_page(429, f"{why}; {note}" if why else note)
-        page.headers["Retry-After"] = str(wait_s)
-        return page
+            page = _login_page(403, why)
+        else:
+            note = (
+                f"too many failed sign-ins: locked out for {wait_s} s"
+                if refusal.locked_out
+                else f"too soon after a failed sign-in: wait {wait_s} s"
+            )
+            page = _login_page(429, f"{why}; {note}" if why else note)
+            page.headers["Retry-After"] = str(wait_s)
+        return page  # closed after sending (_secure_headers): one connection per try
 
     def _open_session(self, client: str, now_s: float) -> web.Response:
         session_id = self.sessions.start(now_s)
@@ -649,6 +714,54 @@ def _clamped(message: dict[str, Any], key: str, limit: float) -> float:
     return float(min(max(value, -limit), limit))
 
 
+class _Gate(asyncio.Protocol):
+    """The first protocol of every accepted connection: closes it when over the
+    connection rate, else starts TLS (if configured) and hands it to aiohttp's handler."""
+
+    def __init__(
+        self, console: WebConsole, handlers: web.Server, tls: ssl.SSLContext | None
+    ) -> None:
+        self.console, self.handlers, self.tls = console, handlers, tls
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self.console._turned_away(transport.get_extra_info("peername")):
+            transport.abort()
+            return
+        handler = self.handlers()
+        if self.tls is None:
+            transport.set_protocol(handler)
+            handler.connection_made(transport)
+            return
+        transport.pause_reading()  # the ClientHello waits for the TLS protocol
+        upgrades = self.console._upgrades
+        task = asyncio.get_running_loop().create_task(self._start_tls(transport, handler))
+        upgrades.add(task)
+        task.add_done_callback(upgrades.discard)
+
+    async def _start_tls(self, transport: asyncio.Transport, handler: asyncio.Protocol) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.tls is not None
+        try:
+            secure = await loop.start_tls(
+                transport,
+                handler,
+                self.tls,
+                server_side=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_S,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+            transport.abort()  # a failed or abandoned handshake: nothing to answer
+            return
+        except asyncio.CancelledError:  # the console is stopping
+            transport.abort()
+            raise
+        if secure is None:
+            transport.abort()
+            return
+        handler.connection_made(secure)
+
+
 def _same_origin(request: web.Request) -> None:
     """403 for a request a page of another origin made (a browser says so in ``Origin``);
     SameSite=Strict keeps the cookie out of those already, this refuses them outright."""
@@ -660,6 +773,10 @@ def _same_origin(request: web.Request) -> None:
 async def _secure_headers(_request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if response.status in (400, 401, 403, 429):
+        # A refused client gets no kept-alive connection: its next try is a new one, which
+        # the connection rate can close before any work (ConnectionLimiter).
+        response.force_close()
 
 
 def _login_page(status: int, error: str | None) -> web.Response:
