@@ -46,8 +46,6 @@ Failure rules:
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass
 from enum import Enum
 
 from zima.onboard.link_config import (
@@ -71,6 +69,7 @@ from zima.onboard.link_events import (
     RequestFailed,
     StatusChanged,
 )
+from zima.onboard.link_requests import Request, Requests
 from zima.onboard.mcu_state import HealthMeter, LinkStatus, McuState
 from zima.protocol import (
     PARAMS,
@@ -112,16 +111,6 @@ class Phase(Enum):
     FAILED = "failed"  # incompatible firmware: for good
 
 
-@dataclass(slots=True)
-class _Request:
-    id: int
-    msg: Message
-    param: int | None = None  # PARAM_SET / PARAM_GET: the id its PARAM_VALUE carries
-    restore: bool = False  # set again during RESTORE, not a caller's request
-    seq: int = -1  # the sequence number it went out with (-1: queued)
-    deadline_s: float = math.inf
-
-
 class HostSession:
     """The MCU link's protocol logic; see the module docstring."""
 
@@ -144,10 +133,7 @@ class HostSession:
         self._last_telemetry_s = now_s
         self._last_mcu_time_ms: int | None = None
         self._refusals: list[Ack] = []  # DRIVE refusals not raised yet
-        self._last_id = 0
-        self._acks: dict[tuple[int, int], _Request] = {}  # (msg id, seq) -> request
-        self._queue: deque[_Request] = deque()  # parameter requests waiting their turn
-        self._exchange: _Request | None = None  # the parameter request on the wire
+        self._requests = Requests()
 
     # ---- the port -------------------------------------------------------------------------
     def open(self, now_s: float) -> list[LinkEvent]:
@@ -163,12 +149,7 @@ class HostSession:
         if self.failure is not None:
             raise self.failure
         self._require_port()
-        events: list[LinkEvent] = []
-        if self.phase is Phase.UP:
-            events = self._end(LinkDownError("a new handshake started"), now_s)
-        elif self.phase is Phase.RESTORE:  # only parameters being set again are waiting
-            self._queue.clear()
-            self._exchange = None
+        events = self._end(LinkDownError("a new handshake started"), now_s)
         self.phase = Phase.HELLO
         self._info = None
         self._hello_deadline_s = now_s + self.config.handshake_timeout_s
@@ -203,9 +184,8 @@ class HostSession:
     # ---- time -----------------------------------------------------------------------------
     def next_deadline_s(self) -> float | None:
         """When ``tick`` next has something to do (None: nothing until new input)."""
-        times = [r.deadline_s for r in self._acks.values()]
-        if self._exchange is not None:
-            times.append(self._exchange.deadline_s)
+        requests_s = self._requests.next_deadline_s()
+        times = [] if requests_s is None else [requests_s]
         if self.phase is Phase.HELLO:
             times += [self._next_hello_s, self._hello_deadline_s]
         elif self.phase is Phase.UP:
@@ -216,16 +196,13 @@ class HostSession:
         """Retries, heartbeats and timeouts due at ``now_s``."""
         events: list[LinkEvent] = []
         error: LinkError
-        for key, request in list(self._acks.items()):
-            if now_s >= request.deadline_s:
-                del self._acks[key]
+        for request in self._requests.due(now_s):
+            if request.param is None:
                 timeout_s = self.config.request_timeout_s
-                error = NoAnswerError(f"no ACK to {request.msg.NAME} in {timeout_s} s")
-                events += self._fail(request, error, now_s)
-        exchange = self._exchange
-        if exchange is not None and now_s >= exchange.deadline_s:
-            error = NoAnswerError(f"no answer to {exchange.msg.NAME} {exchange.param}")
-            events += self._finish_exchange(exchange, error, now_s)
+                error = NoAnswerError(f"no ACK to {request.name} in {timeout_s} s")
+            else:
+                error = NoAnswerError(f"no answer to {request.name}")
+            events += self._finish(request, error, now_s)
         if self.phase is Phase.HELLO:
             if now_s >= self._hello_deadline_s:
                 cfg = self.config
@@ -236,9 +213,9 @@ class HostSession:
             elif now_s >= self._next_hello_s:
                 self._hello(now_s)
         elif self.phase is Phase.UP:
-            silent_s = now_s - self._last_telemetry_s
-            if silent_s >= self.telemetry_timeout_s:
-                error = LinkDownError(f"no TELEMETRY for {silent_s * 1000:.0f} ms")
+            if now_s >= self._last_telemetry_s + self.telemetry_timeout_s:  # the deadline itself
+                silent_ms = (now_s - self._last_telemetry_s) * 1000
+                error = LinkDownError(f"no TELEMETRY for {silent_ms:.0f} ms")
                 events += self._end(error, now_s)
             elif now_s >= self._next_heartbeat_s:
                 self._heartbeat(now_s)
@@ -279,30 +256,29 @@ class HostSession:
             self._require_port()
         else:
             self._require_up()
-        request = self._new(msg)
-        request.seq = self._send(msg)
-        request.deadline_s = now_s + self.config.request_timeout_s
-        self._acks[(msg.MSG_ID, request.seq)] = request
+        request = self._requests.new(msg)
+        self._requests.sent(request, self._send(msg), now_s + self.config.request_timeout_s)
         return request.id
 
     def set_param(self, param: ParamId | int, value: float, now_s: float) -> int:
         """PARAM_SET (ACK, then PARAM_VALUE); answered with the value the MCU holds, which
         is set again after every reconnect."""
         self._require_up()
-        return self._queue_exchange(self._new(ParamSet(int(param), value), int(param)), now_s)
+        request = self._requests.new(ParamSet(int(param), value))
+        self._next_exchange(now_s)
+        return request.id
 
     def get_param(self, param: ParamId | int, now_s: float) -> int:
         """PARAM_GET (PARAM_VALUE, or a refusing ACK)."""
         self._require_up()
-        return self._queue_exchange(self._new(ParamGet(int(param)), int(param)), now_s)
+        request = self._requests.new(ParamGet(int(param)))
+        self._next_exchange(now_s)
+        return request.id
 
     def cancel(self, request_id: int) -> None:
         """Forget a request nobody waits for. One still queued never goes out; one on the
         wire runs its course (its answer keeps the parameter exchanges in order)."""
-        self._queue = deque(r for r in self._queue if r.id != request_id)
-        for key, request in list(self._acks.items()):
-            if request.id == request_id:
-                del self._acks[key]
+        self._requests.cancel(request_id)
 
     # ---- input ----------------------------------------------------------------------------
     def receive(self, data: bytes, now_s: float) -> list[LinkEvent]:
@@ -330,9 +306,9 @@ class HostSession:
             case Ack() as ack:
                 return self._on_ack(ack, now_s)
             case ParamValue() as value:
-                exchange = self._exchange
+                exchange = self._requests.exchange
                 if exchange is not None and exchange.param == value.param_id:
-                    return self._finish_exchange(exchange, value.value, now_s)
+                    return self._finish(exchange, value.value, now_s)
                 return [Ignored(f"unrequested {value}")]
             case Info() as info:
                 return self._on_info(info, now_s)
@@ -360,18 +336,11 @@ class HostSession:
         return events
 
     def _on_ack(self, ack: Ack, now_s: float) -> list[LinkEvent]:
-        key = (ack.ref_msg_id, ack.ref_seq)
-        request = self._acks.pop(key, None)
-        exchange = self._exchange
+        request = self._requests.answered_by(ack)
         events: list[LinkEvent] = []
         if request is not None:
-            if ack.result == Result.OK:
-                events.append(Answered(request.id, ack))
-            else:
-                events += self._fail(request, self._refused(request, ack), now_s)
-        elif exchange is not None and key == (exchange.msg.MSG_ID, exchange.seq):
-            if ack.result != Result.OK:  # an OK ACK to PARAM_SET: PARAM_VALUE follows
-                events += self._finish_exchange(exchange, self._refused(exchange, ack), now_s)
+            if ack.result != Result.OK or request.param is None:  # PARAM_VALUE follows an OK
+                events += self._finish(request, ack, now_s)
         elif ack.ref_msg_id == Hello.MSG_ID and self._info is not None:
             events += self._on_hello_ack(self._info, ack, now_s)
         elif ack.ref_msg_id == Drive.MSG_ID and ack.result != Result.NO_SESSION:
@@ -407,13 +376,13 @@ class HostSession:
             return self._give_up(error, now_s)
         self.phase = Phase.RESTORE
         for param, value in self.params.items():
-            self._queue.append(self._new(ParamSet(param, value), param, restore=True))
+            self._requests.new(ParamSet(param, value), restore=True)
         self._next_exchange(now_s)
         return self._restored(now_s)
 
     def _restored(self, now_s: float) -> list[LinkEvent]:
         """Up, once RESTORE has nothing left to set."""
-        if self.phase is not Phase.RESTORE or self._exchange is not None:
+        if self.phase is not Phase.RESTORE or not self._requests.idle:
             return []
         self.phase = Phase.UP
         self._refusals.clear()
@@ -444,55 +413,42 @@ class HostSession:
             events.append(HandshakeFailed(error))
         if self.phase is not Phase.FAILED and self.phase is not Phase.CLOSED:
             self.phase = Phase.DOWN
-        waiting = [*self._acks.values(), *self._queue]
-        if self._exchange is not None:
-            waiting.append(self._exchange)
-        self._acks.clear()
-        self._queue.clear()
-        self._exchange = None
+        waiting = self._requests.forget_all()
         events += [RequestFailed(r.id, error) for r in waiting if not r.restore]
         return events
 
     # ---- requests -------------------------------------------------------------------------
-    def _new(self, msg: Message, param: int | None = None, restore: bool = False) -> _Request:
-        self._last_id += 1
-        return _Request(self._last_id, msg, param, restore)
-
-    def _queue_exchange(self, request: _Request, now_s: float) -> int:
-        self._queue.append(request)
-        self._next_exchange(now_s)
-        return request.id
-
     def _next_exchange(self, now_s: float) -> None:
-        if self._exchange is None and self._queue:
-            request = self._exchange = self._queue.popleft()
-            request.seq = self._send(request.msg)
-            request.deadline_s = now_s + self.config.request_timeout_s
+        """Send the next parameter request if the wire is free of one."""
+        if not self._writable or self.phase not in (Phase.RESTORE, Phase.UP):
+            return
+        request = self._requests.next_exchange()
+        if request is not None:
+            self._requests.sent(
+                request, self._send(request.msg), now_s + self.config.request_timeout_s
+            )
 
-    def _finish_exchange(
-        self, exchange: _Request, outcome: float | LinkError, now_s: float
+    def _finish(
+        self, request: Request, answer: Ack | float | LinkError, now_s: float
     ) -> list[LinkEvent]:
-        self._exchange = None
-        if isinstance(outcome, LinkError):
-            events = self._fail(exchange, outcome, now_s)
+        """The end of ``request`` (once): its event, the next parameter request, and the
+        end of RESTORE; a RESTORE request that fails ends the handshake attempt."""
+        if not self._requests.forget(request):
+            return []
+        if isinstance(answer, Ack) and answer.result != Result.OK:
+            answer = RefusedError(
+                f"the MCU refused {request.name}: {result_name(answer.result)}", answer
+            )
+        if isinstance(answer, LinkError):
+            if request.restore:
+                return self._end(answer, now_s)
+            events: list[LinkEvent] = [RequestFailed(request.id, answer)]
         else:
-            if isinstance(exchange.msg, ParamSet):
-                self.params[exchange.msg.param_id] = outcome
-            events = [] if exchange.restore else [Answered(exchange.id, outcome)]
-        if self._writable and self.phase in (Phase.RESTORE, Phase.UP):
-            self._next_exchange(now_s)
+            if isinstance(request.msg, ParamSet) and isinstance(answer, float):
+                self.params[request.msg.param_id] = answer
+            events = [] if request.restore else [Answered(request.id, answer)]
+        self._next_exchange(now_s)
         return events + self._restored(now_s)
-
-    def _fail(self, request: _Request, error: LinkError, now_s: float) -> list[LinkEvent]:
-        """A caller's request fails alone; a RESTORE one fails the handshake attempt."""
-        if request.restore:
-            return self._end(error, now_s)
-        return [RequestFailed(request.id, error)]
-
-    @staticmethod
-    def _refused(request: _Request, ack: Ack) -> RefusedError:
-        what = request.msg.NAME if request.param is None else f"{request.msg.NAME} {request.param}"
-        return RefusedError(f"the MCU refused {what}: {result_name(ack.result)}", ack)
 
     # ---- output ---------------------------------------------------------------------------
     def _require_port(self) -> None:
