@@ -13,9 +13,8 @@ simulator's collection, evaluation and ``zima sim run`` all render through
       -> colour          the camera's gain and offset, times a smooth exposure and
                          white-balance drift over the episode's time
       -> sensor noise    Gaussian, fresh every frame
-      -> sensor size     to the real sensor's 640x480 (nearest: the round trip alone is exact),
-                         so that JPEG's 8x8 blocks have their real scale
-      -> MJPEG           JPEG encode and decode at this episode's quality (the USB stream)
+      -> MJPEG           JPEG encode and decode at this episode's quality (the USB stream),
+                         on the real sensor's 640x480 so that its 8x8 blocks have their scale
       -> runtime path    the runtime's own centre_crop and fit_image -> [H, W, 3] contract size
 
 Which effects an episode has and how strong (exposure time, JPEG quality, drift) is drawn
@@ -74,8 +73,8 @@ class EffectsConfig:
     noise_sigma: tuple[float, float] = (2.0, 8.0)
     # MJPEG quality (OpenCV's 1..100) per episode: camera models and USB bandwidth differ.
     jpeg_quality: tuple[int, int] = (40, 95)
-    # The real sensor's (height, width), CameraConfig's capture size; None: no sensor path,
-    # the rendered frame is fitted to the contract directly.
+    # The real sensor's (height, width), CameraConfig's capture size, where JPEG runs; None:
+    # JPEG at the rendered size (cheaper; its blocks then 5x coarser than a real camera's).
     sensor_hw: tuple[int, int] | None = (_CAMERA.height_px, _CAMERA.width_px)
     # The runtime's centre crop of the sensor (CameraConfig.crop); renders show the whole sensor.
     sensor_crop: float = _CAMERA.crop
@@ -201,9 +200,7 @@ def runtime_fit(image_bgr: np.ndarray, crop: float, height: int, width: int) -> 
 def render_size(cfg: EffectsConfig, height: int, width: int) -> tuple[int, int]:
     """(height, width) to render at: the sensor's aspect, just large enough that the crop and
     fit to ``height x width`` never enlarge (the contract's size when the aspects agree)."""
-    if cfg.sensor_hw is None:
-        return height, width
-    sh, sw = cfg.sensor_hw
+    sh, sw = cfg.sensor_hw or (height, width)
     scale = max(height / sh, width / sw) / cfg.sensor_crop
     return max(1, math.ceil(sh * scale - 1e-6)), max(1, math.ceil(sw * scale - 1e-6))
 
@@ -300,12 +297,14 @@ class ImageEffects:
             if self.noise_sigma > 0:
                 img += self.noise_sigma * rng.standard_normal(img.shape, np.float32)
             out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
-        if self.cfg.sensor_hw is None:
-            return fit_image(np.ascontiguousarray(out), self.height, self.width)
-        sh, sw = self.cfg.sensor_hw
-        if out.shape[:2] != (sh, sw):  # each rendered pixel covers the sensor pixels it
-            # stands for, so that without JPEG the area fit gives the render back exactly
-            out = cv2.resize(out, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        bgr = (jpeg_roundtrip(out, self.jpeg_quality) if self.jpeg_quality
-               else cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+        if self.jpeg_quality:
+            # At the sensor's size, each rendered pixel covering the sensor pixels it stands
+            # for, so that JPEG's 8x8 blocks have their real scale. Without JPEG that trip
+            # (nearest up, fit_image's area average down) would give the render back: skipped.
+            sh, sw = self.cfg.sensor_hw or out.shape[:2]
+            if out.shape[:2] != (sh, sw):
+                out = cv2.resize(out, (sw, sh), interpolation=cv2.INTER_NEAREST)
+            bgr = jpeg_roundtrip(out, self.jpeg_quality)
+        else:
+            bgr = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)  # as OpenCV delivers a camera's frame
         return runtime_fit(bgr, self.cfg.sensor_crop, self.height, self.width)

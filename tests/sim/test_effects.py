@@ -22,6 +22,7 @@ from zima.sim.effects import (
     ImageEffects,
     jpeg_roundtrip,
     render_size,
+    runtime_fit,
 )
 from zima.sim.env import EnvConfig, ZimaEnv
 
@@ -205,9 +206,13 @@ def test_the_sensor_path_is_the_runtime_cameras_own() -> None:
     assert render_size(OFF, H, W) == (H, W)
     small = cv2.resize(rgb, (160, 120), interpolation=cv2.INTER_AREA)
     assert _effects(cfg).apply(small, np.random.default_rng(0)).shape == (H, W, 3)
-    # Up to the sensor and fitted back, a render is unchanged: only JPEG leaves a trace.
+    # Up to the sensor (nearest) and fitted back, a render is unchanged: the effects skip
+    # that trip without JPEG, and only JPEG leaves a trace.
     sensor = replace(OFF, sensor_hw=(480, 640))
     render = _scene(5, block=1)
+    up = cv2.resize(render, (640, 480), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(runtime_fit(cv2.cvtColor(up, cv2.COLOR_RGB2BGR), 1, H, W),
+                                  render)
     np.testing.assert_array_equal(_effects(sensor).apply(render, np.random.default_rng(0)), render)
     jpeg = replace(sensor, p_jpeg=1.0, jpeg_quality=(40, 40))
     assert not np.array_equal(_effects(jpeg).apply(render, np.random.default_rng(0)), render)
