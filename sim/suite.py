@@ -32,6 +32,7 @@ import colorsys
 import json
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -382,6 +383,7 @@ def _film_failures(model: Path, cells: Sequence[CellResult], cfg: SuiteConfig,
             if r.failure is not None and r.failure not in first:
                 first[r.failure] = (c.cell, r.seed)
     video_dir = cfg.out_dir / "failures"
+    shutil.rmtree(video_dir, ignore_errors=True)  # an earlier run's videos would mislead
     tasks = [_tasks(cell, [seed], video_dir / failure.value)[0]
              for failure, (cell, seed) in first.items()]
     again, _ = run_episodes(model, tasks, sampling, contract, workers=cfg.workers)

@@ -190,7 +190,11 @@ def test_a_run_writes_one_table_a_plot_and_a_video_per_failure_class(tmp_path: P
     model = _model(tmp_path, Action.STOP)  # standing still: never found or stopped short
     cfg = SuiteConfig(episodes=2, axes=("scene", "distractors"), env=SHORT,
                       temperature=0, out_dir=tmp_path / "suite")
+    stale = cfg.out_dir / "failures" / "collision" / "scene_arena_seed1000000.mp4"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier run's")
     suite = run_suite(model, cfg, draw="opencv")
+    assert not stale.exists()
     cells = suite_cells(cfg)
     assert [c.cell for c in suite.cells] == cells
     # The table: a title, a header, a rule, one row per cell (then notes).
