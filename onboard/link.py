@@ -19,10 +19,11 @@ session's next deadline, the futures that callers await, and one supervisor task
 
 - the link is lost (the port fails, TELEMETRY is silent for ``telemetry_timeout_s``, the
   MCU reports that it has no session): the status turns ``connected=False`` at once and
-  pending requests fail with ``LinkDownError`` (``PortError``); the MCU's own command
-  watchdog stops the tracks meanwhile. The supervisor logs the loss, then handshakes
-  again on the open port, or reopens the path (a udev symlink may come back), with
-  exponential backoff (``reconnect_min_s`` to ``reconnect_max_s``) until it is back.
+  pending requests fail with ``LinkDownError`` (``PortError`` when the port failed); the
+  MCU's own command watchdog stops the tracks meanwhile. The supervisor logs the loss and
+  handshakes again at once on the open port, or reopens the path (a udev symlink may come
+  back); after each failed try it waits, doubling from ``reconnect_min_s`` up to
+  ``reconnect_max_s``, until the link is back with its parameters set again.
 - Failure rule: ``IncompatibleMcuError`` ends the supervisor for good (reflashing is a
   person's job; ``failure`` holds it and every later command raises it); any other
   ``LinkError`` while reconnecting closes the port and tries again after the backoff. A
@@ -233,9 +234,14 @@ class McuLink:
 
     def _apply(self, events: list[LinkEvent]) -> None:
         """Act on the session's events, write what it queued, time its next deadline."""
-        for event in events:
-            self._handle(event)
-        self._flush()
+        try:
+            for event in events:
+                self._handle(event)
+        finally:
+            self._flush()
+            self._schedule_tick()
+
+    def _schedule_tick(self) -> None:
         deadline_s = self._session.next_deadline_s()
         if deadline_s != self._timer_at:
             if self._timer is not None:
@@ -259,7 +265,10 @@ class McuLink:
                 if status.connected:
                     self._report_up(status, previous)
                 if self._on_status is not None:
-                    self._on_status(status)
+                    try:
+                        self._on_status(status)
+                    except Exception:  # a caller's bug must not stall the link
+                        log.exception("the MCU link's on_status callback failed")
             case Answered(request, value):
                 future = self._answers.pop(request, None)
                 if future is not None and not future.done():

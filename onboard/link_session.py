@@ -32,9 +32,9 @@ Failure rules:
   ``handshake`` on the open port, or ``close`` and ``open`` on a new one.
 - A handshake attempt ends with ``HandshakeFailed``: ``NoAnswerError`` after
   ``handshake_timeout_s``; the ``RefusedError`` or ``NoAnswerError`` of a parameter that
-  could not be set again; ``PortError``. ``IncompatibleMcuError`` (INFO names another
-  protocol or schema, or the MCU refused HELLO) is for good: phase FAILED, every later
-  command raises it.
+  could not be set again; ``PortError``; the error ``close`` is given.
+  ``IncompatibleMcuError`` (INFO names another protocol or schema, or the MCU refused
+  HELLO) is for good: phase FAILED, every later command raises it.
 - Input never raises: any bytes are frames, rejects (counted in the health) or ignored.
 - Commands raise at once (``LinkDownError`` unless UP, the failure, an earlier DRIVE
   refusal as ``RefusedError``); a request that was sent ends in exactly one ``Answered``
@@ -103,6 +103,8 @@ __all__ = ["HostSession", "Phase"]
 
 
 class Phase(Enum):
+    """Where the session stands (see the module docstring's diagram)."""
+
     CLOSED = "closed"  # no port: nothing goes out until open()
     HELLO = "hello"  # HELLO every hello_retry_s until INFO and ACK(HELLO)
     RESTORE = "restore"  # setting the remembered parameters again, one at a time
