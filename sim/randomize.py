@@ -347,7 +347,6 @@ class _PoolWriter:
             g = self._geom[p.body]
             m.geom_rgba[g] = p.rgba
             m.geom_matid[g] = m.material(p.material).id if p.material else -1
-        m.geom_size[self._floor] = (hx + 0.2, hy + 0.2, 0.1)
         half = CUBE_SIZE_M / 2
         m.body_pos[self._target] = (*world.target_xy, half)
         m.geom_rgba[self._target_geom] = world.target_rgba

@@ -283,6 +283,7 @@ def _pool_xml(layout: SceneLayout, pool: BodyPool, robot: RobotConfig, contract:
            castshadow="false"/>
     <light name="lamp" pos="0 0 2.5" diffuse=".4 .4 .4" castshadow="false"/>
     <light name="lamp2" pos="1 1 2.5" diffuse="0 0 0" castshadow="false"/>
+    <!-- The renderer draws a plane as compiled: this floor spans the largest room. -->
     <geom name="floor" type="plane" contype="0" conaffinity="0" material="floor_checker"
           size="{hx + 0.2} {hy + 0.2} 0.1"/>
     {"".join(bodies)}
