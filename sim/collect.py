@@ -29,6 +29,7 @@ what the data must show).
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
 import sys
 import time
@@ -41,7 +42,7 @@ import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter, IdleTrim, idle_mask
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
 from zima.sim.expert import Expert
 
 
@@ -95,6 +96,7 @@ class EpisodeStats:
     action_counts: tuple[int, ...]  # written steps per action, in contract order
     path: Path | None  # the episode file; None when discarded
     size_bytes: int
+    failure: str | None = None  # why it failed (zima.sim.env.Failure's value); None: success
 
 
 def episode_path(out_dir: Path, scene: str, seed: int) -> Path:
@@ -131,13 +133,14 @@ class _Steps:
         self.labels.append(int(label))
 
     def write(self, seed: int, outcome: Outcome, out_dir: Path, cfg: CollectConfig,
-              *, labelled: bool, trim_by: np.ndarray, driver: str) -> EpisodeStats:
+              *, labelled: bool, trim_by: np.ndarray, driver: str,
+              failure: Failure | None = None) -> EpisodeStats:
         """Write the episode (when kept): idle runs of ``trim_by`` [T] trimmed; the labels
         stored as ``expert_action`` when ``labelled``."""
         env, c = self.env, self.env.contract
         if outcome is not Outcome.SUCCESS and not cfg.keep_failures:
             return EpisodeStats(seed, outcome.value, len(self.actions), 0, (0,) * c.n_actions,
-                                None, 0)
+                                None, 0, failure.value if failure else None)
         keep = idle_mask(trim_by, cfg.trim)  # [T] bool
         path = episode_path(out_dir, env.scene, seed)
         info = EpisodeInfo("sim", env.scene, seed, outcome.value,
@@ -152,7 +155,8 @@ class _Steps:
                                          "track_right_mm_s": self.speeds[t][1]})
         counts = np.bincount(np.array(self.labels)[keep], minlength=c.n_actions)
         return EpisodeStats(seed, outcome.value, len(self.actions), int(keep.sum()),
-                            tuple(int(n) for n in counts), path, path.stat().st_size)
+                            tuple(int(n) for n in counts), path, path.stat().st_size,
+                            failure.value if failure else None)
 
 
 def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -> EpisodeStats:
@@ -181,7 +185,7 @@ def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -
         if result.done:
             break
     return steps.write(seed, result.outcome, out_dir, cfg, labelled=cfg.noise > 0,
-                       trim_by=np.array(steps.actions), driver="expert")
+                       trim_by=np.array(steps.actions), driver="expert", failure=result.failure)
 
 
 def _record_policy_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig,
@@ -205,7 +209,8 @@ def _record_policy_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectC
     result, sha256 = asyncio.run(policy_episode(env, policy, run, seed, on_step=label))
     assert steps is not None, "an episode has at least one step"
     return steps.write(seed, result.outcome, out_dir, cfg, labelled=True,
-                       trim_by=np.array(steps.labels), driver=f"policy {sha256[:12]}")
+                       trim_by=np.array(steps.labels), driver=f"policy {sha256[:12]}",
+                       failure=result.failure)
 
 
 # --- workers ------------------------------------------------------------------------------
@@ -272,12 +277,14 @@ class CollectSummary:
         actions = ", ".join(f"{name} {n} ({n / max(1, frames):.1%})"
                             for name, n in zip(self.action_names, counts, strict=True))
         wall_s = max(self.wall_s, 1e-9)
+        failures = collections.Counter(e.failure for e in self.episodes)
         lines = (
             (f"episodes: {len(kept)} kept of {len(self.episodes)}, {self.driver} success "
              f"{self.success_rate:.1%}, {self.wall_s:.1f} s with {self.workers} worker(s)"),
             (f"frames: {frames} ({frames / per:.1f} per episode), {size_mb:.1f} MB "
              f"({size_mb / per:.2f} MB per episode)"),
             f"actions: {actions}",
+            "failures: " + ", ".join(f"{f.value} {failures[f.value]}" for f in Failure),
             (f"throughput: {self.demos_per_hour:.0f} demonstrations/hour, "
              f"{frames / wall_s:.0f} frames/s written"),
         )
