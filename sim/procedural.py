@@ -315,6 +315,7 @@ class _Drawer:
     # --- the task ---------------------------------------------------------------------
 
     def start(self) -> np.ndarray | None:
+        """Free floor for the robot's turning circle, with 6 cm to spare."""
         need = self.robot.radius_m + 0.06
         for _ in range(200):
             xy = self.free_xy(need)
@@ -323,6 +324,7 @@ class _Drawer:
         return None
 
     def target(self, start: np.ndarray, hidden: bool, band: Range) -> np.ndarray | None:
+        """Free floor ``band`` metres from the start; in plain sight: a clear corridor."""
         half = CUBE_SIZE_M / 2
         corridor = self.robot.width_m / 2 + 0.06
         # A hidden target needs room around it for the way round its occluder.
@@ -363,6 +365,8 @@ class _Drawer:
         return False
 
     def distractors(self, start: np.ndarray, target: np.ndarray, hidden: bool) -> None:
+        """Cubes and other shapes on free floor, off the start, the target and (in plain
+        sight) the corridor between them; a distractor cube is never the target's colour."""
         cfg, pool = self.cfg, self.pool
         shapes = ["cube"] * self.count(cfg.distractor_cubes)
         kinds = ("cylinder", "sphere", "box")
