@@ -47,6 +47,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
+from zima.onboard import link_events as ev
 from zima.onboard.link_config import (
     IncompatibleMcuError,
     LinkConfig,
@@ -54,17 +55,6 @@ from zima.onboard.link_config import (
     LinkError,
     PortError,
     result_name,
-)
-from zima.onboard.link_events import (
-    Answered,
-    DriveRefused,
-    HandshakeFailed,
-    Ignored,
-    LinkEvent,
-    McuLog,
-    NewState,
-    RequestFailed,
-    StatusChanged,
 )
 from zima.onboard.link_io import PortIO
 from zima.onboard.link_session import HostSession
@@ -232,7 +222,7 @@ class McuLink:
         self._timer, self._timer_at = None, None
         self._apply(self._session.tick(self._clock()))
 
-    def _apply(self, events: list[LinkEvent]) -> None:
+    def _apply(self, events: list[ev.LinkEvent]) -> None:
         """Act on the session's events, write what it queued, time its next deadline."""
         try:
             for event in events:
@@ -256,11 +246,11 @@ class McuLink:
         if data and self._port is not None:
             self._port.write(data)  # a failure comes back through _on_port_error
 
-    def _handle(self, event: LinkEvent) -> None:  # noqa: PLR0912 (one branch per event)
+    def _handle(self, event: ev.LinkEvent) -> None:  # noqa: PLR0912 (one branch per event)
         match event:
-            case NewState(state):
+            case ev.NewState(state):
                 self._state.set(state)
-            case StatusChanged(status, previous):
+            case ev.StatusChanged(status, previous):
                 self._status.set(status)
                 if status.connected:
                     self._report_up(status, previous)
@@ -269,24 +259,24 @@ class McuLink:
                         self._on_status(status)
                     except Exception:  # a caller's bug must not stall the link
                         log.exception("the MCU link's on_status callback failed")
-            case Answered(request, value):
+            case ev.Answered(request, value):
                 future = self._answers.pop(request, None)
                 if future is not None and not future.done():
                     future.set_result(value)
-            case RequestFailed(request, error):
+            case ev.RequestFailed(request, error):
                 future = self._answers.pop(request, None)
                 if future is not None and not future.done():
                     future.set_exception(error)
-            case HandshakeFailed(error):
+            case ev.HandshakeFailed(error):
                 if self._attempt is not None and not self._attempt.done():
                     self._attempt.set_exception(error)
-            case DriveRefused(ack):
+            case ev.DriveRefused(ack):
                 log.warning(
                     "the MCU refused DRIVE (seq %d): %s", ack.ref_seq, result_name(ack.result)
                 )
-            case McuLog(level, text):
+            case ev.McuLog(level, text):
                 mcu_log.log(_LOG_LEVELS.get(level, logging.ERROR), "MCU: %s", text)
-            case Ignored(what):
+            case ev.Ignored(what):
                 log.debug("%s", what)
 
     def _report_up(self, status: LinkStatus, previous: LinkStatus) -> None:

@@ -22,35 +22,23 @@ from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig, NoAnswerError
 from zima.onboard.mcu_state import LinkStatus
 from zima.protocol import (
-    MAX_PAYLOAD,
-    PROTOCOL_VERSION,
-    SCHEMA_HASH,
     Ack,
-    Board,
     Drive,
     Frame,
     FrameDecoder,
     FrameEncoder,
     Hello,
-    Info,
     Message,
     ParamGet,
     ParamId,
     ParamSet,
     ParamValue,
-    ResetCause,
     Result,
     State,
-    Telemetry,
 )
 
 from .helpers import run
-
-INFO = Info(
-    protocol_version=PROTOCOL_VERSION, schema_hash=SCHEMA_HASH, fw_major=0, fw_minor=1,
-    fw_patch=0, build_id=0, board=Board.MEGA2560, capabilities=0x1F,
-    max_payload=MAX_PAYLOAD, reset_cause=ResetCause.POWER_ON,
-)  # fmt: skip
+from .test_link_session import INFO, telemetry
 
 
 class PtyMcu:
@@ -81,9 +69,7 @@ class PtyMcu:
                 except TimeoutError:
                     mcu_time_ms += 20
                     state = State.IDLE if self._session else State.WAIT_HOST
-                    self._send(
-                        Telemetry(mcu_time_ms, 0, 0, 0, 0, 0, 0, 0, 0, 12_000, state, 0, 0, 0, 0, 0)
-                    )
+                    self._send(telemetry(mcu_time_ms, state))
                     continue
                 readable.clear()
                 with contextlib.suppress(BlockingIOError):
