@@ -149,10 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "scenes":
         for name, builder in SCENES.items():
-            layout = builder()
-            print(f"{name:<8} {2 * layout.half_x_m:.1f} m x {2 * layout.half_y_m:.1f} m, "
-                  f"{len(layout.blocks)} furniture/clutter blocks, "
-                  f"up to {layout.max_distractors} distractor cubes")
+            print(f"{name:<11} {builder().summary()}")
         return 0
     if args.action == "suite":
         return _suite(args)
