@@ -151,7 +151,9 @@ class HostSession:
         if self.failure is not None:
             raise self.failure
         self._require_port()
-        events = self._end(LinkDownError("a new handshake started"), now_s)
+        events: list[LinkEvent] = []
+        if self.phase in (Phase.UP, Phase.HELLO, Phase.RESTORE):  # what it interrupts ends
+            events = self._end(LinkDownError("a new handshake started"), now_s)
         self.phase = Phase.HELLO
         self._info = None
         self._hello_deadline_s = now_s + self.config.handshake_timeout_s

@@ -321,6 +321,18 @@ def test_no_session_loses_the_link_and_a_new_handshake_sets_the_parameters_again
     assert status.info == reset
 
 
+def test_an_estop_sent_while_down_is_answered_across_a_new_handshake() -> None:
+    session, mcu = connected(0.0)
+    session.tick(0.25)  # no TELEMETRY: lost
+    assert not session.status.connected
+    estop = session.request(Estop(), 0.3)  # the MCU takes ESTOP without a session
+    assert session.handshake(0.3) == []
+    estop_frame, hello = mcu.hears(session)
+    events = session.receive(mcu.says(Ack(Estop.MSG_ID, estop_frame.seq, Result.OK)), 0.31)
+    assert events == [Answered(estop, Ack(Estop.MSG_ID, estop_frame.seq, Result.OK))]
+    assert hello.message == Hello(PROTOCOL_VERSION, SCHEMA_HASH)
+
+
 def test_a_parameter_that_cannot_be_set_again_fails_the_handshake() -> None:
     session, mcu = connected(0.0, params={ParamId.stall_ms: 700.0})
     session.port_failed("the device vanished", 1.0)
