@@ -172,10 +172,10 @@ class LoginGuard:
 class RateConfig:
     """New connections admitted per second (sustained) and in a burst."""
 
-    per_client_per_s: float = 20.0  # a page load opens ~7; a reconnecting page 1 a second
-    per_client_burst: float = 60.0
-    total_per_s: float = 200.0  # every client together: bounds the loop's share
-    total_burst: float = 400.0
+    per_client_per_s: float = 10.0  # a reconnecting page opens 1 a second
+    per_client_burst: float = 40.0  # a page load opens ~8
+    total_per_s: float = 100.0  # every client together: bounds the loop's share
+    total_burst: float = 200.0
     max_clients: int = 4096
 
     def __post_init__(self) -> None:

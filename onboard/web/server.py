@@ -20,8 +20,8 @@ stream ends with its session. Every path but ``/static`` and the login form need
 time, logged, and slow the next attempt from that client (doubling from
 ``login_delay_s``); ``max_login_failures`` within ``login_window_s`` lock the client out
 for ``lockout_s`` (429, ``Retry-After``), answered without comparing the token. A refused
-request's connection is closed after its answer, and new connections beyond 20 a second
-per client (200 in all) are closed unanswered before any TLS or HTTP work
+request's connection is closed after its answer, and new connections beyond 10 a second
+per client (100 in all; bursts of 40 and 200) are closed right after ``accept()``
 (``ConnectionLimiter``), so a flood of wrong logins costs the event loop, which the
 control loop shares, little; open sockets (a signed-in page's) are not affected::
 
@@ -77,7 +77,9 @@ import itertools
 import json
 import logging
 import math
+import socket
 import ssl
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -121,7 +123,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 COOKIE = "zima_session"  # under HTTPS: "__Host-zima_session" (Secure, Path=/, no Domain)
 SESSION_CLOSED = 4001  # the socket's close code when its session ends (4000-4999: ours)
 MAX_REQUEST_BYTES = 16 * 1024  # a login form is under 200 bytes; nothing is uploaded
-ACCEPT_BACKLOG = 32  # connections waiting to be accepted (a few pages, ~4 each)
+ACCEPT_BACKLOG = 64  # connections the kernel holds until accepted; more are refused there
+ACCEPT_BATCH = 16  # accepted per wakeup of the event loop: a flood cannot hold it longer
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 TLS_HANDSHAKE_S = 10.0  # a client that has not finished its TLS handshake by then is dropped
 DROP_LOG_EVERY_S = 10.0  # connections closed over the rate: logged at most this often
 # Sent with every response: no framing, no sniffing, nothing from elsewhere, no referrer
@@ -251,8 +255,8 @@ class WebConsole:
         self._closing = False
         self._jpegs: dict[str, tuple[int, bytes]] = {}  # camera -> (seq, JPEG), shared
         self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
-        self._upgrades: set[asyncio.Task[None]] = set()  # TLS handshakes under way
+        self._listener: socket.socket | None = None
+        self._starting: set[asyncio.Task[Any]] = set()  # accepted, TLS handshake under way
         self.limiter = ConnectionLimiter()
         self._dropped_logged_s = -math.inf
         self.port = 0
@@ -278,33 +282,54 @@ class WebConsole:
         await self._runner.setup()
         handlers = self._runner.server
         assert handlers is not None  # set up just above
-        loop = asyncio.get_running_loop()
         try:
-            # Our own listener instead of aiohttp's TCPSite: each connection passes _Gate
-            # first, which closes one over the connection rate before any TLS or HTTP work.
-            self._server = await loop.create_server(
-                lambda: _Gate(self, handlers, tls),
-                self.config.host,
-                self.config.port,
-                backlog=ACCEPT_BACKLOG,
-                reuse_address=True,
-            )
+            self._listener = _listen(self.config.host, self.config.port)
         except OSError as exc:
             await self._runner.cleanup()
             raise WebConsoleError(
                 f"web console on {self.config.host}:{self.config.port}: {exc.strerror}"
             ) from exc
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        # Our own accept loop instead of aiohttp's TCPSite: a connection over the rate is
+        # closed right after accept(), before any transport, TLS or HTTP work exists.
+        asyncio.get_running_loop().add_reader(self._listener, self._accept, handlers, tls)
+        self.port = int(self._listener.getsockname()[1])
         log.info(
             "web console on %s://%s:%d/", "https" if tls else "http", self.config.host, self.port
         )
         return self
 
+    def _accept(self, handlers: web.Server, tls: ssl.SSLContext | None) -> None:
+        """The listening socket is readable: take what is waiting (a bounded batch, so a
+        flood cannot hold the loop), close what is over the rate, serve the rest."""
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: try again on the next wakeup
+                log.warning("console: accept failed: %s", exc)
+                return
+            if self._turned_away(peer):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                conn.close()  # an RST: no TIME_WAIT kept for the flooder
+                continue
+            conn.settimeout(0.0)  # non-blocking, as asyncio wants it
+            serving = loop.create_task(loop.connect_accepted_socket(
+                handlers, conn, ssl=tls, ssl_handshake_timeout=TLS_HANDSHAKE_S if tls else None))
+            self._starting.add(serving)
+            serving.add_done_callback(self._started_serving)
+
+    def _started_serving(self, task: asyncio.Task[Any]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed TLS handshake or a vanished client: nothing to say
+
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """Where the console listens: (address, port) of each listening socket."""
-        sockets = self._server.sockets if self._server is not None else ()
-        names = [sock.getsockname() for sock in sockets]
+        names = [self._listener.getsockname()] if self._listener is not None else []
         return [(str(name[0]), int(name[1])) for name in names]
 
     def _turned_away(self, peer: object) -> bool:
@@ -343,11 +368,12 @@ class WebConsole:
             self._let_go(client)
             with contextlib.suppress(ConnectionError):
                 await client.ws.close(code=1001, message=b"robot stopping")
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for upgrade in list(self._upgrades):
-            upgrade.cancel()
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener)
+            self._listener.close()
+            self._listener = None
+        for starting in list(self._starting):
+            starting.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -714,52 +740,19 @@ def _clamped(message: dict[str, Any], key: str, limit: float) -> float:
     return float(min(max(value, -limit), limit))
 
 
-class _Gate(asyncio.Protocol):
-    """The first protocol of every accepted connection: closes it when over the
-    connection rate, else starts TLS (if configured) and hands it to aiohttp's handler."""
-
-    def __init__(
-        self, console: WebConsole, handlers: web.Server, tls: ssl.SSLContext | None
-    ) -> None:
-        self.console, self.handlers, self.tls = console, handlers, tls
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        if self.console._turned_away(transport.get_extra_info("peername")):
-            transport.abort()
-            return
-        handler = self.handlers()
-        if self.tls is None:
-            transport.set_protocol(handler)
-            handler.connection_made(transport)
-            return
-        transport.pause_reading()  # the ClientHello waits for the TLS protocol
-        upgrades = self.console._upgrades
-        task = asyncio.get_running_loop().create_task(self._start_tls(transport, handler))
-        upgrades.add(task)
-        task.add_done_callback(upgrades.discard)
-
-    async def _start_tls(self, transport: asyncio.Transport, handler: asyncio.Protocol) -> None:
-        loop = asyncio.get_running_loop()
-        assert self.tls is not None
-        try:
-            secure = await loop.start_tls(
-                transport,
-                handler,
-                self.tls,
-                server_side=True,
-                ssl_handshake_timeout=TLS_HANDSHAKE_S,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
-            transport.abort()  # a failed or abandoned handshake: nothing to answer
-            return
-        except asyncio.CancelledError:  # the console is stopping
-            transport.abort()
-            raise
-        if secure is None:
-            transport.abort()
-            return
-        handler.connection_made(secure)
+def _listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening TCP socket on ``host:port`` (IPv4 or IPv6)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(ACCEPT_BACKLOG)
+        listener.settimeout(0.0)  # non-blocking: accept() in _accept never waits
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def _same_origin(request: web.Request) -> None:
