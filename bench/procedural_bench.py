@@ -26,8 +26,9 @@ import numpy as np
 
 import zima.sim  # noqa: F401 -- sets MUJOCO_GL before mujoco is imported
 from bench.results import record
+from zima.episodes import Outcome
 from zima.sim.effects import EffectsConfig
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.evaluate import wilson_interval
 from zima.sim.expert import run_episode
 from zima.sim.scenes import SCENES

@@ -51,7 +51,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -66,28 +65,25 @@ from zima.episodes import (
     EpisodeInfo,
     EpisodeWriteError,
     EpisodeWriter,
+    Outcome,
 )
 from zima.onboard.fusion import fit_image
+from zima.onboard.safety import DRIVING_MODES
 
-__all__ = ["EVENT_KINDS", "MODES", "Outcome", "Recorder", "RecorderConfig", "RecorderError",
+__all__ = ["EVENT_KINDS", "MODES", "OUTCOMES", "Recorder", "RecorderConfig", "RecorderError",
            "RecorderStatus"]
 
 log = logging.getLogger(__name__)
 
-MODES: Final = ("teleop", "autonomous", "supervised")
+MODES: Final = tuple(sorted(m.value for m in DRIVING_MODES))  # who drove: start(source=)
+# How a robot episode ends: the operator's judgement, or ABORTED when the recorder stopped
+# before anyone judged it (shutdown).
+OUTCOMES: Final = (Outcome.SUCCESS, Outcome.FAILURE, Outcome.ABORTED)
 EVENT_KINDS: Final = ("takeover", "handback")
 
 
 class RecorderError(Exception):
     """Wrong use (start while recording, stop while not) or an episode that failed to write."""
-
-
-class Outcome(StrEnum):
-    """How a robot episode ended (the episode's ``outcome`` attribute)."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    ABORTED = "aborted"  # stopped before the task was judged (shutdown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +317,8 @@ class Recorder:
         """End the episode with ``outcome`` and publish it; its final path.
 
         RecorderError when not recording or when it could not be written."""
-        if outcome not in tuple(Outcome):
-            raise ValueError(f"outcome must be one of {[str(o) for o in Outcome]}, "
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {[str(o) for o in OUTCOMES]}, "
                              f"got {outcome!r}")
         result = await self._finish(Outcome(outcome))
         assert result is not None

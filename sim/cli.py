@@ -208,8 +208,9 @@ def _check_sampling(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from zima.episodes import Outcome
     from zima.onboard.policy import ModelError
-    from zima.sim.env import EnvConfig, Outcome
+    from zima.sim.env import EnvConfig
     from zima.sim.evaluate import EvalConfig, PolicyEpisode, evaluate
 
     try:
@@ -290,7 +291,7 @@ def _suite(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from zima.sim.env import Outcome
+    from zima.episodes import Outcome
     from zima.sim.evaluate import wilson_interval
     from zima.sim.hil import (
         HilConfig,

@@ -41,8 +41,8 @@ from typing import TextIO
 import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
-from zima.episodes import EpisodeInfo, EpisodeWriter, IdleTrim, idle_mask
-from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
+from zima.episodes import EpisodeInfo, EpisodeWriter, IdleTrim, Outcome, idle_mask
+from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.expert import Expert
 
 

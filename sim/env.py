@@ -6,7 +6,7 @@ counts as its :func:`~zima.contract.nearest_action` in the action history and fo
 outcome (success needs STOP, i.e. both tracks inside the STOP dead band). The
 observation is the contract's: images of every contract camera, camera-major and oldest
 to newest, ``frame_interval_s`` apart, and the recent actions. An episode ends with one
-:class:`Outcome`:
+:class:`~zima.episodes.Outcome` (the value episode files store):
 
     SUCCESS     STOP chosen while "stopped in front of the target" holds (see at_target)
     COLLISION   the robot touches a wall, furniture or clutter
@@ -40,21 +40,12 @@ import mujoco
 import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract, TrackCommand, nearest_action
+from zima.episodes import Outcome
 from zima.sim.effects import CameraMotion, EffectsConfig, ImageEffects, render_size
 from zima.sim.randomize import DomainConfig, EpisodeDomain, Randomizer
 from zima.sim.robot import ARM_JOINTS, BASE_JOINTS, ROOT_BODY, RobotConfig, TrackDrive
 from zima.sim.scenes import CUBE_SIZE_M, GROUP_CUBE, GROUP_OBSTACLE, SCENES, world_xml
 from zima.sim.sight import camera_seen_share
-
-
-class Outcome(StrEnum):
-    """How an episode stands after a step."""
-
-    RUNNING = "running"
-    SUCCESS = "success"
-    COLLISION = "collision"
-    WRONG_CUBE = "wrong_cube"
-    TIMEOUT = "timeout"
 
 
 class Failure(StrEnum):

@@ -40,9 +40,10 @@ import cv2
 import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
+from zima.episodes import Outcome
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
-from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.expert import EpisodeResult
 
 __all__ = ["EpisodeResult", "EpisodeTask", "EvalConfig", "EvalSummary", "PolicyEpisode",

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from zima.contract import Action
-from zima.sim.env import Outcome, StepResult, ZimaEnv
+from zima.episodes import Outcome
+from zima.sim.env import StepResult, ZimaEnv
 from zima.sim.navgrid import NavGrid, clearance, segment_points
 from zima.sim.procedural import robot_clearances
 from zima.sim.scenes import CUBE_SIZE_M

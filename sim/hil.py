@@ -61,6 +61,7 @@ from zima.emulator import (
     EmulatorConfig,
     EmulatorError,
 )
+from zima.episodes import Outcome
 from zima.onboard.camera import Capture
 from zima.onboard.camera_config import CameraConfig, CameraOpenError
 from zima.onboard.config import MqttSection, RuntimeConfig
@@ -71,7 +72,7 @@ from zima.onboard.recorder import RecorderConfig
 from zima.onboard.runtime import Runtime, RuntimeStartError
 from zima.onboard.safety import DriveMode, SafetyConfig
 from zima.onboard.web import WebConfig, read_token
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.run_folder import RunFolder, die_with_parent
 
 __all__ = ["FrameHub", "HilConfig", "HilEpisode", "HilError", "HilSession", "HilStartError",

@@ -42,7 +42,8 @@ from typing import Any, cast
 import numpy as np
 
 from zima.contract import DEFAULT, Contract
-from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
+from zima.episodes import Outcome
+from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.evaluate import (
     EpisodeTask,
     EvalConfig,

@@ -30,8 +30,9 @@ Row ``t`` of every per-step dataset is one control step: the frames captured at
     source                      str      "sim" or "real"
     scene                       str      sim scene name, or where a real episode was recorded
     seed                        int      the sim episode's seed; -1 when there is none
-    outcome                     str      "success", a failure mode ("collision", "timeout", ...)
-                                         or "unknown"
+    outcome                     str      an :class:`Outcome` value: "success", a sim failure
+                                         mode ("collision", "timeout", ...), the robot's
+                                         "failure" or "aborted", or "unknown"
     n_steps                     int      T; written last, so a file without it is incomplete
     steps_recorded              int      steps before idle trimming (-1: not trimmed)
     idle_trim                   str      JSON of the IdleTrim applied ("" for none)
@@ -71,6 +72,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -89,6 +91,24 @@ TELEMETRY_FIELDS: Final = ("track_left_mm_s", "track_right_mm_s", "battery_mv")
 PARTIAL_SUFFIX: Final = ".partial"
 
 _T = TypeVar("_T")
+
+
+class Outcome(StrEnum):
+    """How an episode stands or ended: the episode file's ``outcome`` attribute (files store
+    the value; a reader takes any non-empty string, these are the ones Zima writes)."""
+
+    RUNNING = "running"  # the simulator: not decided yet (never written to a file)
+    SUCCESS = "success"  # sim: STOP in front of the target; robot: the operator says so
+    COLLISION = "collision"  # sim: touched a wall, furniture or clutter
+    WRONG_CUBE = "wrong_cube"  # sim: touched a distractor cube
+    TIMEOUT = "timeout"  # sim: the time limit passed
+    FAILURE = "failure"  # robot: the operator judged the run a failure
+    ABORTED = "aborted"  # robot: stopped before anyone judged it (shutdown)
+    UNKNOWN = "unknown"  # nobody judged the episode
+
+
+JUDGED_OUTCOMES: Final = (Outcome.SUCCESS, Outcome.FAILURE)
+"""What an operator says of a recorded episode (``record`` stop, MQTT and the console)."""
 
 
 class EpisodeError(Exception):
@@ -114,7 +134,7 @@ class EpisodeInfo:
     source: str  # "sim" or "real"
     scene: str
     seed: int = -1  # -1: no seed (real episodes)
-    outcome: str = "unknown"
+    outcome: str = Outcome.UNKNOWN.value  # an Outcome value (any non-empty string reads)
     steps_recorded: int = -1  # -1: not trimmed, equals the file's steps
     idle_trim: str = ""  # JSON of the IdleTrim applied, "" for none
     zima_version: str = __version__

@@ -13,8 +13,9 @@ import pytest
 
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Action, TrackCommand
+from zima.episodes import Outcome
 from zima.sim import cli
-from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.evaluate import EvalConfig, evaluate, policy_episode, wilson_interval
 
 SHORT = EnvConfig(time_limit_s=2.0)  # 20 control steps per episode

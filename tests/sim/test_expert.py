@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from zima.contract import Action
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.episodes import Outcome
+from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.expert import Expert, run_episode, success_rate
 from zima.sim.scenes import SCENES
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from zima.contract import Action
-from zima.sim.env import EnvConfig, Failure, Outcome, StepResult, ZimaEnv
+from zima.episodes import Outcome
+from zima.sim.env import EnvConfig, Failure, StepResult, ZimaEnv
 from zima.sim.scenes import CUBE_SIZE_M
 
 MakeEnv = Callable[..., ZimaEnv]

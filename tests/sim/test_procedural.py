@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from zima.contract import DEFAULT, Action
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.episodes import Outcome
+from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.expert import run_episode
 from zima.sim.navgrid import Footprint, NavGrid, clearance, separated
 from zima.sim.procedural import WorldConfig

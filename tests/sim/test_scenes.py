@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from zima.contract import DEFAULT, Action
-from zima.sim.env import EnvConfig, Outcome, ZimaEnv
+from zima.episodes import Outcome
+from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.robot import RobotConfig
 from zima.sim.scenes import SCENES
 

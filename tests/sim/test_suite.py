@@ -16,8 +16,9 @@ import pytest
 
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Action
+from zima.episodes import Outcome
 from zima.sim import cli
-from zima.sim.env import EnvConfig, Failure, Outcome, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.evaluate import EvalConfig, PolicyEpisode
 from zima.sim.randomize import EpisodeDomain
 from zima.sim.scenes import SCENES
