@@ -80,6 +80,7 @@ import math
 import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -124,7 +125,6 @@ COOKIE = "zima_session"  # under HTTPS: "__Host-zima_session" (Secure, Path=/, n
 SESSION_CLOSED = 4001  # the socket's close code when its session ends (4000-4999: ours)
 MAX_REQUEST_BYTES = 16 * 1024  # a login form is under 200 bytes; nothing is uploaded
 ACCEPT_BACKLOG = 64  # connections the kernel holds until accepted; more are refused there
-ACCEPT_BATCH = 16  # accepted per wakeup of the event loop: a flood cannot hold it longer
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 TLS_HANDSHAKE_S = 10.0  # a client that has not finished its TLS handshake by then is dropped
 DROP_LOG_EVERY_S = 10.0  # connections closed over the rate: logged at most this often
@@ -256,6 +256,7 @@ class WebConsole:
         self._jpegs: dict[str, tuple[int, bytes]] = {}  # camera -> (seq, JPEG), shared
         self._runner: web.AppRunner | None = None
         self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
         self._starting: set[asyncio.Task[Any]] = set()  # accepted, TLS handshake under way
         self.limiter = ConnectionLimiter()
         self._dropped_logged_s = -math.inf
@@ -289,37 +290,60 @@ class WebConsole:
             raise WebConsoleError(
                 f"web console on {self.config.host}:{self.config.port}: {exc.strerror}"
             ) from exc
-        # Our own accept loop instead of aiohttp's TCPSite: a connection over the rate is
-        # closed right after accept(), before any transport, TLS or HTTP work exists.
-        asyncio.get_running_loop().add_reader(self._listener, self._accept, handlers, tls)
+        # Our own accept loop instead of aiohttp's TCPSite, in a thread: a connection over
+        # the rate is closed right after accept(), before any transport, TLS or HTTP work,
+        # and none of those system calls runs on the event loop's thread (each one hands
+        # the GIL to another thread, which can keep it for the 5 ms switch interval: a
+        # flood of them on the loop's thread stalls the control loop for tens of ms).
+        self._acceptor = threading.Thread(
+            target=self._accept_forever, args=(asyncio.get_running_loop(), handlers, tls),
+            name="web-accept", daemon=True)
+        self._acceptor.start()
         self.port = int(self._listener.getsockname()[1])
         log.info(
             "web console on %s://%s:%d/", "https" if tls else "http", self.config.host, self.port
         )
         return self
 
-    def _accept(self, handlers: web.Server, tls: ssl.SSLContext | None) -> None:
-        """The listening socket is readable: take what is waiting (a bounded batch, so a
-        flood cannot hold the loop), close what is over the rate, serve the rest."""
-        assert self._listener is not None
-        loop = asyncio.get_running_loop()
-        for _ in range(ACCEPT_BATCH):
+    def _accept_forever(self, loop: asyncio.AbstractEventLoop, handlers: web.Server,
+                        tls: ssl.SSLContext | None) -> None:
+        """The acceptor thread: close what is over the rate, pass the rest to the loop."""
+        listener = self._listener
+        assert listener is not None
+        while True:
             try:
-                conn, peer = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and the like: try again on the next wakeup
-                log.warning("console: accept failed: %s", exc)
+                conn, peer = listener.accept()
+            except OSError as exc:
+                if self._closing:
+                    return  # the listener was shut down
+                log.warning("console: accept failed: %s", exc)  # EMFILE and the like
+                time.sleep(0.1)
+                continue
+            if self._closing:
+                conn.close()
                 return
             if self._turned_away(peer):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
                 conn.close()  # an RST: no TIME_WAIT kept for the flooder
                 continue
-            conn.settimeout(0.0)  # non-blocking, as asyncio wants it
-            serving = loop.create_task(loop.connect_accepted_socket(
-                handlers, conn, ssl=tls, ssl_handshake_timeout=TLS_HANDSHAKE_S if tls else None))
-            self._starting.add(serving)
-            serving.add_done_callback(self._started_serving)
+            try:
+                loop.call_soon_threadsafe(self._serve, conn, handlers, tls)
+            except RuntimeError:  # the loop is closed
+                conn.close()
+                return
+
+    def _serve(self, conn: socket.socket, handlers: web.Server,
+               tls: ssl.SSLContext | None) -> None:
+        """On the loop: aiohttp's handler for an accepted connection (after TLS)."""
+        if self._closing:
+            conn.close()
+            return
+        conn.settimeout(0.0)  # non-blocking, as asyncio wants it
+        loop = asyncio.get_running_loop()
+        serving = loop.create_task(loop.connect_accepted_socket(
+            handlers, conn, ssl=tls, ssl_handshake_timeout=TLS_HANDSHAKE_S if tls else None))
+        self._starting.add(serving)
+        serving.add_done_callback(self._started_serving)
 
     def _started_serving(self, task: asyncio.Task[Any]) -> None:
         self._starting.discard(task)
@@ -369,7 +393,10 @@ class WebConsole:
             with contextlib.suppress(ConnectionError):
                 await client.ws.close(code=1001, message=b"robot stopping")
         if self._listener is not None:
-            asyncio.get_running_loop().remove_reader(self._listener)
+            with contextlib.suppress(OSError):  # wakes the acceptor's accept() (Linux)
+                self._listener.shutdown(socket.SHUT_RDWR)
+            if self._acceptor is not None:
+                await asyncio.to_thread(self._acceptor.join, 2.0)
             self._listener.close()
             self._listener = None
         for starting in list(self._starting):
@@ -741,14 +768,14 @@ def _clamped(message: dict[str, Any], key: str, limit: float) -> float:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A non-blocking listening TCP socket on ``host:port`` (IPv4 or IPv6)."""
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6)."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(ACCEPT_BACKLOG)
-        listener.settimeout(0.0)  # non-blocking: accept() in _accept never waits
+        listener.settimeout(None)  # the acceptor thread waits in accept()
     except OSError:
         listener.close()
         raise
