@@ -101,7 +101,7 @@ def test_secrets_go_where_the_config_says_and_a_dry_run_makes_none(tmp_path: Pat
     assert not (tmp_path / "bare/etc/zima/secrets").exists()
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto")
+@pytest.mark.broker
 def test_the_robot_logs_in_to_mosquitto_with_the_password_install_made(
         tmp_path: Path) -> None:
     config = tmp_path / "onboard.toml"
