@@ -15,6 +15,7 @@ import random
 import aiohttp
 
 from tests.onboard.helpers import run
+from zima.onboard.web.client import console_session
 
 from .stack import Message, Operator, Stack, board_until, driving_forward, heartbeats, motors_off
 
@@ -166,36 +167,53 @@ async def answered(ws: aiohttp.ClientWebSocketResponse, text: str, oversized: bo
             f"closed with {ws.close_code}")
 
 
+async def console_up(base: str, timeout_s: float = 20.0) -> None:
+    """Wait until the console answers HTTP at all (whatever it answers)."""
+    async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(base):
+                    return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.2)
+
+
 def test_hostile_websocket_messages_are_refused_and_the_estop_still_works(
         stack: Stack) -> None:
     failures: list[str] = []
-    url = f"http://127.0.0.1:{stack.web_port}/ws?token={stack.web_token}"
+    base = f"http://127.0.0.1:{stack.web_port}/"
+    url = base + "ws"  # signed in through the form: the token is never in a URL
+
+    async def hostile(http: aiohttp.ClientSession, op: Operator) -> None:
+        for what, text, oversized in ws_messages():
+            try:
+                await drive(stack, op)
+            except AssertionError as exc:
+                failures.append(f"before {what}: {exc}")
+                return
+            async with http.ws_connect(url, max_msg_size=0) as ws:
+                await asyncio.wait_for(ws.receive_json(), 5.0)  # the first status
+                try:
+                    await answered(ws, text, oversized)
+                except (AssertionError, TimeoutError) as exc:
+                    failures.append(f"{what}: {exc!r}")
+            try:  # whatever the console did: the robot must still stop on command
+                await estop_confirmed(stack, op)
+                await status_is_true(op)
+            except AssertionError as exc:
+                failures.append(f"{what}, then the e-stop on MQTT: {exc}")
+                return
+        async with http.ws_connect(url) as ws:  # the console still serves
+            first = await asyncio.wait_for(ws.receive_json(), 5.0)
+            assert first.get("t") == "status", first
 
     async def main() -> None:
-        async with stack.operator() as op, heartbeats(op), aiohttp.ClientSession() as http:
+        async with stack.operator() as op, heartbeats(op):
             stack.start_runtime(web=True)
             await stack.ready(op)
-            for what, text, oversized in ws_messages():
-                try:
-                    await drive(stack, op)
-                except AssertionError as exc:
-                    failures.append(f"before {what}: {exc}")
-                    break
-                async with http.ws_connect(url, max_msg_size=0) as ws:
-                    await asyncio.wait_for(ws.receive_json(), 5.0)  # the first status
-                    try:
-                        await answered(ws, text, oversized)
-                    except (AssertionError, TimeoutError) as exc:
-                        failures.append(f"{what}: {exc!r}")
-                try:  # whatever the console did: the robot must still stop on command
-                    await estop_confirmed(stack, op)
-                    await status_is_true(op)
-                except AssertionError as exc:
-                    failures.append(f"{what}, then the e-stop on MQTT: {exc}")
-                    break
-            async with http.ws_connect(url) as ws:  # the console still serves
-                first = await asyncio.wait_for(ws.receive_json(), 5.0)
-                assert first.get("t") == "status", first
+            await console_up(base)  # it starts after telemetry
+            async with console_session(base, stack.web_token) as http:
+                await hostile(http, op)
 
     run(main, guard_s=120)
     assert not failures, "\n".join(failures) + f"\n--- runtime log:\n{stack.log_tail()}"
