@@ -295,8 +295,9 @@ def _config(job: dict[str, Any]) -> RuntimeConfig:
 
 
 async def _child(job: dict[str, Any]) -> dict[str, Any]:
-    from zima.onboard.mqtt_config import Mode, ModeCommand  # noqa: PLC0415
+    from zima.onboard.commands import ModeCommand  # noqa: PLC0415
     from zima.onboard.runtime import Runtime  # noqa: PLC0415
+    from zima.onboard.safety import DriveMode  # noqa: PLC0415
 
     traces: list[PlanTrace] = []
     runtime = Runtime(_config(job), camera_opener=PacedVideo, on_plan=traces.append)
@@ -331,7 +332,7 @@ async def _child(job: dict[str, Any]) -> dict[str, Any]:
         link.drive = timed_drive  # type: ignore[method-assign]
         fusion.push = timed_push  # type: ignore[method-assign]
         async with asyncio.timeout(15):
-            while await runtime.handle(ModeCommand(Mode.AUTONOMOUS), "bench") is not None:
+            while await runtime.handle(ModeCommand(DriveMode.AUTONOMOUS), "bench") is not None:
                 await asyncio.sleep(0.1)  # cameras or the link not ready yet
         await asyncio.sleep(WARMUP_S)
         drives.clear()

@@ -19,7 +19,7 @@ Over a network, use the broker's TLS listener (onboard/mosquitto.conf.example, p
 against the robot's own CA (and implies ``--tls``); the host name in ``--broker`` must be
 one the certificate names. A robot that takes signed commands only needs
 ``--command-key-file FILE`` (its ``[mqtt] command_key_file``): ``command_payload`` then
-adds ``ts`` and ``sig`` to every command a tool sends (``zima.onboard.mqtt_config``).
+adds ``ts`` and ``sig`` to every command a tool sends (``zima.onboard.commands``).
 
 What arrives on the broker is outside input (anyone with write access to a topic can send
 any bytes): ``payload_object`` parses a payload with ``zima.bounded``'s limits
@@ -51,7 +51,7 @@ from pathlib import Path
 import aiomqtt
 
 from zima.bounded import InputError, parse_json_bounded
-from zima.onboard.mqtt_config import CommandKey
+from zima.onboard.commands import CommandKey
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

@@ -39,9 +39,10 @@ from typing import Any
 
 from zima.bounded import InputError, parse_toml_bounded
 from zima.onboard.camera_config import CameraConfig, default_cameras
+from zima.onboard.commands import TELEOP_LIMITS, CommandKey
 from zima.onboard.fusion import FusionConfig
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import CommandKey, MqttConfig
+from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.safety import SafetyConfig
@@ -151,6 +152,11 @@ def config_from_table(table: dict[str, Any], base: Path = Path()) -> RuntimeConf
     section = {k: mqtt.pop(k) for k in ("enabled", "password_file") if k in mqtt}
     if "robot_id" in mqtt:
         raise ConfigError("mqtt.robot_id is set from the top-level robot_id")
+    for gone in ("max_linear_m_per_s", "max_angular_rad_per_s"):  # never loosened silently
+        if gone in mqtt:
+            raise ConfigError(f"mqtt.{gone} is no longer a setting: every front end refuses "
+                              f"teleop beyond {TELEOP_LIMITS} (zima.onboard.commands), and "
+                              "[safety] max_track_mm_s limits the tracks")
     for secret in ("password", "command_key"):  # only ever from their files
         if secret in mqtt:
             raise ConfigError(f"mqtt.{secret} is never written in the config: "

@@ -1,4 +1,4 @@
-"""What telemetry over MQTT is configured with, the commands it accepts, and what it raises.
+"""What telemetry over MQTT is configured with, and what it raises.
 
 The exception tree of :mod:`zima.onboard.telemetry` (aiomqtt's ``MqttError`` never leaks;
 publishing never raises into the caller at all, whatever the broker does)::
@@ -7,57 +7,37 @@ publishing never raises into the caller at all, whatever the broker does)::
      +-- BrokerUnreachableError the broker cannot be reached or dropped the connection
      |                          (kept in ``Telemetry.broker``; the adapter keeps retrying)
      +-- AuthRefusedError       the broker refused the username/password or the client id;
-     |                          raised by ``Telemetry.wait_connected``
-     +-- CommandError           also a ValueError: a command that is not valid JSON or is out
-                                of range; answered on ``.../cmd/result``, never raised
-                                into the caller
+                                raised by ``Telemetry.wait_connected``
 
-``parse_command`` is a codec: topic name and payload bytes in, a frozen command out,
-or a ``CommandError`` saying why, whatever the bytes (at most ``MAX_COMMAND_BYTES`` of
-UTF-8 JSON nested at most ``MAX_COMMAND_DEPTH`` deep, checked before parsing:
-:mod:`zima.bounded`). A ``request_id`` is at most 64 printable characters; a longer or
-unprintable one refuses the command and is not echoed.
-
-**Signed commands** (``[mqtt] command_key_file``, off by default): the broker's ACL says
-who may publish a command; a signature says the command came from someone holding the
-robot's command key, even through a broker account that leaked. A signed command is the
-command's JSON object with two more keys::
-
-    {"engaged": false, "request_id": "r1", "ts": 1767225600.25, "sig": "3f1c...64 hex"}
-
-    ts   the sender's wall clock, seconds since 1970 (a number); the robot refuses a
-         command whose ts is more than command_window_s (30 s) from its own clock
-         (keep both clocks on NTP), and any signature it has already accepted (a replay)
-    sig  hex HMAC-SHA256, keyed with the key file's text (stripped, UTF-8), of
-             b"zima-cmd-v1\n" + robot_id + b"\n" + command name + b"\n" + canonical
-         where canonical is the object without "sig" (ts and request_id included) as
-         Python's json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-         writes it: the robot id and topic are signed too, so a command cannot be replayed
-         to another robot or as another command
-
-With a key configured every command must be signed, but one: an e-stop that engages
-(``{"engaged": true}``, with or without a request_id) is taken unsigned too, since
-stopping must never depend on a key. ``CommandKey.sign`` makes the two keys (the host
-tools' ``--command-key-file``); ``parse_command`` checks them with ``config.command_key``.
+The commands that arrive on ``cmd/<name>``, their parser and their signatures are
+:mod:`zima.onboard.commands` (a bad one is a ``CommandError``, answered on
+``.../cmd/result``, never raised into the caller).
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import hmac
-import json
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zima.bounded import MAX_ID_CHARS, InputError, parse_json_bounded, printable_id
+# The commands lived here once: the names that onboard/runtime.py and onboard/web/server.py
+# still import from this module (new code imports them from zima.onboard.commands, and
+# ``DriveMode`` from zima.onboard.safety: ``Mode`` is that one enum under its old name).
+from zima.onboard.commands import (
+    Command,
+    CommandError,
+    CommandKey,
+    EstopCommand,
+    HeartbeatCommand,
+    ModeCommand,
+    RecordCommand,
+    ReloadCommand,
+    TeleopCommand,
+    parse_command,
+)
+from zima.onboard.safety import DriveMode as Mode
 
 __all__ = [
-    "COMMAND_NAMES",
     "AuthRefusedError",
     "BrokerUnreachableError",
     "Command",
@@ -72,9 +52,7 @@ __all__ = [
     "ReloadCommand",
     "TelemetryError",
     "TeleopCommand",
-    "command_name",
     "parse_command",
-    "request_id_of",
 ]
 
 
@@ -88,75 +66,6 @@ class BrokerUnreachableError(TelemetryError):
 
 class AuthRefusedError(TelemetryError):
     """The broker refused our credentials (a configuration error, not an outage)."""
-
-
-class CommandError(TelemetryError, ValueError):
-    """A command was malformed or out of range."""
-
-
-SIGNATURE_VERSION = b"zima-cmd-v1"
-MIN_KEY_CHARS = 16  # `zima onboard install` writes 43 (256 random bits)
-MAX_SEEN_SIGNATURES = 4096  # accepted within the window: teleop at 20 Hz x 60 s fits
-
-
-class CommandKey:
-    """The shared secret of signed commands (module doc), and the signatures it has
-    accepted recently (so none is taken twice). ``repr`` never shows the key."""
-
-    def __init__(self, secret: str) -> None:
-        if len(secret) < MIN_KEY_CHARS:
-            raise ValueError(f"a command key needs {MIN_KEY_CHARS}+ characters")
-        self._key = secret.encode()
-        self._seen: OrderedDict[str, float] = OrderedDict()  # sig -> forget after (s)
-
-    @classmethod
-    def from_file(cls, path: Path) -> CommandKey:
-        """The key in ``path`` (its text, whitespace stripped); ``OSError`` or
-        ``ValueError`` saying why not."""
-        return cls(path.read_text(encoding="utf-8").strip())
-
-    def __repr__(self) -> str:
-        return "CommandKey(<hidden>)"
-
-    def signature(self, robot_id: str, name: str, body: dict[str, object]) -> str:
-        """hex HMAC-SHA256 of the command ``name`` for ``robot_id`` (``body`` without sig)."""
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                               allow_nan=False).encode()
-        message = b"\n".join((SIGNATURE_VERSION, robot_id.encode(), name.encode(), canonical))
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
-
-    def sign(self, robot_id: str, name: str, body: dict[str, object],
-             now_s: float | None = None) -> dict[str, object]:
-        """``body`` with ``ts`` (now, wall clock) and its ``sig``: what to publish."""
-        signed: dict[str, object] = {**body, "ts": time.time() if now_s is None else now_s}
-        signed.pop("sig", None)
-        return {**signed, "sig": self.signature(robot_id, name, signed)}
-
-    def verify(self, robot_id: str, name: str, body: dict[str, object], now_s: float,
-               window_s: float) -> None:
-        """Check and remove ``sig`` and ``ts`` from ``body``; ``CommandError`` if the
-        signature is wrong, the time outside the window, or the command a replay."""
-        sig, ts = body.get("sig"), body.get("ts")
-        if not (isinstance(sig, str) and len(sig) == 64):
-            raise CommandError("sig must be 64 hex characters (HMAC-SHA256)")
-        if isinstance(ts, bool) or not isinstance(ts, int | float) or not -1e12 < ts < 1e12:
-            raise CommandError("ts must be a number: seconds since 1970")
-        del body["sig"]
-        if not hmac.compare_digest(sig.lower(), self.signature(robot_id, name, body)):
-            raise CommandError("bad signature (wrong command key, or the command was "
-                               "altered)")
-        del body["ts"]
-        if abs(now_s - ts) > window_s:
-            raise CommandError(f"ts is {now_s - ts:+.0f} s from the robot's clock (more than "
-                               f"{window_s:g} s): check both clocks (NTP)")
-        while self._seen and next(iter(self._seen.values())) < now_s:
-            self._seen.popitem(last=False)
-        key = sig.lower()
-        if key in self._seen:
-            raise CommandError("replayed command: this signature was already taken")
-        self._seen[key] = ts + window_s
-        while len(self._seen) > MAX_SEEN_SIGNATURES:
-            self._seen.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +99,6 @@ class MqttConfig:
             "cameras": 1.0,  # each camera's state, frame age, failures and last error
         }
     )
-    max_linear_m_per_s: float = 1.0  # teleop commands above this are refused
-    max_angular_rad_per_s: float = 2.0
     # Signed commands (module doc): the key file turns them on; owner-only, like password.
     command_key_file: Path | None = None
     command_window_s: float = 30.0  # a signed command's ts must be this close to our clock
@@ -206,8 +113,6 @@ class MqttConfig:
             "reconnect_min_s": self.reconnect_min_s,
             "reconnect_max_s": self.reconnect_max_s,
             "max_backlog_age_s": self.max_backlog_age_s,
-            "max_linear_m_per_s": self.max_linear_m_per_s,
-            "max_angular_rad_per_s": self.max_angular_rad_per_s,
             "command_window_s": self.command_window_s,
             **{f"rates_hz[{k!r}]": v for k, v in self.rates_hz.items()},
         }
@@ -222,193 +127,3 @@ class MqttConfig:
     def topic(self, suffix: str) -> str:
         """``zima/<robot_id>/<suffix>``."""
         return f"zima/{self.robot_id}/{suffix}"
-
-
-class Mode(enum.Enum):
-    """Driving modes an operator may ask for."""
-
-    IDLE = "idle"
-    TELEOP = "teleop"
-    AUTONOMOUS = "autonomous"
-    SUPERVISED = "supervised"  # the policy drives; a teleop command takes over
-
-
-@dataclass(frozen=True, slots=True)
-class ModeCommand:
-    mode: Mode
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TeleopCommand:
-    linear_m_per_s: float
-    angular_rad_per_s: float
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EstopCommand:
-    engaged: bool  # True stops the motors; False releases the stop
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatCommand:
-    """An operator is present (``{}``): autonomous driving goes on while these arrive."""
-
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadCommand:
-    target: str  # "policy" or "config"
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecordCommand:
-    action: str  # "start", "stop" (with an outcome) or "discard"
-    outcome: str | None = None  # "success" or "failure" with "stop"
-    request_id: str | None = None
-
-
-Command = (ModeCommand | TeleopCommand | EstopCommand | ReloadCommand | RecordCommand
-           | HeartbeatCommand)
-
-COMMAND_NAMES = ("mode", "teleop", "estop", "reload", "record", "heartbeat")
-MAX_COMMAND_BYTES = 4096  # the longest valid command is under 200 bytes
-MAX_COMMAND_DEPTH = 2  # a command is one flat JSON object
-RELOAD_TARGETS = ("policy", "config")
-RECORD_ACTIONS = ("start", "stop", "discard")
-RECORD_OUTCOMES = ("success", "failure")
-
-
-def _number(body: dict[str, object], key: str, limit: float) -> float:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CommandError(f"{key} must be a number")
-    if not -limit <= value <= limit:  # compared, not converted: a 400-digit int is no float
-        raise CommandError(f"{key}={str(value)[:24]} is outside [-{limit}, {limit}]")
-    return float(value)
-
-
-def _record(body: dict[str, object], rid: str | None, _config: MqttConfig) -> RecordCommand:
-    action, outcome = body["action"], body.get("outcome")
-    if action not in RECORD_ACTIONS:
-        raise CommandError(f"action must be one of {list(RECORD_ACTIONS)}")
-    if outcome is not None and outcome not in RECORD_OUTCOMES:
-        raise CommandError(f"outcome must be one of {list(RECORD_OUTCOMES)}")
-    return RecordCommand(str(action), None if outcome is None else str(outcome), rid)
-
-
-def _mode(body: dict[str, object], rid: str | None, _config: MqttConfig) -> ModeCommand:
-    modes = [m.value for m in Mode]
-    if body["mode"] not in modes:
-        raise CommandError(f"mode must be one of {modes}")
-    return ModeCommand(Mode(body["mode"]), rid)
-
-
-def _teleop(body: dict[str, object], rid: str | None, config: MqttConfig) -> TeleopCommand:
-    return TeleopCommand(_number(body, "linear_m_per_s", config.max_linear_m_per_s),
-                         _number(body, "angular_rad_per_s", config.max_angular_rad_per_s),
-                         rid)
-
-
-def _estop(body: dict[str, object], rid: str | None, _config: MqttConfig) -> EstopCommand:
-    if not isinstance(body["engaged"], bool):
-        raise CommandError("engaged must be true or false")
-    return EstopCommand(body["engaged"], rid)
-
-
-def _reload(body: dict[str, object], rid: str | None, _config: MqttConfig) -> ReloadCommand:
-    if body["target"] not in RELOAD_TARGETS:
-        raise CommandError(f"target must be one of {list(RELOAD_TARGETS)}")
-    return ReloadCommand(str(body["target"]), rid)
-
-
-def _heartbeat(_body: dict[str, object], rid: str | None,
-               _config: MqttConfig) -> HeartbeatCommand:
-    return HeartbeatCommand(rid)
-
-
-# Each command's builder: it checks the values of the keys parse_command let through.
-_BUILDERS: dict[str, Callable[[dict[str, object], str | None, MqttConfig], Command]] = {
-    "mode": _mode, "teleop": _teleop, "estop": _estop, "reload": _reload,
-    "record": _record, "heartbeat": _heartbeat}
-
-
-def _unsigned_estop(name: str, body: dict[str, object]) -> bool:
-    """An e-stop that engages, unsigned: taken even where commands must be signed."""
-    return name == "estop" and "sig" not in body and body.get("engaged") is True \
-        and set(body) <= {"engaged", "request_id"}
-
-
-def _body(payload: bytes) -> object:
-    return parse_json_bounded(payload, max_bytes=MAX_COMMAND_BYTES,
-                              max_depth=MAX_COMMAND_DEPTH, what="command")
-
-
-_NAMES: dict[type, str] = {ModeCommand: "mode", TeleopCommand: "teleop", EstopCommand: "estop",
-                           ReloadCommand: "reload", RecordCommand: "record",
-                           HeartbeatCommand: "heartbeat"}
-
-
-def command_name(command: Command) -> str:
-    """The topic name (``cmd/<name>``) of a command: its ``cmd/result`` says it."""
-    return _NAMES[type(command)]
-
-
-def request_id_of(payload: bytes) -> str | None:
-    """The ``request_id`` of a payload, when there is one to echo (even in a bad command):
-    a string of at most 64 printable characters, else None (never raises)."""
-    try:
-        body = _body(payload)
-    except InputError:
-        return None
-    return printable_id(body.get("request_id")) if isinstance(body, dict) else None
-
-
-def parse_command(name: str, payload: bytes, config: MqttConfig,
-                  now_s: float | None = None) -> Command:
-    """The command ``name`` (``mode``, ``teleop``, ``estop``, ``reload``, ``record``,
-    ``heartbeat``) in ``payload``.
-
-    Strict: a JSON object with exactly the documented keys. ``CommandError`` otherwise,
-    for any bytes. With ``config.command_key_file`` set, signed too (module doc): ``now_s``
-    is the wall clock the signature's ``ts`` is checked against (``time.time()`` if None).
-    """
-    try:
-        body = _body(payload)
-    except InputError as exc:
-        raise CommandError(str(exc)) from None
-    if not isinstance(body, dict):
-        raise CommandError("a command is a JSON object")
-    if config.command_key_file is not None and not _unsigned_estop(name, body):
-        if config.command_key is None:  # configured but not loaded: refuse, never skip
-            raise CommandError("the command key is not loaded: signed commands refused")
-        if "sig" not in body:
-            raise CommandError("this robot takes signed commands only (sig, ts)")
-        config.command_key.verify(config.robot_id, name, body,
-                                  time.time() if now_s is None else now_s,
-                                  config.command_window_s)
-    elif config.command_key_file is None and "sig" in body:
-        raise CommandError("this robot checks no signatures (no [mqtt] command_key_file): "
-                           "send the command unsigned")
-    rid = body.pop("request_id", None)
-    if rid is not None and printable_id(rid) is None:
-        raise CommandError(f"request_id must be a string of 1..{MAX_ID_CHARS} printable "
-                           "characters")
-    expected = {
-        "mode": {"mode"},
-        "teleop": {"linear_m_per_s", "angular_rad_per_s"},
-        "estop": {"engaged"},
-        "reload": {"target"},
-        "record": {"action", "outcome"} if body.get("action") == "stop" else {"action"},
-        "heartbeat": set(),
-    }.get(name)
-    if expected is None:
-        raise CommandError(f"unknown command {name[:MAX_ID_CHARS]!r}")
-    if set(body) != expected:
-        got = sorted(k[:MAX_ID_CHARS] for k in body)[:8]
-        raise CommandError(f"{name} takes exactly {sorted(expected)}, got {got}")
-    return _BUILDERS[name](body, rid, config)

@@ -62,18 +62,20 @@ from typing import Any
 
 import aiomqtt
 
-from zima.onboard.mqtt_config import (
+from zima.onboard.commands import (
     COMMAND_NAMES,
-    AuthRefusedError,
-    BrokerUnreachableError,
     Command,
     CommandError,
     HeartbeatCommand,
-    MqttConfig,
-    TelemetryError,
     command_name,
     parse_command,
     request_id_of,
+)
+from zima.onboard.mqtt_config import (
+    AuthRefusedError,
+    BrokerUnreachableError,
+    MqttConfig,
+    TelemetryError,
 )
 from zima.onboard.watch import Watch
 

@@ -64,9 +64,10 @@ from zima.emulator import (
 from zima.episodes import Outcome
 from zima.onboard.camera import Capture
 from zima.onboard.camera_config import CameraConfig, CameraOpenError
+from zima.onboard.commands import ModeCommand
 from zima.onboard.config import MqttSection, RuntimeConfig
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import Mode, ModeCommand, MqttConfig
+from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.runtime import Runtime, RuntimeStartError
@@ -512,7 +513,7 @@ class HilSession:
     """Board, world and runtime, started in that order and stopped in reverse::
 
         async with HilSession(cfg, report=print) as hil:
-            await hil.mode(Mode.AUTONOMOUS)
+            await hil.mode(DriveMode.AUTONOMOUS)
             hil.world.snapshot().pose
     """
 
@@ -620,7 +621,7 @@ class HilSession:
             self.report(f"web console: {self.web_url}")
         if runtime.model_sha256 is None and cfg.drive == "policy":
             raise HilStartError(f"the runtime refuses the model {cfg.model_path}: "
-                                f"{await runtime.handle(ModeCommand(Mode.AUTONOMOUS), 'sim')}")
+                                f"{await runtime.handle(ModeCommand(DriveMode.AUTONOMOUS), 'sim')}")
 
     async def _start_board(self, stack: contextlib.AsyncExitStack, run: RunFolder) -> None:
         """The emulated board, its wheels driven by the world; its temp folder in ``run``."""
@@ -672,7 +673,7 @@ class HilSession:
         return MqttSection(enabled=True, broker=MqttConfig(
             robot_id="zima-sim", host="127.0.0.1", port=broker.port))
 
-    async def mode(self, mode: Mode, timeout_s: float = 10.0) -> None:
+    async def mode(self, mode: DriveMode, timeout_s: float = 10.0) -> None:
         """Ask the runtime for ``mode``; retried while the refusal is temporary (stale
         cameras while the sim catches up, the link re-handshaking)."""
         deadline = time.monotonic() + timeout_s
@@ -711,7 +712,7 @@ async def run_episodes(hil: HilSession,
         wall0, t0 = time.monotonic(), hil.telemetry.now_s()
         operated = cfg.drive == "operator"  # a person drives: never take the robot over
         if not operated:
-            await hil.mode(Mode.AUTONOMOUS)
+            await hil.mode(DriveMode.AUTONOMOUS)
         reengaged = 0
         while (snap := hil.world.snapshot()).outcome is Outcome.RUNNING:
             await hil.sleep(0.05)
@@ -719,9 +720,9 @@ async def run_episodes(hil: HilSession,
                 # A lost link (a starved machine) drops the runtime to IDLE, as on the robot;
                 # the demo's operator asks again once it is back, and says so.
                 reengaged += 1
-                await hil.mode(Mode.AUTONOMOUS, timeout_s=30.0)
+                await hil.mode(DriveMode.AUTONOMOUS, timeout_s=30.0)
         if not operated:
-            await hil.mode(Mode.IDLE)
+            await hil.mode(DriveMode.IDLE)
         for _ in range(100):  # the tracks stop (at most 2 s) before the scene changes
             s = hil.world.snapshot()
             if max(abs(s.track_mm_s[0]), abs(s.track_mm_s[1])) < STOPPED_MM_S:

@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from tests.mqtt_broker import ROBOT, ROBOT_PASSWORD, Broker
+from zima.onboard.commands import EstopCommand
 from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import EstopCommand, MqttConfig
+from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.telemetry import Provider, Telemetry
 from zima.protocol import Fault, State
 

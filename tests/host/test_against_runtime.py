@@ -20,7 +20,7 @@ from zima.host.mqtt import HostMqttConfig
 from zima.host.status import collect_status
 from zima.onboard.config import MqttSection
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import Mode, MqttConfig
+from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.safety import DriveMode
 from zima.protocol import State
 
@@ -39,7 +39,7 @@ def test_status_and_estop_against_the_running_runtime(
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config, robot_id=ROBOT,
                                           mqtt=mqtt)) as runtime:
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(runtime.link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 3000)
             board_status = await collect_status(operator, timeout_s=10.0)
             assert board_status.missing == []

@@ -39,17 +39,17 @@ from zima.host.mqtt import (
     connect,
     next_message,
 )
-from zima.onboard.config import ConfigError, config_from_table
-from zima.onboard.mqtt_config import (
+from zima.onboard.commands import (
     CommandError,
     CommandKey,
     EstopCommand,
-    Mode,
     ModeCommand,
-    MqttConfig,
     TeleopCommand,
     parse_command,
 )
+from zima.onboard.config import ConfigError, config_from_table
+from zima.onboard.mqtt_config import MqttConfig
+from zima.onboard.safety import DriveMode
 from zima.onboard.telemetry import Telemetry
 
 from .helpers import run
@@ -73,7 +73,7 @@ def test_a_signed_command_is_taken_once_within_its_window() -> None:
     config = signed_config()
     payload = signed("mode", {"mode": "idle", "request_id": "r-1"}, ts=NOW_S - 10)
     command = parse_command("mode", payload, config, now_s=NOW_S)
-    assert command == ModeCommand(Mode.IDLE, request_id="r-1")
+    assert command == ModeCommand(DriveMode.IDLE, request_id="r-1")
     with pytest.raises(CommandError, match="replayed"):
         parse_command("mode", payload, config, now_s=NOW_S + 1)
     # Whitespace and key order are not signed: the canonical JSON is.
@@ -115,7 +115,7 @@ def test_an_engaging_estop_needs_no_signature_and_signing_is_off_by_default() ->
     assert parse_command("estop", b'{"engaged": true, "request_id": "x"}', config,
                          now_s=NOW_S) == EstopCommand(engaged=True, request_id="x")
     plain = MqttConfig(robot_id="r1")
-    assert parse_command("mode", b'{"mode": "idle"}', plain) == ModeCommand(Mode.IDLE)
+    assert parse_command("mode", b'{"mode": "idle"}', plain) == ModeCommand(DriveMode.IDLE)
     with pytest.raises(CommandError, match="checks no signatures"):
         parse_command("mode", signed("mode", {"mode": "idle"}), plain, now_s=NOW_S)
     # Configured but not loaded (a caller that skipped broker_config): refused, not skipped.

@@ -25,17 +25,11 @@ from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
 from zima.contract import DEFAULT, Action, Contract, nearest_action
 from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.onboard.camera_config import CameraConfig
+from zima.onboard.commands import EstopCommand, ModeCommand, ReloadCommand, TeleopCommand
 from zima.onboard.config import MqttSection, RuntimeConfig
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mcu_state import McuState
-from zima.onboard.mqtt_config import (
-    EstopCommand,
-    Mode,
-    ModeCommand,
-    MqttConfig,
-    ReloadCommand,
-    TeleopCommand,
-)
+from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.runtime import Runtime
@@ -100,7 +94,7 @@ async def running(config: RuntimeConfig, notifier: Notifier | None = None,
         await asyncio.wait_for(task, 10)
 
 
-async def ask_mode(runtime: Runtime, mode: Mode) -> None:
+async def ask_mode(runtime: Runtime, mode: DriveMode) -> None:
     """Ask for ``mode``, again while the refusal is a passing one: the cameras' first
     frames not in yet, or the link re-handshaking on a machine loaded enough to starve it."""
     async with asyncio.timeout(10):
@@ -137,13 +131,13 @@ def test_the_policy_drives_the_motors_through_the_real_firmware(
             link = runtime.link
             assert mode_of(runtime) == DriveMode.IDLE
             await until_mcu(link, targets(0, 0), 500)
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             state = await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             assert state.state == State.DRIVING
             # the tracks really turn: the firmware's PID follows the target
             await until_mcu(link, lambda s: s.telemetry.vel_left_mm_s > 150, 2000)
             assert runtime.loop_stats().ticks > 0
-            await ask_mode(runtime, Mode.IDLE)
+            await ask_mode(runtime, DriveMode.IDLE)
             await until_mcu(link, targets(0, 0), 500)
 
     run(main, guard_s=40)
@@ -158,7 +152,7 @@ def test_a_model_with_a_wrong_contract_is_refused_and_the_old_one_keeps_driving(
         async with running(runtime_config(tmp_path, link_config)) as runtime:
             link = runtime.link
             first = runtime.model_sha256
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             other = Contract(chunk_len=DEFAULT.chunk_len + 2)
             constant_policy(model, Action.LEFT, other)
@@ -183,20 +177,20 @@ def test_estop_from_any_mode_latches_the_mcu_and_release_returns_to_idle(
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime:
             link = runtime.link
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             assert await runtime.handle(EstopCommand(engaged=True), "test") is None
             state = await until_mcu(link, lambda s: s.state == State.ESTOP, 500)
             assert state.telemetry.target_left_mm_s == 0
             assert mode_of(runtime) == DriveMode.ESTOP
-            refused = await runtime.handle(ModeCommand(Mode.TELEOP), "test")
+            refused = await runtime.handle(ModeCommand(DriveMode.TELEOP), "test")
             assert refused is not None
             assert "e-stop" in refused
             assert await runtime.handle(EstopCommand(engaged=False), "test") is None
             await until_mcu(link, lambda s: s.state == State.IDLE, 1000)
             assert mode_of(runtime) == DriveMode.IDLE
             # teleop after the release: the operator drives, a silent operator stops
-            await ask_mode(runtime, Mode.TELEOP)
+            await ask_mode(runtime, DriveMode.TELEOP)
             assert await runtime.handle(TeleopCommand(0.2, 0.0), "test") is None
             await until_mcu(link, targets(200, 200), 500)
             await until_mcu(link, targets(0, 0), 1500)  # no more teleop: timed out
@@ -212,7 +206,7 @@ def test_stale_cameras_stop_the_policy_and_fresh_frames_resume_it(
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime:
             link = runtime.link
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             PacedVideo.unplugged.set()  # both cameras' cables pulled
             await until_mcu(link, targets(0, 0), 1500)
@@ -231,7 +225,7 @@ def test_the_serial_port_vanishing_stops_the_robot_and_it_drives_again_when_back
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime:
             link = runtime.link
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             await asyncio.to_thread(board.close)  # USB cable pulled
             await link.wait_status(lambda s: not s.connected, timeout_s=5.0)
@@ -243,7 +237,7 @@ def test_the_serial_port_vanishing_stops_the_robot_and_it_drives_again_when_back
             await link.wait_status(lambda s: s.connected, timeout_s=10.0)
             # the link loss dropped the robot to IDLE: it never drives off by itself
             assert mode_of(runtime) == DriveMode.IDLE
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 3000)
 
     try:
@@ -305,13 +299,13 @@ def test_no_model_means_no_autonomy_with_a_reason(
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime:
             assert runtime.model_sha256 is None
-            error = await runtime.handle(ModeCommand(Mode.AUTONOMOUS), "test")
+            error = await runtime.handle(ModeCommand(DriveMode.AUTONOMOUS), "test")
             assert error is not None
             assert "no model" in error, error
             constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
             assert await runtime.handle(ReloadCommand("policy"), "test") is None
             assert sha256_of(runtime) is not None
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(runtime.link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
 
     run(main, guard_s=40)

@@ -18,10 +18,10 @@ import pytest
 
 from zima.contract import Action
 from zima.emulator import EmulatedBoard
+from zima.onboard.commands import ModeCommand, TeleopCommand
 from zima.onboard.config import RuntimeConfig
 from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import Mode, ModeCommand, TeleopCommand
 from zima.onboard.policy_runner import PlanTrace
 from zima.onboard.runtime import PART_RESTARTS, PartFailedError, Runtime
 from zima.onboard.safety import DriveMode
@@ -90,7 +90,7 @@ def test_a_failing_control_loop_is_restarted_reported_and_stops_autonomy(
     async def main() -> None:
         async with started(runtime):
             link = runtime.link
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             hook.left = 1  # the next plan's tick fails
             await until_mcu(link, targets(0, 0), 1000)
@@ -104,7 +104,7 @@ def test_a_failing_control_loop_is_restarted_reported_and_stops_autonomy(
             assert part["failures"] == 1
             assert "injected control-loop failure" in part["last_error"]
             # restarted: the robot can be sent off again, and drives
-            await ask_mode(runtime, Mode.AUTONOMOUS)
+            await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             assert runtime.telemetry_record("faults")["parts"][  # type: ignore[index]
                 "control-loop"]["state"] == "running"
@@ -126,7 +126,7 @@ def test_a_control_loop_that_keeps_failing_ends_the_runtime_with_the_tracks_stop
             # off again, so the loop keeps failing until the runtime gives it up.
             async with asyncio.timeout(30):
                 while not task.done():
-                    await runtime.handle(ModeCommand(Mode.AUTONOMOUS), "test")
+                    await runtime.handle(ModeCommand(DriveMode.AUTONOMOUS), "test")
                     await asyncio.sleep(0.1)
             with pytest.raises(PartFailedError, match="control-loop"):
                 task.result()
@@ -163,7 +163,7 @@ def test_an_estop_latched_before_start_reads_estop_and_is_logged_once(
             record = runtime.telemetry_record("mode")
             assert record is not None
             assert record["mode"] == "estop"
-            refused = await runtime.handle(ModeCommand(Mode.TELEOP), "test")
+            refused = await runtime.handle(ModeCommand(DriveMode.TELEOP), "test")
             assert refused is not None
             assert "e-stop" in refused
 
@@ -182,7 +182,7 @@ def test_a_critical_battery_latch_clears_when_an_operator_asks_for_idle(
     async def main() -> None:
         async with started(runtime):
             link = runtime.link
-            await ask_mode(runtime, Mode.TELEOP)
+            await ask_mode(runtime, DriveMode.TELEOP)
             await asyncio.to_thread(board.set_battery, 9700)
             await until_mcu(link, lambda s: Fault.BATT_CRITICAL in s.faults, 4000)
             await until_mcu(link, targets(0, 0), 500)
@@ -193,7 +193,7 @@ def test_a_critical_battery_latch_clears_when_an_operator_asks_for_idle(
             assert battery is not None
             assert battery["latched"] is True
             # still flat: the latch stays and the refusal says what to do
-            refused = await runtime.handle(ModeCommand(Mode.IDLE), "test")
+            refused = await runtime.handle(ModeCommand(DriveMode.IDLE), "test")
             assert refused is not None
             assert "charge" in refused, refused
             assert mode_of(runtime) == DriveMode.LOW_BATTERY
@@ -204,10 +204,10 @@ def test_a_critical_battery_latch_clears_when_an_operator_asks_for_idle(
             assert isinstance(clear_mv, int)
             assert clear_mv > 9700
             await until_mcu(link, lambda s: s.telemetry.battery_mv > clear_mv + 200, 5000)
-            assert await runtime.handle(ModeCommand(Mode.IDLE), "test") is None
+            assert await runtime.handle(ModeCommand(DriveMode.IDLE), "test") is None
             assert mode_of(runtime) == DriveMode.IDLE
             await until_mcu(link, lambda s: Fault.BATT_CRITICAL not in s.faults, 500)
-            await ask_mode(runtime, Mode.TELEOP)
+            await ask_mode(runtime, DriveMode.TELEOP)
             assert await runtime.handle(TeleopCommand(0.2, 0.0), "test") is None
             await until_mcu(link, targets(200, 200), 500)
             battery = runtime.telemetry_record("battery")

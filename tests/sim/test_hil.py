@@ -23,8 +23,7 @@ from tests.onboard.helpers import run
 from tests.onboard.test_runtime import constant_policy
 from zima.contract import DEFAULT, Action
 from zima.episodes import EpisodeReader
-from zima.onboard.mqtt_config import Mode
-from zima.onboard.safety import SafetyConfig
+from zima.onboard.safety import DriveMode, SafetyConfig
 from zima.sim import cli
 from zima.sim.hil import HilConfig, HilSession, HilStartError, WorldSnapshot
 
@@ -42,12 +41,12 @@ async def drive_for(hil: HilSession, mode_s: float) -> list[WorldSnapshot]:
     """AUTONOMOUS for ``mode_s`` emulated seconds, then IDLE until the tracks and the
     encoder walk have stopped; the world's snapshots, one per 20 ms, from start to end."""
     snaps = [hil.world.snapshot()]
-    await hil.mode(Mode.AUTONOMOUS)
+    await hil.mode(DriveMode.AUTONOMOUS)
     start_s = hil.world.snapshot().time_s
     while snaps[-1].time_s < start_s + mode_s:
         await hil.sleep(0.02)
         snaps.append(hil.world.snapshot())
-    await hil.mode(Mode.IDLE)
+    await hil.mode(DriveMode.IDLE)
     while True:
         await hil.sleep(0.02)
         snaps.append(hil.world.snapshot())

@@ -18,7 +18,8 @@ from tests.training.toy_episodes import write_toy_episodes
 from zima.cli import main
 from zima.contract import DEFAULT, Action
 from zima.episodes import EpisodeReader
-from zima.onboard.mqtt_config import Mode, RecordCommand, TeleopCommand
+from zima.onboard.commands import RecordCommand, TeleopCommand
+from zima.onboard.safety import DriveMode
 from zima.sim.hil import HilConfig, HilSession
 from zima.training.checkpoint import load_checkpoint
 from zima.training.config import TrainConfig
@@ -40,7 +41,7 @@ def record_demonstrations(cfg: HilConfig) -> Path:
         async with HilSession(cfg) as hil:
             runtime = hil.runtime
             for legs in DRIVES:
-                await hil.mode(Mode.TELEOP)
+                await hil.mode(DriveMode.TELEOP)
                 assert await runtime.handle(RecordCommand("start"), "test") is None
                 for v, w, duration_s in legs:
                     end_s = hil.world.snapshot().time_s + duration_s
@@ -48,7 +49,7 @@ def record_demonstrations(cfg: HilConfig) -> Path:
                         assert await runtime.handle(TeleopCommand(v, w), "test") is None
                         await hil.sleep(0.05)
                 assert await runtime.handle(RecordCommand("stop", "success"), "test") is None
-                await hil.mode(Mode.IDLE)
+                await hil.mode(DriveMode.IDLE)
 
     run(main_, guard_s=90)
     return cfg.out_dir / "episodes"
