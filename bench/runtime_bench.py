@@ -88,7 +88,7 @@ RUN_S = 10.0  # measured seconds per runtime run
 WARMUP_S = 1.5  # after AUTONOMOUS is granted, before measuring
 BARE_RUNS = 300
 CAMERA_WH = (640, 480)  # CameraConfig's default capture size
-PERIOD_MS = 1000.0 / 50.0  # RuntimeConfig.control_hz
+PERIOD_MS = 1000.0 / 50.0  # RuntimeConfig.loop_hz
 GOAL_ADDED_MS, GOAL_JITTER_MS, GOAL_RSS_MB = 5.0, 2.0, 250.0
 
 

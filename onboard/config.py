@@ -6,7 +6,8 @@ the frozen config dataclass of the part it configures, with that part's defaults
 own validation::
 
     robot_id = "zima"             # MQTT topic level and the broker username
-    control_hz = 50.0             # the control loop (track commands to the MCU)
+    loop_hz = 50.0                # the control loop (track commands to the MCU); was
+                                  # control_hz, still read with a warning
     track_gauge_m = 0.21          # teleop: (m/s, rad/s) -> track speeds
 
     [link]      zima.onboard.link_config.LinkConfig        (port, timeouts)
@@ -32,6 +33,7 @@ raises ``ConfigError`` (at most ``MAX_CONFIG_BYTES`` of UTF-8 TOML, nested at mo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,8 @@ from zima.tomlconfig import ConfigError, convert, from_table
 
 __all__ = ["MAX_CONFIG_BYTES", "ConfigError", "MqttSection", "RuntimeConfig", "load_config"]
 
+log = logging.getLogger(__name__)
+
 MAX_CONFIG_BYTES = 256 * 1024  # the annotated sample is under 8 kB
 MAX_CONFIG_DEPTH = 6  # [[cameras]] and [mqtt.rates_hz] are 2 deep
 
@@ -69,7 +73,9 @@ class RuntimeConfig:
     """Everything the runtime is configured with (see the module docstring)."""
 
     robot_id: str = "zima"
-    control_hz: float = 50.0
+    # The control loop's rate: one DRIVE to the MCU per tick. (The contract's control_hz is
+    # another rate: the policy's actions, 10 Hz. This key was control_hz until 0.1.)
+    loop_hz: float = 50.0
     # Distance between the tracks' centre lines (the real base: 0.25 m wide, 4 cm tracks).
     track_gauge_m: float = 0.21
     link: LinkConfig = field(default_factory=LinkConfig)
@@ -83,14 +89,19 @@ class RuntimeConfig:
     web: WebConfig = field(default_factory=WebConfig)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.control_hz) and 5.0 <= self.control_hz <= 500.0):
-            raise ConfigError(f"control_hz={self.control_hz} must be in [5, 500]")
+        if not (math.isfinite(self.loop_hz) and 5.0 <= self.loop_hz <= 500.0):
+            raise ConfigError(f"loop_hz={self.loop_hz} must be in [5, 500]")
         if not (math.isfinite(self.track_gauge_m) and self.track_gauge_m > 0):
             raise ConfigError(f"track_gauge_m={self.track_gauge_m} must be positive")
         if not self.cameras:
             raise ConfigError("at least one [[cameras]] table is needed")
         if self.web.enabled and self.web.token_file is None:
             raise ConfigError("web.enabled needs web.token_file (the console drives the robot)")
+
+    @property
+    def control_hz(self) -> float:
+        """The old name of ``loop_hz`` (onboard/runtime.py reads it until it is renamed)."""
+        return self.loop_hz
 
     def broker_config(self) -> MqttConfig:
         """The broker connection with the password read from ``password_file`` and the
@@ -142,6 +153,12 @@ def _clip(message: str, max_chars: int = 500) -> str:
 def config_from_table(table: dict[str, Any], base: Path = Path()) -> RuntimeConfig:
     """A ``RuntimeConfig`` from a parsed TOML table; relative paths from ``base``."""
     table = dict(table)
+    if "control_hz" in table:  # the key's old name: users' onboard.toml files have it
+        if "loop_hz" in table:
+            raise ConfigError("control_hz is the old name of loop_hz: give loop_hz only")
+        log.warning("config: control_hz is now loop_hz (the control loop's rate); rename "
+                    "the key, the old name will stop working")
+        table["loop_hz"] = table.pop("control_hz")
     robot_id = table.get("robot_id", "zima")
     if not isinstance(robot_id, str):
         raise ConfigError(f"robot_id must be a string, got {robot_id!r}")

@@ -299,7 +299,7 @@ class Stack:
         token.write_text(self.web_token)
         table: dict[str, object] = {
             "robot_id": ROBOT,
-            "control_hz": 50.0,
+            "loop_hz": 50.0,
             # A loaded machine can starve the link past the 0.25 s default (as in
             # tests/onboard/test_runtime.py); a vanished or silent MCU is still found.
             "link": {"port": self.port, "telemetry_timeout_s": 1.0, "reconnect_max_s": 0.4},

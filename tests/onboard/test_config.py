@@ -49,7 +49,9 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("control_hz = 1000.0", "control_hz"),
+        ("loop_hz = 1000.0", "loop_hz"),
+        ("control_hz = 1000.0", "loop_hz"),
+        ("control_hz = 50.0\nloop_hz = 50.0", "give loop_hz only"),
         ("controlhz = 50", "unknown key 'controlhz'"),
         ('[link]\nbaud = "fast"', "link.baud must be of type int"),
         ("[link]\ntelemetry_timeout_s = -1", "telemetry_timeout_s"),
@@ -79,8 +81,8 @@ def test_a_missing_file_and_an_unreadable_password_are_clear(tmp_path: Path) -> 
 
 SECTIONS = ["", "[link]", "[[cameras]]", "[fusion]", "[policy]", "[safety]", "[mqtt]",
             "[mqtt.rates_hz]", "[recorder]", "[web]", "[mqtt.broker]", "[x.y.z]"]
-KEYS = ["robot_id", "control_hz", "track_gauge_m", "port", "name", "source", "fps", "crop",
-        "model_path", "execute_k", "temperature", "enabled", "password_file", "battery",
+KEYS = ["robot_id", "loop_hz", "control_hz", "track_gauge_m", "port", "name", "source", "fps",
+        "crop", "model_path", "execute_k", "temperature", "enabled", "password_file", "battery",
         "queue_len", "max_backlog_age_s", "token_file", "mqtt", "link", "cameras", "a.b.c"]
 VALUES = ["1", "-5", "0", "1.5", "inf", "nan", "-inf", "1e400", "9" * 400, "9" * 5000,
           "true", '"x"', '""', '"a/b"', '"\\u0000"', "[1, 2]", "[]", "[[1]]", "{a = 1}", "{}",
@@ -95,7 +97,7 @@ DOCUMENTS = st.lists(
 @given(DOCUMENTS | st.binary(max_size=300)
        | st.integers(0, 20_000).map(lambda n: b"a = " + b"[" * n)
        | st.integers(0, 5_000).map(lambda n: b"a = " + b"{b = " * n))
-@example(b"control_hz = " + b"9" * 400)  # an int no float can hold
+@example(b"loop_hz = " + b"9" * 400)  # an int no float can hold
 @example(b"mqtt = 5")
 @example(b'mqtt = ["ab"]')
 @example(b"[mqtt]\nrates_hz = 1")
@@ -120,3 +122,13 @@ def test_an_oversized_config_is_refused_before_it_is_parsed(tmp_path: Path) -> N
     path.write_bytes(b"# " + b"x" * MAX_CONFIG_BYTES + b"\n")
     with pytest.raises(ConfigError, match="over the limit"):
         load_config(path)
+
+
+def test_the_old_control_hz_key_still_sets_the_loop_rate_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text("control_hz = 40.0\n")  # an onboard.toml from before the rename
+    with caplog.at_level("WARNING", logger="zima.onboard.config"):
+        config = load_config(path)
+    assert config.loop_hz == 40.0 == config.control_hz
+    assert "control_hz is now loop_hz" in caplog.text
