@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Protocol
 
 from zima.onboard.link import McuLink
-from zima.onboard.link_config import LinkConfig, LinkError, NoAnswerError, PortError
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.link_errors import LinkError, NoAnswerError, PortError
 from zima.protocol import Info, describe_info
 
 __all__ = [

@@ -48,9 +48,9 @@ from types import TracebackType
 from typing import Self
 
 from zima.onboard import link_events as ev
-from zima.onboard.link_config import (
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.link_errors import (
     IncompatibleMcuError,
-    LinkConfig,
     LinkDownError,
     LinkError,
     PortError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zima.onboard.link_config import LinkError
+from zima.onboard.link_errors import LinkError
 from zima.onboard.mcu_state import LinkStatus, McuState
 from zima.protocol import Ack
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from zima.onboard.link_config import PortError
+from zima.onboard.link_errors import PortError
 from zima.onboard.serial_port import SerialPort
 
 __all__ = ["MAX_TX_BACKLOG", "PortIO"]

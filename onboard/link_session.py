@@ -48,9 +48,9 @@ from __future__ import annotations
 import math
 from enum import Enum
 
-from zima.onboard.link_config import (
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.link_errors import (
     IncompatibleMcuError,
-    LinkConfig,
     LinkDownError,
     LinkError,
     NoAnswerError,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import serial
 
-from zima.onboard.link_config import PortError
+from zima.onboard.link_errors import PortError
 
 __all__ = ["SerialPort"]
 

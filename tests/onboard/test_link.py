@@ -15,8 +15,8 @@ import pytest
 
 from zima.emulator import EmulatedBoard
 from zima.onboard.link import McuLink
-from zima.onboard.link_config import (
-    LinkConfig,
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.link_errors import (
     LinkDownError,
     LinkError,
     NoAnswerError,

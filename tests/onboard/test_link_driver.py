@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from zima.onboard.link import McuLink
-from zima.onboard.link_config import LinkConfig, NoAnswerError
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.link_errors import NoAnswerError
 from zima.onboard.mcu_state import LinkStatus
 from zima.protocol import (
     Ack,

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from zima.onboard.link_config import (
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.link_errors import (
     IncompatibleMcuError,
-    LinkConfig,
     LinkDownError,
     LinkError,
     NoAnswerError,

@@ -16,7 +16,8 @@ import pytest
 
 from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.onboard.link import McuLink
-from zima.onboard.link_config import LinkConfig, LinkDownError
+from zima.onboard.link_config import LinkConfig
+from zima.onboard.link_errors import LinkDownError
 from zima.onboard.mcu_state import LinkStatus
 from zima.protocol import FrameEncoder, Heartbeat, ParamId, ResetCause, State
 
