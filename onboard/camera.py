@@ -16,7 +16,7 @@ exponential backoff until it is back. A consumer never waits::
 ``CameraRig`` holds several cameras (forward and wrist by default) under one ``async
 with``. The one hardware seam is :func:`open_capture` (``cv2.VideoCapture`` on a device
 index, a device path, a file or a URL); configuration and exceptions are in
-:mod:`zima.onboard.camera_config`.
+:mod:`zima.onboard.camera_config`, the ``Frame`` in :mod:`zima.onboard.frame`.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from zima.onboard.camera_config import (
     CameraReadError,
     CameraState,
     CameraStatus,
-    Frame,
     default_cameras,
 )
+from zima.onboard.frame import Frame
 from zima.onboard.fusion import fit_image
 
 __all__ = ["Camera", "CameraRig", "Capture", "centre_crop", "open_capture"]

@@ -1,4 +1,5 @@
-"""What a camera is configured with, what it delivers and reports, and what it raises.
+"""What a camera is configured with, what it reports, and what it raises (the frames it
+delivers: :mod:`zima.onboard.frame`).
 
 The exception tree of :mod:`zima.onboard.camera` (OpenCV's own errors never leak)::
 
@@ -13,7 +14,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
+# Frame lived here once: onboard/runtime.py still imports it from this module.
+from zima.onboard.frame import Frame
 
 __all__ = [
     "CameraConfig",
@@ -66,19 +68,6 @@ class CameraConfig:
             raise ValueError(f"CameraConfig.crop={self.crop} must be in (0, 1]")
         if self.retry_max_s < self.retry_min_s:
             raise ValueError("CameraConfig.retry_max_s must not be below retry_min_s")
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One captured image and when it was captured."""
-
-    camera: str
-    image_rgb: np.ndarray  # [H, W, 3] uint8 RGB, centre-cropped, native resolution
-    captured_s: float  # camera clock when the frame was grabbed
-    seq: int  # frames delivered by this camera so far (a consumer can tell what it skipped)
-    # [h, w, 3] uint8 RGB at the policy's input size (``Camera(fit_to=...)``), made on the
-    # capture thread so the control loop never resizes; None when not asked for.
-    fitted: np.ndarray | None = None
 
 
 class CameraState(StrEnum):
