@@ -413,8 +413,7 @@ class Recorder:
                     return  # the worker's loop answers with the error
                 ep.writer.set_outcome(str(outcome))
                 ep.writer.set_attributes({"events": json.dumps(ep.events)})
-                path = ep.writer.close()
-                _fsync_directory(path.parent)
+                path = ep.writer.close()  # fsynced, renamed, its folder fsynced
                 assert ep.counts is not None
                 with self._lock:
                     self._written += 1
@@ -463,18 +462,6 @@ def _describe(exc: BaseException, path: Path) -> str:
         return f"writing episode {path} failed: {text}"
     full = " (disk full or file too large)" if code in _FULL else ""
     return f"writing episode {path} failed: [Errno {code}] {os.strerror(code)}{full}"
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` survive a power loss; a failure only costs that."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        log.warning("could not fsync %s: %s", directory, exc)
 
 
 def _resolve(future: concurrent.futures.Future[Path | None],

@@ -5,6 +5,7 @@ from typing import BinaryIO
 
 import pytest
 
+from zima import atomic
 from zima.atomic import write_atomic
 
 
@@ -26,3 +27,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
         write_atomic(path, fail)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_the_folder_is_fsynced_after_the_rename_and_a_failure_there_only_logs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    synced: list[Path] = []
+
+    def fsync_file(path: Path) -> None:
+        synced.append(path)
+        if path.is_dir():
+            raise OSError(22, "Invalid argument")  # a file system that cannot fsync a folder
+
+    monkeypatch.setattr(atomic, "fsync_file", fsync_file)
+    path = write_atomic(tmp_path / "f.bin", lambda f: f.write(b"zima"))
+    assert synced == [tmp_path]
+    assert path.read_bytes() == b"zima"
+    assert "could not fsync the folder" in caplog.text
+    assert not atomic.fsync_directory(tmp_path)

@@ -81,6 +81,7 @@ import h5py
 import numpy as np
 
 from zima import __version__
+from zima.atomic import fsync_directory, fsync_file
 from zima.bounded import InputError, parse_json_bounded
 from zima.contract import DEFAULT, METADATA_KEY, Action, Contract
 
@@ -214,8 +215,9 @@ def idle_mask(actions: np.ndarray, trim: IdleTrim = IdleTrim()) -> np.ndarray:
 class EpisodeWriter:
     """Appends steps to ``path + '.partial'``; renames it to ``path`` on a clean close.
 
-    Used as a context manager: leaving the block normally publishes the file (fsync, then
-    an atomic rename), leaving it by an exception keeps only the ``.partial``. A reader
+    Used as a context manager: leaving the block normally publishes the file (fsync, an
+    atomic rename, fsync of the folder: :mod:`zima.atomic`'s rule; ``fsync=False`` skips
+    both fsyncs, for benchmarks), leaving it by an exception keeps only the ``.partial``. A reader
     therefore never finds a half-written file under the final name. Optional datasets
     (``expert_action``, telemetry fields) are present when the first step has them, and
     every later step must have the same ones.
@@ -305,8 +307,10 @@ class EpisodeWriter:
             self._closed = True
             self._guard(self._file.close)
             if self.fsync:
-                self._guard(lambda: _fsync(self.partial_path))
+                self._guard(lambda: fsync_file(self.partial_path))
             self._guard(lambda: self.partial_path.replace(self.path))
+            if self.fsync:
+                fsync_directory(self.path.parent)  # the rename survives a power loss too
         except BaseException:
             self.abort()
             raise
@@ -387,14 +391,6 @@ class EpisodeWriter:
 
 _FORMAT_ATTRS: Final = frozenset(
     {"format", "format_version", METADATA_KEY, "n_steps", *EpisodeInfo.__dataclass_fields__})
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- reading --------------------------------------------------------------------------------
