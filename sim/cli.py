@@ -33,9 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-# Video codecs by file suffix: both are in opencv-python-headless's own FFmpeg (avc1/H.264
-# is not, so no .mp4 with H.264).
-CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+from zima.sim.video import CODECS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -390,35 +388,23 @@ def _progress(done: int, total: int, rate: float, *, show_rate: bool = True) -> 
 
 def _write_video(scene: str, seed: int, path: Path) -> int:
     """Render one expert episode's forward camera into ``path``; return the frame count."""
-    import cv2
-    import numpy as np
-
     from zima.contract import Action
     from zima.sim.env import StepResult, ZimaEnv
     from zima.sim.expert import run_episode
+    from zima.sim.video import VideoWriter
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     env = ZimaEnv(scene)
     c = env.contract
-    fourcc = cv2.VideoWriter.fourcc(*CODECS[path.suffix])
-    writer = cv2.VideoWriter(str(path), fourcc, c.control_hz, (c.image_width, c.image_height))
-    if not writer.isOpened():
-        env.close()
-        raise RuntimeError(f"OpenCV cannot write {path} with codec {CODECS[path.suffix]}")
-    frames = 0
-
     newest = c.cameras.index("forward") * c.image_history + c.image_history - 1
-
-    def record(_env: ZimaEnv, _action: Action, result: StepResult) -> None:
-        nonlocal frames
-        images = result.observation.images  # [n_images, H, W, 3] RGB
-        assert images is not None  # the env renders
-        writer.write(np.ascontiguousarray(images[newest, :, :, ::-1]))  # OpenCV wants BGR
-        frames += 1
-
     try:
-        run_episode(env, seed, on_step=record)
+        with VideoWriter(path, c.control_hz, (c.image_width, c.image_height)) as video:
+
+            def record(_env: ZimaEnv, _action: Action, result: StepResult) -> None:
+                images = result.observation.images  # [n_images, H, W, 3] RGB
+                assert images is not None  # the env renders
+                video.add(images[newest])
+
+            run_episode(env, seed, on_step=record)
     finally:
-        writer.release()
         env.close()
-    return frames
+    return video.frames

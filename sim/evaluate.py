@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
@@ -45,6 +44,7 @@ from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.expert import EpisodeResult
+from zima.sim.video import VideoWriter
 
 __all__ = ["EpisodeResult", "EpisodeTask", "EvalConfig", "EvalSummary", "PolicyEpisode",
            "Prepare", "StepHook", "evaluate", "failure_counts", "policy_episode", "run_episodes",
@@ -173,31 +173,10 @@ class SimClock:
         return self.now_s
 
 
-class _Video:
+def _video(path: Path, contract: Contract) -> VideoWriter:
     """An MP4 of the forward camera, each frame labelled with the executed action."""
-
-    def __init__(self, path: Path, contract: Contract) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.size = (contract.image_width * VIDEO_SCALE, contract.image_height * VIDEO_SCALE)
-        fourcc = cv2.VideoWriter.fourcc(*"mp4v")  # in opencv-python-headless's FFmpeg
-        self.writer = cv2.VideoWriter(str(path), fourcc, contract.control_hz, self.size)
-        if not self.writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write {path} (codec mp4v)")
-
-    def add(self, image_rgb: np.ndarray, lines: list[str]) -> None:
-        """image_rgb [H, W, 3] uint8 with ``lines`` of text in the top left corner."""
-        frame = cv2.resize(image_rgb[:, :, ::-1], self.size,  # OpenCV wants BGR
-                           interpolation=cv2.INTER_NEAREST)
-        for i, text in enumerate(lines):
-            org = (8, 24 + 24 * i)
-            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3,
-                        cv2.LINE_AA)
-            cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1,
-                        cv2.LINE_AA)
-        self.writer.write(frame)
-
-    def close(self) -> None:
-        self.writer.release()
+    return VideoWriter(path, contract.control_hz, (contract.image_width, contract.image_height),
+                       scale=VIDEO_SCALE)
 
 
 StepHook = Callable[[ZimaEnv, np.ndarray, Action], None]
@@ -206,7 +185,7 @@ StepHook = Callable[[ZimaEnv, np.ndarray, Action], None]
 
 
 async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int, *,
-                         video: _Video | None = None, on_step: StepHook | None = None,
+                         video: VideoWriter | None = None, on_step: StepHook | None = None,
                          ) -> tuple[PolicyEpisode, str]:
     """One episode in lock-step; its result and the model's sha256."""
     c = env.contract
@@ -288,7 +267,7 @@ class _Episodes:
             if task.prepare is not None:
                 task.prepare(self.env)
             self.key = key
-        video = _Video(task.video, self.contract) if task.video is not None else None
+        video = _video(task.video, self.contract) if task.video is not None else None
         try:
             return asyncio.run(policy_episode(self.env, self.model_path, self.cfg, task.seed,
                                               video=video))

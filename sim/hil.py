@@ -49,7 +49,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-import cv2
 import mujoco
 import numpy as np
 
@@ -75,6 +74,7 @@ from zima.onboard.safety import DriveMode, SafetyConfig
 from zima.onboard.web import WebConfig, read_token
 from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.run_folder import RunFolder, die_with_parent
+from zima.sim.video import VideoWriter
 
 __all__ = ["FrameHub", "HilConfig", "HilEpisode", "HilError", "HilSession", "HilStartError",
            "SimCapture", "SimWorld", "TelemetryLog", "WorldSnapshot", "plot_telemetry",
@@ -228,30 +228,6 @@ class WorldSnapshot:
     error: str | None  # why the thread died, if it did
 
 
-class _Video:
-    """An MP4 of the forward camera with a label on each frame."""
-
-    def __init__(self, path: Path, fps: float, contract: Contract) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.size = (contract.image_width * VIDEO_SCALE, contract.image_height * VIDEO_SCALE)
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, self.size)
-        if not self.writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write {path} (codec mp4v)")
-        self.frames = 0
-
-    def add(self, image_rgb: np.ndarray, text: str) -> None:
-        frame = cv2.resize(image_rgb[:, :, ::-1], self.size, interpolation=cv2.INTER_NEAREST)
-        for color, width in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-            cv2.putText(frame, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, color, width,
-                        cv2.LINE_AA)
-        self.writer.write(frame)
-        self.frames += 1
-
-    def close(self) -> None:
-        self.writer.release()
-
-
 class SimWorld:
     """The MuJoCo side of the loop on its own thread (see the module docstring)."""
 
@@ -332,7 +308,7 @@ class SimWorld:
         start_us = now_us = board.wait_state(-1, timeout_s=10.0).time_us
         next_frame_s = 0.0
         outcome = Outcome.RUNNING
-        video: _Video | None = None
+        video: VideoWriter | None = None
         episodes = ticks = 0
         carry_s = 0.0
         while not self._stop.is_set():
@@ -348,7 +324,9 @@ class SimWorld:
                 env.reset(seed)
                 if episodes < cfg.videos:
                     path = cfg.out_dir / f"episode_{seed}.mp4"
-                    video = _Video(path, cfg.camera_fps, self.contract)
+                    c = self.contract
+                    video = VideoWriter(path, cfg.camera_fps, (c.image_width, c.image_height),
+                                        scale=VIDEO_SCALE)
                     self.videos.append(path)
                 episodes += 1
                 v = [0.0, 0.0]
@@ -400,13 +378,13 @@ class SimWorld:
         if video is not None:
             video.close()
 
-    def _render(self, env: ZimaEnv, video: _Video | None, time_s: float, seed: int,
+    def _render(self, env: ZimaEnv, video: VideoWriter | None, time_s: float, seed: int,
                 outcome: Outcome) -> None:
         for camera in self.contract.cameras:
             image = env.render(camera)  # [H, W, 3] uint8 RGB
             self.hub.publish(camera, image)
             if camera == "forward" and video is not None:
-                video.add(image, f"seed {seed}  t {time_s:5.1f} s  {outcome.value}")
+                video.add(image, [f"seed {seed}  t {time_s:5.1f} s  {outcome.value}"])
 
     def _publish(self, env: ZimaEnv, seed: int, time_s: float, *, sent: tuple[int, int],
                  v: list[float], outcome: Outcome, battery_mv: float, ticks: int) -> None:

@@ -9,6 +9,7 @@ import pytest
 from zima.contract import DEFAULT
 from zima.sim import cli
 from zima.sim.scenes import SCENES
+from zima.sim.video import CODECS
 
 
 def _run(*argv: str) -> int:
@@ -23,7 +24,7 @@ def test_scenes_lists_every_registered_scene(capsys: pytest.CaptureFixture[str])
     assert [line.split()[0] for line in out.splitlines()] == list(SCENES)
 
 
-@pytest.mark.parametrize("suffix", sorted(cli.CODECS))
+@pytest.mark.parametrize("suffix", sorted(CODECS))
 def test_expert_prints_success_rate_and_writes_a_video(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
 ) -> None:
