@@ -8,15 +8,12 @@
 
 #include "emu.h"
 
-static int sides_of(const json_object *cmd, bool *left, bool *right, char *err, size_t len)
+static int sides_of(const cJSON *cmd, bool *left, bool *right, char *err, size_t len)
 {
-	const json_field *s = json_get(cmd, "side");
-	if (!s || s->type != JSON_STRING) {
-		snprintf(err, len, "'side' must be \"left\", \"right\" or \"both\"");
-		return -1;
-	}
-	*left = !strcmp(s->str, "left") || !strcmp(s->str, "both");
-	*right = !strcmp(s->str, "right") || !strcmp(s->str, "both");
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(cmd, "side");
+	const char *side = cJSON_IsString(s) ? s->valuestring : "";
+	*left = !strcmp(side, "left") || !strcmp(side, "both");
+	*right = !strcmp(side, "right") || !strcmp(side, "both");
 	if (!*left && !*right) {
 		snprintf(err, len, "'side' must be \"left\", \"right\" or \"both\"");
 		return -1;
@@ -24,133 +21,141 @@ static int sides_of(const json_object *cmd, bool *left, bool *right, char *err, 
 	return 0;
 }
 
-static const json_field *number_field(const json_object *cmd, const char *key, double min,
-		double max, char *err, size_t len)
+static const cJSON *number_field(const cJSON *cmd, const char *key, double min, double max,
+		char *err, size_t len)
 {
-	const json_field *f = json_get(cmd, key);
-	if (!f || f->type != JSON_NUMBER || f->num < min || f->num > max) {
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(cmd, key);
+	if (!cJSON_IsNumber(f) || !(f->valuedouble >= min && f->valuedouble <= max)) {
 		snprintf(err, len, "'%s' must be a number in [%g, %g]", key, min, max);
 		return NULL;
 	}
 	return f;
 }
 
-/* Runs one command line; returns false when the emulator should exit. */
-static bool handle_command(board *b, const char *line)
+/* "wheels": absolute encoder targets, or external wheels on/off. */
+static int wheels_command(board *b, const cJSON *cmd, char *err, size_t len)
 {
-	json_object cmd;
-	char err[160] = "";
-	char idbuf[160] = "";
-	const char *id = NULL;
-	if (json_parse_flat(line, &cmd, err, sizeof(err)) != 0) {
-		emit_simple("error", NULL, "message", err);
-		return true;
+	const cJSON *ext = cJSON_GetObjectItemCaseSensitive(cmd, "external");
+	const cJSON *lt = cJSON_GetObjectItemCaseSensitive(cmd, "left_ticks");
+	const cJSON *rt = cJSON_GetObjectItemCaseSensitive(cmd, "right_ticks");
+	if (ext && !cJSON_IsBool(ext)) {
+		snprintf(err, len, "'external' must be true or false");
+		return -1;
 	}
-	const json_field *idf = json_get(&cmd, "id");
-	if (idf) {
-		if (idf->type == JSON_NUMBER)
-			snprintf(idbuf, sizeof(idbuf), "%.0f", idf->num);
-		else if (idf->type == JSON_STRING)
-			snprintf(idbuf, sizeof(idbuf), "\"%.120s\"", idf->str);
-		id = idbuf[0] ? idbuf : NULL;
+	if (!lt && !rt) {
+		if (!ext) {
+			snprintf(err, len, "wheels wants 'left_ticks' and 'right_ticks', or 'external'");
+			return -1;
+		}
+		wheels_external(b, cJSON_IsTrue(ext));
+		return 0;
 	}
-	const json_field *name = json_get(&cmd, "cmd");
-	if (!name || name->type != JSON_STRING) {
-		emit_simple("error", id, "message", "missing \"cmd\"");
-		return true;
+	if (cJSON_IsFalse(ext)) {
+		snprintf(err, len, "'left_ticks'/'right_ticks' with \"external\":false");
+		return -1;
 	}
-	const char *c = name->str;
-	const json_field *f;
+	int64_t target[2];
+	const cJSON *t[2] = { lt, rt };
+	static const char *key[2] = { "left_ticks", "right_ticks" };
+	for (int i = 0; i < 2; i++) {
+		double v = cJSON_IsNumber(t[i]) ? t[i]->valuedouble : NAN;
+		/* the firmware counts in int32 */
+		if (!(v == floor(v) && v >= INT32_MIN && v <= INT32_MAX)) {
+			snprintf(err, len, "'%s' must be an integer in [%d, %d]", key[i], INT32_MIN,
+				INT32_MAX);
+			return -1;
+		}
+		target[i] = (int64_t)v;
+	}
+	wheels_set(b, target);
+	return 0;
+}
+
+/* Runs one parsed command; 0 when done, -1 with a message in err. */
+static int run_command(board *b, const cJSON *cmd, const char *c, char *err, size_t len)
+{
+	const cJSON *f;
 	bool left, right;
-	if (!strcmp(c, "state")) {
-		emit_state(b, id);
-		return true;
-	} else if (!strcmp(c, "battery")) {
-		if (!(f = number_field(&cmd, "mv", 0, 100000, err, sizeof(err))))
-			goto fail;
-		battery_set(&b->batt, f->num);
+	if (!strcmp(c, "battery")) {
+		if (!(f = number_field(cmd, "mv", 0, 100000, err, len)))
+			return -1;
+		battery_set(&b->batt, f->valuedouble);
 		battery_step(&b->batt, &b->cfg.battery, b->track, 2, 0);
 		update_adc(b);
 	} else if (!strcmp(c, "stall")) {
-		const json_field *on = json_get(&cmd, "on");
-		if (sides_of(&cmd, &left, &right, err, sizeof(err)) != 0)
-			goto fail;
-		bool v = !on || (on->type == JSON_BOOL && on->boolean);
+		if (sides_of(cmd, &left, &right, err, len) != 0)
+			return -1;
+		const cJSON *on = cJSON_GetObjectItemCaseSensitive(cmd, "on");
+		bool v = !on || cJSON_IsTrue(on); /* "on" that is no boolean: off */
 		if (left)
 			b->track[0].stalled = v;
 		if (right)
 			b->track[1].stalled = v;
 	} else if (!strcmp(c, "load")) {
-		if (sides_of(&cmd, &left, &right, err, sizeof(err)) != 0 ||
-		    !(f = number_field(&cmd, "value", 0, 1, err, sizeof(err))))
-			goto fail;
+		if (sides_of(cmd, &left, &right, err, len) != 0 ||
+		    !(f = number_field(cmd, "value", 0, 1, err, len)))
+			return -1;
 		if (left)
-			b->track[0].load = f->num;
+			b->track[0].load = f->valuedouble;
 		if (right)
-			b->track[1].load = f->num;
+			b->track[1].load = f->valuedouble;
 	} else if (!strcmp(c, "reset")) {
 		external_reset(b);
 	} else if (!strcmp(c, "state_hz")) {
-		if (!(f = number_field(&cmd, "hz", 0, 1000, err, sizeof(err))))
-			goto fail;
-		b->cfg.state_hz = f->num;
+		if (!(f = number_field(cmd, "hz", 0, 1000, err, len)))
+			return -1;
+		b->cfg.state_hz = f->valuedouble;
 	} else if (!strcmp(c, "speed")) {
-		if (!(f = number_field(&cmd, "value", 0, 1000, err, sizeof(err))))
-			goto fail;
-		b->cfg.speed = f->num; /* 0: unpaced */
+		if (!(f = number_field(cmd, "value", 0, 1000, err, len)))
+			return -1;
+		b->cfg.speed = f->valuedouble; /* 0: unpaced */
 		repace(b);
 	} else if (!strcmp(c, "wheels")) {
-		const json_field *ext = json_get(&cmd, "external");
-		const json_field *lt = json_get(&cmd, "left_ticks");
-		const json_field *rt = json_get(&cmd, "right_ticks");
-		if (ext && ext->type != JSON_BOOL) {
-			snprintf(err, sizeof(err), "'external' must be true or false");
-			goto fail;
-		}
-		if (lt || rt) {
-			if (ext && !ext->boolean) {
-				snprintf(err, sizeof(err), "'left_ticks'/'right_ticks' with \"external\":false");
-				goto fail;
-			}
-			int64_t target[2];
-			const json_field *t[2] = { lt, rt };
-			static const char *key[2] = { "left_ticks", "right_ticks" };
-			for (int i = 0; i < 2; i++) {
-				/* the firmware counts in int32 */
-				if (!t[i] || t[i]->type != JSON_NUMBER || t[i]->num != floor(t[i]->num) ||
-				    t[i]->num < INT32_MIN || t[i]->num > INT32_MAX) {
-					snprintf(err, sizeof(err), "'%s' must be an integer in [%d, %d]", key[i],
-						INT32_MIN, INT32_MAX);
-					goto fail;
-				}
-				target[i] = (int64_t)t[i]->num;
-			}
-			wheels_set(b, target);
-		} else if (ext) {
-			wheels_external(b, ext->boolean);
-		} else {
-			snprintf(err, sizeof(err), "wheels wants 'left_ticks' and 'right_ticks', or 'external'");
-			goto fail;
-		}
-		if (!id)
-			return true; /* fire and forget: a 100 Hz sender wants no answers */
-	} else if (!strcmp(c, "probes")) {
-		emit_probes(b, id);
-		return true;
+		return wheels_command(b, cmd, err, len);
 	} else if (!strcmp(c, "probes_clear")) {
 		probes_clear(b);
+	} else {
+		snprintf(err, len, "unknown cmd \"%.64s\"", c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs one command line; returns false when the emulator should exit. */
+static bool handle_command(board *b, const char *line)
+{
+	const char *end = NULL;
+	cJSON *cmd = cJSON_ParseWithOpts(line, &end, true);
+	if (!cJSON_IsObject(cmd)) {
+		emit_simple("error", NULL, "message",
+			cmd ? "expected a JSON object" : "not JSON (or text after the object)");
+		cJSON_Delete(cmd);
+		return true;
+	}
+	/* a number or a string identifies the answer; anything else is no id */
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(cmd, "id");
+	if (!cJSON_IsNumber(id) && !cJSON_IsString(id))
+		id = NULL;
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(cmd, "cmd");
+	const char *c = cJSON_IsString(name) ? name->valuestring : NULL;
+	char err[160] = "";
+	bool go_on = true;
+	if (!c) {
+		emit_simple("error", id, "message", "missing \"cmd\"");
+	} else if (!strcmp(c, "state")) {
+		emit_state(b, id);
+	} else if (!strcmp(c, "probes")) {
+		emit_probes(b, id);
 	} else if (!strcmp(c, "quit")) {
 		emit_simple("ok", id, "cmd", c);
-		return false;
-	} else {
-		snprintf(err, sizeof(err), "unknown cmd \"%.64s\"", c);
-		goto fail;
+		go_on = false;
+	} else if (run_command(b, cmd, c, err, sizeof(err)) != 0) {
+		emit_simple("error", id, "message", err);
+	} else if (id || strcmp(c, "wheels")) {
+		emit_simple("ok", id, "cmd", c); /* wheels without an id: a 100 Hz sender wants none */
 	}
-	emit_simple("ok", id, "cmd", c);
-	return true;
-fail:
-	emit_simple("error", id, "message", err);
-	return true;
+	cJSON_Delete(cmd);
+	return go_on;
 }
 
 /* Non-blocking line reader on stdin; returns false on EOF (the parent went away). */

@@ -9,7 +9,8 @@
  *   commands.c  JSON commands on stdin
  *   report.c    JSON events on stdout
  *   model.c     the physics (tracks, encoders, battery), no simavr
- *   uart_bridge.c, json.c
+ *   uart_bridge.c
+ * JSON in and out is Debian's cJSON (libcjson-dev).
  */
 #ifndef ZIMA_EMU_EMU_H
 #define ZIMA_EMU_EMU_H
@@ -19,11 +20,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
 #include <sim_avr.h>
 #include <sim_irq.h>
 
 #include "../src/pins.h"
-#include "json.h"
 #include "model.h"
 #include "uart_bridge.h"
 
@@ -173,11 +174,15 @@ void wheels_set(board *b, const int64_t target[2]);
 void probes_attach(board *b);
 void probes_clear(board *b);
 
-/* report.c */
-void emit(json_out *o);
-void emit_state(board *b, const char *id);
-void emit_probes(board *b, const char *id);
-void emit_simple(const char *event, const char *id, const char *key, const char *value);
+/* report.c: an event is a cJSON object (its "id": a command's id, copied, or none);
+ * emit() prints it as one line and frees it. add_num rounds to `decimals` places. */
+cJSON *event_new(const char *event, const cJSON *id);
+void add_num(cJSON *o, const char *key, double value, int decimals);
+void add_int(cJSON *o, const char *key, int64_t value);
+void emit(cJSON *o);
+void emit_state(board *b, const cJSON *id);
+void emit_probes(board *b, const cJSON *id);
+void emit_simple(const char *event, const cJSON *id, const char *key, const char *value);
 void emit_reset(board *b, const char *cause);
 void emit_motor(board *b, int side, double duty);
 

@@ -4,7 +4,8 @@
 #   make -f firmware/emulator/emulator.mk clean-emulator
 #
 # or `include` it from the top-level Makefile (targets: emulator, clean-emulator).
-# Debian packages: gcc make libsimavr-dev (pulls libsimavr2; headers in /usr/include/simavr).
+# Debian packages: gcc make libsimavr-dev (pulls libsimavr2; headers in /usr/include/simavr)
+# libcjson-dev (the JSON of the control lines: -lcjson).
 # Links -lsimavr only: simavr's own uart_pty part (libsimavrparts) is not used (see
 # uart_bridge.h), and libsimavr.so already brings libelf, so neither -lsimavrparts nor
 # -lelf (which would need libelf-dev for the .so link) is on the line.
@@ -18,7 +19,7 @@ EMU_SRC_DIR := $(EMU_ROOT)/firmware/emulator
 EMU_CC ?= cc
 EMU_SIMAVR_INC ?= /usr/include/simavr
 EMU_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -isystem $(EMU_SIMAVR_INC)
-EMU_LDLIBS := -lsimavr -lutil -lm
+EMU_LDLIBS := -lsimavr -lcjson -lutil -lm
 
 EMU_SRC := $(wildcard $(EMU_SRC_DIR)/*.c)
 EMU_OBJ := $(patsubst $(EMU_SRC_DIR)/%.c,$(EMU_BUILD)/%.o,$(EMU_SRC))

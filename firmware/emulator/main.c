@@ -33,25 +33,21 @@ static void on_signal(int sig)
 
 static void emit_ready(board *b)
 {
-	json_out o;
-	json_out_init(&o);
-	json_out_begin(&o);
-	json_out_str(&o, "event", "ready");
-	json_out_str(&o, "pty", b->uart.link[0] ? b->uart.link : b->uart.device);
-	json_out_str(&o, "device", b->uart.device);
-	json_out_str(&o, "firmware", b->cfg.firmware);
-	json_out_str(&o, "mcu", "atmega2560");
-	json_out_int(&o, "f_cpu", F_CPU_HZ);
-	json_out_num(&o, "speed", b->cfg.speed, 3);
-	json_out_num(&o, "ticks_per_m", b->cfg.track.ticks_per_m, 1);
-	json_out_num(&o, "tau_ms", b->cfg.track.tau_s * 1000, 3);
-	json_out_num(&o, "max_speed_mm_s", b->cfg.track.max_speed_m_s * 1000, 3);
-	json_out_num(&o, "divider", b->cfg.divider, 4);
-	json_out_num(&o, "wheels_min_edge_us", b->cfg.wheels_min_edge_us, 3);
-	json_out_num(&o, "wheels_max_spread_ms", b->cfg.wheels_max_spread_ms, 3);
-	json_out_int(&o, "pid", getpid());
-	json_out_end(&o);
-	emit(&o);
+	cJSON *o = event_new("ready", NULL);
+	cJSON_AddStringToObject(o, "pty", b->uart.link[0] ? b->uart.link : b->uart.device);
+	cJSON_AddStringToObject(o, "device", b->uart.device);
+	cJSON_AddStringToObject(o, "firmware", b->cfg.firmware);
+	cJSON_AddStringToObject(o, "mcu", "atmega2560");
+	add_int(o, "f_cpu", F_CPU_HZ);
+	add_num(o, "speed", b->cfg.speed, 3);
+	add_num(o, "ticks_per_m", b->cfg.track.ticks_per_m, 1);
+	add_num(o, "tau_ms", b->cfg.track.tau_s * 1000, 3);
+	add_num(o, "max_speed_mm_s", b->cfg.track.max_speed_m_s * 1000, 3);
+	add_num(o, "divider", b->cfg.divider, 4);
+	add_num(o, "wheels_min_edge_us", b->cfg.wheels_min_edge_us, 3);
+	add_num(o, "wheels_max_spread_ms", b->cfg.wheels_max_spread_ms, 3);
+	add_int(o, "pid", getpid());
+	emit(o);
 }
 
 /* Paced: emulated time since the anchor, divided by speed, is when it is due. */
@@ -103,14 +99,10 @@ int main(int argc, char **argv)
 		}
 		enum uart_bridge_change ch = uart_bridge_service(&b->uart);
 		if (ch != UART_BRIDGE_SAME) {
-			json_out o;
-			json_out_init(&o);
-			json_out_begin(&o);
-			json_out_str(&o, "event", "port");
-			json_out_bool(&o, "open", ch == UART_BRIDGE_OPENED);
-			json_out_int(&o, "time_us", (int64_t)(now_cycles(b) / (F_CPU_HZ / 1000000)));
-			json_out_end(&o);
-			emit(&o);
+			cJSON *o = event_new("port", NULL);
+			cJSON_AddBoolToObject(o, "open", ch == UART_BRIDGE_OPENED);
+			add_int(o, "time_us", (int64_t)(now_cycles(b) / (F_CPU_HZ / 1000000)));
+			emit(o);
 			if (ch == UART_BRIDGE_OPENED && b->cfg.reset_on_open)
 				external_reset(b);
 		}
