@@ -54,11 +54,11 @@ import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
 from zima.emulator import (
-    DEFAULT_BINARY,
-    DEFAULT_FIRMWARE,
     EmulatedBoard,
     EmulatorConfig,
     EmulatorError,
+    find_binary,
+    find_firmware,
 )
 from zima.episodes import Outcome
 from zima.onboard.camera import Capture
@@ -119,8 +119,8 @@ class HilConfig:
     drive: Literal["policy", "operator"] = "policy"
     web_port: int | None = None  # serve the web console on 127.0.0.1:<port> (0: any free)
     web_token_file: Path | None = None  # None: a fresh token in out_dir/web-token
-    firmware: Path = DEFAULT_FIRMWARE
-    emulator: Path = DEFAULT_BINARY
+    firmware: Path = field(default_factory=find_firmware)  # zima.emulator says where from
+    emulator: Path = field(default_factory=find_binary)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:

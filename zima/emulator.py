@@ -21,6 +21,19 @@ the emulator turns them into quadrature edges on the firmware's encoder pins::
     ...                                               # step MuJoCo by that duty
     board.set_wheels(left_ticks, right_ticks)         # absolute counts, no answer awaited
 
+Where the two binaries are found (:func:`find_binary`, :func:`find_firmware`; the first
+that exists, in this order; ``make emulator avr-firmware`` builds both)::
+
+    zima-emu        $ZIMA_EMULATOR, <checkout>/build/emulator/zima-emu, zima-emu on $PATH,
+                    <prefix>/lib/zima/zima-emu
+    firmware ELF    $ZIMA_FIRMWARE, <checkout>/build/avr/zima.elf, <prefix>/share/zima/zima.elf
+
+``<checkout>`` is the source tree this module runs from (the tree itself, or an editable
+install); a normal install has none, so there set the variables, or install the two files
+(``install -D build/emulator/zima-emu /usr/local/lib/zima/zima-emu``, likewise the ELF to
+``/usr/local/share/zima/zima.elf``); ``<prefix>`` is Python's ``sys.prefix`` (a venv),
+then ``/usr/local`` and ``/usr``.
+
 Exceptions (all ``EmulatorError``)::
 
     EmulatorError
@@ -35,6 +48,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,14 +61,60 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BINARY = ROOT / "build" / "emulator" / "zima-emu"
-DEFAULT_FIRMWARE = ROOT / "build" / "avr" / "zima.elf"
-DEFAULT_PORT = ROOT / "build" / "emulator" / "ttyZIMA"  # `zima emulator`'s UART link
+# The source tree this module runs from, if it does (in a normal install: site-packages).
+CHECKOUT = Path(__file__).resolve().parent.parent
+BINARY_ENV, FIRMWARE_ENV = "ZIMA_EMULATOR", "ZIMA_FIRMWARE"
+PREFIXES = (Path(sys.prefix), Path("/usr/local"), Path("/usr"))  # where installed copies lie
 
 JsonValue = str | int | float | bool | None
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the firmware's encoder counts
 Side = Literal["left", "right", "both"]
+
+
+def _is_checkout(root: Path) -> bool:
+    return (root / "firmware" / "emulator" / "emulator.mk").is_file()
+
+
+def _first(built: list[Path], on_path: list[Path], installed: list[Path]) -> Path:
+    """The first that exists; else where to build it (a checkout) or to install it."""
+    found = (path for path in (*built, *on_path, *installed) if path.is_file())
+    return next(found, (built or installed or [Path("zima")])[0])
+
+
+def find_binary(environ: Mapping[str, str] | None = None, checkout: Path = CHECKOUT,
+                prefixes: tuple[Path, ...] = PREFIXES) -> Path:
+    """zima-emu (module docstring); where none exists, the path to build or set (so that
+    the error names it)."""
+    env = os.environ if environ is None else environ
+    if env.get(BINARY_ENV):
+        return Path(env[BINARY_ENV])
+    on_path = shutil.which("zima-emu", path=env.get("PATH", ""))
+    installed = [prefix / "lib" / "zima" / "zima-emu" for prefix in prefixes]
+    return _first([checkout / "build" / "emulator" / "zima-emu"] if _is_checkout(checkout)
+                  else [], [Path(on_path)] if on_path else [], installed)
+
+
+def find_firmware(environ: Mapping[str, str] | None = None, checkout: Path = CHECKOUT,
+                  prefixes: tuple[Path, ...] = PREFIXES) -> Path:
+    """The firmware ELF (module docstring); where none exists, the path to build or set."""
+    env = os.environ if environ is None else environ
+    if env.get(FIRMWARE_ENV):
+        return Path(env[FIRMWARE_ENV])
+    installed = [prefix / "share" / "zima" / "zima.elf" for prefix in prefixes]
+    return _first([checkout / "build" / "avr" / "zima.elf"] if _is_checkout(checkout) else [],
+                  [], installed)
+
+
+def default_port(checkout: Path = CHECKOUT) -> Path:
+    """`zima emulator`'s UART link: in the checkout's build folder, else in ~/.cache/zima."""
+    if _is_checkout(checkout):
+        return checkout / "build" / "emulator" / "ttyZIMA"
+    return Path.home() / ".cache" / "zima" / "ttyZIMA"
+
+
+def _missing(path: Path, how: str, env: str) -> str:
+    return (f"{path} does not exist; build it with `{how}` in the source tree, or set {env} "
+            "to where it is")
 
 
 class EmulatorError(Exception):
@@ -80,8 +141,8 @@ class EmulatorCommandError(EmulatorError):
 class EmulatorConfig:
     """How to start one emulated board; every field maps to one zima-emu option."""
 
-    firmware: Path = DEFAULT_FIRMWARE  # the AVR ELF to run
-    binary: Path = DEFAULT_BINARY  # zima-emu
+    firmware: Path = field(default_factory=find_firmware)  # the AVR ELF to run
+    binary: Path = field(default_factory=find_binary)  # zima-emu
     port: Path | None = None  # where to symlink the UART pty; None: a private temp dir
     speed: float = 1.0  # emulated seconds per wall second; 0 runs unpaced
     state_hz: float = 10.0  # periodic state lines (emulated time); 0: only on request
@@ -254,9 +315,10 @@ class EmulatedBoard:
     def start(self) -> None:
         """Start the emulator and wait for its ready line (the pty exists then)."""
         cfg = self.config
-        for path, how in ((cfg.binary, "make emulator"), (cfg.firmware, "make avr-firmware")):
+        for path, how, env in ((cfg.binary, "make emulator", BINARY_ENV),
+                               (cfg.firmware, "make avr-firmware", FIRMWARE_ENV)):
             if not path.exists():
-                raise EmulatorNotBuiltError(f"{path} does not exist; build it with `{how}`")
+                raise EmulatorNotBuiltError(_missing(path, how, env))
         self._tmp = tempfile.TemporaryDirectory(prefix="zima-emu-")
         port = cfg.port or Path(self._tmp.name) / "ttyZIMA"
         self._stderr = (Path(self._tmp.name) / "stderr.log").open("w+b")
@@ -490,9 +552,12 @@ class EmulatedBoard:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `zima emulator` (the rest go to zima-emu after `--`)."""
-    parser.add_argument("--firmware", type=Path, default=DEFAULT_FIRMWARE, help="AVR ELF to run")
-    parser.add_argument("--binary", type=Path, default=DEFAULT_BINARY, help="zima-emu binary")
-    parser.add_argument("--port", type=Path, default=DEFAULT_PORT, help="symlink to the UART pty")
+    parser.add_argument("--firmware", type=Path, default=find_firmware(),
+                        help=f"AVR ELF to run (default: ${FIRMWARE_ENV}, or as found)")
+    parser.add_argument("--binary", type=Path, default=find_binary(),
+                        help=f"zima-emu binary (default: ${BINARY_ENV}, or as found)")
+    parser.add_argument("--port", type=Path, default=default_port(),
+                        help="symlink to the UART pty")
     parser.add_argument("--speed", type=float, default=1.0, help="emulated s per wall s")
     parser.add_argument("--unpaced", action="store_true", help="run as fast as possible")
     parser.add_argument("--state-hz", type=float, default=10.0, help="state lines per second")
@@ -514,12 +579,15 @@ def run(args: argparse.Namespace) -> int:
         reset_on_open=args.reset_on_open,
         extra_args=tuple(extra),
     )
-    for path, how in ((config.binary, "make emulator"), (config.firmware, "make avr-firmware")):
+    for path, how, env in ((config.binary, "make emulator", BINARY_ENV),
+                           (config.firmware, "make avr-firmware", FIRMWARE_ENV)):
         if not path.exists():
-            sys.stderr.write(f"zima emulator: {path} does not exist; build it with `{how}`\n")
+            sys.stderr.write(f"zima emulator: {_missing(path, how, env)}\n")
             return 2
-    sys.stderr.write(f"zima emulator: UART0 at {config.port}; JSON commands on stdin\n")
-    argv = config.argv(config.port or DEFAULT_PORT)
+    port = config.port or default_port()
+    port.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.write(f"zima emulator: UART0 at {port}; JSON commands on stdin\n")
+    argv = config.argv(port)
     try:
         return subprocess.call(argv)  # noqa: S603 - argv built from our own options
     except KeyboardInterrupt:

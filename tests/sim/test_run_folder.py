@@ -16,7 +16,7 @@ import pytest
 
 from tests.onboard.test_runtime import constant_policy
 from zima.contract import Action
-from zima.emulator import DEFAULT_BINARY, DEFAULT_FIRMWARE
+from zima.emulator import find_binary, find_firmware
 from zima.sim.hil import find_mosquitto
 from zima.sim.run_folder import PREFIX, RunFolder, remove_stale
 
@@ -74,7 +74,7 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> st
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_killed_sim_run_leaves_no_process_and_the_next_start_removes_its_files(
         firmware_elf: Path, emulator_binary: Path, tmp_path: Path) -> None:
-    assert (firmware_elf, emulator_binary) == (DEFAULT_FIRMWARE, DEFAULT_BINARY)  # built
+    assert (firmware_elf, emulator_binary) == (find_firmware(), find_binary())  # built
     assert find_mosquitto() is not None
     tmp = tmp_path / "tmp"
     tmp.mkdir()
