@@ -1,21 +1,32 @@
-"""Action chunks: choosing actions from logits, the action queue, and when to plan again.
+"""Action chunks: choosing actions from logits, the actions planned ahead, and when to plan.
 
 A continuous policy's chunk queues a track command beside each step's (nearest) action:
 the queue and its timing rule are the same for both kinds of model.
 
-Pure: no clock, no threads; the runner (:mod:`zima.onboard.policy_runner`) calls it once
-per control tick and reports each inference's latency. The timing rule, in ticks of
-``1 / control_hz`` seconds:
+Pure: no clock, no threads; the runner (:mod:`zima.onboard.policy_runner`) calls it at
+every control-loop tick with the time, and reports each inference's latency. Times in
+seconds: ``action_s = 1 / contract.control_hz`` is how long each action lasts (100 ms),
+``tick_s`` the period of the loop that ticks it (20 ms at 50 Hz; a lock-step caller that
+ticks once per action passes ``action_s``). The timing rule (ARCHITECTURE decision 13):
 
 - a plan yields ``chunk_len`` actions; the first ``execute_k`` of them are queued behind
   the actions still queued (partial chunk execution: the rest is thrown away);
-- each tick pops one action. After the pop, when ``r`` actions remain and no inference is
-  running, and ``r <= lead``, the next plan starts. Its chunk is needed at the tick after
-  the ``r`` remaining ones, so it is in time if inference takes less than
-  ``(r + 1) / control_hz``. ``lead`` is the least ``r`` for which that holds for the
-  recent worst latency times ``latency_margin``, at most ``execute_k - 1``: so the queue
-  never runs dry while inference takes less than ``execute_k / control_hz``, and every
-  chunk still executes exactly ``execute_k`` actions.
+- an action runs for ``action_s``: the next one starts at the first tick at or after its
+  end (half a tick early counts, so loop jitter under half a tick neither skips nor
+  doubles a tick). When nothing is queued then, the queue has run **dry** (the runner
+  STOPs), and a chunk that arrives later starts its first action at the first tick that
+  finds it ready;
+- the next chunk is **due** when the queued actions run out (the running action's end
+  plus ``action_s`` per queued action). Its plan starts ``lead_ticks`` ticks before that:
+  the least number of ticks that covers the recent worst latency times
+  ``latency_margin``, and at least one (a result is taken at a tick after the one that
+  started it). That is the latest tick from which the result is back in time, so the
+  observation is as fresh as the latency allows: ``lead_ticks * tick_s`` old (plus its
+  frames' own age) when the chunk's first action runs, one tick (20 ms) while inference
+  with its margin takes under a tick. No tick runs dry while inference stays under
+  ``lead_ticks * tick_s``; when that is longer than a chunk lasts
+  (``execute_k * action_s``, :attr:`ActionQueue.keeps_up`), each plan starts as soon as
+  the one before is back.
 """
 
 from __future__ import annotations
@@ -23,13 +34,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from zima.contract import Contract, TrackCommand
 from zima.onboard.policy import MAX_ABS_LOGIT, BadOutputError, values_problem
 
-__all__ = ["ActionQueue", "LatencyEstimate", "choose_actions"]
+__all__ = ["ActionQueue", "LatencyEstimate", "Planned", "RecentTimes", "choose_actions"]
 
 
 def choose_actions(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> list[int]:
@@ -81,11 +93,21 @@ class LatencyEstimate:
         return max(self._recent_s, default=0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The planned action to execute at a tick."""
+
+    action: int
+    tracks: TrackCommand | None  # a continuous model's command; None from a discrete one
+    started: bool  # it starts at this tick (False: it goes on)
+    tag: object | None = None  # what its chunk was queued with, when its first action starts
+
+
 class ActionQueue:
-    """The actions planned ahead and the rule for starting the next plan (module doc)."""
+    """The actions planned ahead, when each runs, and when to plan next (module doc)."""
 
     def __init__(self, contract: Contract, execute_k: int, latency_margin: float = 1.5,
-                 latency_window: int = 20) -> None:
+                 latency_window: int = 20, tick_s: float | None = None) -> None:
         if not 1 <= execute_k <= contract.chunk_len:
             raise ValueError(f"execute_k={execute_k} must be in 1..chunk_len "
                              f"({contract.chunk_len})")
@@ -95,52 +117,127 @@ class ActionQueue:
         self.execute_k = execute_k
         self.latency_margin = latency_margin
         self.latency = LatencyEstimate(latency_window)
-        self._queue: deque[tuple[int, TrackCommand | None]] = deque()
+        self.action_s = 1.0 / contract.control_hz
+        self.tick_s = self.action_s
+        if tick_s is not None:
+            self.set_tick(tick_s)
+        # (action, its track command, the chunk's tag on its first action)
+        self._queue: deque[tuple[int, TrackCommand | None, object | None]] = deque()
+        self._running: tuple[int, TrackCommand | None] | None = None
+        self._ends_s = 0.0  # when the running action's period ends
+
+    def set_tick(self, tick_s: float) -> None:
+        """The period of the loop that ticks the queue (at most ``action_s``)."""
+        if not (math.isfinite(tick_s) and 0 < tick_s <= self.action_s + 1e-12):
+            raise ValueError(f"tick_s={tick_s} must be in (0, {self.action_s}] "
+                             "(an action lasts 1 / control_hz)")
+        self.tick_s = tick_s
 
     @property
     def pending(self) -> tuple[int, ...]:
-        """The queued actions, next first."""
-        return tuple(action for action, _ in self._queue)
+        """The queued actions, next first (not the running one)."""
+        return tuple(action for action, _, _ in self._queue)
 
     @property
-    def lead(self) -> int:
-        """Plan again once this many actions (or fewer) remain after a tick's pop."""
-        budget_ticks = self.latency.max_s * self.latency_margin * self.contract.control_hz
-        return min(max(math.ceil(budget_ticks) - 1, 0), self.execute_k - 1)
+    def running(self) -> int | None:
+        """The planned action running now, or None (dry, or nothing planned yet)."""
+        return self._running[0] if self._running is not None else None
+
+    @property
+    def lead_ticks(self) -> int:
+        """A plan starts this many ticks before its chunk's first action is due."""
+        budget_s = self.latency.max_s * self.latency_margin
+        return max(1, math.ceil(budget_s / self.tick_s - 1e-9))
+
+    @property
+    def lead_s(self) -> float:
+        """A plan starts this long before its chunk's first action is due."""
+        return self.lead_ticks * self.tick_s
 
     @property
     def keeps_up(self) -> bool:
-        """Whether the recent latency (with margin) fits the ``execute_k`` ticks a chunk
-        lasts; if not, the queue runs dry between chunks."""
-        period_s = self.execute_k / self.contract.control_hz
-        return self.latency.max_s * self.latency_margin < period_s
+        """Whether a plan can start ``lead_s`` ahead while the chunk before still runs
+        (it lasts ``execute_k`` actions); if not, the queue runs dry between chunks."""
+        return self.lead_s <= self.execute_k * self.action_s + 1e-9
 
-    def install(self, chunk: Sequence[int],
-                tracks: Sequence[TrackCommand] | None = None) -> None:
+    def due_s(self, now_s: float) -> float:
+        """When the next chunk's first action is due: the queued actions' end (``now_s``
+        when nothing runs and nothing is queued)."""
+        start_s = self._ends_s if self._running is not None else now_s
+        return start_s + len(self._queue) * self.action_s
+
+    def install(self, chunk: Sequence[int], tracks: Sequence[TrackCommand] | None = None,
+                tag: object | None = None) -> None:
         """Queue the first ``execute_k`` actions of a planned chunk, with the track
-        command of each step when the model is continuous (``tracks`` [chunk_len])."""
+        command of each step when the model is continuous (``tracks`` [chunk_len]);
+        ``tag`` comes back with its first action (:meth:`advance`)."""
         if len(chunk) != self.contract.chunk_len:
             raise ValueError(f"a chunk has {self.contract.chunk_len} actions, got {len(chunk)}")
         if tracks is not None and len(tracks) != len(chunk):
             raise ValueError(f"a chunk of {len(chunk)} actions got {len(tracks)} track commands")
         commands = tracks if tracks is not None else [None] * len(chunk)
-        self._queue.extend((int(a), t) for a, t in zip(chunk[: self.execute_k],
-                                                      commands[: self.execute_k], strict=True))
+        for j, (action, command) in enumerate(zip(chunk[: self.execute_k],
+                                                  commands[: self.execute_k], strict=True)):
+            self._queue.append((int(action), command, tag if j == 0 else None))
 
-    def pop(self) -> int | None:
-        """The action of this tick, or None when the queue ran dry."""
-        planned = self.pop_planned()
-        return planned[0] if planned is not None else None
+    def advance(self, now_s: float) -> Planned | None:
+        """The planned action to execute at ``now_s``: the running one, or the next
+        queued one when the running one's time is up; None when the queue ran dry."""
+        half_s = self.tick_s / 2
+        if self._running is not None and now_s < self._ends_s - half_s:
+            return Planned(*self._running, started=False)
+        if not self._queue:
+            self._running = None
+            return None
+        # On schedule (within half a tick of the running action's end): keep its rhythm;
+        # late (a stalled loop) or after a gap: start the schedule afresh.
+        on_time = self._running is not None and now_s <= self._ends_s + half_s
+        start_s = self._ends_s if on_time else now_s
+        action, command, tag = self._queue.popleft()
+        self._running = (action, command)
+        self._ends_s = start_s + self.action_s
+        return Planned(action, command, started=True, tag=tag)
 
-    def pop_planned(self) -> tuple[int, TrackCommand | None] | None:
-        """The action of this tick and its track command (None from a discrete model),
-        or None when the queue ran dry."""
-        return self._queue.popleft() if self._queue else None
+    def pop(self, now_s: float) -> int | None:
+        """The action at ``now_s`` (see :meth:`advance`), or None when the queue ran dry."""
+        planned = self.advance(now_s)
+        return planned.action if planned is not None else None
 
-    def should_plan(self, in_flight: bool) -> bool:
-        """After this tick's pop: start the next plan now?"""
-        return not in_flight and len(self._queue) <= self.lead
+    def should_plan(self, now_s: float, in_flight: bool) -> bool:
+        """After this tick's :meth:`advance`: start the next plan now?"""
+        if in_flight:
+            return False
+        return now_s >= self.due_s(now_s) - self.lead_s - self.tick_s / 2
 
     def flush(self) -> None:
-        """Drop every queued action (inputs went stale: never act on an old plan)."""
+        """Drop every planned action, the running one too (inputs went stale, or the
+        model's output was bad: never act on an old plan)."""
         self._queue.clear()
+        self._running = None
+
+
+class RecentTimes:
+    """A window of recent durations (seconds): the last, and percentiles (cached until
+    the next one comes: ``status`` is read at every tick)."""
+
+    def __init__(self, window: int = 200) -> None:
+        if window < 1:
+            raise ValueError(f"RecentTimes.window={window} must be >= 1")
+        self._values: deque[float] = deque(maxlen=window)
+        self._percentiles: dict[float, float] = {}
+
+    def add(self, seconds: float) -> None:
+        self._values.append(seconds)
+        self._percentiles.clear()
+
+    @property
+    def last_s(self) -> float | None:
+        return self._values[-1] if self._values else None
+
+    def percentile_s(self, q: float) -> float | None:
+        """The ``q``-th percentile (0..100) of the window, None while it is empty."""
+        if not self._values:
+            return None
+        if q not in self._percentiles:
+            self._percentiles[q] = float(np.percentile(np.fromiter(self._values, float), q))
+        return self._percentiles[q]

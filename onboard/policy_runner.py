@@ -2,10 +2,11 @@
 
 An async context manager. Entering loads and verifies the model (``ModelError`` at
 start-up: a wrong model is found before the robot moves). The control loop then calls
-``tick(now_s)`` once per ``1 / control_hz`` seconds; it never blocks and returns the
-``Step`` to execute::
+``tick(now_s)`` at every one of its ticks (``tick_s`` apart: 20 ms in the runtime); it
+never blocks and returns the ``Step`` to execute::
 
-    async with PolicyRunner(PolicyConfig(model_path=path), contract, fusion) as runner:
+    async with PolicyRunner(PolicyConfig(model_path=path), contract, fusion,
+                            tick_s=1 / 50) as runner:
         while True:
             for frame in rig.new_frames():
                 fusion.push(frame.camera, frame.image_rgb, frame.captured_s)
@@ -13,13 +14,26 @@ start-up: a wrong model is found before the robot moves). The control loop then 
             command = step.tracks or contract.track_command(step.action)
             safety.policy_step(left_mm_s=command.left_mm_s, ...)  # Safety drives
 
-Each tick: take a finished inference's chunk into the queue (:mod:`zima.onboard.chunking`
-says when a plan starts and why the queue does not run dry); if any camera is stale,
-drop the queued actions (and the plan in flight) and STOP; else pop the next action, or
-STOP when the queue ran dry; record the executed action in the fusion's history; start
-the next plan when it is due. Inference runs on one worker thread (onnxruntime releases
-the GIL); its latency, from submission to result, is measured with the injected clock.
-Every STOP the runner forces carries a ``reason``.
+The runner decides itself, at the loop's resolution, when an action starts and when to
+plan (:mod:`zima.onboard.chunking`): each action lasts the contract's action period
+(``1 / control_hz``, 100 ms); a plan starts the fewest whole ticks before its chunk's
+first action is due that cover the recent worst latency with margin (one tick, 20 ms,
+for the demo model), so its observation is that fresh when the action runs; a chunk that
+arrives while nothing runs starts at the first tick that finds it ready. Each tick: take
+a finished inference's chunk into the queue; if any camera is stale, drop the planned
+actions (and the plan in flight) and STOP; else the running action, or the next one when
+its period is over, or STOP when the queue ran dry; start the next plan when it is due.
+Every STOP the runner forces carries a ``reason``. An executed action enters the fusion's
+action history once, when it starts (``action_started`` says the tick did); a forced STOP
+once per action period. A runner not ticked for longer than an action (autonomy paused)
+forgets its plan and starts afresh. Inference runs on one worker thread (onnxruntime
+releases the GIL); its latency, from submission to result, is measured with the injected
+clock, and a result is not taken before that clock reaches its end (a lock-step caller's
+clock can model a latency; a real one is always past it).
+
+``status`` tells the operator how fresh the robot's view is: ``obs_age_s`` (the last),
+``obs_age_p50_s`` and ``obs_age_p99_s`` (recent chunks): the observation's age when its
+chunk's first action starts, from the capture of its oldest camera's newest frame.
 
 Both kinds of model run this way (:mod:`zima.onboard.policy`). A discrete model's logits
 give each step's action (sampled at ``temperature``). A continuous model's track speeds
@@ -41,7 +55,8 @@ clears it (the runtime puts the robot in ``idle`` while it is set). An inference
 raises (an onnxruntime error) is a STOP with the reason ``"no plan: inference failed: ..."``.
 
 ``on_plan`` (optional, a callback on the event loop) receives a ``PlanTrace`` for every
-plan whose chunk is queued: when it passed each stage, on the injected clock. It is how
+plan whose chunk's first action starts, at that tick: when it passed each stage, on the
+injected clock. It is how
 bench/runtime_bench.py splits the camera-to-command latency; nothing else depends on it.
 
 ``reload(path)`` loads and verifies a new file on another thread while the old model
@@ -55,7 +70,9 @@ raises ``ModelError`` and leaves the old model in place (and a faulty one faulty
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +84,7 @@ from typing import Self
 import numpy as np
 
 from zima.contract import Action, Contract, TrackCommand, nearest_action
-from zima.onboard.chunking import ActionQueue, choose_actions
+from zima.onboard.chunking import ActionQueue, Planned, RecentTimes, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
 from zima.onboard.policy import (
     BadOutputError,
@@ -80,6 +97,8 @@ from zima.onboard.policy import (
 __all__ = ["PlanTrace", "PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
 
 log = logging.getLogger("zima.onboard.policy")
+
+OBS_AGE_WINDOW = 200  # chunks the observation age's percentiles are taken over
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +146,8 @@ class PlanTrace:
     inferred_s: float  # the model's logits were back
     finished_s: float  # its actions were chosen: the result went back to the event loop
     collected_s: float  # the control tick that queued its chunk
-    queued_ahead: int  # actions queued before the chunk's (0: its first runs at collected_s)
+    queued_ahead: int  # actions queued ahead of the chunk's then (not counting a running one)
+    acted_s: float = math.nan  # the control tick its first action started at
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +169,8 @@ class PolicyStatus:
     stale_ticks: int  # ticks refused because a camera was stale
     latency_max_s: float  # recent worst inference latency
     latency_ema_s: float | None
-    lead: int  # actions left in the queue when the next plan starts
-    keeps_up: bool  # recent latency fits in execute_k control periods
+    lead_s: float  # a plan starts this long before its first action is due (whole ticks)
+    keeps_up: bool  # lead_s fits in the execute_k actions a chunk lasts
     reloads: int  # models swapped in by reload()
     reload_error: str | None  # why the last refused reload was refused
     reload_failures: int = 0  # reloads refused so far (a new refusal shows as a new count)
@@ -158,6 +178,11 @@ class PolicyStatus:
     bad_in_row: int = 0  # ... since the last good one (or the last successful reload)
     last_bad_output: str | None = None  # what was wrong with the newest bad output
     faulty: str | None = None  # why the model is faulty (every tick STOPs); None: it is not
+    # The observation's age when its chunk's first action starts (now minus the capture
+    # time of its oldest camera's newest frame): the last one, and over the recent ones.
+    obs_age_s: float | None = None
+    obs_age_p50_s: float | None = None
+    obs_age_p99_s: float | None = None
 
 
 class PolicyRunner:
@@ -171,6 +196,7 @@ class PolicyRunner:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_plan: Callable[[PlanTrace], None] | None = None,
+        tick_s: float | None = None,
     ) -> None:
         if fusion.contract != contract:
             raise ValueError("PolicyRunner: the fusion was built for another contract")
@@ -179,13 +205,18 @@ class PolicyRunner:
         self.on_plan = on_plan
         self._rng = np.random.default_rng(config.seed)  # used on the worker thread only
         self._queue = ActionQueue(contract, config.execute_k, config.latency_margin,
-                                  config.latency_window)
+                                  config.latency_window, tick_s)
         self._model: PolicyModel | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._in_flight: asyncio.Future[_Inference] | None = None
         self._in_flight_since_s = 0.0
         self._in_flight_trace: tuple[tuple[float, ...], float, float] = ((), 0.0, 0.0)
         self._discard_in_flight = False
+        self._last_tick_s: float | None = None
+        self._waiting = True  # no chunk has started since start-up (or a pause)
+        self._stop_ends_s: float | None = None  # the end of a forced STOP's action period
+        self.action_started = False  # the last tick started an action (the recorder's cue)
+        self._obs_age = RecentTimes(OBS_AGE_WINDOW)
         self._plans = self._dry = self._stale = self._reloads = 0
         self._reload_error: str | None = None
         self._reload_failures = 0
@@ -216,25 +247,49 @@ class PolicyRunner:
     def model_sha256(self) -> str:
         return self._loaded().sha256
 
+    @property
+    def faulty(self) -> str | None:
+        """Why the model is faulty (``status.faulty``, without building the status)."""
+        return self._faulty
+
+    @property
+    def tick_s(self) -> float:
+        """The period of the loop that ticks the runner (the contract's action period
+        unless set: a lock-step caller ticks once per action)."""
+        return self._queue.tick_s
+
+    @tick_s.setter
+    def tick_s(self, value: float) -> None:
+        self._queue.set_tick(value)
+
     def tick(self, now_s: float) -> Step:
-        """The step to execute now; call once per control period from the event loop."""
+        """The step to execute now; call at every tick of the control loop (period
+        ``tick_s``) from the event loop. ``action_started`` then says whether an action
+        (a planned one, or a forced STOP's period) started at this tick."""
+        self.action_started = False
+        queue = self._queue
+        if self._last_tick_s is not None and (
+                now_s - self._last_tick_s > queue.action_s + queue.tick_s / 2):
+            self._restart()  # not ticked for a while (idle, a stalled loop): its plan is old
+        self._last_tick_s = now_s
         self._collect(now_s)
         if self._faulty is not None:  # no plan starts until a reload clears it
-            self.fusion.record_action(Action.STOP)
-            return Step(Action.STOP, f"model faulty: {self._faulty}")
+            return self._forced_stop(now_s, f"model faulty: {self._faulty}")
         reasons = self.fusion.stale_reasons(now_s)
         if reasons:
             self._stale += 1
-            self._queue.flush()
+            queue.flush()
             self._discard_in_flight = self._in_flight is not None
-            step = Step(Action.STOP, "stale input: " + "; ".join(reasons))
+            return self._forced_stop(now_s, "stale input: " + "; ".join(reasons))
+        planned = queue.advance(now_s)
+        if planned is None:
+            step = self._forced_stop(now_s, self._dry_reason(now_s))
         else:
-            planned = self._queue.pop_planned()
-            step = (Step(Action(planned[0]), tracks=planned[1]) if planned is not None
-                    else self._dry_step(now_s))
-        self.fusion.record_action(step.action)
-        if not reasons and self._queue.should_plan(self._in_flight is not None):
-            self._plan(self.fusion.observe(now_s, self._queue.pending), now_s)
+            step = Step(Action(planned.action), tracks=planned.tracks)
+            if planned.started:
+                self._start(now_s, planned)
+        if queue.should_plan(now_s, self._in_flight is not None):
+            self._plan(self.fusion.observe(now_s, queue.pending), now_s)
         return step
 
     async def wait_plan(self) -> None:
@@ -249,10 +304,12 @@ class PolicyRunner:
         return PolicyStatus(
             model_sha256=self.model_sha256, plans=self._plans, dry_ticks=self._dry,
             stale_ticks=self._stale, latency_max_s=latency.max_s, latency_ema_s=latency.ema_s,
-            lead=self._queue.lead, keeps_up=self._queue.keeps_up, reloads=self._reloads,
+            lead_s=self._queue.lead_s, keeps_up=self._queue.keeps_up, reloads=self._reloads,
             reload_error=self._reload_error, reload_failures=self._reload_failures,
             bad_outputs=self._bad_outputs, bad_in_row=self._bad_in_row,
-            last_bad_output=self._last_bad_output, faulty=self._faulty)
+            last_bad_output=self._last_bad_output, faulty=self._faulty,
+            obs_age_s=self._obs_age.last_s, obs_age_p50_s=self._obs_age.percentile_s(50),
+            obs_age_p99_s=self._obs_age.percentile_s(99))
 
     async def reload(self, path: Path | None = None) -> str:
         """Verify the model at ``path`` (default: the configured one) and swap it in;
@@ -286,17 +343,48 @@ class PolicyRunner:
             raise RuntimeError("PolicyRunner used outside its `async with`")
         return self._model
 
-    def _dry_step(self, now_s: float) -> Step:
-        if self._plans == 0 and self._no_plan is None:
-            return Step(Action.STOP, "waiting for the first plan")
+    def _forced_stop(self, now_s: float, reason: str) -> Step:
+        """A STOP the runner forces; it enters the action history once per action period
+        (a chunk that arrives meanwhile starts at once)."""
+        if self._stop_ends_s is None or now_s >= self._stop_ends_s - self._queue.tick_s / 2:
+            self._stop_ends_s = now_s + self._queue.action_s
+            self.fusion.record_action(Action.STOP)
+            self.action_started = True
+        return Step(Action.STOP, reason)
+
+    def _dry_reason(self, now_s: float) -> str:
+        """Why nothing planned runs now; counts the dry tick (not while the first chunk
+        is awaited)."""
+        if self._waiting and self._no_plan is None:
+            return "waiting for the first plan"
         self._dry += 1
         if self._no_plan is not None:
-            return Step(Action.STOP, self._no_plan)
+            return self._no_plan
         if self._in_flight is not None:
             running_s = now_s - self._in_flight_since_s
-            return Step(Action.STOP, f"action queue ran dry: inference running for "
-                        f"{running_s:.3f} s (recent worst {self._queue.latency.max_s:.3f} s)")
-        return Step(Action.STOP, "action queue ran dry: planning again")
+            return (f"action queue ran dry: inference running for {running_s:.3f} s "
+                    f"(recent worst {self._queue.latency.max_s:.3f} s)")
+        return "action queue ran dry: planning again"
+
+    def _start(self, now_s: float, planned: Planned) -> None:
+        """A planned action starts at this tick: into the history; a chunk's first one
+        also ends the wait for it, and gives its observation's age and its trace."""
+        self._stop_ends_s = None
+        self.action_started = True
+        self.fusion.record_action(planned.action)
+        trace = planned.tag
+        if isinstance(trace, PlanTrace):
+            self._waiting = False
+            self._obs_age.add(now_s - min(trace.captured_s))
+            if self.on_plan is not None:
+                self.on_plan(dataclasses.replace(trace, acted_s=now_s))
+
+    def _restart(self) -> None:
+        """Forget the plan (queued, running and in flight): as at start-up."""
+        self._queue.flush()
+        self._discard_in_flight = self._in_flight is not None
+        self._waiting = True
+        self._stop_ends_s = None
 
     def _plan(self, obs: Observation, now_s: float) -> None:
         model, executor = self._loaded(), self._executor
@@ -326,6 +414,8 @@ class PolicyRunner:
         done = self._in_flight
         if done is None or not done.done():
             return
+        if done.exception() is None and done.result().finished_s > now_s:
+            return  # a lock-step caller's clock: the modelled latency is not over yet
         self._in_flight = None
         try:
             result = done.result()
@@ -344,12 +434,10 @@ class PolicyRunner:
         # session.run.
         self._queue.latency.add(result.finished_s - submitted_s)
         if not self._discard_in_flight:
-            queued_ahead = len(self._queue.pending)
-            self._queue.install(result.actions, result.tracks)
-            if self.on_plan is not None:
-                self.on_plan(PlanTrace(
-                    captured_s, tick_s, submitted_s, result.started_s, result.inferred_s,
-                    result.finished_s, now_s, queued_ahead))
+            trace = PlanTrace(captured_s, tick_s, submitted_s, result.started_s,
+                              result.inferred_s, result.finished_s, now_s,
+                              len(self._queue.pending))
+            self._queue.install(result.actions, result.tracks, tag=trace)
 
     def _bad_output(self, problem: str) -> None:
         """An inference's output failed check_output: nothing of it is queued, what was

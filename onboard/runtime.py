@@ -8,9 +8,10 @@ until SIGTERM (systemd's stop) or SIGINT::
 
 What runs, and who may touch the motors:
 
-- **The control loop** (``control_hz``, 50 Hz) is the only caller of ``McuLink.drive``:
-  each tick it feeds new camera frames to the fusion, ticks the policy at the contract's
-  rate (10 Hz) while the policy may drive, tells :class:`~zima.onboard.safety.Safety` what
+- **The control loop** (``loop_hz``, 50 Hz) is the only caller of ``McuLink.drive``:
+  each tick it feeds new camera frames to the fusion, ticks the policy while the policy
+  may drive (the runner decides at this resolution when an action starts and when to
+  plan: ARCHITECTURE decision 13), tells :class:`~zima.onboard.safety.Safety` what
   it knows (link, battery, e-stop, stale inputs) and sends what ``Safety.decide`` returns.
   So there is exactly one owner of the tracks at any time, chosen by ``Safety``, and every
   path to them (teleop, policy) has the timeout ``Safety`` enforces; beneath it, the MCU's
@@ -130,6 +131,8 @@ class LoopStats:
     jitter_p99_ms: float  # |period - nominal|, 99th percentile
     overruns: int  # ticks that started a whole period late (the schedule was reset)
     ticks: int
+    jitter_p50_ms: float = 0.0  # |period - nominal|, median
+    jitter_max_ms: float = 0.0  # |period - nominal|, the worst in the window
 
 
 class _LoopTimer:
@@ -157,7 +160,9 @@ class _LoopTimer:
             period_p50_ms=float(np.percentile(periods, 50)) * 1e3,
             period_p99_ms=float(np.percentile(periods, 99)) * 1e3,
             jitter_p99_ms=float(np.percentile(jitter, 99)) * 1e3,
-            overruns=self.overruns, ticks=self.ticks)
+            overruns=self.overruns, ticks=self.ticks,
+            jitter_p50_ms=float(np.percentile(jitter, 50)) * 1e3,
+            jitter_max_ms=float(jitter.max()) * 1e3)
 
 
 def _battery_advice(battery_mv: int, latched: bool, clear_mv: int) -> str | None:
@@ -463,11 +468,11 @@ class Runtime:
         assert self._link is not None
         assert self._rig is not None
         link, rig = self._link, self._rig
-        period_s = 1.0 / self.config.control_hz
-        policy_period_s = 1.0 / self.contract.control_hz
+        period_s = 1.0 / self.config.loop_hz
+        record_period_s = 1.0 / self.contract.control_hz  # episodes: one step per action
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
-        next_policy_s = self._clock()
+        next_record_s = self._clock()
         while True:
             now_s = self._clock()
             self._timer.tick(now_s)
@@ -476,17 +481,23 @@ class Runtime:
                 if frame.camera in self.contract.cameras:  # fitted on the camera's thread
                     image = frame.fitted if frame.fitted is not None else frame.image_rgb
                     self.fusion.push(frame.camera, image, frame.captured_s)
-            policy_due = now_s >= next_policy_s
-            if policy_due:
-                next_policy_s = max(next_policy_s + policy_period_s, now_s)
-                self._policy_tick(now_s)
+            self._policy_tick(now_s)  # every tick: the runner decides when actions start
             self._update_safety(now_s)
             decision = self.safety.decide(now_s=now_s)
             self._last_decision = decision
             if link.connected:
                 self._drive(link, decision, now_s)
             self._publish_transitions()
-            if policy_due:
+            # The recorder takes one step per action: while the policy drives, at the
+            # ticks its actions start (each beside the frames of that moment); else once
+            # per action period.
+            runner = self._runner
+            if self._last_step is not None and decision.owner == "policy":
+                record = runner is not None and runner.action_started
+            else:
+                record = now_s >= next_record_s - period_s / 2
+            if record:
+                next_record_s = now_s + record_period_s
                 self._record_step(now_s, decision)
             self._last_tick_s = now_s
             next_tick += period_s
@@ -502,9 +513,10 @@ class Runtime:
         if runner is None or self.safety.mode not in POLICY_MODES:
             self._last_step = None
             return
+        runner.tick_s = 1.0 / self.config.loop_hz  # it is ticked at the loop's rate
         step = runner.tick(now_s)
         self._last_step = step
-        faulty = runner.status.faulty
+        faulty = runner.faulty
         if faulty is not None:
             # Bad outputs in a row: the model is not trusted to drive again until a
             # reload replaces it. Idle, not just a STOP: nobody should find the robot
@@ -856,7 +868,8 @@ class Runtime:
         def loop() -> Mapping[str, object]:
             s = self.loop_stats()
             return {"rate_hz": s.rate_hz, "period_p50_ms": s.period_p50_ms,
-                    "period_p99_ms": s.period_p99_ms, "jitter_p99_ms": s.jitter_p99_ms,
+                    "period_p99_ms": s.period_p99_ms, "jitter_p50_ms": s.jitter_p50_ms,
+                    "jitter_p99_ms": s.jitter_p99_ms, "jitter_max_ms": s.jitter_max_ms,
                     "overruns": s.overruns}
 
         def policy() -> Mapping[str, object]:
@@ -867,8 +880,14 @@ class Runtime:
                         "reload_error": self._policy_error,
                         "reload_failures": self._policy_failures,
                         "bad_outputs": 0, "bad_in_row": 0, "last_bad_output": None,
-                        "faulty": None}
+                        "faulty": None, "obs_age_ms": None, "obs_age_p50_ms": None,
+                        "obs_age_p99_ms": None, "lead_ms": None, "dry_ticks": 0,
+                        "stale_ticks": 0}
             st = runner.status
+
+            def ms(seconds: float | None) -> float | None:
+                return None if seconds is None else round(seconds * 1e3, 2)
+
             ema = st.latency_ema_s
             return {"model_hash": st.model_sha256,
                     "model_path": str(self.config.policy.model_path),
@@ -878,7 +897,10 @@ class Runtime:
                     "plans": st.plans, "reloads": st.reloads, "reload_error": st.reload_error,
                     "reload_failures": st.reload_failures,
                     "bad_outputs": st.bad_outputs, "bad_in_row": st.bad_in_row,
-                    "last_bad_output": st.last_bad_output, "faulty": st.faulty}
+                    "last_bad_output": st.last_bad_output, "faulty": st.faulty,
+                    "obs_age_ms": ms(st.obs_age_s), "obs_age_p50_ms": ms(st.obs_age_p50_s),
+                    "obs_age_p99_ms": ms(st.obs_age_p99_s), "lead_ms": ms(st.lead_s),
+                    "dry_ticks": st.dry_ticks, "stale_ticks": st.stale_ticks}
 
         def cameras() -> Mapping[str, object] | None:
             if self._rig is None:
