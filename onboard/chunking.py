@@ -41,7 +41,8 @@ import numpy as np
 from zima.contract import Contract, TrackCommand
 from zima.onboard.policy import MAX_ABS_LOGIT, BadOutputError, values_problem
 
-__all__ = ["ActionQueue", "LatencyEstimate", "Planned", "RecentTimes", "choose_actions"]
+__all__ = ["ActionQueue", "LatencyEstimate", "Planned", "RecentTimes", "choose_actions",
+           "lead_ticks"]
 
 
 def choose_actions(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> list[int]:
@@ -68,6 +69,13 @@ def choose_actions(logits: np.ndarray, temperature: float, rng: np.random.Genera
     u = rng.random((len(cdf), 1))  # [chunk_len, 1] one uniform draw per step
     picked = (cdf < u).sum(axis=-1)  # [chunk_len] inverse CDF
     return [int(i) for i in np.minimum(picked, logits.shape[-1] - 1)]
+
+
+def lead_ticks(latency_s: float, latency_margin: float, tick_s: float) -> int:
+    """How many ticks before its chunk's first action is due a plan starts, for an
+    inference of ``latency_s``: the fewest that cover ``latency_margin`` times it, at
+    least one (the module doc's rule; the simulator models the runtime with it)."""
+    return max(1, math.ceil(latency_s * latency_margin / tick_s - 1e-9))
 
 
 class LatencyEstimate:
@@ -146,8 +154,7 @@ class ActionQueue:
     @property
     def lead_ticks(self) -> int:
         """A plan starts this many ticks before its chunk's first action is due."""
-        budget_s = self.latency.max_s * self.latency_margin
-        return max(1, math.ceil(budget_s / self.tick_s - 1e-9))
+        return lead_ticks(self.latency.max_s, self.latency_margin, self.tick_s)
 
     @property
     def lead_s(self) -> float:

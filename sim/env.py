@@ -175,9 +175,13 @@ class ZimaEnv:
                 frames.extend([self.render(cam)] * depth)
         return self._observation()
 
-    def step(self, action: Action | int | TrackCommand) -> StepResult:
+    def step(self, action: Action | int | TrackCommand, *,
+             capture_ahead_s: float = 0.0) -> StepResult:
         """Hold ``action`` (or a track command, as given: the caller clips it) for one
-        control period and report the outcome."""
+        control period and report the outcome. The frames the step adds are captured
+        ``capture_ahead_s`` before the period ends (whole physics steps; 0: at its end),
+        as a robot's cameras are read when a plan starts ahead of its action
+        (:mod:`zima.sim.evaluate`)."""
         if self.domain is None:
             raise RuntimeError("step() before reset()")
         if isinstance(action, TrackCommand):
@@ -185,15 +189,22 @@ class ZimaEnv:
             action = nearest_action(command.left_mm_s, command.right_mm_s)
         else:
             command = self.contract.track_command(action)
+        ahead = min(max(round(capture_ahead_s / self.config.physics_dt_s), 0), self.substeps)
         self.drive.set_tracks(self.data, command.left_mm_s, command.right_mm_s)
-        self.drive.step(self.data, self.substeps)
+        self.drive.step(self.data, self.substeps - ahead)
+        captured: dict[str, np.ndarray] = {}
+        if ahead:
+            mujoco.mj_forward(self.model, self.data)  # cameras at the moment of capture
+            if self._renderer is not None:
+                captured = {cam: self.render(cam) for cam in self._frames}
+            self.drive.step(self.data, ahead)
         mujoco.mj_forward(self.model, self.data)  # cameras and contacts at the final state
         self.steps += 1
         self._actions.append(int(action))
         self.track_target()
         if self._renderer is not None:
             for cam, frames in self._frames.items():
-                frames.append(self.render(cam))
+                frames.append(captured[cam] if ahead else self.render(cam))
         outcome = self.outcome(Action(action))
         return StepResult(self._observation(), outcome, self.time_s, self.failure(outcome))
 

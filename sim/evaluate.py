@@ -2,18 +2,30 @@
 
 The policy runs through the same :class:`~zima.onboard.fusion.FrameFusion` and
 :class:`~zima.onboard.policy_runner.PolicyRunner` as on the robot (not a copy of them),
-in lock-step with the simulation. Each control step:
+in lock-step with the simulation, and sees observations of the age the runtime's do
+(ARCHITECTURE decision 13). The runner is ticked at the runtime's loop rate
+(``EvalConfig.loop_hz``, 50 Hz) on the sim clock, and an inference takes
+``EvalConfig.latency_s`` of it (the modelled latency: the worker thread reads the clock
+that much later, and the runner takes no result before its time). So the runner itself
+decides, as on the robot, to start each plan ``lead = lead_ticks(latency_s, margin) *
+tick`` before its chunk is due (one tick, 20 ms, for latencies up to 13 ms), and each
+env step (one action period) captures its frames that long before it ends
+(``ZimaEnv.step(capture_ahead_s=lead)``): a plan's frames are taken when it starts, and
+its first action runs ``lead`` later, at an env step's start. Each env step:
 
-1. push every camera's newest rendered frame into the fusion, stamped with sim time;
-2. ``runner.tick(sim time)`` gives the action, then ``wait_plan()`` lets a plan started
-   by that tick finish before the simulation moves on (inference takes no sim time);
-3. ``env.step(action)`` (a continuous model's step: ``env.step(step.tracks)``, the track
-   command the robot would drive), until the env reports an :class:`~zima.sim.env.Outcome`.
+1. ``runner.tick`` at the step's start gives the action (a continuous model's step: its
+   track command, what the robot would drive);
+2. ``env.step(action, capture_ahead_s=lead)`` simulates it;
+3. the loop's other ticks inside the step, each plan waited for (``wait_plan``: inference
+   takes sim time, never wall time), the step's frames pushed into the fusion at their
+   capture time; until the env reports an :class:`~zima.sim.env.Outcome`.
 
-Everything is seeded (episode ``i`` uses ``seed + i`` for the env and for sampling) and
-the runner's clock is the sim clock, so a run does not depend on the machine's speed
-nor on the number of worker processes: the same model and seeds give the same results.
-As on the robot, the first step is a STOP while the first plan runs.
+The robot's camera adds its own age (a frame waits up to one frame interval, plus
+decode, for the plan that reads it): the simulator's frames are fresh when the plan
+starts. Everything is seeded (episode ``i`` uses ``seed + i`` for the env and for
+sampling) and the runner's clock is the sim clock, so a run does not depend on the
+machine's speed nor on the number of worker processes: the same model and seeds give
+the same results. As on the robot, the first step is a STOP while the first plan runs.
 
 Reported over the episodes: success rate with its 95% Wilson score interval, failed
 episodes by :class:`~zima.sim.env.Failure` class (collision, wrong object, never found,
@@ -31,6 +43,7 @@ import asyncio
 import collections
 import math
 import multiprocessing
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,8 +53,9 @@ import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import Outcome
+from zima.onboard.chunking import lead_ticks
 from zima.onboard.fusion import FrameFusion
-from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
+from zima.onboard.policy_runner import PlanTrace, PolicyConfig, PolicyRunner, Step
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.expert import EpisodeResult
 from zima.sim.video import VideoWriter
@@ -83,6 +97,10 @@ class EvalConfig:
     videos: int = 0  # how many of the first episodes to film
     env: EnvConfig = field(default_factory=EnvConfig)  # render must stay True
     workers: int = 1  # processes, one environment each (results do not depend on it)
+    loop_hz: float = 50.0  # the runtime's control loop (RuntimeConfig.loop_hz)
+    # The modelled inference latency, submission to result (the demo model: 2-5 ms at p50
+    # in bench/runtime_bench.py); what matters is the lead it gives, in whole loop ticks.
+    latency_s: float = 0.01
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -93,6 +111,10 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.videos={self.videos} must be >= 0")
         if not self.env.render:
             raise ValueError("EvalConfig.env.render must be True: the policy needs images")
+        if not (math.isfinite(self.loop_hz) and self.loop_hz > 0):
+            raise ValueError(f"EvalConfig.loop_hz={self.loop_hz} must be a positive number")
+        if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
+            raise ValueError(f"EvalConfig.latency_s={self.latency_s} must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +186,19 @@ class EvalSummary:
 
 
 class SimClock:
-    """The runner's clock: sim time, set by the evaluation loop (never the wall clock)."""
+    """The runner's clock: sim time, set by the evaluation loop (never the wall clock).
+    Read off the thread that made it (the policy's worker), it is ``inference_s`` later:
+    an inference takes that long in sim time."""
 
-    def __init__(self) -> None:
+    def __init__(self, inference_s: float = 0.0) -> None:
         self.now_s = 0.0
+        self.inference_s = inference_s
+        self._loop_thread = threading.get_ident()
 
     def __call__(self) -> float:
-        return self.now_s
+        if threading.get_ident() == self._loop_thread:
+            return self.now_s
+        return self.now_s + self.inference_s
 
 
 def _video(path: Path, contract: Contract) -> VideoWriter:
@@ -186,37 +214,64 @@ StepHook = Callable[[ZimaEnv, np.ndarray, Action], None]
 
 async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int, *,
                          video: VideoWriter | None = None, on_step: StepHook | None = None,
+                         on_plan: Callable[[PlanTrace], None] | None = None,
                          ) -> tuple[PolicyEpisode, str]:
-    """One episode in lock-step; its result and the model's sha256."""
+    """One episode in lock-step (module doc); its result and the model's sha256.
+    ``on_plan`` receives the runner's ``PlanTrace`` of each chunk, on the sim clock."""
     c = env.contract
-    clock = SimClock()
+    tick_s = 1.0 / cfg.loop_hz
+    per_action = round(cfg.loop_hz / c.control_hz)  # loop ticks per action (env step)
+    if per_action < 1 or abs(per_action * tick_s - 1.0 / c.control_hz) > 1e-9:
+        raise ValueError(f"EvalConfig.loop_hz={cfg.loop_hz} must be a multiple of the "
+                         f"contract's control_hz ({c.control_hz})")
+    clock = SimClock(cfg.latency_s)
     fusion = FrameFusion(c)
-    # latency_window=1: under the sim clock every inference takes 0 s, and the one
-    # latency the runner measured with the wall clock (the load's warm-up) must not
-    # choose when plans start, or results would depend on the machine's speed.
+    # latency_window=1: the runner's estimate is the modelled latency from its first plan
+    # on; the one it measured with the wall clock (the load's warm-up) never counts.
     policy = PolicyConfig(model_path=model_path, execute_k=cfg.execute_k,
                           temperature=cfg.temperature, seed=seed, latency_window=1)
+    lead = lead_ticks(cfg.latency_s, policy.latency_margin, tick_s)
+    lead_s = lead * tick_s  # a plan's frames are this old when its first action runs
+    if lead > per_action:
+        raise ValueError(f"EvalConfig.latency_s={cfg.latency_s}: plans would start {lead_s} s "
+                         "ahead, more than an action period (frames come once per env step)")
+    # The first plan starts when its result lands exactly at step 1's start (on frames
+    # as old as the others': captured lead_s before it).
+    first_tick = per_action - min(max(1, math.ceil(cfg.latency_s / tick_s - 1e-9)), lead)
     newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
     forward = newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]
     forced = 0
-    async with PolicyRunner(policy, c, fusion, clock=clock) as runner:
+    async with PolicyRunner(policy, c, fusion, clock=clock, on_plan=on_plan,
+                            tick_s=tick_s) as runner:
         images = env.reset(seed).images  # [n_images, H, W, 3]
+        assert images is not None  # EvalConfig insists on rendering
+        for cam, index in zip(c.cameras, newest, strict=True):
+            fusion.push(cam, images[index], 0.0)
+        step = Step(Action.STOP, "waiting for the first plan")  # step 0: none ticked yet
+        tick = 0  # loop ticks since reset: the sim clock is tick * tick_s
         while True:
-            assert images is not None  # EvalConfig insists on rendering
-            clock.now_s = env.time_s
-            for cam, index in zip(c.cameras, newest, strict=True):
-                fusion.push(cam, images[index], clock.now_s)
-            step = runner.tick(clock.now_s)
-            await runner.wait_plan()  # lock-step: the plan is ready for the next tick
+            assert images is not None
+            if tick > 0:
+                step = await _tick(runner, clock, tick * tick_s)
             forced += step.reason is not None
             if video is not None:
-                video.add(images[forward], _label(clock.now_s, step))
+                video.add(images[forward], _label(tick * tick_s, step))
             if on_step is not None:
                 on_step(env, images, step.action)
-            result = env.step(step.tracks if step.tracks is not None else step.action)
+            result = env.step(step.tracks if step.tracks is not None else step.action,
+                              capture_ahead_s=lead_s)
             if result.done:
                 break
             images = result.observation.images
+            assert images is not None
+            captured_tick = tick + per_action - lead  # its frames, taken ahead of its end
+            for i in range(tick + 1, tick + per_action):  # inside the step: no env change
+                if i == captured_tick:
+                    for cam, index in zip(c.cameras, newest, strict=True):
+                        fusion.push(cam, images[index], i * tick_s)
+                if i >= first_tick:
+                    await _tick(runner, clock, i * tick_s)
+            tick += per_action
         sha256 = runner.model_sha256
     if video is not None and result.observation.images is not None:
         video.add(result.observation.images[forward],
@@ -224,6 +279,14 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
                    *([f"failure: {result.failure.value}"] if result.failure else [])])
     return PolicyEpisode(seed, result.outcome, env.steps, result.time_s, forced,
                          result.failure), sha256
+
+
+async def _tick(runner: PolicyRunner, clock: SimClock, now_s: float) -> Step:
+    """One loop tick of the runner at ``now_s`` (sim time), its plan (if any) waited for."""
+    clock.now_s = now_s
+    step = runner.tick(now_s)
+    await runner.wait_plan()
+    return step
 
 
 def _label(now_s: float, step: Step) -> list[str]:

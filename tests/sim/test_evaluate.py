@@ -14,6 +14,8 @@ import pytest
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Action, TrackCommand
 from zima.episodes import Outcome
+from zima.onboard.chunking import ActionQueue
+from zima.onboard.policy_runner import PlanTrace
 from zima.sim import cli
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.evaluate import EvalConfig, evaluate, policy_episode, wilson_interval
@@ -215,3 +217,51 @@ def test_the_env_steps_a_track_command_as_its_nearest_action(make_env: Callable[
     history = [env.step(command).observation.action_history[-1] for command in (
         TrackCommand(-100, 100), TrackCommand(10, 10), TrackCommand(250, 200))]
     assert history == [int(Action.LEFT), int(Action.STOP), int(Action.FORWARD)]
+
+
+# ---- the observation's age: the simulator's is the runtime's -------------------------------
+
+
+@pytest.mark.parametrize("latency_s", [0.004, 0.02, 0.05])
+def test_the_policy_sees_observations_as_old_as_the_runtimes(tmp_path: Path,
+                                                             latency_s: float) -> None:
+    """Each chunk's frames are captured when its plan starts, the lead the runtime's own
+    rule gives for that latency (whole 20 ms ticks) before its first action, and that
+    action starts with an env step; every step drives the runner's action of that tick."""
+    model = build_model(tmp_path / "history.onnx", DEFAULT)  # its chunk follows the history
+    env = ZimaEnv("arena", SHORT)
+    traces: list[PlanTrace] = []
+    driven: list[Action] = []
+    cfg = EvalConfig(episodes=1, temperature=0, env=SHORT, latency_s=latency_s)
+    try:
+        asyncio.run(policy_episode(env, model, cfg, seed=0, on_plan=traces.append,
+                                   on_step=lambda _env, _images, action: driven.append(action)))
+    finally:
+        env.close()
+    # The runtime's model: its queue, at its loop's period, after an inference this long.
+    runtime = ActionQueue(DEFAULT, cfg.execute_k, tick_s=1 / cfg.loop_hz)
+    runtime.latency.add(latency_s)
+    assert len(traces) == math.ceil((len(driven) - 1) / cfg.execute_k)
+    for trace in traces:
+        assert trace.acted_s - min(trace.captured_s) == pytest.approx(runtime.lead_s)
+        if trace is not traces[0]:  # (the first starts as late as it can, on frames as old)
+            assert trace.captured_s == (trace.tick_s, trace.tick_s)  # taken as it starts
+        step = trace.acted_s * DEFAULT.control_hz
+        assert step == pytest.approx(round(step))  # at an env step's start
+    assert driven[0] is Action.STOP  # while the first plan runs
+    assert traces[0].acted_s == pytest.approx(1 / DEFAULT.control_hz)
+
+
+def test_capturing_ahead_moves_the_frames_not_the_physics(make_env: Callable[..., ZimaEnv],
+                                                          ) -> None:
+    at_end, ahead = make_env("arena", SHORT), make_env("arena", SHORT)
+    for env in (at_end, ahead):
+        env.reset(5)
+    for _ in range(3):
+        a = at_end.step(Action.LEFT)
+        b = ahead.step(Action.LEFT, capture_ahead_s=0.02)
+        assert a.time_s == b.time_s
+        assert at_end.robot_pose() == ahead.robot_pose()  # the same physics
+        assert a.observation.images is not None
+        assert b.observation.images is not None
+        assert not np.array_equal(a.observation.images, b.observation.images)  # turning
