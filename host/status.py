@@ -176,15 +176,22 @@ class StatusBoard:
         if stream == "loop":
             return (f"{_get(body, 'rate_hz', ' Hz', 1)}, period p50 "
                     f"{_get(body, 'period_p50_ms', ' ms', 1)} p99 "
-                    f"{_get(body, 'period_p99_ms', ' ms', 1)}, jitter p99 "
-                    f"{_get(body, 'jitter_p99_ms', ' ms', 1)}, overruns {_get(body, 'overruns')}")
+                    f"{_get(body, 'period_p99_ms', ' ms', 1)}, jitter p50/p99/max "
+                    f"{_get(body, 'jitter_p50_ms', '', 1)}/{_get(body, 'jitter_p99_ms', '', 1)}/"
+                    f"{_get(body, 'jitter_max_ms', ' ms', 1)}, overruns {_get(body, 'overruns')}")
         if stream == "policy":
             digest = g("model_hash")
             model = f"model sha256 {printable(digest, 80)[:16]}" if digest else "no model"
             error = f", reload error: {_get(body, 'reload_error')}" if g("reload_error") else ""
+            # How old the robot's view is when it acts: the observation's age at each
+            # chunk's first action (onboard/MQTT.md), and the ticks that found no plan.
+            age = (f", obs age p50/p99 {_get(body, 'obs_age_p50_ms', '', 1)}/"
+                   f"{_get(body, 'obs_age_p99_ms', ' ms', 1)} (last "
+                   f"{_get(body, 'obs_age_ms', ' ms', 1)}), lead {_get(body, 'lead_ms', ' ms', 0)}"
+                   f", dry ticks {_get(body, 'dry_ticks')}") if "obs_age_ms" in body else ""
             return (f"{model}, latency {_get(body, 'latency_ms', ' ms', 1)} (max "
                     f"{_get(body, 'latency_max_ms', ' ms', 1)}), plans {_get(body, 'plans')}"
-                    f"{error}")
+                    f"{age}{error}")
         return (f"ticks {_get(body, 'left_ticks')}/{_get(body, 'right_ticks')}, speed "
                 f"{_get(body, 'vel_left_mm_s')}/{_get(body, 'vel_right_mm_s')} mm/s")
 

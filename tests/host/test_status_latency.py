@@ -1,0 +1,34 @@
+"""`zima status` shows how fresh the robot's view is and how steady its loop: the fields
+``telemetry/policy`` and ``telemetry/loop`` carry for it (onboard/MQTT.md)."""
+
+import json
+
+from zima.host.status import StatusBoard
+
+TOPIC = "zima/r1/telemetry/"
+
+
+def test_status_shows_observation_age_lead_dry_ticks_and_jitter_percentiles() -> None:
+    board = StatusBoard("r1")
+    board.take(TOPIC + "loop", json.dumps({
+        "rate_hz": 50.0, "period_p50_ms": 20.0, "period_p99_ms": 21.2, "jitter_p50_ms": 0.24,
+        "jitter_p99_ms": 1.26, "jitter_max_ms": 4.9, "overruns": 0}).encode(), 0.0)
+    board.take(TOPIC + "policy", json.dumps({
+        "model_hash": "ab" * 32, "latency_ms": 3.1, "latency_max_ms": 5.2, "plans": 42,
+        "obs_age_ms": 31.0, "obs_age_p50_ms": 36.44, "obs_age_p99_ms": 52.5, "lead_ms": 20.0,
+        "dry_ticks": 0, "stale_ticks": 0}).encode(), 0.0)
+    lines = dict(line.split(maxsplit=1) for line in board.render()[1:] if "no data" not in line)
+    assert lines["loop"] == ("50.0 Hz, period p50 20.0 ms p99 21.2 ms, jitter p50/p99/max "
+                             "0.2/1.3/4.9 ms, overruns 0")
+    assert lines["policy"] == ("model sha256 abababababababab, latency 3.1 ms (max 5.2 ms), "
+                               "plans 42, obs age p50/p99 36.4/52.5 ms (last 31.0 ms), "
+                               "lead 20 ms, dry ticks 0")
+
+
+def test_an_older_robot_without_the_fields_still_reads() -> None:
+    board = StatusBoard("r1")
+    board.take(TOPIC + "loop", json.dumps({"rate_hz": 50.0, "jitter_p99_ms": 1.0}).encode(), 0.0)
+    board.take(TOPIC + "policy", json.dumps({"model_hash": None, "plans": 0}).encode(), 0.0)
+    text = "\n".join(board.render())
+    assert "jitter p50/p99/max -/1.0/-, overruns -" in text
+    assert "no model, latency - (max -), plans 0\n" in text + "\n"
