@@ -7,6 +7,9 @@ model hash, loop timing and faults. A topic not heard in that time is shown as "
 
     zima status --robot zima --username operator --password-file ~/.zima-mqtt
     zima status --watch            redraw every second until Ctrl-C (or --duration)
+    zima status --watch --duration 60 --plot
+                                   then histograms of the latency readings received: the
+                                   observation's age when its chunk starts, loop jitter
 
 ``StatusBoard`` holds the latest payload per topic and renders it; the lead's end-to-end
 tests can feed it from the real runtime the same way (``collect_status``).
@@ -35,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+import numpy as np
+
 from zima.host.battery_model import BatteryReading, battery_state
 from zima.host.mqtt import (
     HostMqttConfig,
@@ -54,6 +59,10 @@ STREAMS = ("mode", "link", "battery", "faults", "loop", "policy", "odometry")
 MAX_NUMBER = 1e12  # larger is no reading of this robot: shown as "?"
 MAX_TEXT = 80  # characters of one received string shown (a reason: more)
 MAX_NAMES = 16  # fault names shown
+# --plot: the latency figures whose readings a run collects (the newest observation age
+# at each telemetry/policy message, the loop's recent jitter p99 at each telemetry/loop).
+PLOTTED = {"policy": ("obs_age_ms",), "loop": ("jitter_p99_ms",)}
+MAX_SAMPLES = 100_000  # readings kept per figure (a day at 2 Hz)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,22 @@ def _get(body: dict[str, object], key: str, unit: str = "", digits: int | None =
     return printable(value, max_chars) + unit
 
 
+def histogram(values: list[float], title: str, bins: int = 10, width: int = 40) -> list[str]:
+    """A text histogram of ``values`` (ms): one line per bin, bars scaled to ``width``."""
+    if not values:
+        return [f"{title}: no readings"]
+    data = np.asarray(values, float)  # [n]
+    p50, p99 = np.percentile(data, [50, 99])
+    lines = [(f"{title}: {len(data)} readings, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+              f"max {data.max():.1f} ms")]
+    counts, edges = np.histogram(data, bins=bins)
+    top = max(int(counts.max()), 1)
+    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
+        bar = "#" * round(width * int(count) / top)
+        lines.append(f"  {low:7.1f} - {high:7.1f} ms |{bar:<{width}}| {int(count)}")
+    return lines
+
+
 @dataclass
 class StatusBoard:
     """The latest status and telemetry of one robot, and when each arrived (host clock)."""
@@ -88,6 +113,8 @@ class StatusBoard:
     received_s: dict[str, float] = field(default_factory=dict)
     bad_payloads: int = 0  # messages skipped: not a bounded JSON object
     last_bad_payload: str | None = None  # why the latest was skipped
+    # Every reading of the latency figures (PLOTTED) received, for --plot.
+    samples: dict[str, list[float]] = field(default_factory=dict)
 
     def take(self, topic: str, payload: object, now_s: float) -> None:
         """One message of ``zima/<r>/status`` or ``zima/<r>/telemetry/<stream>``; any
@@ -111,6 +138,11 @@ class StatusBoard:
             return
         self.latest[stream] = body
         self.received_s[stream] = now_s
+        for key in PLOTTED.get(stream, ()):
+            value = _number(body.get(key))
+            kept = self.samples.setdefault(f"{stream}.{key}", [])
+            if value is not None and len(kept) < MAX_SAMPLES:
+                kept.append(value)
 
     @property
     def missing(self) -> list[str]:
@@ -129,6 +161,13 @@ class StatusBoard:
     def exit_status(self) -> int:
         current = not self.missing and not self.stale
         return EXIT_OK if self.status == "online" and current else EXIT_INCOMPLETE
+
+    def plot(self) -> list[str]:
+        """--plot: the distribution of each latency figure over the readings received."""
+        titles = {"policy.obs_age_ms": "observation age at its chunk's first action",
+                  "loop.jitter_p99_ms": "control loop jitter p99 (recent window)"}
+        return [line for key, title in titles.items()
+                for line in histogram(self.samples.get(key, []), title)]
 
     def render(self, now_s: float | None = None) -> list[str]:
         """Lines to print; ``now_s`` adds each topic's age (for ``--watch``)."""
@@ -247,6 +286,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wait this long for each topic's next message (default: 3)")
     parser.add_argument("--watch", action="store_true", help="redraw every second")
     parser.add_argument("--duration", type=float, metavar="S", help="with --watch: stop after S")
+    parser.add_argument("--plot", action="store_true",
+                        help="at the end, histograms of the latency readings received "
+                             "(observation age, loop jitter): run with --watch --duration S")
 
 
 def _draw(out: TextIO, tty: bool) -> Callable[[StatusBoard], None]:
@@ -282,6 +324,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if watch is None:
         sys.stdout.write("\n".join(board.render()) + "\n")
+    if args.plot:
+        sys.stdout.write("\n".join(board.plot()) + "\n")
     missing = board.missing
     if missing:
         sys.stdout.write(f"no data within {args.timeout:g} s on: {', '.join(missing)}\n")

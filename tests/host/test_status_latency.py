@@ -32,3 +32,19 @@ def test_an_older_robot_without_the_fields_still_reads() -> None:
     text = "\n".join(board.render())
     assert "jitter p50/p99/max -/1.0/-, overruns -" in text
     assert "no model, latency - (max -), plans 0\n" in text + "\n"
+
+
+def test_plot_draws_the_distribution_of_the_readings_received() -> None:
+    board = StatusBoard("r1")
+    ages = [21.0] * 8 + [40.0, 60.0]  # ms: mostly one tick, two late ones
+    for i, age in enumerate(ages):
+        board.take(TOPIC + "policy", json.dumps({"obs_age_ms": age}).encode(), float(i))
+    board.take(TOPIC + "policy", json.dumps({"obs_age_ms": None}).encode(), 11.0)  # no chunk yet
+    board.take(TOPIC + "loop", b"not json", 12.0)  # skipped, as everywhere
+    lines = board.plot()
+    assert lines[0] == ("observation age at its chunk's first action: 10 readings, "
+                        "p50 21.0 ms, p99 58.2 ms, max 60.0 ms")
+    bars = lines[1:11]
+    assert bars[0] == "     21.0 -    24.9 ms |" + "#" * 40 + "| 8"
+    assert [int(bar.rsplit("| ", 1)[1]) for bar in bars] == [8, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+    assert lines[11] == "control loop jitter p99 (recent window): no readings"
