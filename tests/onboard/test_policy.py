@@ -25,6 +25,7 @@ from onnx import TensorProto
 
 from zima.contract import DEFAULT, Action, Contract
 from zima.onboard.chunking import ActionQueue, choose_actions
+from zima.onboard.config import RuntimeConfig
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy import (
     ContractMismatchError,
@@ -34,6 +35,8 @@ from zima.onboard.policy import (
     load_model,
 )
 from zima.onboard.policy_runner import PlanTrace, PolicyConfig, PolicyRunner, Step
+from zima.onboard.runtime import Runtime
+from zima.onboard.safety import BatteryLevel, DriveMode
 
 from .onnx_models import build_model, history_chunk
 
@@ -535,6 +538,38 @@ def test_bad_output_stops_at_once_and_faults_at_the_loops_rate(tmp_path: Path) -
             assert all(r.startswith(("bad model output", "model faulty")) for r in reasons[cut:])
             assert reasons[-1].startswith("model faulty: 3 bad outputs in a row")
             assert runner.status.bad_outputs == 3
+
+    run(main)
+
+
+def test_the_runtime_ticks_the_runner_at_its_loop_rate_and_reports_the_age(
+        tmp_path: Path) -> None:
+    """The runtime's policy tick, once per loop tick: the runner plans one 20 ms tick
+    ahead (not one 100 ms action), and telemetry/policy says how old its view was."""
+    path = build_model(tmp_path / "p.onnx", DEFAULT)
+    clock = SteppedClock(0.004)
+    runtime = Runtime(RuntimeConfig(loop_hz=50.0), clock=clock)
+    config = PolicyConfig(model_path=path, temperature=0.0, latency_window=1)
+
+    async def main() -> None:
+        async with PolicyRunner(config, DEFAULT, runtime.fusion, clock=clock) as runner:
+            runtime._runner = runner  # the runtime's policy, without its I/O
+            runtime.safety.update(now_s=0.0, link_up=True, battery=BatteryLevel.OK,
+                                  estop_latched_on_mcu=False, policy_ready=True)
+            runtime.safety.request_mode(DriveMode.AUTONOMOUS, source="test", now_s=0.0)
+            for i in range(60):
+                clock.now_s = i * TICK_S
+                feed(runtime.fusion, clock.now_s)
+                runtime._policy_tick(clock.now_s)
+                await runner.wait_plan()
+            record = runtime.telemetry_record("policy")
+            assert record is not None
+            assert runner.tick_s == TICK_S
+            assert (record["obs_age_ms"], record["obs_age_p50_ms"], record["obs_age_p99_ms"],
+                    record["lead_ms"], record["dry_ticks"]) == (20.0, 20.0, 20.0, 20.0, 0)
+            loop = runtime.telemetry_record("loop")
+            assert loop is not None
+            assert {"jitter_p50_ms", "jitter_p99_ms", "jitter_max_ms"} <= set(loop)
 
     run(main)
 
