@@ -4,7 +4,8 @@ Modules, in reading order: ``robot`` (the robot's MJCF and its track/encoder ari
 ``scenes`` (the scene registry and the MJCF of a whole world), ``randomize`` (domain
 randomisation from a seed), ``effects`` (camera image effects), ``env`` (:class:`ZimaEnv`,
 the task and its success test), ``expert`` (the scripted demonstrator and its evaluation),
-``video`` (the one writer of every film), ``cli`` (`zima sim`).
+``video`` (the one writer of every film), ``hil`` (hardware in the loop, with
+``hil_config``, ``hil_world``, ``hil_cameras``, ``hil_telemetry``), ``cli`` (`zima sim`).
 """
 
 import os

@@ -291,14 +291,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from zima.episodes import Outcome
     from zima.sim.evaluate import wilson_interval
-    from zima.sim.hil import (
-        HilConfig,
-        HilEpisode,
-        HilError,
-        HilSession,
-        plot_telemetry,
-        run_episodes,
-    )
+    from zima.sim.hil import HilEpisode, HilSession, run_episodes
+    from zima.sim.hil_config import HilConfig, HilError
+    from zima.sim.hil_telemetry import plot_telemetry
 
     try:
         cfg = HilConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,

@@ -11,14 +11,15 @@ through ``asyncio.to_thread``::
         board.set_battery(11_000)                     # pack voltage, mV
         state = board.state()                         # wheel speeds, encoders, time...
 
-External wheels (hardware in the loop with the MuJoCo sim): the sim moves the tracks from
-the firmware's signed motor duty and feeds the wheel positions back as encoder counts;
+External wheels (hardware in the loop with the MuJoCo sim): the sim moves its tracks at
+the emulator's motor-model speeds (from the firmware's drive) and feeds the wheel positions
+back as encoder counts;
 the emulator turns them into quadrature edges on the firmware's encoder pins::
 
-    board.external_wheels(True)                       # the built-in track model stops
+    board.external_wheels(True)                       # the built-in tracks stop moving
     state = board.wait_state(newer_than_us=0)         # the next periodic state line
-    duty = (state.duty_signed_left, state.duty_signed_right)   # -1..1, sign = direction
-    ...                                               # step MuJoCo by that duty
+    speeds = (state.motor_left_mm_s, state.motor_right_mm_s)   # the motor model's, signed
+    ...                                               # step MuJoCo's tracks at them
     board.set_wheels(left_ticks, right_ticks)         # absolute counts, no answer awaited
 
 Where the two binaries are found (:func:`find_binary`, :func:`find_firmware`; the first
@@ -151,6 +152,13 @@ class EmulatorConfig:
     ticks_per_m: float = 4000.0  # encoder counts per metre (PROTOCOL.md ticks_per_m)
     divider: float = 4.0  # battery divider, pack / ADC pin (PROTOCOL.md batt_divider)
     battery_mv: float = 12000.0  # open-circuit pack voltage at start
+    # The pack (firmware/emulator/model.h): open-circuit voltage falls linearly to
+    # battery_empty_mv over capacity_mah drawn; the terminal voltage sags by I * R.
+    battery_empty_mv: float = 9000.0
+    capacity_mah: float = 2200.0
+    internal_mohm: float = 100.0
+    motor_ma: float = 1500.0  # one motor's draw at full duty
+    discharge: bool = True  # False: the open-circuit voltage stays where it is set
     reset_on_open: bool = False  # reset the MCU when a program opens the port (DTR)
     wheels_min_edge_us: float = 50.0  # external wheels: closest edges of one encoder
     wheels_max_spread_ms: float = 100.0  # external wheels: longest walk to one command's counts
@@ -165,6 +173,11 @@ class EmulatorConfig:
         args += ["--max-speed-mm-s", repr(self.max_speed_mm_s)]
         args += ["--ticks-per-m", repr(self.ticks_per_m), "--divider", repr(self.divider)]
         args += ["--battery-mv", repr(self.battery_mv)]
+        args += ["--battery-empty-mv", repr(self.battery_empty_mv)]
+        args += ["--capacity-mah", repr(self.capacity_mah)]
+        args += ["--internal-mohm", repr(self.internal_mohm), "--motor-ma", repr(self.motor_ma)]
+        if not self.discharge:
+            args.append("--no-discharge")
         args += ["--wheels-min-edge-us", repr(self.wheels_min_edge_us)]
         args += ["--wheels-max-spread-ms", repr(self.wheels_max_spread_ms)]
         if self.reset_on_open:
@@ -198,8 +211,10 @@ class BoardState:
     duty_signed_right: float
     pwm_left_hz: float
     pwm_right_hz: float
-    speed_left_mm_s: float  # track speed, signed
+    speed_left_mm_s: float  # what moves the encoders, signed (external: the walk's rate)
     speed_right_mm_s: float
+    motor_left_mm_s: float  # the motor model's track speed under the drive, signed (with
+    motor_right_mm_s: float  # external wheels: the speed the other program's tracks take)
     enc_left_ticks: int  # encoder counts the emulator has put on the pins
     enc_right_ticks: int
     stall_left: bool
@@ -235,6 +250,8 @@ class BoardState:
             pwm_right_hz=_num(raw, "pwm_right_hz"),
             speed_left_mm_s=_num(raw, "speed_left_mm_s"),
             speed_right_mm_s=_num(raw, "speed_right_mm_s"),
+            motor_left_mm_s=_num(raw, "motor_left_mm_s"),
+            motor_right_mm_s=_num(raw, "motor_right_mm_s"),
             enc_left_ticks=_int(raw, "enc_left_ticks"),
             enc_right_ticks=_int(raw, "enc_right_ticks"),
             stall_left=bool(raw["stall_left"]),

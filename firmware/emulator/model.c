@@ -13,18 +13,24 @@ void encoder_levels(int64_t counts, int *a, int *b)
 	*b = kB[phase];
 }
 
-void track_step(track *t, const track_params *p, double dt_s,
-		void (*edge)(void *ctx, int64_t counts), void *ctx)
+void motor_step(track *t, const track_params *p, double dt_s)
 {
 	double load = t->load < 0 ? 0 : (t->load > 1 ? 1 : t->load);
 	double target = t->duty * p->max_speed_m_s * (1.0 - load);
 	if (t->stalled) {
-		t->speed_m_s = 0.0;
+		t->motor_m_s = 0.0;
 	} else if (p->tau_s > 0) {
-		t->speed_m_s = target + (t->speed_m_s - target) * exp(-dt_s / p->tau_s);
+		t->motor_m_s = target + (t->motor_m_s - target) * exp(-dt_s / p->tau_s);
 	} else {
-		t->speed_m_s = target;
+		t->motor_m_s = target;
 	}
+}
+
+void track_step(track *t, const track_params *p, double dt_s,
+		void (*edge)(void *ctx, int64_t counts), void *ctx)
+{
+	motor_step(t, p, dt_s);
+	t->speed_m_s = t->motor_m_s;
 	t->position_counts += t->speed_m_s * dt_s * p->ticks_per_m;
 	int64_t whole = (int64_t)floor(t->position_counts);
 	while (t->counts < whole) {

@@ -30,7 +30,9 @@ typedef struct track {
 	double duty;           /* signed, -1..1, as last applied */
 	double load;           /* 0..1 */
 	bool stalled;
-	double speed_m_s;
+	double motor_m_s;      /* the motor model's speed: what the track does under this duty */
+	double speed_m_s;      /* what moves the encoders: motor_m_s, or (external wheels) the
+	                        * rate of the walk to the other program's counts */
 	double position_counts; /* continuous encoder position */
 	int64_t counts;         /* whole counts emitted as edges so far */
 } track;
@@ -55,7 +57,11 @@ typedef struct battery {
 /* Quadrature levels of channel A and B for a count: A leads B when counting up. */
 void encoder_levels(int64_t counts, int *a, int *b);
 
-/* Advances the track by dt_s. Calls edge(ctx, counts) once per whole count crossed, in
+/* Advances the motor model (motor_m_s) by dt_s: first order towards the duty's speed. With
+ * external wheels the other program moves its tracks at this speed (one motor model). */
+void motor_step(track *t, const track_params *p, double dt_s);
+
+/* Advances the track by dt_s (motor_step, and the encoders at that speed). Calls edge(ctx, counts) once per whole count crossed, in
  * order, with the count after the edge (so encoder_levels(counts) are the new levels). */
 void track_step(track *t, const track_params *p, double dt_s,
 		void (*edge)(void *ctx, int64_t counts), void *ctx);

@@ -224,7 +224,7 @@ void wheels_external(board *b, bool on)
 	b->wheels_cmds = 0;
 	for (int i = 0; i < 2; i++) {
 		track *t = &b->track[i];
-		t->speed_m_s = 0;
+		t->speed_m_s = t->motor_m_s = 0;
 		t->position_counts = (double)t->counts + 0.5;
 		b->wheel[i].target = t->counts;
 		b->wheel[i].next_edge = (double)b->cycles;
@@ -290,9 +290,10 @@ void physics_step(board *b, double dt_s)
 			emit_motor(b, i, duty); /* started or stopped: an event with its time */
 		b->track[i].duty = duty;
 		struct edge_ctx ctx = { b, m };
-		if (b->wheels_external)
+		if (b->wheels_external) {
+			motor_step(&b->track[i], &b->cfg.track, dt_s); /* for the other program */
 			wheel_walk_step(b, i, &ctx);
-		else
+		} else
 			track_step(&b->track[i], &b->cfg.track, dt_s, encoder_edge, &ctx);
 	}
 	battery_step(&b->batt, &b->cfg.battery, b->track, 2, dt_s);

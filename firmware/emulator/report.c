@@ -75,6 +75,8 @@ void emit_state(board *b, const cJSON *id)
 		add_int(o, key, (int64_t)b->wheel[i].late);
 		snprintf(key, sizeof(key), "speed_%s_mm_s", side[i]);
 		add_num(o, key, t->speed_m_s * 1000, 3);
+		snprintf(key, sizeof(key), "motor_%s_mm_s", side[i]);
+		add_num(o, key, t->motor_m_s * 1000, 3);
 		snprintf(key, sizeof(key), "enc_%s_ticks", side[i]);
 		add_int(o, key, t->counts);
 		snprintf(key, sizeof(key), "stall_%s", side[i]);

@@ -1,10 +1,11 @@
 """External wheels: another program supplies the wheel positions of the emulated board.
 
-What the MuJoCo hardware-in-the-loop run does (``zima sim run``): read the firmware's
-signed motor duty from the emulator's state lines, move the tracks, and send the wheel
+What the MuJoCo hardware-in-the-loop run does (``zima sim run``): read the tracks' speeds
+(the emulator's motor model under the firmware's drive) from the state lines, move the
+tracks, and send the wheel
 positions back as absolute encoder counts (``EmulatedBoard.set_wheels``), which the
-emulator walks onto the firmware's encoder pins as quadrature edges. Here a tiny
-first-order plant in Python stands in for MuJoCo.
+emulator walks onto the firmware's encoder pins as quadrature edges. Here a plant in
+Python stands in for MuJoCo: its tracks move at the emulator's motor-model speeds.
 
 Judged in emulated time (state lines' ``time_us``, TELEMETRY's ``mcu_time_ms``);
 wall-clock limits are only hang guards.
@@ -23,8 +24,7 @@ from zima.protocol import Drive, Telemetry
 from .mcu import Mcu
 
 STATE_HZ = 100.0  # the sim loop's rate: one plant step and one set_wheels per state line
-MAX_SPEED_MM_S = 1000.0  # the plant: speed = duty * MAX_SPEED_MM_S, first order
-TAU_S = 0.1
+MAX_SPEED_MM_S = 1000.0  # EmulatorConfig.max_speed_mm_s default: speed at full duty
 TICKS_PER_M = 4000.0  # the firmware's default ticks_per_m
 MIN_EDGE_US = 50.0  # EmulatorConfig.wheels_min_edge_us default
 WALL_GUARD_S = 30.0
@@ -107,9 +107,8 @@ def test_the_firmware_pid_closes_the_loop_through_an_external_plant(
         state = board.wait_state(time_us)
         dt_s = (state.time_us - time_us) / 1e6
         time_us = state.time_us
-        for i, duty in enumerate((state.duty_signed_left, state.duty_signed_right)):
-            target = duty * MAX_SPEED_MM_S
-            speed[i] = target + (speed[i] - target) * math.exp(-dt_s / TAU_S)
+        speed = [state.motor_left_mm_s, state.motor_right_mm_s]  # the emulator's motor model
+        for i in range(2):
             position[i] += speed[i] / 1000 * dt_s * TICKS_PER_M
         board.set_wheels(math.floor(position[0]), math.floor(position[1]))
         if mcu.port.in_waiting:  # pump() would wait for bytes: the loop must not
@@ -149,6 +148,12 @@ def test_in_external_mode_the_built_in_tracks_do_not_move(board: EmulatedBoard, 
     state = board.state()
     assert state.duty_signed_left > 0.5, state  # pushing against wheels that do not turn
     assert state.duty_signed_right > 0.5, state
+    # The motor model goes on (what the other program's tracks would do): its speed under
+    # that drive, while nothing moves the encoders.
+    for motor, duty in ((state.motor_left_mm_s, state.duty_signed_left),
+                        (state.motor_right_mm_s, state.duty_signed_right)):
+        assert 0.5 * duty * MAX_SPEED_MM_S < motor <= MAX_SPEED_MM_S, state
+    assert state.speed_left_mm_s == 0.0, state
     assert (state.enc_left_ticks, state.enc_right_ticks) == (
         before.enc_left_ticks,
         before.enc_right_ticks,

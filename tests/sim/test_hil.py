@@ -14,7 +14,6 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import aiohttp
 import cv2
 import numpy as np
 import pytest
@@ -24,8 +23,12 @@ from tests.onboard.test_runtime import constant_policy
 from zima.contract import DEFAULT, Action
 from zima.episodes import EpisodeReader
 from zima.onboard.safety import DriveMode, SafetyConfig
+from zima.onboard.web import read_token
+from zima.onboard.web.client import console_session
 from zima.sim import cli
-from zima.sim.hil import HilConfig, HilSession, HilStartError, WorldSnapshot
+from zima.sim.hil import HilSession
+from zima.sim.hil_config import HilConfig, HilStartError
+from zima.sim.hil_world import WorldSnapshot
 
 TICKS_PER_M = 4000.0  # the firmware's default ticks_per_m (and the sim robot's)
 
@@ -87,6 +90,10 @@ def test_forward_policy_moves_the_mujoco_robot_and_its_wheels_count_in_the_firmw
         assert sim > 0.5 * along * TICKS_PER_M  # the wheels turned as far as the base went
         assert abs(firmware - sim) <= 2, (sim_ticks, firmware_ticks)  # every edge arrived
     assert snaps[-1].ticks > snaps[0].ticks  # physics followed the emulator's state lines
+    # The emulator's pack drained with the motors' use, at most the full-duty rate.
+    drained_mv = snaps[0].battery_mv - snaps[-1].battery_mv
+    elapsed_s = snaps[-1].time_s - snaps[0].time_s
+    assert 0 < drained_mv <= hil_config.battery_drain_mv_s * elapsed_s + 0.2, snaps[-1]
 
 
 def test_left_policy_turns_the_mujoco_robot_counter_clockwise(hil_config: HilConfig) -> None:
@@ -161,12 +168,12 @@ def test_an_operator_drives_the_sim_robot_through_the_web_console(
             assert hil.runtime.model_sha256 is None
             # A person is at the console: the operator rule keeps its default.
             assert hil.runtime.safety.config.operator_timeout_s == SafetyConfig().operator_timeout_s
-            jar = aiohttp.CookieJar(unsafe=True)  # cookies of an IP address (127.0.0.1)
-            async with aiohttp.ClientSession(cookie_jar=jar) as http:
-                async with http.get(hil.web_url) as page:  # ?token= sets the cookie
+            assert hil.web_token_file is not None
+            base = hil.web_url
+            async with console_session(base, read_token(hil.web_token_file)) as http:
+                async with http.get(base + "/") as page:  # signed in: the console itself
                     assert page.status == 200
                     assert "<html" in (await page.text()).lower()
-                base = hil.web_url.split("/?")[0]
                 async with http.ws_connect(f"{base}/ws", origin=base) as ws:
                     await ws.send_json({"t": "mode", "mode": "teleop"})
                     await ws.send_json({"t": "record", "action": "start"})

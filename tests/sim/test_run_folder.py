@@ -17,7 +17,7 @@ import pytest
 from tests.onboard.test_runtime import constant_policy
 from zima.contract import Action
 from zima.emulator import find_binary, find_firmware
-from zima.sim.hil import find_mosquitto
+from zima.mosquitto import find_mosquitto
 from zima.sim.run_folder import PREFIX, RunFolder, remove_stale
 
 ZIMA = Path(sys.executable).parent / "zima"

@@ -20,7 +20,8 @@ from zima.contract import DEFAULT, Action
 from zima.episodes import EpisodeReader
 from zima.onboard.commands import RecordCommand, TeleopCommand
 from zima.onboard.safety import DriveMode
-from zima.sim.hil import HilConfig, HilSession
+from zima.sim.hil import HilSession
+from zima.sim.hil_config import HilConfig
 from zima.training.checkpoint import load_checkpoint
 from zima.training.config import TrainConfig
 from zima.training.train import BEST
