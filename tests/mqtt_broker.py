@@ -10,22 +10,22 @@ tests/conftest.py registers this module as a plugin, so every test folder has it
 itself instead of a minimal config (paths, ports and persistence swapped for the test's, its
 commented TLS listener opened on ``tls_port`` with a CA made here by ``openssl``): what the
 sample says is what is tested. Without it, clients keep their own ids (the fixture's tests
-open several clients of one account at once).
+open several clients of one account at once). The process itself is :mod:`zima.mosquitto`'s,
+as `zima sim run`'s broker is.
 """
 
-import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from zima.mosquitto import Mosquitto, free_port, run_lines
+
 __all__ = ["ALICE_PASSWORD", "OPERATOR_PASSWORD", "ROBOT", "ROBOT_PASSWORD", "Broker",
-           "TestCa", "broker", "free_port", "make_test_ca"]
+           "TestCa", "broker", "make_test_ca"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_ACL = ROOT / "onboard" / "mosquitto.acl.example"
@@ -67,12 +67,6 @@ def make_test_ca(directory: Path) -> TestCa:
     return TestCa(ca, cert, key)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Broker:
     """A Mosquitto process with the sample ACL, on a fixed loopback port; restartable."""
 
@@ -92,7 +86,6 @@ class Broker:
         if extra_acl:
             acl = directory / "acl"
             acl.write_text(SAMPLE_ACL.read_text() + "\n" + extra_acl + "\n")
-        user = "root" if os.geteuid() == 0 else os.environ.get("USER", "mosquitto")
         if sample_conf:
             text = self._from_sample(passwd, acl, tls)
         else:
@@ -100,9 +93,9 @@ class Broker:
             text = (f"per_listener_settings false\nallow_anonymous false\n"
                     f"password_file {passwd}\nacl_file {acl}\n"
                     f"listener {self.port} 127.0.0.1\n")
-        self.conf.write_text(text + f"user {user}\nlog_dest stderr\n")
+        self.conf.write_text(text + run_lines())
         self.log = directory / "mosquitto.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.mosquitto = Mosquitto(self.conf, self.port, self.log)
 
     def _from_sample(self, passwd: Path, acl: Path, tls: TestCa | None) -> str:
         """onboard/mosquitto.conf.example with the test's paths and ports; each line it
@@ -129,25 +122,17 @@ class Broker:
         return "".join(swaps.get(line, line) + "\n" for line in lines)
 
     def start(self) -> None:
-        binary = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
-        assert binary is not None
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([binary, "-c", str(self.conf)], stderr=log)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.02)
-            else:
-                return
-        raise RuntimeError(f"mosquitto did not start: {self.log.read_text()}")
+        """Start the broker (again: the config file is read anew) and wait until it listens."""
+        self.mosquitto.start()
+        self.mosquitto.wait_ready()
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-            self.process = None
+        self.mosquitto.stop()
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The running broker (a test signals it: SIGHUP rereads the password file)."""
+        return self.mosquitto.process
 
 
 @pytest.fixture

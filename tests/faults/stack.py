@@ -35,9 +35,10 @@ from typing import Any
 
 import cv2
 
-from tests.mqtt_broker import ROBOT, ROBOT_PASSWORD, Broker, free_port
+from tests.mqtt_broker import ROBOT, ROBOT_PASSWORD, Broker
 from tests.onboard.streams import write_video
 from zima.emulator import BoardState, EmulatedBoard
+from zima.mosquitto import free_port
 
 from .operator_client import Message, Operator, heartbeats
 

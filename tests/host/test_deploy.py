@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker, free_port
+from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
 from tests.onboard.helpers import run
 from tests.onboard.test_policy_guard import BRIGHT, DARK, nan_when_live, observations
 from tests.onboard.test_runtime import constant_policy, running, runtime_config
@@ -30,6 +30,7 @@ from zima.contract import Action, Contract
 from zima.emulator import EmulatedBoard
 from zima.host.deploy import RemoteLayout, SshTarget, deploy
 from zima.host.mqtt import HostMqttConfig
+from zima.mosquitto import free_port
 from zima.onboard.config import MqttSection
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mqtt_config import MqttConfig

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.mqtt_broker import free_port
+from zima.mosquitto import free_port
 from zima.onboard import install as installer
 from zima.onboard.install import install, make_self_signed
 
