@@ -62,6 +62,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self
 
+from zima.processes import terminate
+
 # The source tree this module runs from, if it does (in a normal install: site-packages).
 CHECKOUT = Path(__file__).resolve().parent.parent
 BINARY_ENV, FIRMWARE_ENV = "ZIMA_EMULATOR", "ZIMA_FIRMWARE"
@@ -358,12 +360,7 @@ class EmulatedBoard:
                 self._send({"cmd": "quit"})
                 proc.wait(timeout=3)
             except (OSError, subprocess.TimeoutExpired):
-                proc.terminate()
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                terminate(proc, timeout_s=3.0)
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
         if self._reader is not None:

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from zima.processes import terminate
+
 __all__ = ["Mosquitto", "find_mosquitto", "free_port", "run_lines"]
 
 
@@ -84,12 +86,5 @@ class Mosquitto:
     def stop(self) -> None:
         """Terminate the broker (killed after 5 s); nothing when it is not running."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            terminate(process, timeout_s=5.0)
