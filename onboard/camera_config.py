@@ -10,12 +10,12 @@ The exception tree of :mod:`zima.onboard.camera` (OpenCV's own errors never leak
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 
 # Frame lived here once: onboard/runtime.py still imports it from this module.
 from zima.onboard.frame import Frame
+from zima.tomlconfig import require_positive
 
 __all__ = [
     "CameraConfig",
@@ -58,12 +58,8 @@ class CameraConfig:
     retry_max_s: float = 2.0  # backoff doubles up to this (a replugged USB camera takes ~1 s)
 
     def __post_init__(self) -> None:
-        positive = ("width_px", "height_px", "fps", "stale_after_s", "open_timeout_s",
-                    "retry_min_s", "retry_max_s")
-        for name in positive:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"CameraConfig.{name}={value} must be a positive number")
+        require_positive(self, ("width_px", "height_px", "fps", "stale_after_s",
+                                "open_timeout_s", "retry_min_s", "retry_max_s"))
         if not 0 < self.crop <= 1:
             raise ValueError(f"CameraConfig.crop={self.crop} must be in (0, 1]")
         if self.retry_max_s < self.retry_min_s:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from pathlib import Path
 # them from this module (new code imports them from zima.onboard.link_errors).
 from zima.onboard.link_errors import LinkDownError, LinkError, RefusedError
 from zima.protocol import PROTOCOL_VERSION, SCHEMA_HASH
+from zima.tomlconfig import require_positive
 
 __all__ = ["LinkConfig", "LinkDownError", "LinkError", "RefusedError"]
 
@@ -34,19 +34,9 @@ class LinkConfig:
     schema_hash: int = SCHEMA_HASH
 
     def __post_init__(self) -> None:
-        times = {
-            "handshake_timeout_s": self.handshake_timeout_s,
-            "hello_retry_s": self.hello_retry_s,
-            "heartbeat_period_s": self.heartbeat_period_s,
-            "telemetry_timeout_s": self.telemetry_timeout_s,
-            "request_timeout_s": self.request_timeout_s,
-            "reconnect_min_s": self.reconnect_min_s,
-            "reconnect_max_s": self.reconnect_max_s,
-            "health_window_s": self.health_window_s,
-        }
-        for name, value in times.items():
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"LinkConfig.{name}={value} must be a positive number")
+        require_positive(self, ("handshake_timeout_s", "hello_retry_s", "heartbeat_period_s",
+                                "telemetry_timeout_s", "request_timeout_s", "reconnect_min_s",
+                                "reconnect_max_s", "health_window_s"))
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("LinkConfig.reconnect_max_s must not be below reconnect_min_s")
         if self.heartbeat_period_s >= 2.0:

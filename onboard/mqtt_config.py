@@ -16,7 +16,6 @@ The commands that arrive on ``cmd/<name>``, their parser and their signatures ar
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from zima.onboard.commands import (
     parse_command,
 )
 from zima.onboard.safety import DriveMode as Mode
+from zima.tomlconfig import require_positive
 
 __all__ = [
     "AuthRefusedError",
@@ -108,17 +108,9 @@ class MqttConfig:
     def __post_init__(self) -> None:
         if not self.robot_id or any(c in self.robot_id for c in "/+#"):
             raise ValueError(f"MqttConfig.robot_id={self.robot_id!r} must be one topic level")
-        times = {
-            "connect_timeout_s": self.connect_timeout_s,
-            "reconnect_min_s": self.reconnect_min_s,
-            "reconnect_max_s": self.reconnect_max_s,
-            "max_backlog_age_s": self.max_backlog_age_s,
-            "command_window_s": self.command_window_s,
-            **{f"rates_hz[{k!r}]": v for k, v in self.rates_hz.items()},
-        }
-        for name, value in times.items():
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"MqttConfig.{name}={value} must be a positive number")
+        require_positive(self, ("connect_timeout_s", "reconnect_min_s", "reconnect_max_s",
+                                "max_backlog_age_s", "command_window_s"),
+                         {f"rates_hz[{k!r}]": v for k, v in self.rates_hz.items()})
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("MqttConfig.reconnect_max_s must not be below reconnect_min_s")
         if self.keepalive_s < 1 or self.queue_len < 1 or self.command_queue_len < 1:

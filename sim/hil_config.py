@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from zima.emulator import EmulatorConfig, find_binary, find_firmware
+from zima.tomlconfig import require_positive
 
 __all__ = ["HilConfig", "HilError", "HilStartError"]
 
@@ -57,10 +58,7 @@ class HilConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes={self.episodes} must be at least 1")
-        for name in ("realtime_factor", "time_limit_s", "state_hz", "camera_fps"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}={value} must be a positive number")
+        require_positive(self, ("realtime_factor", "time_limit_s", "state_hz", "camera_fps"))
         if not 0 < self.battery_floor_mv < self.battery_start_mv:
             raise ValueError(f"battery_floor_mv={self.battery_floor_mv} must be above 0 and "
                              f"below battery_start_mv={self.battery_start_mv}")

@@ -16,19 +16,31 @@ only way to say None in TOML).
 
 from __future__ import annotations
 
+import math
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "from_table"]
+__all__ = ["ConfigError", "from_table", "require_positive"]
 
 _C = TypeVar("_C")
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key."""
+
+
+def require_positive(config: object, names: Iterable[str],
+                     more: Mapping[str, float] | None = None) -> None:
+    """``ValueError`` naming the first of ``config``'s fields ``names`` (then of ``more``,
+    values by name) that is not a finite positive number: a ``__post_init__`` check."""
+    values = {name: getattr(config, name) for name in names} | dict(more or {})
+    for name, value in values.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{type(config).__name__}.{name}={value} must be a positive number")
 
 
 def from_table(cls: type[_C], table: dict[str, Any], where: str = "") -> _C:
