@@ -11,6 +11,7 @@ from zima.episodes import JUDGED_OUTCOMES, Outcome
 from zima.onboard.commands import (
     COMMAND_NAMES,
     RECORD_OUTCOMES,
+    RELOAD_TARGETS,
     REQUESTABLE_MODES,
     TELEOP_LIMITS,
     Command,
@@ -26,6 +27,8 @@ from zima.onboard.config import ConfigError, config_from_table
 from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.recorder import OUTCOMES
 from zima.onboard.safety import DriveMode
+
+MQTT_MD = Path(__file__).resolve().parents[2] / "onboard" / "MQTT.md"
 
 
 def test_parse_command_is_strict() -> None:
@@ -128,3 +131,12 @@ def test_outcomes_are_the_episode_files_own() -> None:
 def test_the_old_mqtt_teleop_limits_are_refused_in_the_config_not_ignored() -> None:
     with pytest.raises(ConfigError, match=r"mqtt\.max_linear_m_per_s is no longer a setting"):
         config_from_table({"mqtt": {"max_linear_m_per_s": 0.5}}, Path())
+
+
+def test_mqtt_md_states_the_commands_bounds_as_defined_here() -> None:
+    text = " ".join(MQTT_MD.read_text().split())
+    assert "|".join(f'"{m.value}"' for m in REQUESTABLE_MODES) in text
+    assert (f"refused beyond |{TELEOP_LIMITS.linear_m_per_s}| m/s, "
+            f"|{TELEOP_LIMITS.angular_rad_per_s}| rad/s") in text
+    assert "|".join(f'"{t}"' for t in RELOAD_TARGETS) in text
+    assert '"outcome": ' + "|".join(f'"{o}"' for o in RECORD_OUTCOMES) in text
