@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-# Frame lived here once: onboard/runtime.py still imports it from this module.
-from zima.onboard.frame import Frame
 from zima.tomlconfig import require_positive
 
 __all__ = [
@@ -24,7 +22,6 @@ __all__ = [
     "CameraReadError",
     "CameraState",
     "CameraStatus",
-    "Frame",
     "default_cameras",
 ]
 

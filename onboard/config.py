@@ -98,11 +98,6 @@ class RuntimeConfig:
         if self.web.enabled and self.web.token_file is None:
             raise ConfigError("web.enabled needs web.token_file (the console drives the robot)")
 
-    @property
-    def control_hz(self) -> float:
-        """The old name of ``loop_hz`` (onboard/runtime.py reads it until it is renamed)."""
-        return self.loop_hz
-
     def broker_config(self) -> MqttConfig:
         """The broker connection with the password read from ``password_file`` and the
         command key from ``command_key_file``."""

@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# The errors lived here once: onboard/runtime.py and onboard/web/server.py still import
-# them from this module (new code imports them from zima.onboard.link_errors).
-from zima.onboard.link_errors import LinkDownError, LinkError, RefusedError
 from zima.protocol import PROTOCOL_VERSION, SCHEMA_HASH
 from zima.tomlconfig import require_positive
 
-__all__ = ["LinkConfig", "LinkDownError", "LinkError", "RefusedError"]
+__all__ = ["LinkConfig"]
 
 
 @dataclass(frozen=True, slots=True)

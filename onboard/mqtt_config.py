@@ -19,40 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The commands lived here once: the names that onboard/runtime.py and onboard/web/server.py
-# still import from this module (new code imports them from zima.onboard.commands, and
-# ``DriveMode`` from zima.onboard.safety: ``Mode`` is that one enum under its old name).
-from zima.onboard.commands import (
-    Command,
-    CommandError,
-    CommandKey,
-    EstopCommand,
-    HeartbeatCommand,
-    ModeCommand,
-    RecordCommand,
-    ReloadCommand,
-    TeleopCommand,
-    parse_command,
-)
-from zima.onboard.safety import DriveMode as Mode
+from zima.onboard.commands import CommandKey
 from zima.tomlconfig import require_positive
 
 __all__ = [
     "AuthRefusedError",
     "BrokerUnreachableError",
-    "Command",
-    "CommandError",
-    "CommandKey",
-    "EstopCommand",
-    "HeartbeatCommand",
-    "Mode",
-    "ModeCommand",
     "MqttConfig",
-    "RecordCommand",
-    "ReloadCommand",
     "TelemetryError",
-    "TeleopCommand",
-    "parse_command",
 ]
 
 

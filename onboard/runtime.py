@@ -59,26 +59,33 @@ import numpy as np
 
 from zima.contract import DEFAULT, Contract, nearest_action
 from zima.onboard.camera import CameraRig, Capture, open_capture
-from zima.onboard.camera_config import CameraConfig, CameraError, Frame
-from zima.onboard.config import RuntimeConfig
-from zima.onboard.fusion import FrameFusion
-from zima.onboard.link import McuLink
-from zima.onboard.link_config import LinkDownError, LinkError, RefusedError
-from zima.onboard.mcu_state import McuState
-from zima.onboard.mqtt_config import (
+from zima.onboard.camera_config import CameraConfig, CameraError
+from zima.onboard.commands import (
     Command,
     EstopCommand,
     HeartbeatCommand,
-    Mode,
     ModeCommand,
     RecordCommand,
     ReloadCommand,
     TeleopCommand,
 )
+from zima.onboard.config import RuntimeConfig
+from zima.onboard.frame import Frame
+from zima.onboard.fusion import FrameFusion
+from zima.onboard.link import McuLink
+from zima.onboard.link_errors import LinkDownError, LinkError, RefusedError
+from zima.onboard.mcu_state import McuState
 from zima.onboard.policy import ModelError
 from zima.onboard.policy_runner import PlanTrace, PolicyRunner, Step
 from zima.onboard.recorder import EVENT_KINDS, Recorder, RecorderError
-from zima.onboard.safety import BatteryLevel, Decision, DriveMode, Safety, SafetyError
+from zima.onboard.safety import (
+    POLICY_MODES,
+    BatteryLevel,
+    Decision,
+    DriveMode,
+    Safety,
+    SafetyError,
+)
 from zima.onboard.sdnotify import Notifier, watchdog_loop
 from zima.onboard.telemetry import Telemetry
 from zima.onboard.web import WebConsole, WebConsoleError, read_token
@@ -88,7 +95,6 @@ __all__ = ["LoopStats", "Runtime", "RuntimeStartError"]
 
 log = logging.getLogger("zima.onboard.runtime")
 
-POLICY_MODES = (DriveMode.AUTONOMOUS, DriveMode.SUPERVISED)
 # The loop is "alive" for the systemd watchdog while its last tick is this recent.
 ALIVE_WITHIN_S = 1.0
 
@@ -207,7 +213,7 @@ class Runtime:
         self._on_plan = on_plan  # timing of every plan (bench/runtime_bench.py)
         self.safety = Safety(config.safety, now_s=clock())
         self.fusion = FrameFusion(contract, config.fusion)
-        self._timer = _LoopTimer(1.0 / config.control_hz)
+        self._timer = _LoopTimer(1.0 / config.loop_hz)
         self._link: McuLink | None = None
         self._rig: CameraRig | None = None
         self._runner: PolicyRunner | None = None
@@ -679,12 +685,12 @@ class Runtime:
                     await self.engage_estop(source)
                 case EstopCommand(engaged=False):
                     await self.release_estop(source)
-                case ModeCommand(mode=Mode.IDLE):
+                case ModeCommand(mode=DriveMode.IDLE):
                     await self._clear_battery_latch()
                     self._update_safety(now_s)
                     self.safety.request_mode(DriveMode.IDLE, source=source, now_s=now_s)
                 case ModeCommand(mode=mode):
-                    self.safety.request_mode(DriveMode(mode.value), source=source, now_s=now_s)
+                    self.safety.request_mode(mode, source=source, now_s=now_s)
                 case TeleopCommand(linear_m_per_s=v, angular_rad_per_s=w):
                     left, right = self.teleop_tracks(v, w)
                     self.safety.teleop(left_mm_s=left, right_mm_s=right, client=source,
@@ -766,8 +772,14 @@ class Runtime:
 
     async def release_estop(self, source: str) -> None:
         """Release the e-stop into IDLE (never straight back to driving)."""
-        if self._link is not None and self._link.connected:
-            await self._link.clear(Fault.ESTOP)
+        link = self._link
+        if link is not None and link.connected:
+            await link.clear(Fault.ESTOP)
+            # A TELEMETRY sent before the CLEAR may still say ESTOP: not a new latch.
+            self._mcu_estop_seen = True
+            with contextlib.suppress(TimeoutError, LinkError):
+                await link.wait_for(lambda st: st.state != State.ESTOP,
+                                    self.config.link.telemetry_timeout_s * 4)
         self.safety.release_estop(source=source, now_s=self._clock())
 
     # ---- telemetry --------------------------------------------------------------------------

@@ -93,16 +93,19 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from zima.bounded import InputError, parse_json_bounded
-from zima.onboard.link_config import LinkError
-from zima.onboard.mqtt_config import (
+from zima.onboard.commands import (
+    RECORD_ACTIONS,
+    RECORD_OUTCOMES,
+    REQUESTABLE_MODES,
     EstopCommand,
     HeartbeatCommand,
-    Mode,
     ModeCommand,
     RecordCommand,
+    teleop_command,
 )
+from zima.onboard.link_errors import LinkError
 from zima.onboard.recorder import RecorderError
-from zima.onboard.safety import DriveMode, SafetyError
+from zima.onboard.safety import DRIVING_MODES, DriveMode, SafetyError
 from zima.onboard.web.auth import (
     ConnectionLimiter,
     GuardConfig,
@@ -144,7 +147,6 @@ WATCHERS_MAY = frozenset({"hb", "drive", "heartbeat"})
 VIA_HANDLE = frozenset({"estop", "mode", "record", "heartbeat"})
 MAX_MESSAGE_BYTES = 4096  # the longest message the page sends is under 200 bytes
 MAX_MESSAGE_DEPTH = 2  # {"t": "arm", "targets": [...]}
-RECORDING_MODES = frozenset({DriveMode.TELEOP, DriveMode.AUTONOMOUS, DriveMode.SUPERVISED})
 
 
 class WebConsoleError(Exception):
@@ -172,15 +174,13 @@ class WebConfig:
     camera_fps: float = 10.0  # MJPEG rate per camera: 2 cameras x ~15 kB x 10/s over Wi-Fi
     jpeg_quality: int = 70  # cv2 JPEG quality, 1..100
     status_hz: float = 4.0  # status messages to every page
-    max_linear_m_per_s: float = 0.6  # drive messages beyond these are clamped
-    max_angular_rad_per_s: float = 3.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"WebConfig.port={self.port} must be in 0..65535")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"WebConfig.jpeg_quality={self.jpeg_quality} must be in 1..100")
-        for name in ("camera_fps", "status_hz", "max_linear_m_per_s", "max_angular_rad_per_s",
+        for name in ("camera_fps", "status_hz",
                      "session_max_s", "session_idle_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -635,8 +635,9 @@ class WebConsole:
         return None
 
     async def _on_drive(self, client: str, m: dict[str, Any]) -> str | None:
-        v = _clamped(m, "v", self.config.max_linear_m_per_s)
-        w = _clamped(m, "w", self.config.max_angular_rad_per_s)
+        # Beyond TELEOP_LIMITS a drive is refused (CommandError, a ValueError), as on MQTT.
+        drive = teleop_command(m.get("v"), m.get("w"))
+        v, w = drive.linear_m_per_s, drive.angular_rad_per_s
         lease = self.runtime.safety.lease
         if v == 0 and w == 0 and (lease is None or lease.client != client):
             return None  # a release from a client that does not drive: nothing to stop
@@ -660,19 +661,19 @@ class WebConsole:
         return None
 
     async def _on_mode(self, client: str, m: dict[str, Any]) -> str | None:
-        modes = [x.value for x in Mode]
+        modes = [x.value for x in REQUESTABLE_MODES]
         if m.get("mode") not in modes:
             raise ValueError(f"mode must be one of {modes}")
-        return await self.runtime.handle(ModeCommand(Mode(m["mode"])), source=client)
+        return await self.runtime.handle(ModeCommand(DriveMode(m["mode"])), source=client)
 
     async def _on_record(self, client: str, m: dict[str, Any]) -> str | None:
         action, outcome = m.get("action"), m.get("outcome")
-        if action not in ("start", "stop", "discard"):
-            raise ValueError("action must be start, stop or discard")
-        if action == "stop" and outcome not in ("success", "failure"):
-            raise ValueError("stop needs an outcome: success or failure")
+        if action not in RECORD_ACTIONS:
+            raise ValueError(f"action must be one of {list(RECORD_ACTIONS)}")
+        if action == "stop" and outcome not in RECORD_OUTCOMES:
+            raise ValueError(f"stop needs an outcome: one of {list(RECORD_OUTCOMES)}")
         mode = self.runtime.safety.mode
-        if action == "start" and mode not in RECORDING_MODES:
+        if action == "start" and mode not in DRIVING_MODES:
             raise ValueError(f"recording needs a driving mode, not {mode.value}")
         command = RecordCommand(action, outcome if action == "stop" else None)
         return await self.runtime.handle(command, source=client)
@@ -756,15 +757,6 @@ def parse_message(raw: str | bytes) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
         raise InputError('a message is a JSON object with a "t" kind')
     return message
-
-
-def _clamped(message: dict[str, Any], key: str, limit: float) -> float:
-    value = message.get(key)
-    # Compared, not converted: math.isfinite of a 400-digit int raises OverflowError.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-            -1e9 <= value <= 1e9):
-        raise ValueError(f"{key} must be a finite number")
-    return float(min(max(value, -limit), limit))
 
 
 def _listen(host: str, port: int) -> socket.socket:
