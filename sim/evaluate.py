@@ -8,23 +8,27 @@ in lock-step with the simulation, and sees observations of the age the runtime's
 ``EvalConfig.latency_s`` of it (the modelled latency: the worker thread reads the clock
 that much later, and the runner takes no result before its time). So the runner itself
 decides, as on the robot, to start each plan ``lead = lead_ticks(latency_s, margin) *
-tick`` before its chunk is due (one tick, 20 ms, for latencies up to 13 ms), and each
-env step (one action period) captures its frames that long before it ends
-(``ZimaEnv.step(capture_ahead_s=lead)``): a plan's frames are taken when it starts, and
-its first action runs ``lead`` later, at an env step's start. Each env step:
+tick`` before its chunk is due (one tick, 20 ms, for latencies up to 13 ms). The newest
+frame a plan reads is older still: a camera delivers one every ``1 / camera_fps``
+(33 ms), ``camera_delay_s`` after capture (decode), at a phase that holds for a run
+(30 frames/s and 10 actions/s keep step), so each episode draws its frame age,
+``camera_delay_s + U(0, 1 / camera_fps)``, from its seed. Each env step (one action
+period) captures its frames ``lead`` plus that age before it ends
+(``ZimaEnv.step(capture_ahead_s=...)``, whole physics steps), and they reach the fusion,
+stamped with their capture time, when the runtime would have them; the plan that reads
+them starts ``lead`` before the step ends, and its chunk's first action runs at the next
+step's start. Each env step:
 
 1. ``runner.tick`` at the step's start gives the action (a continuous model's step: its
    track command, what the robot would drive);
-2. ``env.step(action, capture_ahead_s=lead)`` simulates it;
+2. ``env.step(action, capture_ahead_s=...)`` simulates it;
 3. the loop's other ticks inside the step, each plan waited for (``wait_plan``: inference
-   takes sim time, never wall time), the step's frames pushed into the fusion at their
-   capture time; until the env reports an :class:`~zima.sim.env.Outcome`.
+   takes sim time, never wall time), the step's frames pushed into the fusion once
+   delivered; until the env reports an :class:`~zima.sim.env.Outcome`.
 
-The robot's camera adds its own age (a frame waits up to one frame interval, plus
-decode, for the plan that reads it): the simulator's frames are fresh when the plan
-starts. Everything is seeded (episode ``i`` uses ``seed + i`` for the env and for
-sampling) and the runner's clock is the sim clock, so a run does not depend on the
-machine's speed nor on the number of worker processes: the same model and seeds give
+Everything is seeded (episode ``i`` uses ``seed + i`` for the env, for sampling and for
+the camera's phase) and the runner's clock is the sim clock, so a run does not depend on
+the machine's speed nor on the number of worker processes: the same model and seeds give
 the same results. As on the robot, the first step is a STOP while the first plan runs.
 
 Reported over the episodes: success rate with its 95% Wilson score interval, failed
@@ -60,9 +64,9 @@ from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.expert import EpisodeResult
 from zima.sim.video import VideoWriter
 
-__all__ = ["EpisodeResult", "EpisodeTask", "EvalConfig", "EvalSummary", "PolicyEpisode",
-           "Prepare", "StepHook", "evaluate", "failure_counts", "policy_episode", "run_episodes",
-           "wilson_interval"]
+__all__ = ["EpisodeResult", "EpisodeTask", "EpisodeTiming", "EvalConfig", "EvalSummary",
+           "PolicyEpisode", "Prepare", "StepHook", "evaluate", "failure_counts", "policy_episode",
+           "run_episodes", "wilson_interval"]
 
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975
 VIDEO_SCALE = 4  # contract images are small; enlarged so the overlaid text is legible
@@ -101,6 +105,10 @@ class EvalConfig:
     # The modelled inference latency, submission to result (the demo model: 2-5 ms at p50
     # in bench/runtime_bench.py); what matters is the lead it gives, in whole loop ticks.
     latency_s: float = 0.01
+    # The cameras (CameraConfig.fps): the newest frame is up to one interval old when a
+    # plan reads it; None: frames taken exactly when the plan starts (no camera age).
+    camera_fps: float | None = 30.0
+    camera_delay_s: float = 0.004  # capture to fused: the decode (runtime_bench: ~4 ms)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -115,6 +123,11 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.loop_hz={self.loop_hz} must be a positive number")
         if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
             raise ValueError(f"EvalConfig.latency_s={self.latency_s} must be >= 0")
+        if self.camera_fps is not None and not (math.isfinite(self.camera_fps)
+                                                and self.camera_fps > 0):
+            raise ValueError(f"EvalConfig.camera_fps={self.camera_fps} must be positive")
+        if not (math.isfinite(self.camera_delay_s) and self.camera_delay_s >= 0):
+            raise ValueError(f"EvalConfig.camera_delay_s={self.camera_delay_s} must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +225,38 @@ StepHook = Callable[[ZimaEnv, np.ndarray, Action], None]
 [n_images, H, W, 3], the action the policy chose)."""
 
 
+@dataclass(frozen=True, slots=True)
+class EpisodeTiming:
+    """When, in loop ticks since reset, the lock-step episode does what (module doc)."""
+
+    tick_s: float  # the loop's period
+    per_action: int  # loop ticks per action (one env step)
+    lead: int  # a plan starts this many ticks before its chunk's first action
+    ahead_s: float  # each env step captures its frames this long before it ends
+    delay_s: float  # ... and they reach the fusion this long after
+    first_tick: int  # the first plan's: its result lands at step 1's start
+
+    @classmethod
+    def of(cls, cfg: EvalConfig, contract: Contract, physics_dt_s: float,
+           latency_margin: float, seed: int) -> EpisodeTiming:
+        tick_s = 1.0 / cfg.loop_hz
+        per_action = round(cfg.loop_hz / contract.control_hz)
+        if per_action < 1 or abs(per_action * tick_s - 1.0 / contract.control_hz) > 1e-9:
+            raise ValueError(f"EvalConfig.loop_hz={cfg.loop_hz} must be a multiple of the "
+                             f"contract's control_hz ({contract.control_hz})")
+        lead = lead_ticks(cfg.latency_s, latency_margin, tick_s)  # the runner's own rule
+        frame_age_s = _frame_age_s(cfg, seed)  # the newest frame's age as the plan starts
+        # Whole physics steps, at or before the modelled moment: delivered by the plan.
+        ahead_s = math.ceil((lead * tick_s + frame_age_s) / physics_dt_s - 1e-9) * physics_dt_s
+        if lead >= per_action or ahead_s > 1.0 / contract.control_hz:
+            raise ValueError(f"EvalConfig.latency_s={cfg.latency_s}: plans start "
+                             f"{lead * tick_s} s ahead on frames {ahead_s:.3f} s old, beyond "
+                             "an action period (frames come once per env step)")
+        first = per_action - min(max(1, math.ceil(cfg.latency_s / tick_s - 1e-9)), lead)
+        delay_s = cfg.camera_delay_s if cfg.camera_fps is not None else 0.0
+        return cls(tick_s, per_action, lead, ahead_s, delay_s, first)
+
+
 async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int, *,
                          video: VideoWriter | None = None, on_step: StepHook | None = None,
                          on_plan: Callable[[PlanTrace], None] | None = None,
@@ -219,30 +264,18 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
     """One episode in lock-step (module doc); its result and the model's sha256.
     ``on_plan`` receives the runner's ``PlanTrace`` of each chunk, on the sim clock."""
     c = env.contract
-    tick_s = 1.0 / cfg.loop_hz
-    per_action = round(cfg.loop_hz / c.control_hz)  # loop ticks per action (env step)
-    if per_action < 1 or abs(per_action * tick_s - 1.0 / c.control_hz) > 1e-9:
-        raise ValueError(f"EvalConfig.loop_hz={cfg.loop_hz} must be a multiple of the "
-                         f"contract's control_hz ({c.control_hz})")
     clock = SimClock(cfg.latency_s)
     fusion = FrameFusion(c)
     # latency_window=1: the runner's estimate is the modelled latency from its first plan
     # on; the one it measured with the wall clock (the load's warm-up) never counts.
     policy = PolicyConfig(model_path=model_path, execute_k=cfg.execute_k,
                           temperature=cfg.temperature, seed=seed, latency_window=1)
-    lead = lead_ticks(cfg.latency_s, policy.latency_margin, tick_s)
-    lead_s = lead * tick_s  # a plan's frames are this old when its first action runs
-    if lead > per_action:
-        raise ValueError(f"EvalConfig.latency_s={cfg.latency_s}: plans would start {lead_s} s "
-                         "ahead, more than an action period (frames come once per env step)")
-    # The first plan starts when its result lands exactly at step 1's start (on frames
-    # as old as the others': captured lead_s before it).
-    first_tick = per_action - min(max(1, math.ceil(cfg.latency_s / tick_s - 1e-9)), lead)
+    timing = EpisodeTiming.of(cfg, c, env.config.physics_dt_s, policy.latency_margin, seed)
     newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
     forward = newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]
     forced = 0
     async with PolicyRunner(policy, c, fusion, clock=clock, on_plan=on_plan,
-                            tick_s=tick_s) as runner:
+                            tick_s=timing.tick_s) as runner:
         images = env.reset(seed).images  # [n_images, H, W, 3]
         assert images is not None  # EvalConfig insists on rendering
         for cam, index in zip(c.cameras, newest, strict=True):
@@ -250,28 +283,22 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
         step = Step(Action.STOP, "waiting for the first plan")  # step 0: none ticked yet
         tick = 0  # loop ticks since reset: the sim clock is tick * tick_s
         while True:
-            assert images is not None
             if tick > 0:
-                step = await _tick(runner, clock, tick * tick_s)
+                step = await _tick(runner, clock, tick * timing.tick_s)
             forced += step.reason is not None
             if video is not None:
-                video.add(images[forward], _label(tick * tick_s, step))
+                video.add(images[forward], _label(tick * timing.tick_s, step))
             if on_step is not None:
                 on_step(env, images, step.action)
             result = env.step(step.tracks if step.tracks is not None else step.action,
-                              capture_ahead_s=lead_s)
+                              capture_ahead_s=timing.ahead_s)
             if result.done:
                 break
             images = result.observation.images
             assert images is not None
-            captured_tick = tick + per_action - lead  # its frames, taken ahead of its end
-            for i in range(tick + 1, tick + per_action):  # inside the step: no env change
-                if i == captured_tick:
-                    for cam, index in zip(c.cameras, newest, strict=True):
-                        fusion.push(cam, images[index], i * tick_s)
-                if i >= first_tick:
-                    await _tick(runner, clock, i * tick_s)
-            tick += per_action
+            frames = {cam: images[index] for cam, index in zip(c.cameras, newest, strict=True)}
+            await _inside_step(runner, clock, fusion, timing, start=tick, frames=frames)
+            tick += timing.per_action
         sha256 = runner.model_sha256
     if video is not None and result.observation.images is not None:
         video.add(result.observation.images[forward],
@@ -279,6 +306,31 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
                    *([f"failure: {result.failure.value}"] if result.failure else [])])
     return PolicyEpisode(seed, result.outcome, env.steps, result.time_s, forced,
                          result.failure), sha256
+
+
+async def _inside_step(runner: PolicyRunner, clock: SimClock, fusion: FrameFusion,
+                       timing: EpisodeTiming, *, start: int, frames: dict[str, np.ndarray]) -> None:
+    """The loop's ticks inside the env step that began at tick ``start`` (the env holds
+    its action): its ``frames`` reach the fusion once delivered, stamped with their
+    capture time; the runner ticks from the first plan's tick on."""
+    captured_s = (start + timing.per_action) * timing.tick_s - timing.ahead_s
+    delivered = False
+    for i in range(start + 1, start + timing.per_action):
+        if not delivered and i * timing.tick_s >= captured_s + timing.delay_s - 1e-9:
+            for cam, image in frames.items():
+                fusion.push(cam, image, captured_s)
+            delivered = True
+        if i >= timing.first_tick:
+            await _tick(runner, clock, i * timing.tick_s)
+
+
+def _frame_age_s(cfg: EvalConfig, seed: int) -> float:
+    """How old the newest frame is when a plan starts, this episode: the decode, and the
+    camera's phase against the plans (drawn from the seed, apart from every other draw)."""
+    if cfg.camera_fps is None:
+        return 0.0
+    phase = np.random.default_rng([seed, 0xCA3E]).uniform(0.0, 1.0 / cfg.camera_fps)
+    return cfg.camera_delay_s + float(phase)
 
 
 async def _tick(runner: PolicyRunner, clock: SimClock, now_s: float) -> Step:

@@ -18,7 +18,13 @@ from zima.onboard.chunking import ActionQueue
 from zima.onboard.policy_runner import PlanTrace
 from zima.sim import cli
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
-from zima.sim.evaluate import EvalConfig, evaluate, policy_episode, wilson_interval
+from zima.sim.evaluate import (
+    EpisodeTiming,
+    EvalConfig,
+    evaluate,
+    policy_episode,
+    wilson_interval,
+)
 
 SHORT = EnvConfig(time_limit_s=2.0)  # 20 control steps per episode
 
@@ -222,17 +228,20 @@ def test_the_env_steps_a_track_command_as_its_nearest_action(make_env: Callable[
 # ---- the observation's age: the simulator's is the runtime's -------------------------------
 
 
-@pytest.mark.parametrize("latency_s", [0.004, 0.02, 0.05])
-def test_the_policy_sees_observations_as_old_as_the_runtimes(tmp_path: Path,
-                                                             latency_s: float) -> None:
-    """Each chunk's frames are captured when its plan starts, the lead the runtime's own
-    rule gives for that latency (whole 20 ms ticks) before its first action, and that
-    action starts with an env step; every step drives the runner's action of that tick."""
+@pytest.mark.parametrize(("latency_s", "camera_fps"), [
+    (0.004, None), (0.02, None), (0.05, None), (0.004, 30.0), (0.02, 30.0)])
+def test_the_policy_sees_observations_as_old_as_the_runtimes(
+        tmp_path: Path, latency_s: float, camera_fps: float | None) -> None:
+    """Each chunk's plan starts the lead the runtime's own rule gives for that latency
+    (whole 20 ms ticks) before its first action, on frames the camera's age older (none
+    without a camera model), and that action starts with an env step; every step drives
+    the runner's action of that tick."""
     model = build_model(tmp_path / "history.onnx", DEFAULT)  # its chunk follows the history
     env = ZimaEnv("arena", SHORT)
     traces: list[PlanTrace] = []
     driven: list[Action] = []
-    cfg = EvalConfig(episodes=1, temperature=0, env=SHORT, latency_s=latency_s)
+    cfg = EvalConfig(episodes=1, temperature=0, env=SHORT, latency_s=latency_s,
+                     camera_fps=camera_fps)
     try:
         asyncio.run(policy_episode(env, model, cfg, seed=0, on_plan=traces.append,
                                    on_step=lambda _env, _images, action: driven.append(action)))
@@ -242,14 +251,35 @@ def test_the_policy_sees_observations_as_old_as_the_runtimes(tmp_path: Path,
     runtime = ActionQueue(DEFAULT, cfg.execute_k, tick_s=1 / cfg.loop_hz)
     runtime.latency.add(latency_s)
     assert len(traces) == math.ceil((len(driven) - 1) / cfg.execute_k)
+    camera_ages = set()
     for trace in traces:
-        assert trace.acted_s - min(trace.captured_s) == pytest.approx(runtime.lead_s)
-        if trace is not traces[0]:  # (the first starts as late as it can, on frames as old)
-            assert trace.captured_s == (trace.tick_s, trace.tick_s)  # taken as it starts
+        # (The first plan starts as late as its result allows, on frames as old.)
+        lead_s = trace.acted_s - trace.tick_s
+        if trace is traces[0]:
+            assert lead_s <= runtime.lead_s + 1e-9
+        else:
+            assert lead_s == pytest.approx(runtime.lead_s)
+        camera_ages.add(round(trace.acted_s - min(trace.captured_s) - runtime.lead_s, 9))
         step = trace.acted_s * DEFAULT.control_hz
         assert step == pytest.approx(round(step))  # at an env step's start
+    (camera_age_s,) = camera_ages  # one camera phase for the episode
+    if camera_fps is None:
+        assert camera_age_s == 0.0  # taken as the plan starts
+    else:  # decode, and up to one frame interval (whole 5 ms physics steps)
+        assert cfg.camera_delay_s <= camera_age_s < cfg.camera_delay_s + 1 / camera_fps + 0.005
     assert driven[0] is Action.STOP  # while the first plan runs
     assert traces[0].acted_s == pytest.approx(1 / DEFAULT.control_hz)
+
+
+def test_the_camera_phase_is_drawn_per_episode_from_its_seed() -> None:
+    ages = [EpisodeTiming.of(EvalConfig(), DEFAULT, 0.005, 1.5, seed).ahead_s for seed in range(40)]
+    assert ages == [EpisodeTiming.of(EvalConfig(), DEFAULT, 0.005, 1.5, seed).ahead_s
+                    for seed in range(40)]
+    # One 20 ms tick, the 4 ms decode and up to a frame interval, in 5 ms physics steps.
+    assert all(0.025 - 1e-9 <= age <= 0.06 + 1e-9 for age in ages)
+    assert max(ages) - min(ages) >= 0.02  # the phase differs between episodes
+    with pytest.raises(ValueError, match="beyond an action period"):
+        EpisodeTiming.of(EvalConfig(latency_s=0.05), DEFAULT, 0.005, 1.5, 0)
 
 
 def test_capturing_ahead_moves_the_frames_not_the_physics(make_env: Callable[..., ZimaEnv],
