@@ -419,7 +419,7 @@ class Runtime:
             log.warning("policy: %s; autonomous modes are refused until one is deployed", path)
             return None
         runner = PolicyRunner(self.config.policy, self.contract, self.fusion, clock=self._clock,
-                              on_plan=self._on_plan)
+                              on_plan=self._on_plan, tick_s=1.0 / self.config.loop_hz)
         try:
             self._runner = await self._policy_stack.enter_async_context(runner)
         except ModelError as exc:
@@ -519,7 +519,6 @@ class Runtime:
         if runner is None or self.safety.mode not in POLICY_MODES:
             self._last_step = None
             return
-        runner.tick_s = 1.0 / self.config.loop_hz  # it is ticked at the loop's rate
         step = runner.tick(now_s)
         self._last_step = step
         faulty = runner.faulty
