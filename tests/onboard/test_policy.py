@@ -552,8 +552,9 @@ def test_the_runtime_ticks_the_runner_at_its_loop_rate_and_reports_the_age(
     config = PolicyConfig(model_path=path, temperature=0.0, latency_window=1)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, runtime.fusion, clock=clock) as runner:
-            runtime._runner = runner  # the runtime's policy, without its I/O
+        async with PolicyRunner(config, DEFAULT, runtime.fusion, clock=clock,
+                                tick_s=1.0 / runtime.config.loop_hz) as runner:
+            runtime._runner = runner  # the runtime's policy as _start_policy builds it
             runtime.safety.update(now_s=0.0, link_up=True, battery=BatteryLevel.OK,
                                   estop_latched_on_mcu=False, policy_ready=True)
             runtime.safety.request_mode(DriveMode.AUTONOMOUS, source="test", now_s=0.0)
