@@ -32,8 +32,12 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zima.sim.video import CODECS
+
+if TYPE_CHECKING:  # MuJoCo loads only for the commands that run it
+    from zima.sim.env import EnvConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,18 +209,25 @@ def _check_sampling(args: argparse.Namespace) -> None:
                          "and --temperature at least 0")
 
 
+def _env_config(args: argparse.Namespace) -> EnvConfig:
+    """The environment with its --time-limit (eval, suite): ValueError when not positive."""
+    from zima.sim.env import EnvConfig
+
+    env = EnvConfig()
+    if args.time_limit is not None:
+        if not args.time_limit > 0:
+            raise ValueError("--time-limit must be positive")
+        env = dataclasses.replace(env, time_limit_s=args.time_limit)
+    return env
+
+
 def _eval(args: argparse.Namespace) -> int:
     from zima.episodes import Outcome
     from zima.onboard.policy import ModelError
-    from zima.sim.env import EnvConfig
     from zima.sim.evaluate import EvalConfig, PolicyEpisode, evaluate
 
     try:
-        env = EnvConfig()
-        if args.time_limit is not None:
-            if not args.time_limit > 0:
-                raise ValueError("--time-limit must be positive")
-            env = dataclasses.replace(env, time_limit_s=args.time_limit)
+        env = _env_config(args)
         cfg = EvalConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
                          execute_k=args.execute_k, temperature=args.temperature,
                          video_dir=args.video_dir, videos=args.videos, env=env,
@@ -250,15 +261,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _suite(args: argparse.Namespace) -> int:
     from zima.onboard.policy import ModelError
-    from zima.sim.env import EnvConfig
     from zima.sim.suite import AXES_ALL, SuiteConfig, load_baseline, run_suite
 
     try:
-        env = EnvConfig()
-        if args.time_limit is not None:
-            if not args.time_limit > 0:
-                raise ValueError("--time-limit must be positive")
-            env = dataclasses.replace(env, time_limit_s=args.time_limit)
+        env = _env_config(args)
         _check_sampling(args)
         axes = tuple(a.strip() for a in args.axes.split(",")) if args.axes else AXES_ALL
         cfg = SuiteConfig(episodes=args.episodes, axis_scene=args.axis_scene, axes=axes,
