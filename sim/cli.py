@@ -81,12 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--video-dir", type=Path, help="folder of the episodes' MP4 videos")
     ev.add_argument("--videos", type=int, default=1,
                     help="film the first K episodes when --video-dir is given (default 1)")
-    ev.add_argument("--temperature", type=float, default=1.0,
-                    help="sampling temperature, 0 = argmax (default 1.0, the runtime's)")
-    ev.add_argument("--execute-k", type=int, default=4,
-                    help="actions executed per chunk (default 4, the runtime's)")
-    ev.add_argument("--time-limit", type=float,
-                    help="episode time limit, s (default: the environment's)")
+    _policy_episode_arguments(ev)
     ev.add_argument("--workers", type=int, default=1,
                     help="worker processes, one environment each (default 1; the results "
                          "do not depend on it)")
@@ -137,12 +132,7 @@ def _add_suite(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     help="a previous run's suite.json: its success rates beside these")
     su.add_argument("--no-videos", action="store_true",
                     help="do not film the first failure of each class")
-    su.add_argument("--temperature", type=float, default=1.0,
-                    help="sampling temperature, 0 = argmax (default 1.0, the runtime's)")
-    su.add_argument("--execute-k", type=int, default=4,
-                    help="actions executed per chunk (default 4, the runtime's)")
-    su.add_argument("--time-limit", type=float,
-                    help="episode time limit, s (default: the environment's)")
+    _policy_episode_arguments(su)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +197,16 @@ def _check_sampling(args: argparse.Namespace) -> None:
     if not (1 <= args.execute_k <= DEFAULT.chunk_len and args.temperature >= 0):
         raise ValueError(f"--execute-k must be in 1..{DEFAULT.chunk_len} "
                          "and --temperature at least 0")
+
+
+def _policy_episode_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a policy drives an episode (eval, suite): sampling, chunking, time limit."""
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="sampling temperature, 0 = argmax (default 1.0, the runtime's)")
+    parser.add_argument("--execute-k", type=int, default=4,
+                        help="actions executed per chunk (default 4, the runtime's)")
+    parser.add_argument("--time-limit", type=float,
+                        help="episode time limit, s (default: the environment's)")
 
 
 def _env_config(args: argparse.Namespace) -> EnvConfig:
