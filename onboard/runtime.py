@@ -323,19 +323,14 @@ class Runtime:
     def _part_failed(self, name: str, health: PartHealth, now_s: float) -> None:
         """Stop autonomy and say so at once (mode and faults records)."""
         with contextlib.suppress(Exception):  # the stop must not fail with the part
-            self._link_drive_zero()
+            self._drive_zero()
         reason = f"runtime part {name} {health.state}: {health.last_error}"
         self.safety.stop_autonomy(kind="part_failed", reason=reason,
                                   source=f"runtime:{name}", now_s=now_s)
         with contextlib.suppress(Exception):
             self._publish_transitions()
             if self._telemetry is not None:
-                self._telemetry.post("faults", self._faults_values() or {})
-
-    def _link_drive_zero(self) -> None:
-        link = self._link
-        if link is not None and link.connected:
-            link.drive(0, 0)
+                self._telemetry.post("faults", self._faults_values())
 
     def _failed_parts(self) -> list[str]:
         return [f"runtime part {name} failed: {h.last_error}"
@@ -390,6 +385,10 @@ class Runtime:
         return last is not None and self._clock() - last < ALIVE_WITHIN_S
 
     async def _stop_tracks(self) -> None:
+        self._drive_zero()
+
+    def _drive_zero(self) -> None:
+        """Zeros to the tracks now (shutdown, a failed part); never raises a link error."""
         link = self._link
         state = link.state if link is not None else None
         if state is not None and state.state == State.ESTOP:
@@ -823,7 +822,7 @@ class Runtime:
                 "advice": _battery_advice(state.telemetry.battery_mv, latched, clear),
                 **self._mcu_freshness(state)}
 
-    def _faults_values(self) -> dict[str, object] | None:
+    def _faults_values(self) -> dict[str, object]:
         state = self._link.state if self._link is not None else None
         parts: dict[str, object] = {name: h.as_json() for name, h in self._parts.items()}
         telemetry = self._telemetry
