@@ -734,9 +734,12 @@ class Runtime:
                               f"not yet above {clear_mv} mV") from exc
         log.info("battery critical latch cleared at %d mV", state.telemetry.battery_mv)
         # Safety judges the battery from the MCU's faults: wait for a TELEMETRY without it.
+        await self._mcu_shows(link, lambda st: Fault.BATT_CRITICAL not in st.faults)
+
+    async def _mcu_shows(self, link: McuLink, predicate: Callable[[McuState], bool]) -> None:
+        """Wait (a few TELEMETRY periods at most) until the MCU's state shows a CLEAR."""
         with contextlib.suppress(TimeoutError, LinkError):
-            await link.wait_for(lambda st: Fault.BATT_CRITICAL not in st.faults,
-                                self.config.link.telemetry_timeout_s * 4)
+            await link.wait_for(predicate, self.config.link.telemetry_timeout_s * 4)
 
     def _require_recorder(self) -> Recorder:
         if self._recorder is None:
@@ -775,9 +778,7 @@ class Runtime:
             await link.clear(Fault.ESTOP)
             # A TELEMETRY sent before the CLEAR may still say ESTOP: not a new latch.
             self._mcu_estop_seen = True
-            with contextlib.suppress(TimeoutError, LinkError):
-                await link.wait_for(lambda st: st.state != State.ESTOP,
-                                    self.config.link.telemetry_timeout_s * 4)
+            await self._mcu_shows(link, lambda st: st.state != State.ESTOP)
         self.safety.release_estop(source=source, now_s=self._clock())
 
     # ---- telemetry --------------------------------------------------------------------------
