@@ -18,8 +18,9 @@ FUZZ_BUILD := $(BUILD)/fuzz
 FUZZ_RUNS  ?= 10000000
 JOBS  ?= $(shell nproc)
 # Python extras the tests need (onboard: pyserial for the emulated board's port; sim:
-# MuJoCo; train: the CPU build of torch 2.13.0 and h5py).
-EXTRAS := dev,onboard,sim,train
+# MuJoCo; train: the CPU build of torch 2.13.0 and h5py; ecosystem: pyarrow, PyAV, rerun
+# and Gymnasium for LeRobot datasets, the viewer and the Gymnasium environment).
+EXTRAS := dev,onboard,sim,train,ecosystem
 
 .PHONY: all firmware test test-fast lint typecheck test-cpp test-py demo bench bench-start bench-cpp bench-py bench-firmware fuzz \
         system-deps venv clean policy
