@@ -5,15 +5,14 @@ exported, checked for parity, accepted by the runtime and driven by the policy r
 import argparse
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.training.toy_episodes import write_toy_episodes
-from zima.contract import Action, Contract, TrackCommand
+from tests.training.toy_episodes import TINY, write_toy_episodes
+from zima.contract import Action, TrackCommand
 from zima.export import cli as export_cli
 from zima.export.onnx_export import export_onnx
 from zima.export.parity import (
@@ -34,17 +33,10 @@ from zima.training.models import Policy, PolicyConfig
 from zima.training.plots import ACCURACY_PNG, LOSS_PNG
 from zima.training.train import BEST, Objective, train
 
-TINY = Contract(image_height=16, image_width=16, image_history=1, action_history=2,
-                chunk_len=2)
 CONTINUOUS = PolicyConfig(backbone="small", hidden_dim=32, dropout=0.1, head="continuous")
 
 
-@pytest.fixture(autouse=True)
-def _deterministic() -> Iterator[None]:
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(mode=True)
-    yield
-    torch.use_deterministic_algorithms(mode=before)
+pytestmark = pytest.mark.usefixtures("deterministic_torch")
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,12 @@ import argparse
 import dataclasses
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.training.toy_episodes import write_toy_episodes
-from zima.contract import Contract
+from tests.training.toy_episodes import TINY, write_toy_episodes
 from zima.training import cli
 from zima.training.augment import AugmentConfig
 from zima.training.checkpoint import build_policy, load_checkpoint
@@ -21,17 +19,10 @@ from zima.training.config import ConfigError, DataConfig, TrainConfig
 from zima.training.models import PolicyConfig
 from zima.training.train import BEST, LAST, TrainError, select_episodes, train
 
-TINY = Contract(image_height=16, image_width=16, image_history=1, action_history=2,
-                chunk_len=2)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def _deterministic() -> Iterator[None]:
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(mode=True)
-    yield
-    torch.use_deterministic_algorithms(mode=before)
+pytestmark = pytest.mark.usefixtures("deterministic_torch")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,10 @@ import torch
 from zima.contract import Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter
 
+# The contract the training tests train on: 16 x 16 frames, one of them, a chunk of 2.
+TINY = Contract(image_height=16, image_width=16, image_history=1, action_history=2,
+                chunk_len=2)
+
 
 def write_toy_episodes(folder: Path, contract: Contract, episodes: int, *, seed: int = 0,
                        noise: bool = True, real_every: int = 0, outcome: str = "success",
