@@ -10,14 +10,7 @@
 #include "zima_test_support.h"
 
 using namespace zima;
-using zima_test::Frame;
-using zima_test::Harness;
-using zima_test::drive_msg;
-using zima_test::result_code;
-using zima_test::arm_keep_all;
-using zima_test::clear_msg;
-using zima_test::outputs_zero;
-using zima_test::param_set;
+using namespace zima_test;
 
 TEST(Handshake, MatchingHelloAnswersInfoThenAckOkAndOpensTheSession) {
   Harness h(ResetCause::kExternal);
