@@ -10,24 +10,13 @@
 #include "zima_test_support.h"
 
 using namespace zima;
-using zima_test::Harness;
-using zima_test::drive_msg;
-using zima_test::result_code;
+using namespace zima_test;
 
 namespace {
 
 const uint32_t kDtUs = 5000;  // 200 Hz
 
-PidGains default_gains() {
-  const Params p;
-  PidGains g;
-  g.kp = p.pid_kp();
-  g.ki = p.pid_ki();
-  g.kd = p.pid_kd();
-  g.kff = p.pid_kff();
-  g.out_slew_permille_s = p.out_slew_permille_s();
-  return g;
-}
+PidGains default_gains() { return pid_gains(Params()); }
 
 // First-order track: v' = (gain * out - v) / tau, with a stall clamp.
 struct MotorModel {

@@ -14,6 +14,16 @@ int16_t to_permille(float v) {
 
 }  // namespace
 
+PidGains pid_gains(const Params& params) {
+  PidGains gains;
+  gains.kp = params.pid_kp();
+  gains.ki = params.pid_ki();
+  gains.kd = params.pid_kd();
+  gains.kff = params.pid_kff();
+  gains.out_slew_permille_s = params.out_slew_permille_s();
+  return gains;
+}
+
 DriveTrain::DriveTrain()
     : target_left_mm_s_(0), target_right_mm_s_(0), enc_left_ticks_(0), enc_right_ticks_(0),
       last_tick_us_(0), ticked_(false), last_drive_us_(0), watchdog_armed_(false),
@@ -69,13 +79,7 @@ MotorOutputs DriveTrain::tick(uint32_t now_us, int32_t enc_left_ticks, int32_t e
     stop();
     return outputs_;
   }
-  PidGains gains;
-  gains.kp = params.pid_kp();
-  gains.ki = params.pid_ki();
-  gains.kd = params.pid_kd();
-  gains.kff = params.pid_kff();
-  gains.out_slew_permille_s = params.out_slew_permille_s();
-
+  const PidGains gains = pid_gains(params);
   const float vel_left = odo_left_.velocity_mm_s();
   const float vel_right = odo_right_.velocity_mm_s();
   const float out_left = pid_left_.update(target_left_mm_s_, vel_left, dt_us, gains);

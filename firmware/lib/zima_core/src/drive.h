@@ -26,6 +26,10 @@ struct MotorOutputs {
   int16_t right_permille;
 };
 
+/// The tracks' PID gains as the parameters hold them now (read at every tick, so a
+/// PARAM_SET takes effect at the next one).
+PidGains pid_gains(const Params& params);
+
 class DriveTrain {
  public:
   DriveTrain();
