@@ -23,31 +23,29 @@ volatile int32_t g_right_ticks = 0;
 uint8_t g_left_ab = 0;   // ISR-only after begin()
 uint8_t g_right_ab = 0;
 
-inline uint8_t left_ab() {
-  const uint8_t pin = PINE;
-  return static_cast<uint8_t>((((pin >> ZIMA_ENC_LEFT_A_BIT) & 1u) << 1) |
-                              ((pin >> ZIMA_ENC_LEFT_B_BIT) & 1u));
+// A track's AB pair from its port's pins, A as the high bit.
+inline uint8_t ab_of(uint8_t pin, uint8_t a_bit, uint8_t b_bit) {
+  return static_cast<uint8_t>((((pin >> a_bit) & 1u) << 1) | ((pin >> b_bit) & 1u));
 }
 
-inline uint8_t right_ab() {
-  const uint8_t pin = PIND;
-  return static_cast<uint8_t>((((pin >> ZIMA_ENC_RIGHT_A_BIT) & 1u) << 1) |
-                              ((pin >> ZIMA_ENC_RIGHT_B_BIT) & 1u));
+inline uint8_t left_ab() { return ab_of(PINE, ZIMA_ENC_LEFT_A_BIT, ZIMA_ENC_LEFT_B_BIT); }
+inline uint8_t right_ab() { return ab_of(PIND, ZIMA_ENC_RIGHT_A_BIT, ZIMA_ENC_RIGHT_B_BIT); }
+
+// An edge on either channel of one track: the step from its previous AB pair to `ab`.
+inline void count_edge(uint8_t ab, volatile int32_t& ticks, uint8_t& last_ab) {
+  ticks = ticks + kQuadStep[(last_ab << 2) | ab];
+  last_ab = ab;
 }
 
 inline void left_edge() {
   probe::isr_begin(probe::kEncoderIsr);
-  const uint8_t ab = left_ab();
-  g_left_ticks = g_left_ticks + kQuadStep[(g_left_ab << 2) | ab];
-  g_left_ab = ab;
+  count_edge(left_ab(), g_left_ticks, g_left_ab);
   probe::isr_end(probe::kEncoderIsr);
 }
 
 inline void right_edge() {
   probe::isr_begin(probe::kEncoderIsr);
-  const uint8_t ab = right_ab();
-  g_right_ticks = g_right_ticks + kQuadStep[(g_right_ab << 2) | ab];
-  g_right_ab = ab;
+  count_edge(right_ab(), g_right_ticks, g_right_ab);
   probe::isr_end(probe::kEncoderIsr);
 }
 
