@@ -16,13 +16,17 @@ as `zima sim run`'s broker is.
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from zima.host.mqtt import HostMqttConfig
 from zima.mosquitto import Mosquitto, free_port, run_lines
+from zima.onboard.config import MqttSection
+from zima.onboard.mqtt_config import MqttConfig
 
 __all__ = ["ALICE_PASSWORD", "OPERATOR_PASSWORD", "ROBOT", "ROBOT_PASSWORD", "Broker",
            "TestCa", "broker", "make_test_ca"]
@@ -128,6 +132,26 @@ class Broker:
 
     def stop(self) -> None:
         self.mosquitto.stop()
+
+    def robot_mqtt(self, folder: Path, *, rates_hz: Mapping[str, float] | None = None,
+                   **changes: Any) -> MqttSection:
+        """The runtime's ``[mqtt]`` section signed in here as ``ROBOT`` (its password in
+        ``folder/mqtt-password``): ``rates_hz`` over the default stream rates (a test waits
+        less for a record), ``changes`` to other ``MqttConfig`` fields."""
+        password = folder / "mqtt-password"
+        password.write_text(ROBOT_PASSWORD + "\n")
+        return MqttSection(enabled=True, password_file=password, broker=MqttConfig(
+            robot_id=ROBOT, host="127.0.0.1", port=self.port, username=ROBOT,
+            rates_hz={**MqttConfig().rates_hz, **(rates_hz or {})}, **changes))
+
+    def operator_config(self) -> HostMqttConfig:
+        """The host tools' connection as ``operator``."""
+        return HostMqttConfig(ROBOT, "127.0.0.1", self.port, "operator", OPERATOR_PASSWORD)
+
+    def operator_flags(self) -> list[str]:
+        """The host commands' flags naming the robot, this broker and ``operator`` (the
+        password comes from a file or ``ZIMA_MQTT_PASSWORD``)."""
+        return ["--robot", ROBOT, "--broker", f"127.0.0.1:{self.port}", "--username", "operator"]
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:

@@ -3,7 +3,7 @@ emulated board's firmware, the runtime with its MQTT telemetry, a real Mosquitto
 
 from pathlib import Path
 
-from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
+from tests.mqtt_broker import ROBOT, Broker
 from tests.onboard.helpers import run, until_mcu
 from tests.onboard.test_runtime import (
     FORWARD,
@@ -16,11 +16,8 @@ from tests.onboard.test_runtime import (
 from zima.contract import Action
 from zima.emulator import EmulatedBoard
 from zima.host.estop import send_estop
-from zima.host.mqtt import HostMqttConfig
 from zima.host.status import collect_status
-from zima.onboard.config import MqttSection
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.safety import DriveMode
 from zima.protocol import State
 
@@ -29,12 +26,8 @@ def test_status_and_estop_against_the_running_runtime(
     broker: Broker, board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
     constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
-    password = tmp_path / "mqtt-password"
-    password.write_text(ROBOT_PASSWORD)
-    mqtt = MqttSection(enabled=True, password_file=password, broker=MqttConfig(
-        robot_id=ROBOT, host="127.0.0.1", port=broker.port, username=ROBOT,
-        rates_hz={**MqttConfig().rates_hz, "battery": 5.0, "faults": 5.0, "link": 5.0}))
-    operator = HostMqttConfig(ROBOT, "127.0.0.1", broker.port, "operator", OPERATOR_PASSWORD)
+    mqtt = broker.robot_mqtt(tmp_path, rates_hz={"battery": 5.0, "faults": 5.0, "link": 5.0})
+    operator = broker.operator_config()
 
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config, robot_id=ROBOT,

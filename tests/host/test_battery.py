@@ -35,10 +35,6 @@ from zima.protocol import Fault, ParamId
 HA_ACL = "user operator\ntopic readwrite homeassistant/#\n"
 
 
-def operator_config(broker: Broker) -> HostMqttConfig:
-    return HostMqttConfig(ROBOT, "127.0.0.1", broker.port, "operator", OPERATOR_PASSWORD)
-
-
 def options(**changes: object) -> MonitorOptions:
     fields: dict[str, object] = {"stale_after_s": 3.0, "redraw_s": 0.1, "duration_s": 30.0}
     fields.update(changes)
@@ -57,7 +53,7 @@ def test_once_prints_one_reading_of_a_healthy_pack(
     async def main_() -> tuple[int, str]:
         async with robot_side(broker, link_config):
             out = io.StringIO()
-            monitor = BatteryMonitor(operator_config(broker), options(once=True), out)
+            monitor = BatteryMonitor(broker.operator_config(), options(once=True), out)
             status = await monitor.run()
             assert len(monitor.rows) == 1
             return status, out.getvalue()
@@ -84,7 +80,7 @@ def test_a_low_pack_raises_the_alarm_and_is_logged_and_plotted(
             await asyncio.to_thread(board.set_battery, 10_200)  # between critical and low
             await robot.link.wait_for(lambda s: 0 < s.telemetry.battery_mv < LOW_MV - 100, 10.0)
             out = io.StringIO()
-            monitor = BatteryMonitor(operator_config(broker), options(csv_path=csv_path), out)
+            monitor = BatteryMonitor(broker.operator_config(), options(csv_path=csv_path), out)
             task = asyncio.create_task(monitor.run())
             await until_output(out, "(robot low)")  # not only below the threshold
             async with asyncio.timeout(10.0):
@@ -113,7 +109,7 @@ def test_silence_is_an_alarm_and_offline_too(
 ) -> None:
     async def main_() -> tuple[int, str]:
         out = io.StringIO()
-        monitor = BatteryMonitor(operator_config(broker), options(stale_after_s=1.0), out)
+        monitor = BatteryMonitor(broker.operator_config(), options(stale_after_s=1.0), out)
         async with robot_side(broker, link_config) as robot:
             task = asyncio.create_task(monitor.run())
             await until_output(out, "level ok")
@@ -140,7 +136,7 @@ def test_home_assistant_discovery_is_retained_and_well_formed(
         async with robot_side(broker, link_config):
             out = io.StringIO()
             monitor = BatteryMonitor(
-                operator_config(broker), options(once=True, home_assistant=True), out
+                broker.operator_config(), options(once=True, home_assistant=True), out
             )
             assert await monitor.run() == 0
         # A later subscriber (Home Assistant starting up) gets them: retained.
@@ -204,7 +200,7 @@ def test_the_terminal_view_redraws_in_place(
     async def main_() -> str:
         async with robot_side(broker, link_config):
             out = io.StringIO()
-            monitor = BatteryMonitor(operator_config(broker), options(tty=True), out)
+            monitor = BatteryMonitor(broker.operator_config(), options(tty=True), out)
             task = asyncio.create_task(monitor.run())
             await until_output(out, "last reading")
             await until_output(out, "\x1b[")  # a second drawing moves the cursor back up
@@ -257,7 +253,7 @@ def test_a_critical_latch_says_what_to_do_until_it_is_cleared(
             await asyncio.to_thread(board.set_battery, 9_500)
             await robot.link.wait_for(lambda s: Fault.BATT_CRITICAL in s.faults, 10.0)
             out = io.StringIO()
-            monitor = BatteryMonitor(operator_config(broker), options(), out)
+            monitor = BatteryMonitor(broker.operator_config(), options(), out)
             task = asyncio.create_task(monitor.run())
             await until_output(out, "state critical, latched: the MCU stopped the tracks")
             # Back to 12 V: the MCU keeps its latch; the operator is told how to clear it.
@@ -293,7 +289,7 @@ def test_hostile_battery_payloads_are_skipped_counted_and_said(broker: Broker) -
 
     async def main_() -> tuple[int, BatteryMonitor, str]:
         out = io.StringIO()
-        monitor = BatteryMonitor(operator_config(broker), options(duration_s=20.0), out)
+        monitor = BatteryMonitor(broker.operator_config(), options(duration_s=20.0), out)
         task = asyncio.create_task(monitor.run())
         async with asyncio.timeout(10.0):  # until subscribed: a reading gets through
             while not monitor.rows:

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
+from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, Broker
 from tests.onboard.helpers import run
 from tests.onboard.test_policy_guard import BRIGHT, DARK, nan_when_live, observations
 from tests.onboard.test_runtime import constant_policy, running, runtime_config
@@ -29,11 +29,8 @@ from zima.cli import main
 from zima.contract import Action, Contract
 from zima.emulator import EmulatedBoard
 from zima.host.deploy import RemoteLayout, SshTarget, deploy
-from zima.host.mqtt import HostMqttConfig
 from zima.mosquitto import free_port
-from zima.onboard.config import MqttSection
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 
 SSHD = Path("/usr/sbin/sshd")
@@ -187,8 +184,7 @@ def test_no_runtime_answering_means_nothing_is_changed(
     model = constant_policy(tmp_path / "m.onnx", Action.LEFT)
     password = tmp_path / "operator-password"
     password.write_text(OPERATOR_PASSWORD)
-    argv = sshd.argv(model, root, "--robot", ROBOT, "--broker", f"127.0.0.1:{broker.port}",
-                     "--username", "operator", "--password-file", str(password),
+    argv = sshd.argv(model, root, *broker.operator_flags(), "--password-file", str(password),
                      "--timeout", "0.5")
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -203,19 +199,14 @@ def test_deploy_to_the_running_runtime_confirms_and_rolls_back_a_refused_model( 
     root = robot_root(tmp_path)
     link = root / "policy.onnx"
     constant_policy(link, Action.FORWARD)
-    password = tmp_path / "robot-password"
-    password.write_text(ROBOT_PASSWORD)
     operator_password = tmp_path / "operator-password"
     operator_password.write_text(OPERATOR_PASSWORD + "\n")
-    mqtt = MqttSection(enabled=True, password_file=password, broker=MqttConfig(
-        robot_id=ROBOT, host="127.0.0.1", port=broker.port, username=ROBOT,
-        rates_hz={**MqttConfig().rates_hz, "policy": 10.0}))
+    mqtt = broker.robot_mqtt(tmp_path, rates_hz={"policy": 10.0})
     config = runtime_config(tmp_path, link_config, robot_id=ROBOT, mqtt=mqtt,
                             policy=PolicyConfig(model_path=link, temperature=0.0, seed=0))
-    mqtt_flags = ["--robot", ROBOT, "--broker", f"127.0.0.1:{broker.port}",
-                  "--username", "operator", "--password-file", str(operator_password),
+    mqtt_flags = [*broker.operator_flags(), "--password-file", str(operator_password),
                   "--timeout", "15"]
-    operator = HostMqttConfig(ROBOT, "127.0.0.1", broker.port, "operator", OPERATOR_PASSWORD)
+    operator = broker.operator_config()
     good = constant_policy(tmp_path / "left.onnx", Action.LEFT)
     # Made for a chunk length this runtime does not have: passes the check of a host
     # whose contract says so, and the runtime refuses it.

@@ -14,23 +14,16 @@ from hypothesis import strategies as st
 
 from tests.host.hostile import HOSTILE, publish_as_robot
 from tests.host.robot import CLEAR_MV, CRITICAL_MV, LOW_MV, robot_side
-from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
+from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, Broker
 from tests.onboard.helpers import run, until_mcu
 from tests.onboard.test_runtime import constant_policy, running, runtime_config
 from zima.cli import main
 from zima.contract import Action
 from zima.emulator import EmulatedBoard
 from zima.host.estop import EstopOutcome, send_estop
-from zima.host.mqtt import HostMqttConfig
 from zima.host.status import STREAMS, StatusBoard, collect_status
-from zima.onboard.config import MqttSection
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.mqtt_config import MqttConfig
 from zima.protocol import Fault, ParamId, State
-
-
-def operator_config(broker: Broker) -> HostMqttConfig:
-    return HostMqttConfig(ROBOT, "127.0.0.1", broker.port, "operator", OPERATOR_PASSWORD)
 
 
 def test_status_shows_every_topic_and_names_the_silent_one(
@@ -38,9 +31,9 @@ def test_status_shows_every_topic_and_names_the_silent_one(
 ) -> None:
     async def main_() -> tuple[StatusBoard, StatusBoard]:
         async with robot_side(broker, link_config, silent=frozenset({"policy"})) as robot:
-            partial = await collect_status(operator_config(broker), timeout_s=2.0)
+            partial = await collect_status(broker.operator_config(), timeout_s=2.0)
             robot.silent.clear()
-            full = await collect_status(operator_config(broker), timeout_s=10.0)
+            full = await collect_status(broker.operator_config(), timeout_s=10.0)
             return partial, full
 
     partial, full = run(main_, guard_s=30.0)
@@ -68,8 +61,8 @@ def test_status_of_a_robot_that_never_spoke(
 ) -> None:
     password = tmp_path / "password"
     password.write_text(OPERATOR_PASSWORD + "\n")
-    argv = ["status", "--robot", ROBOT, "--broker", f"127.0.0.1:{broker.port}",
-            "--username", "operator", "--password-file", str(password), "--timeout", "0.5"]
+    argv = ["status", *broker.operator_flags(), "--password-file", str(password),
+            "--timeout", "0.5"]
     assert main(argv) == 3
     out = capsys.readouterr().out
     assert "status unknown" in out
@@ -91,14 +84,14 @@ def test_estop_engages_and_releases_with_confirmation(
     async def main_() -> None:
         async with robot_side(broker, link_config) as robot:
             robot.link.drive(200, 200)  # moving when the stop comes
-            engaged = await send_estop(operator_config(broker), engaged=True, timeout_s=10.0)
+            engaged = await send_estop(broker.operator_config(), engaged=True, timeout_s=10.0)
             assert engaged.confirmed, engaged.describe()
             assert engaged.mode == "estop"
             assert "CONFIRMED" in engaged.describe()
             state = await robot.link.wait_for(lambda s: s.state == State.ESTOP, 5.0)
             assert state.state == State.ESTOP  # the MCU itself latched it
             assert robot.estops[-1].request_id == engaged.request_id
-            released = await send_estop(operator_config(broker), engaged=False, timeout_s=10.0)
+            released = await send_estop(broker.operator_config(), engaged=False, timeout_s=10.0)
             assert released.confirmed, released.describe()
             assert released.mode == "idle"
             await robot.link.wait_for(lambda s: s.state != State.ESTOP, 5.0)
@@ -110,8 +103,7 @@ def test_estop_without_a_robot_is_not_confirmed(
     broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ZIMA_MQTT_PASSWORD", OPERATOR_PASSWORD)
-    argv = ["estop", "--robot", ROBOT, "--broker", f"127.0.0.1:{broker.port}",
-            "--username", "operator", "--timeout", "0.5"]
+    argv = ["estop", *broker.operator_flags(), "--timeout", "0.5"]
     assert main(argv) == 2
     out = capsys.readouterr().out
     assert "no result for e-stop request" in out
@@ -162,7 +154,7 @@ def test_status_skips_hostile_payloads_and_shows_stale_data_as_stale(broker: Bro
         rounds.append((topic + stream, record(stream, **changes)))
 
     async def main_() -> StatusBoard:
-        task = asyncio.create_task(collect_status(operator_config(broker), timeout_s=15.0))
+        task = asyncio.create_task(collect_status(broker.operator_config(), timeout_s=15.0))
         while not task.done():
             await publish_as_robot(broker, rounds)
             await asyncio.sleep(0.05)
@@ -192,8 +184,7 @@ def test_status_command_says_which_data_is_stale(
         for s in STREAMS]
     run(lambda: publish_as_robot(broker, retained, retain=True))
     monkeypatch.setenv("ZIMA_MQTT_PASSWORD", OPERATOR_PASSWORD)
-    argv = ["status", "--robot", ROBOT, "--broker", f"127.0.0.1:{broker.port}",
-            "--username", "operator", "--timeout", "5"]
+    argv = ["status", *broker.operator_flags(), "--timeout", "5"]
     assert main(argv) == 3
     out = capsys.readouterr().out
     assert "stale data (not current) on: faults, odometry" in out
@@ -209,7 +200,7 @@ def test_estop_is_confirmed_through_hostile_payloads(
                                         (f"zima/{ROBOT}/cmd/result", b"\xff" * 70_000)],
                                retain=True)
         async with robot_side(broker, link_config):
-            engaged = await send_estop(operator_config(broker), engaged=True, timeout_s=10.0)
+            engaged = await send_estop(broker.operator_config(), engaged=True, timeout_s=10.0)
             assert engaged.confirmed, engaged.describe()
             assert engaged.bad_payloads == 2
             assert "ignored 2 bad payloads meanwhile" in engaged.describe()
@@ -269,16 +260,12 @@ def test_status_follows_a_critical_battery_through_the_running_runtime(
 ) -> None:
     """The real runtime's records: the latch, what to do, and the idle that clears it."""
     constant_policy(tmp_path / "policy.onnx", Action.STOP)
-    password = tmp_path / "mqtt-password"
-    password.write_text(ROBOT_PASSWORD)
-    mqtt = MqttSection(enabled=True, password_file=password, broker=MqttConfig(
-        robot_id=ROBOT, host="127.0.0.1", port=broker.port, username=ROBOT,
-        rates_hz={**MqttConfig().rates_hz, "battery": 5.0, "faults": 5.0, "link": 5.0}))
+    mqtt = broker.robot_mqtt(tmp_path, rates_hz={"battery": 5.0, "faults": 5.0, "link": 5.0})
 
     async def until_status(check: Callable[[str], bool]) -> str:
         async with asyncio.timeout(20.0):
             while True:  # a record sent just before the change may still arrive: look again
-                text = "\n".join((await collect_status(operator_config(broker), 5.0)).render())
+                text = "\n".join((await collect_status(broker.operator_config(), 5.0)).render())
                 if check(text):
                     return text
 

@@ -21,7 +21,7 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, ROBOT_PASSWORD, Broker
+from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, Broker
 from zima.contract import DEFAULT, Action, Contract, nearest_action
 from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.onboard.camera_config import CameraConfig
@@ -29,7 +29,6 @@ from zima.onboard.commands import EstopCommand, ModeCommand, ReloadCommand, Tele
 from zima.onboard.config import MqttSection, RuntimeConfig
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mcu_state import McuState
-from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.runtime import Runtime
@@ -318,12 +317,8 @@ def test_mqtt_commands_drive_and_a_killed_broker_never_stops_the_loop(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, broker: Broker
 ) -> None:
     constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
-    password = tmp_path / "mqtt-password"
-    password.write_text(ROBOT_PASSWORD + "\n")
-    mqtt = MqttSection(enabled=True, password_file=password, broker=MqttConfig(
-        robot_id=ROBOT, host="127.0.0.1", port=broker.port, username=ROBOT,
-        reconnect_min_s=0.05, reconnect_max_s=0.3,
-        rates_hz={**MqttConfig().rates_hz, "mode": 20.0, "loop": 20.0}))
+    mqtt = broker.robot_mqtt(tmp_path, rates_hz={"mode": 20.0, "loop": 20.0},
+                             reconnect_min_s=0.05, reconnect_max_s=0.3)
     config = runtime_config(tmp_path, link_config, robot_id=ROBOT, mqtt=mqtt)
 
     async def next_on(op: aiomqtt.Client, stream: str) -> dict[str, object]:
