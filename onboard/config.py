@@ -13,7 +13,9 @@ own validation::
     [link]      zima.onboard.link_config.LinkConfig        (port, timeouts)
     [[cameras]] zima.onboard.camera_config.CameraConfig    (one table per camera)
     [fusion]    zima.onboard.fusion.FusionConfig           (max_frame_age_s)
-    [policy]    zima.onboard.policy_runner.PolicyConfig    (model_path, execute_k, ...)
+    [policy]    zima.onboard.policy_runner.PolicyConfig    (model_path, execute_k, ...;
+                                                           backend = "remote": server,
+                                                           key_file, fallback_model)
     [safety]    zima.onboard.safety.SafetyConfig           (timeouts, limits, derate)
     [mqtt]      zima.onboard.mqtt_config.MqttConfig        + enabled, password_file
                                                            (command_key_file: signed
@@ -189,6 +191,9 @@ def _resolve_paths(config: RuntimeConfig, base: Path) -> RuntimeConfig:
     def rel(p: Path) -> Path:
         return p if p.is_absolute() else base / p
 
+    def opt(p: Path | None) -> Path | None:
+        return None if p is None else rel(p)
+
     mqtt, web = config.mqtt, config.web
     web = dataclasses.replace(
         web, token_file=None if web.token_file is None else rel(web.token_file),
@@ -207,7 +212,10 @@ def _resolve_paths(config: RuntimeConfig, base: Path) -> RuntimeConfig:
         config,
         link=dataclasses.replace(config.link, port=rel(config.link.port)),
         cameras=cameras,
-        policy=dataclasses.replace(config.policy, model_path=rel(config.policy.model_path)),
+        policy=dataclasses.replace(
+            config.policy, model_path=rel(config.policy.model_path),
+            key_file=opt(config.policy.key_file), ca_file=opt(config.policy.ca_file),
+            fallback_model=opt(config.policy.fallback_model)),
         recorder=dataclasses.replace(config.recorder,
                                      directory=rel(config.recorder.directory)),
         mqtt=mqtt, web=web)

@@ -28,11 +28,11 @@ The runner checks every inference this way (a bad one is a STOP with its reason,
 few in a row make the model faulty: :mod:`zima.onboard.policy_runner`).
 
 ``load_model`` reads the file once (the sha256 and the session come from the same bytes),
-opens an onnxruntime session on the CPU provider and refuses, with a ``ModelError``
-naming what is wrong: a file that is missing or not ONNX, a model without a contract or
-with another contract than the runtime's (each mismatching field named), inputs or
-outputs that are not the I/O contract (an unknown or a second output included), a
-model whose outputs on a random observation fail :func:`check_output` or differ between
+opens an onnxruntime session (on the CPU provider unless told otherwise) and refuses,
+with a ``ModelError`` naming what is wrong: a file that is missing or not ONNX, a model
+without a contract or with another contract than the runtime's (each mismatching field
+named), inputs or outputs that are not the I/O contract (an unknown or a second output
+included), a model whose outputs on a random observation fail :func:`check_output` or differ between
 two runs on the same input (random ops left in the graph, as a training-mode export can
 leave; onnxruntime's optimizer already drops Dropout), and, when the file ships sample
 observations, unreadable samples or a model whose output on any of them fails
@@ -66,6 +66,7 @@ from zima.onboard.model_samples import SAMPLES_KEY, decode_samples
 
 __all__ = [
     "ACTION_HISTORY_INPUT",
+    "CPU_PROVIDERS",
     "IMAGES_INPUT",
     "LOGITS_OUTPUT",
     "MAX_ABS_LOGIT",
@@ -98,6 +99,7 @@ OUTPUTS: Final = (LOGITS_OUTPUT, TRACKS_OUTPUT)
 MAX_ABS_LOGIT: Final = 1e4
 """Logits beyond +-this are a broken model, not a confident one (softmax saturates far
 below: a logit gap of 40 already gives the runner-up less than 1e-17)."""
+CPU_PROVIDERS: Final = ("CPUExecutionProvider",)
 TRACKS_LIMIT_FACTOR: Final = 10
 """Track speeds beyond +-this times ``forward_mm_s`` are a broken model (the runner clips
 sane ones to +-forward_mm_s)."""
@@ -201,12 +203,14 @@ class PolicyModel:
     def __init__(self, path: Path, sha256: str, contract: Contract, session: Any,
                  output: str = LOGITS_OUTPUT) -> None:
         self.path = path
+        self.name = str(path)  # what log lines call it (a remote model: its server)
         self.sha256 = sha256  # of the file's bytes, for telemetry and deploy checks
         self.contract = contract
         self.output = output  # LOGITS_OUTPUT (discrete) or TRACKS_OUTPUT (continuous)
         self._session = session
         self.warmup_latency_s = 0.0  # the second warm-up run (the first allocates)
         self.samples_checked = 0  # shipped sample observations run and passed at load
+        self.provider: str = session.get_providers()[0]  # the execution provider running it
 
     @property
     def continuous(self) -> bool:
@@ -223,8 +227,11 @@ class PolicyModel:
         return out
 
 
-def load_model(path: Path, contract: Contract, intra_op_threads: int = 1) -> PolicyModel:
-    """Load and verify the model at ``path`` for the runtime's ``contract``."""
+def load_model(path: Path, contract: Contract | None, intra_op_threads: int = 1,
+               providers: Sequence[str] = CPU_PROVIDERS) -> PolicyModel:
+    """Load and verify the model at ``path`` for the runtime's ``contract`` (None: the
+    contract the model carries, which ``zima serve`` serves). ``providers``: onnxruntime's
+    execution providers in order of preference (the robot: the CPU's only)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -233,7 +240,7 @@ def load_model(path: Path, contract: Contract, intra_op_threads: int = 1) -> Pol
     options.intra_op_num_threads = intra_op_threads  # leave cores to cameras and the link
     options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, options, providers=list(providers))
     except Exception as exc:  # onnxruntime's errors share no other base
         raise ModelFileError(f"model {path}: not an ONNX model onnxruntime loads: {exc}") from exc
     text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
@@ -244,6 +251,8 @@ def load_model(path: Path, contract: Contract, intra_op_threads: int = 1) -> Pol
         model_contract = Contract.from_json(text)
     except ValueError as exc:
         raise NoContractError(f"model {path}: unreadable contract: {exc}") from exc
+    if contract is None:
+        contract = model_contract
     mismatches = contract.mismatches(model_contract)
     if mismatches:
         raise ContractMismatchError(

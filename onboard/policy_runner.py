@@ -59,6 +59,19 @@ plan whose chunk's first action starts, at that tick: when it passed each stage,
 injected clock. It is how
 bench/runtime_bench.py splits the camera-to-command latency; nothing else depends on it.
 
+**The remote backend** (``backend = "remote"``, :mod:`zima.onboard.remote_policy`): the
+model runs on another computer (``zima serve``) and everything else stays here, the same:
+the server's contract is checked at each connection as a file's is (a mismatch refused),
+every output passes ``check_output`` here, and the chunk queue plans ahead by the measured
+latency, which is now the round trip (submission to result), so the queue does not run
+dry while the round trip with its margin fits in a chunk. A request that times out
+(``request_timeout_s``) or a connection that breaks empties the queue at the next tick:
+a STOP with the reason (``"remote policy lost: ..."``), then ``"remote policy ... not
+connected ..."`` while the client reconnects by itself. With a ``fallback_model`` the
+onboard model plans at once instead, until the server is back. ``status`` adds
+``backend`` ("local", "remote" or "fallback"), ``connected``, the round trip (last, p99),
+``reconnects``, ``losses`` and ``remote_error``.
+
 ``reload(path)`` loads and verifies a new file on another thread while the old model
 keeps driving, and swaps it in only if it passed (one assignment: plans started after
 the swap use it). Verifying runs the model on the sample observations the file ships, if
@@ -73,13 +86,14 @@ import asyncio
 import dataclasses
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Final, Protocol, Self
 
 import numpy as np
 
@@ -93,12 +107,30 @@ from zima.onboard.policy import (
     check_output,
     load_model,
 )
+from zima.onboard.remote_policy import RemotePolicy, RemotePolicyError
+from zima.onboard.remote_protocol import parse_server, read_key
 
 __all__ = ["PlanTrace", "PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
 
 log = logging.getLogger("zima.onboard.policy")
 
 OBS_AGE_WINDOW = 200  # chunks the observation age's percentiles are taken over
+BACKENDS: Final = ("local", "remote")
+
+
+class InferenceModel(Protocol):
+    """What the runner plans with: a local :class:`~zima.onboard.policy.PolicyModel` or a
+    :class:`~zima.onboard.remote_policy.RemotePolicy`."""
+
+    name: str  # for log lines: the file, or the server
+    sha256: str
+    output: str
+    warmup_latency_s: float
+
+    @property
+    def continuous(self) -> bool: ...
+
+    def infer(self, images: np.ndarray, action_history: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +146,18 @@ class PolicyConfig:
     latency_window: int = 20  # inferences the recent worst latency is taken over
     intra_op_threads: int = 1  # onnxruntime threads: leave cores to cameras and the link
     max_bad_outputs: int = 3  # bad outputs in a row that make the model faulty (until reload)
+    # Where the model runs: "local" (model_path, onnxruntime here) or "remote" (`zima serve`
+    # at server; the robot keeps the chunk queue, the output check and the safety rules).
+    backend: str = "local"
+    server: str | None = None  # remote: "host:port" of `zima serve`
+    key_file: Path | None = None  # remote: the shared key (one line, 16+ characters)
+    tls: bool = False  # remote: wss://, the server's certificate checked (system CAs)
+    ca_file: Path | None = None  # remote: ... checked against this CA or self-signed
+    # certificate instead (implies tls)
+    request_timeout_s: float = 0.25  # remote: no answer this long is a lost link (STOP)
+    reconnect_max_s: float = 5.0  # remote: the longest wait between reconnection attempts
+    fallback_model: Path | None = None  # remote: an onboard model that plans while the
+    # server is away (None: the robot STOPs until it is back)
 
     def __post_init__(self) -> None:
         if self.execute_k < 1:
@@ -124,6 +168,17 @@ class PolicyConfig:
             raise ValueError("PolicyConfig.intra_op_threads must be >= 1")
         if self.max_bad_outputs < 1:
             raise ValueError(f"PolicyConfig.max_bad_outputs={self.max_bad_outputs} must be >= 1")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"PolicyConfig.backend={self.backend!r} must be one of "
+                             f"{list(BACKENDS)}")
+        for name in ("request_timeout_s", "reconnect_max_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"PolicyConfig.{name}={value} must be a positive number")
+        if self.backend == "remote":
+            if self.server is None or self.key_file is None:
+                raise ValueError('backend = "remote" needs server ("host:port") and key_file')
+            parse_server(self.server)  # ValueError naming it
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +238,15 @@ class PolicyStatus:
     obs_age_s: float | None = None
     obs_age_p50_s: float | None = None
     obs_age_p99_s: float | None = None
+    # Where plans run: "local"; "remote" (the server), "fallback" (the onboard fallback
+    # model while the server is away). The rest is None/0 for a local backend.
+    backend: str = "local"
+    connected: bool | None = None  # remote: connected to the server and verified
+    round_trip_s: float | None = None  # remote: the last request's round trip (wall clock)
+    round_trip_p99_s: float | None = None  # ... p99 over the recent ones
+    reconnects: int = 0  # remote: connections made after the first
+    losses: int = 0  # remote: connections lost (a request timed out, the link broke)
+    remote_error: str | None = None  # remote: why the last connection ended or was refused
 
 
 class PolicyRunner:
@@ -206,7 +270,10 @@ class PolicyRunner:
         self._rng = np.random.default_rng(config.seed)  # used on the worker thread only
         self._queue = ActionQueue(contract, config.execute_k, config.latency_margin,
                                   config.latency_window, tick_s)
-        self._model: PolicyModel | None = None
+        self._model: InferenceModel | None = None  # a PolicyModel or the RemotePolicy
+        self._remote: RemotePolicy | None = None  # backend "remote"
+        self._fallback: PolicyModel | None = None  # its fallback_model, when configured
+        self._losses_seen = 0
         self._executor: ThreadPoolExecutor | None = None
         self._in_flight: asyncio.Future[_Inference] | None = None
         self._in_flight_since_s = 0.0
@@ -227,10 +294,15 @@ class PolicyRunner:
 
     # ---- lifetime -----------------------------------------------------------------------
     async def __aenter__(self) -> Self:
-        self._model = await asyncio.to_thread(self._load, self.config.model_path)
-        self._queue.latency.add(self._model.warmup_latency_s)  # the first lead's estimate
+        if self.config.backend == "remote":
+            self._remote, self._fallback = await self._open_remote(require=False)
+            self._model = self._remote
+        else:
+            self._model = await asyncio.to_thread(self._load, self.config.model_path)
+        model = self._current()
+        self._queue.latency.add(model.warmup_latency_s)  # the first lead's estimate
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="policy")
-        log.info("policy %s (sha256 %s) loaded", self._model.path, self._model.sha256[:12])
+        log.info("policy %s (sha256 %s) loaded", model.name, model.sha256[:12])
         return self
 
     async def __aexit__(
@@ -241,11 +313,15 @@ class PolicyRunner:
             self._in_flight.exception()  # retrieved: no "never retrieved" warning
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        if self._remote is not None:
+            await self._remote.close()
 
     # ---- the control loop's side --------------------------------------------------------
     @property
     def model_sha256(self) -> str:
-        return self._loaded().sha256
+        """The sha256 of the model plans run on now (a remote one: as the server stated;
+        empty before it first answered)."""
+        return self._current().sha256
 
     @property
     def faulty(self) -> str | None:
@@ -273,6 +349,7 @@ class PolicyRunner:
             self._restart()  # not ticked for a while (idle, a stalled loop): its plan is old
         self._last_tick_s = now_s
         self._collect(now_s)
+        self._check_remote()
         if self._faulty is not None:  # no plan starts until a reload clears it
             return self._forced_stop(now_s, f"model faulty: {self._faulty}")
         reasons = self.fusion.stale_reasons(now_s)
@@ -289,7 +366,11 @@ class PolicyRunner:
             if planned.started:
                 self._start(now_s, planned)
         if queue.should_plan(now_s, self._in_flight is not None):
-            self._plan(self.fusion.observe(now_s, queue.pending), now_s)
+            model = self._plan_model()
+            if model is not None:
+                self._plan(model, self.fusion.observe(now_s, queue.pending), now_s)
+            elif self._remote is not None:
+                self._no_plan = self._remote.unavailable
         return step
 
     async def wait_plan(self) -> None:
@@ -301,7 +382,7 @@ class PolicyRunner:
     @property
     def status(self) -> PolicyStatus:
         latency = self._queue.latency
-        return PolicyStatus(
+        status = PolicyStatus(
             model_sha256=self.model_sha256, plans=self._plans, dry_ticks=self._dry,
             stale_ticks=self._stale, latency_max_s=latency.max_s, latency_ema_s=latency.ema_s,
             lead_s=self._queue.lead_s, keeps_up=self._queue.keeps_up, reloads=self._reloads,
@@ -310,12 +391,27 @@ class PolicyRunner:
             last_bad_output=self._last_bad_output, faulty=self._faulty,
             obs_age_s=self._obs_age.last_s, obs_age_p50_s=self._obs_age.percentile_s(50),
             obs_age_p99_s=self._obs_age.percentile_s(99))
+        return status if self._remote is None else self._remote_status(status, self._remote)
+
+    @property
+    def backend(self) -> str:
+        """Where plans run now: "local", "remote", or "fallback" (status.backend)."""
+        remote = self._remote
+        if remote is None:
+            return "local"
+        return "fallback" if not remote.connected and self._fallback is not None else "remote"
 
     async def reload(self, path: Path | None = None) -> str:
         """Verify the model at ``path`` (default: the configured one) and swap it in;
         its sha256. A refused model raises ``ModelError``; the old one keeps running.
-        A model swapped in clears ``faulty`` and ``bad_in_row``."""
-        old = self._loaded()
+        A model swapped in clears ``faulty`` and ``bad_in_row``.
+
+        A remote backend connects afresh (``path`` unused) and verifies the server's model
+        and the ``fallback_model`` file; the old connection serves until the new one has
+        passed, and is closed once its plan in flight is back."""
+        old = self._current()
+        if self._remote is not None:
+            return await self._reload_remote(old)
         try:
             new = await asyncio.to_thread(self._load, path or self.config.model_path)
         except ModelError as exc:
@@ -338,10 +434,93 @@ class PolicyRunner:
     def _load(self, path: Path) -> PolicyModel:
         return load_model(path, self.contract, self.config.intra_op_threads)
 
-    def _loaded(self) -> PolicyModel:
+    def _loaded(self) -> InferenceModel:
         if self._model is None:
             raise RuntimeError("PolicyRunner used outside its `async with`")
         return self._model
+
+    def _current(self) -> InferenceModel:
+        """The model plans run on now: the fallback's while it stands in."""
+        if self._fallback is not None and self.backend == "fallback":
+            return self._fallback
+        return self._loaded()
+
+    def _plan_model(self) -> InferenceModel | None:
+        """What the next plan runs on; None: nothing can (remote away, no fallback)."""
+        remote = self._remote
+        if remote is None or remote.connected:
+            return self._loaded()
+        return self._fallback
+
+    # ---- the remote backend -------------------------------------------------------------
+    async def _open_remote(self, *, require: bool) -> tuple[RemotePolicy, PolicyModel | None]:
+        """The remote backend's client, started (``require``: connected and verified, else
+        ``ModelError``), and its fallback model loaded when configured."""
+        config = self.config
+        assert config.server is not None
+        assert config.key_file is not None
+        try:
+            key = read_key(config.key_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ModelError(f"policy key_file {config.key_file}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise ModelError(f"policy key_file {config.key_file}: {exc}") from exc
+        tls: ssl.SSLContext | None = None
+        if config.ca_file is not None or config.tls:
+            try:
+                tls = ssl.create_default_context(cafile=config.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ModelError(f"policy ca_file {config.ca_file}: {exc}") from exc
+        fallback = None
+        if config.fallback_model is not None:
+            fallback = await asyncio.to_thread(self._load, config.fallback_model)
+        remote = RemotePolicy(config.server, key, self.contract,
+                              timeout_s=config.request_timeout_s, tls=tls,
+                              reconnect_max_s=config.reconnect_max_s)
+        await remote.start(require=require)
+        return remote, fallback
+
+    def _check_remote(self) -> None:
+        """A lost remote link (a request timed out, the connection broke) empties the
+        queue: the robot STOPs with the reason until a plan comes (from the fallback
+        model at once, when there is one)."""
+        remote = self._remote
+        if remote is None or remote.losses == self._losses_seen:
+            return
+        self._losses_seen = remote.losses
+        self._queue.flush()
+        self._discard_in_flight = self._in_flight is not None
+        self._no_plan = f"remote policy lost: {remote.last_error}"
+
+    def _remote_status(self, status: PolicyStatus, remote: RemotePolicy) -> PolicyStatus:
+        return dataclasses.replace(
+            status, backend=self.backend, connected=remote.connected,
+            round_trip_s=remote.round_trip.last_s,
+            round_trip_p99_s=remote.round_trip.percentile_s(99), reconnects=remote.reconnects,
+            losses=remote.losses, remote_error=remote.last_error)
+
+    async def _reload_remote(self, old: InferenceModel) -> str:
+        try:
+            remote, fallback = await self._open_remote(require=True)
+        except ModelError as exc:
+            self._reload_error = str(exc)
+            self._reload_failures += 1
+            log.error("reload refused, keeping %s: %s", old.name, exc)
+            raise
+        previous = self._remote
+        self._remote, self._model, self._fallback = remote, remote, fallback
+        self._losses_seen = remote.losses
+        self._reloads += 1
+        self._reload_error = None
+        self._faulty = None
+        self._bad_in_row = 0
+        self._no_plan = None
+        log.info("policy reloaded: %s -> %s (%s)", old.sha256[:12], remote.sha256[:12],
+                 remote.name)
+        await self.wait_plan()  # a plan in flight on the old connection comes back first
+        if previous is not None:
+            await previous.close()
+        return remote.sha256
 
     def _forced_stop(self, now_s: float, reason: str) -> Step:
         """A STOP the runner forces; it enters the action history once per action period
@@ -355,11 +534,15 @@ class PolicyRunner:
     def _dry_reason(self, now_s: float) -> str:
         """Why nothing planned runs now; counts the dry tick (not while the first chunk
         is awaited)."""
-        if self._waiting and self._no_plan is None:
+        remote = self._remote
+        away = remote is not None and self._in_flight is None and self._plan_model() is None
+        if self._waiting and self._no_plan is None and not away:
             return "waiting for the first plan"
         self._dry += 1
         if self._no_plan is not None:
             return self._no_plan
+        if remote is not None and away:
+            return remote.unavailable
         if self._in_flight is not None:
             running_s = now_s - self._in_flight_since_s
             return (f"action queue ran dry: inference running for {running_s:.3f} s "
@@ -386,8 +569,8 @@ class PolicyRunner:
         self._waiting = True
         self._stop_ends_s = None
 
-    def _plan(self, obs: Observation, now_s: float) -> None:
-        model, executor = self._loaded(), self._executor
+    def _plan(self, model: InferenceModel, obs: Observation, now_s: float) -> None:
+        executor = self._executor
         loop = asyncio.get_running_loop()
         submitted_s = self._clock()
         self._in_flight = loop.run_in_executor(executor, self._infer, model, obs)
@@ -395,7 +578,7 @@ class PolicyRunner:
         self._in_flight_trace = (obs.newest_s, now_s, submitted_s)
         self._discard_in_flight = False
 
-    def _infer(self, model: PolicyModel, obs: Observation) -> _Inference:
+    def _infer(self, model: InferenceModel, obs: Observation) -> _Inference:
         """On the worker thread: the model's output, checked (``BadOutputError``), then
         the chunk's actions (and track commands), and when each was done."""
         started_s = self._clock()
@@ -421,6 +604,9 @@ class PolicyRunner:
             result = done.result()
         except BadOutputError as exc:
             self._bad_output(str(exc))
+            return
+        except RemotePolicyError as exc:  # logged by the client, once per outage
+            self._no_plan = f"no plan: {exc}"
             return
         except Exception as exc:  # onnxruntime's errors share no other base
             self._no_plan = f"no plan: inference failed: {exc}"
