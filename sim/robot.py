@@ -24,14 +24,14 @@ from dataclasses import dataclass
 import mujoco
 
 from zima.contract import DEFAULT, Contract
+from zima.onboard.kinematics import ARM, GRIPPER, JOINT_NAMES
 from zima.protocol.enums import PARAMS, ParamId
 
 ROOT_BODY = "robot"
 BASE_JOINTS = ("base_x", "base_y", "base_yaw")  # planar base: world x, world y, yaw
 LEFT_WHEELS = ("wheel_left_front", "wheel_left_rear")
 RIGHT_WHEELS = ("wheel_right_front", "wheel_right_rear")
-ARM_JOINTS = ("arm_yaw", "arm_shoulder", "arm_elbow", "arm_wrist_pitch", "arm_wrist_roll",
-              "gripper")
+ARM_JOINTS = (*JOINT_NAMES, GRIPPER)  # the protocol's joints 0..5 (zima.onboard.kinematics)
 CAMERA_MOUNTS = ("forward", "wrist")  # the cameras this model has, by contract name
 
 
@@ -67,8 +67,9 @@ class RobotConfig:
     wrist_fovy_deg: float = 70.0
     # Downward tilt of the forward camera, degrees.
     forward_tilt_deg: float = 12.0
-    # Stowed arm: yaw, shoulder, elbow, wrist pitch, wrist roll (rad), gripper opening (m).
-    arm_pose: tuple[float, ...] = (0.0, -0.2, 0.2, 0.7, 0.0, 0.02)
+    # Arm at reset: yaw, shoulder, elbow, wrist pitch, wrist roll (rad), gripper closed by (m).
+    # The servos' mid travel, where the firmware puts them at power-on: the stowed pose.
+    arm_pose: tuple[float, ...] = (*ARM.mid_pose, ARM.gripper.servo.mid)
 
     def __post_init__(self) -> None:
         if len(self.arm_pose) != len(ARM_JOINTS):
@@ -172,7 +173,6 @@ def robot_xml(cfg: RobotConfig, contract: Contract = DEFAULT) -> str:
             f'<geom type="cylinder" size="{r * 0.9} {cfg.track_w_m / 2 + 0.002}" zaxis="0 1 0" '
             f'{nocol} mass="{cfg.wheel_kg}" rgba=".05 .05 .05 1"/></body>'
         )
-    link_kg = cfg.arm_kg / 6
     arm_z = chassis_z + chassis_hh
     tracks = "".join(
         f'<geom name="track_{side}" type="box" size="{hl - 0.01} {cfg.track_w_m / 2} {r}" '
@@ -191,40 +191,70 @@ def robot_xml(cfg: RobotConfig, contract: Contract = DEFAULT) -> str:
       cfg.forward_tilt_deg)}" fovy="{cfg.forward_fovy_deg}"/>
   {"".join(wheels)}
   <body name="arm_base" pos="{hl - 0.12} 0 {arm_z}">
-    <joint name="arm_yaw" axis="0 0 1" range="-3 3" damping="0.5"/>
-    <geom type="cylinder" size="0.03 0.01" pos="0 0 0.01" {nocol} mass="{link_kg}"
-          rgba=".3 .3 .3 1"/>
-    <body name="arm_upper" pos="0 0 0.02">
-      <joint name="arm_shoulder" axis="0 1 0" range="-1.6 1.6" damping="0.5"/>
-      <geom type="capsule" fromto="0 0 0 0 0 0.12" size="0.012" {nocol} mass="{link_kg}"
-            rgba=".8 .8 .8 1"/>
-      <body name="arm_fore" pos="0 0 0.12">
-        <joint name="arm_elbow" axis="0 1 0" range="-2.5 2.5" damping="0.5"/>
-        <geom type="capsule" fromto="0 0 0 0.10 0 0" size="0.011" {nocol} mass="{link_kg}"
-              rgba=".8 .8 .8 1"/>
-        <body name="arm_wrist" pos="0.10 0 0">
-          <joint name="arm_wrist_pitch" axis="0 1 0" range="-1.8 1.8" damping="0.2"/>
-          <geom type="capsule" fromto="0 0 0 0.03 0 0" size="0.01" {nocol} mass="{link_kg}"
-                rgba=".3 .3 .3 1"/>
-          <body name="hand" pos="0.03 0 0">
-            <joint name="arm_wrist_roll" axis="1 0 0" range="-3 3" damping="0.2"/>
-            <geom type="box" size="0.015 0.025 0.012" pos="0.015 0 0" {nocol} mass="{link_kg}"
-                  rgba=".3 .3 .3 1"/>
-            <geom type="box" size="0.02 0.003 0.01" pos="0.05 -0.02 0" {nocol} mass="0.01"
-                  rgba=".6 .6 .6 1"/>
-            <camera name="wrist" pos="0.03 0 0.02" xyaxes="{_camera_axes(0.0)}"
-                    fovy="{cfg.wrist_fovy_deg}"/>
-            <body name="jaw" pos="0.05 0.02 0">
-              <joint name="gripper" type="slide" axis="0 -1 0" range="0 0.035" damping="1"/>
-              <geom type="box" size="0.02 0.003 0.01" {nocol} mass="{link_kg - 0.01}"
-                    rgba=".6 .6 .6 1"/>
-            </body>
-          </body>
-        </body>
-      </body>
-    </body>
+    {_arm_xml(cfg)}
   </body>
 </body>"""
+
+
+# The body each arm joint moves. ``arm_base`` holds them, fixed on the chassis: its frame is
+# the kinematics' frame (zima.onboard.kinematics).
+ARM_BODIES = ("arm_turret", "arm_upper", "arm_fore", "arm_wrist", "hand")
+_NOCOL = 'contype="0" conaffinity="0"'
+
+
+def _fmt(v: tuple[float, ...]) -> str:
+    return " ".join(f"{x:.6g}" for x in v)
+
+
+def _arm_xml(cfg: RobotConfig) -> str:
+    """The arm inside body ``arm_base``, from :data:`zima.onboard.kinematics.ARM`: its
+    joints (axes, offsets, ranges: the servos' travel), links drawn between them, the
+    gripper, the wrist camera and the ``tool`` site midway between the open fingers."""
+    link_kg, nocol = cfg.arm_kg / 6, _NOCOL
+    joints = ARM.joints
+    # Each body's own geoms, in the body's frame; a link reaches to the next joint.
+    fore, wrist, hand = (joints[i].offset_m for i in (2, 3, 4))
+    tool_x, gap = ARM.tool_m[0], ARM.finger_gap_m
+    geoms = (
+        (f'<geom type="cylinder" size="0.03 0.01" pos="0 0 0.01" {nocol} mass="{link_kg}" '
+         f'rgba=".3 .3 .3 1"/>'),
+        (f'<geom type="capsule" fromto="0 0 0 {_fmt(fore)}" size="0.012" {nocol} '
+         f'mass="{link_kg}" rgba=".8 .8 .8 1"/>'),
+        (f'<geom type="capsule" fromto="0 0 0 {_fmt(wrist)}" size="0.011" {nocol} '
+         f'mass="{link_kg}" rgba=".8 .8 .8 1"/>'),
+        (f'<geom type="capsule" fromto="0 0 0 {_fmt(hand)}" size="0.01" {nocol} '
+         f'mass="{link_kg}" rgba=".3 .3 .3 1"/>'),
+        (f'<geom type="box" size="0.015 0.025 0.012" pos="0.015 0 0" {nocol} mass="{link_kg}" '
+         f'rgba=".3 .3 .3 1"/>'
+         f'<geom name="finger_fixed" type="box" size="0.02 0.003 0.01" '
+         f'pos="{tool_x} {-gap / 2} 0" {nocol} mass="0.01" rgba=".6 .6 .6 1"/>'
+         f'<site name="tool" pos="{_fmt(ARM.tool_m)}" size="0.004" group="5" rgba="1 .2 .2 1"/>'
+         f'<camera name="wrist" pos="0.03 0 0.02" xyaxes="{_camera_axes(0.0)}" '
+         f'fovy="{cfg.wrist_fovy_deg}"/>' + _gripper_xml(link_kg)),
+    )
+    damping = (0.5, 0.5, 0.5, 0.2, 0.2)
+    xml = ""
+    for i in reversed(range(len(joints))):  # innermost first: each body wraps the next
+        j = joints[i]
+        lo, hi = j.limits
+        joint = (f'<joint name="{j.name}" axis="{_fmt(_AXIS_VECTORS[j.axis])}" '
+                 f'range="{lo:.9g} {hi:.9g}" damping="{damping[i]}"/>')
+        inner = joint + geoms[i] + xml
+        xml = f'<body name="{ARM_BODIES[i]}" pos="{_fmt(j.offset_m)}">{inner}</body>'
+    return xml
+
+
+def _gripper_xml(link_kg: float) -> str:
+    g = ARM.gripper
+    lo, hi = g.limits
+    return (f'<body name="jaw" pos="{_fmt(g.offset_m)}">'
+            f'<joint name="{g.name}" type="slide" axis="{_fmt(_AXIS_VECTORS[g.axis])}" '
+            f'range="{lo:.9g} {hi:.9g}" damping="1"/>'
+            f'<geom name="finger_jaw" type="box" size="0.02 0.003 0.01" {_NOCOL} '
+            f'mass="{link_kg - 0.01}" rgba=".6 .6 .6 1"/></body>')
+
+
+_AXIS_VECTORS = {"x": (1, 0, 0), "y": (0, 1, 0), "z": (0, 0, 1), "-y": (0, -1, 0)}
 
 
 def actuators_xml(cfg: RobotConfig) -> str:
