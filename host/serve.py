@@ -97,8 +97,10 @@ class PolicyServer:
 
     def __init__(self, model: PolicyModel, key: bytes, *, host: str = "127.0.0.1",
                  port: int = 8765, tls: ssl.SSLContext | None = None,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS,
+                 auth_timeout_s: float = AUTH_TIMEOUT_S) -> None:
         self.model, self._key = model, key
+        self.auth_timeout_s = auth_timeout_s
         self.host, self.port, self.tls = host, port, tls
         self.max_connections = max_connections
         self.shapes = Shapes.of(model.contract, _output_shape(model))
@@ -173,9 +175,9 @@ class PolicyServer:
         nonce = secrets.token_bytes(NONCE_BYTES)
         await ws.send_bytes(encode(Challenge(nonce)))
         try:
-            msg = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT_S)
+            msg = await asyncio.wait_for(ws.receive(), self.auth_timeout_s)
         except TimeoutError:
-            await self._refuse(ws, peer, f"no authentication within {AUTH_TIMEOUT_S:g} s")
+            await self._refuse(ws, peer, f"no authentication within {self.auth_timeout_s:g} s")
             return False
         if msg.type != WSMsgType.BINARY:
             await self._refuse(ws, peer, "expected the auth frame")
