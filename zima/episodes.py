@@ -41,6 +41,11 @@ Row ``t`` of every per-step dataset is one control step: the frames captured at
                                          e.g. the robot recorder's robot_id, model_sha256,
                                          mode and events; :meth:`EpisodeReader.extras`
 
+Names in an episode folder: ``NAME.h5`` is a finished episode (every reader takes the
+folder's ``*.h5``); ``NAME.h5.partial`` one being written, or left by a writer that never
+closed it; ``NAME.h5.bad`` a finished episode someone flagged bad (:func:`mark_bad`), which
+the ``*.h5`` of the training set, `zima score` and export no longer match.
+
 Whole datasets are meant to be read at once (:meth:`EpisodeReader.load`, one read per
 dataset): the first prototype spent 95% of its training time on per-sample HDF5 reads.
 Compression: gzip level 1, one frame per chunk. On the simulator's frames (with noise
@@ -90,6 +95,7 @@ FORMAT_VERSION: Final = 1
 SOURCES: Final = ("sim", "real")
 TELEMETRY_FIELDS: Final = ("track_left_mm_s", "track_right_mm_s", "battery_mv")
 PARTIAL_SUFFIX: Final = ".partial"
+BAD_SUFFIX: Final = ".bad"  # a finished episode flagged bad (:func:`mark_bad`)
 
 _T = TypeVar("_T")
 
@@ -569,3 +575,44 @@ def _check_info_types(info: EpisodeInfo) -> None:
         value = getattr(info, name)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise TypeError(f"{name} is {type(value).__name__}, not {kind.__name__}")
+
+
+# --- flagging bad episodes ------------------------------------------------------------------
+
+
+def mark_bad(path: str | os.PathLike[str]) -> Path:
+    """Flag the finished episode ``path`` (``NAME.h5``) bad; return its new name.
+
+    The flag is the name: ``NAME.h5`` becomes ``NAME.h5.bad`` by one atomic rename (then an
+    fsync of the folder), so every tool that takes a folder's ``*.h5`` (training, `zima
+    score`, export) skips it without learning anything new, the data stays intact for a
+    second look, and :func:`unmark_bad` undoes it. Refuses a name that is not ``*.h5`` (a
+    ``.partial`` is not finished) and a target that exists.
+    """
+    src = Path(path)
+    if src.suffix != ".h5":
+        raise ValueError(f"{src}: only a finished episode (*.h5) can be marked bad")
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} does not exist")
+    return _rename_once(src, src.with_name(src.name + BAD_SUFFIX))
+
+
+def unmark_bad(path: str | os.PathLike[str]) -> Path:
+    """Undo :func:`mark_bad`: ``NAME.h5.bad`` (or the ``NAME.h5`` it was) back to ``NAME.h5``."""
+    src = Path(path)
+    if src.suffix == ".h5":
+        src = src.with_name(src.name + BAD_SUFFIX)
+    if not src.name.endswith(".h5" + BAD_SUFFIX):
+        raise ValueError(f"{src}: not a marked episode (NAME.h5{BAD_SUFFIX})")
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} does not exist")
+    return _rename_once(src, src.with_name(src.name.removesuffix(BAD_SUFFIX)))
+
+
+def _rename_once(src: Path, dst: Path) -> Path:
+    """Rename ``src`` to ``dst``, never over an existing file, durably."""
+    if dst.exists():
+        raise FileExistsError(f"{dst} exists; not renaming {src.name} over it")
+    src.rename(dst)
+    fsync_directory(dst.parent)
+    return dst
