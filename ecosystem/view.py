@@ -160,22 +160,41 @@ def view_episode(path: Path, save: Path | None) -> int:
         return EXIT_ERROR
     rec = rr.RecordingStream(APPLICATION_ID, recording_id=f"episode:{path.name}")
     blueprint = episode_blueprint(episode.contract.cameras)
-    _open(rec, save, blueprint)
-    rec.send_recording_name(path.name)
-    log_episode(rec, episode, extras, path.name)
-    rec.flush()
-    rec.disconnect()
+    try:
+        _open(rec, save, blueprint)
+        rec.send_recording_name(path.name)
+        log_episode(rec, episode, extras, path.name)
+        rec.flush()
+    except RuntimeError as exc:  # what rerun raises when its viewer is not there
+        return _viewer_failed(exc)
+    finally:
+        rec.disconnect()
     if save is not None:
         sys.stdout.write(f"wrote {len(episode)} steps of {path} to {save}\n")
     return EXIT_OK
 
 
 def _open(rec: rr.RecordingStream, save: Path | None, blueprint: rrb.Blueprint | None) -> None:
-    """Send ``rec`` to the file ``save``, or else to a spawned viewer."""
+    """Send ``rec`` to the file ``save``, or else to a spawned viewer: the ``rerun`` beside
+    this Python (a virtual environment's, found even when it is not activated), else the
+    one on PATH."""
+    import rerun.sinks  # noqa: PLC0415
+
     if save is not None:
         rec.save(save, default_blueprint=blueprint)
-    else:
-        rec.spawn(default_blueprint=blueprint)
+        return
+    beside = Path(sys.executable).parent / "rerun"
+    rerun.sinks.spawn(recording=rec, default_blueprint=blueprint,
+                      executable_path=str(beside) if beside.is_file() else None)
+
+
+def _viewer_failed(exc: Exception) -> int:
+    """rerun's spawn or its gRPC link failed (no viewer binary, no display): say what to do."""
+    detail = printable(" ".join(str(exc).split()), 200)
+    sys.stderr.write(f"zima view: the rerun viewer did not start or cannot be reached "
+                     f"({detail}); on a machine without a display use --save FILE.rrd and "
+                     "open it elsewhere with `rerun FILE.rrd`\n")
+    return EXIT_ERROR
 
 
 # --- a live robot --------------------------------------------------------------------------
@@ -300,18 +319,21 @@ def view_robot(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     rec = rr.RecordingStream(APPLICATION_ID,
                              recording_id=f"robot:{config.robot_id}:{time.time():.0f}")
-    _open(rec, args.save, None)
-    rec.send_recording_name(f"robot {config.robot_id}")
     logger, status = LiveLogger(rec, config.robot_id), EXIT_OK
     try:
-        asyncio.run(watch_robot(config, logger, duration_s))
-    except HostMqttError as exc:
-        sys.stderr.write(f"zima view: {exc}\n")
-        status = EXIT_ERROR
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a watch without --duration ends; the recording is kept
-    finally:
+        _open(rec, args.save, None)
+        rec.send_recording_name(f"robot {config.robot_id}")
+        try:
+            asyncio.run(watch_robot(config, logger, duration_s))
+        except HostMqttError as exc:
+            sys.stderr.write(f"zima view: {exc}\n")
+            status = EXIT_ERROR
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a watch without --duration ends; the recording is kept
         rec.flush()
+    except RuntimeError as exc:  # what rerun raises when its viewer is not there
+        return _viewer_failed(exc)
+    finally:
         rec.disconnect()
     stats = logger.stats
     total = sum(stats.records.values())
