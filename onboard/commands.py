@@ -11,6 +11,12 @@ topics, the web console, the host tools) and ``Runtime.handle`` carries them out
     RecordCommand("stop", "success")      record    RECORD_ACTIONS; stop takes a judged
                                                     outcome (zima.episodes.JUDGED_OUTCOMES)
     HeartbeatCommand()                    heartbeat an operator is present
+    LeaseCommand("take")                  lease     take, renew or give the teleop lease
+                                                    (LEASE_ACTIONS): one client drives
+    HandBackCommand()                     handback  end a supervised take-over
+    ArmCommand((900, None, ...))          arm       6 joint targets in 0.1 deg (ARM_RANGE_DDEG),
+                                                    None leaves a joint; Safety clamps them
+                                                    to [safety] arm limits
 
 Bad input is a :class:`CommandError` (a ``ValueError``) saying why; it is answered, never
 raised into the part that received it.
@@ -64,17 +70,21 @@ __all__ = [
     "COMMAND_NAMES",
     "REQUESTABLE_MODES",
     "TELEOP_LIMITS",
+    "ArmCommand",
     "Command",
     "CommandError",
     "CommandKey",
     "EstopCommand",
+    "HandBackCommand",
     "HeartbeatCommand",
+    "LeaseCommand",
     "ModeCommand",
     "RecordCommand",
     "ReloadCommand",
     "SigningConfig",
     "TeleopCommand",
     "TeleopLimits",
+    "arm_command",
     "command_name",
     "parse_command",
     "request_id_of",
@@ -229,13 +239,67 @@ class RecordCommand:
     outcome: str | None = None  # with "stop": one of RECORD_OUTCOMES
     request_id: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.action not in RECORD_ACTIONS:
+            raise CommandError(f"action must be one of {list(RECORD_ACTIONS)}")
+        if (self.action == "stop") != (self.outcome is not None):
+            raise CommandError("stop takes an outcome (one of "
+                               f"{list(RECORD_OUTCOMES)}); start and discard take none")
+        if self.outcome is not None and self.outcome not in RECORD_OUTCOMES:
+            raise CommandError(f"outcome must be one of {list(RECORD_OUTCOMES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCommand:
+    """The teleop lease: one client drives at a time (``take`` it, ``renew`` it while held,
+    ``give`` it up). A drive takes it too; it expires after ``[safety] lease_timeout_s``."""
+
+    action: str  # one of LEASE_ACTIONS
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in LEASE_ACTIONS:
+            raise CommandError(f"action must be one of {list(LEASE_ACTIONS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class HandBackCommand:
+    """End a supervised take-over: the policy drives again."""
+
+    request_id: str | None = None
+
+
+ARM_TARGETS = 6  # yaw, shoulder, elbow, wrist pitch, wrist roll, gripper (PROTOCOL.md ARM)
+ARM_RANGE_DDEG = (0, 1800)  # the protocol's servo range, 0.1 deg
+
+
+@dataclass(frozen=True, slots=True)
+class ArmCommand:
+    """Arm joint targets, 0.1 deg within ARM_RANGE_DDEG (None leaves a joint)."""
+
+    targets_ddeg: tuple[int | None, ...]
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.targets_ddeg) != ARM_TARGETS:
+            raise CommandError(f"targets needs {ARM_TARGETS} values (null leaves a joint), "
+                               f"got {len(self.targets_ddeg)}")
+        lo, hi = ARM_RANGE_DDEG
+        for j, t in enumerate(self.targets_ddeg):
+            if t is not None and (isinstance(t, bool) or not isinstance(t, int)
+                                  or not lo <= t <= hi):
+                raise CommandError(f"targets[{j}]={str(t)[:24]} is not a whole number in "
+                                   f"[{lo}, {hi}] (0.1 deg) or null")
+
 
 Command = (ModeCommand | TeleopCommand | EstopCommand | ReloadCommand | RecordCommand
-           | HeartbeatCommand)
+           | HeartbeatCommand | LeaseCommand | HandBackCommand | ArmCommand)
 
-COMMAND_NAMES = ("mode", "teleop", "estop", "reload", "record", "heartbeat")
+COMMAND_NAMES = ("mode", "teleop", "estop", "reload", "record", "heartbeat", "lease",
+                 "handback", "arm")
+LEASE_ACTIONS = ("take", "renew", "give")
 MAX_COMMAND_BYTES = 4096  # the longest valid command is under 200 bytes
-MAX_COMMAND_DEPTH = 2  # a command is one flat JSON object
+MAX_COMMAND_DEPTH = 2  # a command is one flat JSON object (arm: one list of numbers)
 RELOAD_TARGETS = ("policy", "config")
 RECORD_ACTIONS = ("start", "stop", "discard")
 RECORD_OUTCOMES = tuple(o.value for o in JUDGED_OUTCOMES)
@@ -295,10 +359,43 @@ def _heartbeat(_body: dict[str, object], rid: str | None) -> HeartbeatCommand:
     return HeartbeatCommand(rid)
 
 
+def _lease(body: dict[str, object], rid: str | None) -> LeaseCommand:
+    if body["action"] not in LEASE_ACTIONS:
+        raise CommandError(f"action must be one of {list(LEASE_ACTIONS)}")
+    return LeaseCommand(str(body["action"]), rid)
+
+
+def _handback(_body: dict[str, object], rid: str | None) -> HandBackCommand:
+    return HandBackCommand(rid)
+
+
+def arm_command(targets: object, request_id: str | None = None) -> ArmCommand:
+    """An arm command from raw input (``cmd/arm``, the console's arm messages): a list of
+    ARM_TARGETS whole numbers or nulls; ``CommandError`` for anything else. A number with
+    a fraction is rounded (a slider may send 900.0)."""
+    if not isinstance(targets, list):
+        raise CommandError("targets must be a list of numbers (0.1 deg) or nulls")
+    values: list[int | None] = []
+    for j, t in enumerate(targets[:ARM_TARGETS + 1]):
+        if t is None:
+            values.append(None)
+            continue
+        # compared before any conversion: a 400-digit int is no float
+        if isinstance(t, bool) or not isinstance(t, int | float) or not -1e6 < t < 1e6:
+            raise CommandError(f"targets[{j}] must be a finite number (0.1 deg) or null")
+        values.append(round(t))
+    return ArmCommand(tuple(values), request_id)
+
+
+def _arm(body: dict[str, object], rid: str | None) -> ArmCommand:
+    return arm_command(body["targets"], rid)
+
+
 # Each command's builder: it checks the values of the keys parse_command let through.
 _BUILDERS: dict[str, Callable[[dict[str, object], str | None], Command]] = {
     "mode": _mode, "teleop": _teleop, "estop": _estop, "reload": _reload,
-    "record": _record, "heartbeat": _heartbeat}
+    "record": _record, "heartbeat": _heartbeat, "lease": _lease, "handback": _handback,
+    "arm": _arm}
 
 
 def _unsigned_estop(name: str, body: dict[str, object]) -> bool:
@@ -314,7 +411,8 @@ def _body(payload: bytes) -> object:
 
 _NAMES: dict[type, str] = {ModeCommand: "mode", TeleopCommand: "teleop", EstopCommand: "estop",
                            ReloadCommand: "reload", RecordCommand: "record",
-                           HeartbeatCommand: "heartbeat"}
+                           HeartbeatCommand: "heartbeat", LeaseCommand: "lease",
+                           HandBackCommand: "handback", ArmCommand: "arm"}
 
 
 def command_name(command: Command) -> str:
@@ -369,6 +467,9 @@ def parse_command(name: str, payload: bytes, config: SigningConfig,
         "reload": {"target"},
         "record": {"action", "outcome"} if body.get("action") == "stop" else {"action"},
         "heartbeat": set(),
+        "lease": {"action"},
+        "handback": set(),
+        "arm": {"targets"},
     }.get(name)
     if expected is None:
         raise CommandError(f"unknown command {name[:MAX_ID_CHARS]!r}")

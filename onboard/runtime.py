@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -58,17 +59,33 @@ from pathlib import Path
 import numpy as np
 
 from zima.contract import DEFAULT, Contract, nearest_action
-from zima.onboard.camera import CameraRig, Capture, open_capture
-from zima.onboard.camera_config import CameraConfig, CameraError
-from zima.onboard.commands import (
+from zima.onboard.api import (
+    ArmCommand,
+    BatteryRecord,
+    CameraRecord,
+    CamerasRecord,
     Command,
     EstopCommand,
+    FaultsRecord,
+    HandBackCommand,
     HeartbeatCommand,
+    LeaseCommand,
+    LinkRecord,
+    LoopRecord,
     ModeCommand,
+    ModeRecord,
+    OdometryRecord,
+    PolicyRecord,
+    Record,
     RecordCommand,
+    RecorderRecord,
     ReloadCommand,
+    RobotStatus,
     TeleopCommand,
+    TracksRecord,
 )
+from zima.onboard.camera import CameraRig, Capture, open_capture
+from zima.onboard.camera_config import CameraConfig, CameraError
 from zima.onboard.config import RuntimeConfig
 from zima.onboard.frame import Frame
 from zima.onboard.fusion import FrameFusion
@@ -79,6 +96,7 @@ from zima.onboard.policy import ModelError
 from zima.onboard.policy_runner import PlanTrace, PolicyRunner, Step
 from zima.onboard.recorder import EVENT_KINDS, Recorder, RecorderError
 from zima.onboard.safety import (
+    DRIVING_MODES,
     POLICY_MODES,
     BatteryLevel,
     Decision,
@@ -330,7 +348,7 @@ class Runtime:
         with contextlib.suppress(Exception):
             self._publish_transitions()
             if self._telemetry is not None:
-                self._telemetry.post("faults", self._faults_values())
+                self._telemetry.post("faults", self._faults_record().to_json())
 
     def _failed_parts(self) -> list[str]:
         return [f"runtime part {name} failed: {h.last_error}"
@@ -606,7 +624,7 @@ class Runtime:
                      transition.to_mode.value, transition.kind, transition.owner,
                      transition.source)
             if self._telemetry is not None:
-                self._telemetry.post("mode", self._mode_values())
+                self._telemetry.post("mode", self._mode_record().to_json())
             recorder = self._recorder
             if (transition.kind in EVENT_KINDS and recorder is not None
                     and recorder.status.recording):
@@ -646,7 +664,7 @@ class Runtime:
             telemetry.answer(command, error)  # cmd/result: the outcome, with its request_id
             if error is not None:
                 log.warning("mqtt command %s refused: %s", type(command).__name__, error)
-                telemetry.post("mode", {**self._mode_values(), "refused": error})
+                telemetry.post("mode", self._mode_record(refused=error).to_json())
 
     def teleop_tracks(self, linear_m_per_s: float, angular_rad_per_s: float) -> tuple[int, int]:
         """Track speeds (mm/s) for a body velocity (skid steer, the configured gauge)."""
@@ -670,7 +688,7 @@ class Runtime:
             log.exception("command %s from %s failed", type(command).__name__, source)
             return f"internal error: {type(exc).__name__}: {exc}"[:300]
 
-    async def _handle(self, command: Command, source: str) -> str | None:
+    async def _handle(self, command: Command, source: str) -> str | None:  # noqa: PLR0912 - a case each
         now_s = self._clock()
         self.safety.operator_seen(source=source, now_s=now_s)
         if self._link is not None:
@@ -699,16 +717,33 @@ class Runtime:
                     return f"reloading the {target} needs a restart of the service"
                 case RecordCommand():
                     await self._record_command(command, now_s)
+                case LeaseCommand(action=action):
+                    self._lease(action, source, now_s)
+                case HandBackCommand():
+                    self.safety.hand_back(client=source, now_s=now_s)
+                case ArmCommand(targets_ddeg=targets):
+                    await self.teleop_arm(list(targets), source)
                 case _:
                     return f"unknown command {command!r}"
         except (SafetyError, ModelError, RecorderError, LinkError, ValueError) as exc:
             return str(exc)
         return None
 
+    def _lease(self, action: str, client: str, now_s: float) -> None:
+        if action == "take":
+            self.safety.acquire_lease(client=client, now_s=now_s)
+        elif action == "give":
+            self.safety.release_lease(client=client, now_s=now_s)
+        elif (lease := self.safety.lease) is not None and lease.client == client:
+            self.safety.renew_lease(client=client, now_s=now_s)  # renew: only one's own
+
     async def _record_command(self, command: RecordCommand, now_s: float) -> None:
         recorder = self._require_recorder()
         if command.action == "start":
-            recorder.start(source=self.safety.mode.value, now_s=now_s)
+            mode = self.safety.mode
+            if mode not in DRIVING_MODES:
+                raise RecorderError(f"recording needs a driving mode, not {mode.value}")
+            recorder.start(source=mode.value, now_s=now_s)
         elif command.action == "stop":
             await recorder.stop(outcome=command.outcome or "aborted")
         else:
@@ -786,21 +821,49 @@ class Runtime:
         return self._timer.stats()
 
     def telemetry_record(self, stream: str) -> Mapping[str, object] | None:
-        """The record the runtime publishes on ``telemetry/<stream>`` now (None: nothing
-        to send yet); what MQTT, the console and tests read."""
-        provider = self._all_providers().get(stream)
-        if provider is None:
+        """The JSON form of the record the runtime publishes on ``telemetry/<stream>`` now
+        (None: nothing to send yet); what MQTT, the console and tests read."""
+        build = self._records().get(stream)
+        if build is None:
             raise KeyError(f"no telemetry stream {stream!r}")
-        return provider()
+        record = build()
+        return None if record is None else record.to_json()
 
-    def _mode_values(self) -> dict[str, object]:
+    def status(self) -> RobotStatus:
+        """The robot now, as one record: every stream's record (zima.onboard.api)."""
+        lease = self.safety.lease
+        return RobotStatus(
+            mode=self._mode_record(), battery=self._battery_record(),
+            odometry=self._odometry_record(), link=self._link_record(),
+            faults=self._faults_record(), loop=self._loop_record(),
+            policy=self._policy_record(), cameras=self._cameras_record(),
+            tracks=self._tracks_record(), recorder=self._recorder_record(),
+            lease_holder=None if lease is None else lease.client,
+            camera_names=tuple(camera.name for camera in self.config.cameras),
+            model_sha256=self.model_sha256)
+
+    def _tracks_record(self) -> TracksRecord | None:
+        d = self._last_decision
+        return None if d is None else TracksRecord(left_mm_s=d.left_mm_s,
+                                                   right_mm_s=d.right_mm_s, reason=d.reason)
+
+    def _recorder_record(self) -> RecorderRecord | None:
+        if self._recorder is None:
+            return None
+        st = self._recorder.status
+        return RecorderRecord(recording=st.recording, episode=st.episode, steps=st.steps,
+                              episodes_written=st.episodes_written,
+                              action_counts=dict(st.action_counts), error=st.error,
+                              dropped_steps=st.dropped_steps)
+
+    def _mode_record(self, refused: str | None = None) -> ModeRecord:
         decision, mode = self._last_decision, self.safety.mode
         # The last tick's reason while it is of this mode; else (a change since) the mode's.
         reason = (decision.reason if decision is not None and decision.mode == mode
                   else self.safety.mode_reason)
-        return {"mode": mode.value, "owner": self.safety.owner, "reason": reason}
+        return ModeRecord(mode=mode, owner=self.safety.owner, reason=reason, refused=refused)
 
-    def _mcu_freshness(self, state: McuState) -> dict[str, object]:
+    def _mcu_age(self, state: McuState) -> tuple[float, bool]:
         """How old a TELEMETRY's data is: ``age_s`` since its bytes arrived, and ``stale``
         when the link is down or the MCU has been silent past the link's timeout (the
         values are then the last ones known, not the present)."""
@@ -808,22 +871,52 @@ class Runtime:
         age_s = max(self._clock() - state.received_s, 0.0)
         stale = (link is None or not link.connected
                  or age_s > self.config.link.telemetry_timeout_s)
-        return {"age_s": round(age_s, 3), "stale": stale}
+        return round(age_s, 3), stale
 
-    def _battery_values(self) -> dict[str, object] | None:
+    def _battery_record(self) -> BatteryRecord | None:
         state = self._link.state if self._link is not None else None
         if state is None or state.telemetry.battery_mv == 0:
             return None  # 0: the MCU has not filtered an ADC sample yet (just reset)
         low, critical, clear = self._battery_limits
         latched = Fault.BATT_CRITICAL in state.faults
-        return {"battery_mv": state.telemetry.battery_mv,
-                "level": _battery_level(state.faults).value,
-                "low_mv": low, "critical_mv": critical,
-                "latched": latched, "clear_mv": clear,
-                "advice": _battery_advice(state.telemetry.battery_mv, latched, clear),
-                **self._mcu_freshness(state)}
+        age_s, stale = self._mcu_age(state)
+        return BatteryRecord(
+            battery_mv=state.telemetry.battery_mv, level=_battery_level(state.faults),
+            low_mv=low, critical_mv=critical, latched=latched, clear_mv=clear,
+            advice=_battery_advice(state.telemetry.battery_mv, latched, clear),
+            age_s=age_s, stale=stale)
 
-    def _faults_values(self) -> dict[str, object]:
+    def _odometry_record(self) -> OdometryRecord | None:
+        state = self._link.state if self._link is not None else None
+        if state is None:
+            return None
+        t = state.telemetry
+        age_s, stale = self._mcu_age(state)
+        return OdometryRecord(
+            left_ticks=t.enc_left_ticks, right_ticks=t.enc_right_ticks,
+            vel_left_mm_s=t.vel_left_mm_s, vel_right_mm_s=t.vel_right_mm_s,
+            target_left_mm_s=t.target_left_mm_s, target_right_mm_s=t.target_right_mm_s,
+            out_left_permille=t.out_left_permille, out_right_permille=t.out_right_permille,
+            age_s=age_s, stale=stale)
+
+    def _link_record(self) -> LinkRecord | None:
+        if self._link is None:
+            return None
+        status, state = self._link.status, self._link.state
+        info = status.info
+        return LinkRecord(
+            connected=status.connected, reason=status.reason,
+            telemetry_hz=state.health.telemetry_hz if state else 0.0,
+            rx_rejected=state.health.rx_rejected if state else 0,
+            rx_dropped=state.health.rx_dropped if state else 0,
+            connects=status.connects,
+            firmware=(f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}+{info.build_id:08x}"
+                      if info is not None else None),
+            since_s=round(max(self._clock() - status.since_s, 0.0), 3),
+            age_s=(None if state is None
+                   else round(max(self._clock() - state.received_s, 0.0), 3)))
+
+    def _faults_record(self) -> FaultsRecord:
         state = self._link.state if self._link is not None else None
         parts: dict[str, object] = {name: h.as_json() for name, h in self._parts.items()}
         telemetry = self._telemetry
@@ -834,98 +927,69 @@ class Runtime:
                              "last_error": c.last_failure, "dropped": c.dropped,
                              "expired": c.expired, "provider_errors": c.provider_errors}
         if state is None:
-            return {"active": [], "mcu_state": None, "parts": parts, "age_s": None,
-                    "stale": True}
+            return FaultsRecord(active=[], mcu_state=None, parts=parts, age_s=None,
+                                stale=True)
         mcu_state = state.state
-        return {"active": [f.name for f in Fault if f in state.faults and f.name],
-                "mcu_state": mcu_state.name if isinstance(mcu_state, State) else mcu_state,
-                "parts": parts, **self._mcu_freshness(state)}
+        age_s, stale = self._mcu_age(state)
+        return FaultsRecord(
+            active=[f.name for f in Fault if f in state.faults and f.name],
+            mcu_state=mcu_state.name if isinstance(mcu_state, State) else str(mcu_state),
+            parts=parts, age_s=age_s, stale=stale)
+
+    def _loop_record(self) -> LoopRecord:
+        s = self.loop_stats()
+        return LoopRecord(rate_hz=s.rate_hz, period_p50_ms=s.period_p50_ms,
+                          period_p99_ms=s.period_p99_ms, jitter_p50_ms=s.jitter_p50_ms,
+                          jitter_p99_ms=s.jitter_p99_ms, jitter_max_ms=s.jitter_max_ms,
+                          overruns=s.overruns)
+
+    def _policy_record(self) -> PolicyRecord:
+        runner = self._runner
+        if runner is None:
+            return PolicyRecord(
+                model_hash=None, model_path=None, latency_ms=None, latency_max_ms=None,
+                plans=0, reloads=0, reload_error=self._policy_error,
+                reload_failures=self._policy_failures, bad_outputs=0, bad_in_row=0,
+                last_bad_output=None, faulty=None, obs_age_ms=None, obs_age_p50_ms=None,
+                obs_age_p99_ms=None, lead_ms=None, dry_ticks=0, stale_ticks=0)
+        st = runner.status
+
+        def ms(seconds: float | None) -> float | None:
+            return None if seconds is None else round(seconds * 1e3, 2)
+
+        ema = st.latency_ema_s
+        return PolicyRecord(
+            model_hash=st.model_sha256, model_path=str(self.config.policy.model_path),
+            latency_ms=None if ema is None else ema * 1e3,
+            latency_max_ms=(st.latency_max_s * 1e3 if math.isfinite(st.latency_max_s)
+                            else None),
+            plans=st.plans, reloads=st.reloads, reload_error=st.reload_error,
+            reload_failures=st.reload_failures, bad_outputs=st.bad_outputs,
+            bad_in_row=st.bad_in_row, last_bad_output=st.last_bad_output, faulty=st.faulty,
+            obs_age_ms=ms(st.obs_age_s), obs_age_p50_ms=ms(st.obs_age_p50_s),
+            obs_age_p99_ms=ms(st.obs_age_p99_s), lead_ms=ms(st.lead_s),
+            dry_ticks=st.dry_ticks, stale_ticks=st.stale_ticks)
+
+    def _cameras_record(self) -> CamerasRecord | None:
+        if self._rig is None:
+            return None
+        return CamerasRecord({
+            name: CameraRecord(state=st.state.value, stale=st.stale, frames=st.frames,
+                               failures=st.failures, age_s=st.age_s, error=st.error)
+            for name, st in self._rig.status(self._clock()).items()})
+
+    def _records(self) -> dict[str, Callable[[], Record | CamerasRecord | None]]:
+        """telemetry/<stream> -> the method that builds its record now."""
+        return {"battery": self._battery_record, "odometry": self._odometry_record,
+                "mode": self._mode_record, "link": self._link_record,
+                "faults": self._faults_record, "loop": self._loop_record,
+                "policy": self._policy_record, "cameras": self._cameras_record}
 
     def _providers(self) -> Mapping[str, Callable[[], Mapping[str, object] | None]]:
-        """The streams configured in ``[mqtt.rates_hz]``."""
+        """The streams configured in ``[mqtt.rates_hz]``, as Telemetry's providers."""
         rates = self.config.mqtt.broker.rates_hz
-        return {name: p for name, p in self._all_providers().items() if name in rates}
-
-    def _all_providers(self) -> dict[str, Callable[[], Mapping[str, object] | None]]:
-        def odometry() -> Mapping[str, object] | None:
-            state = self._link.state if self._link is not None else None
-            if state is None:
-                return None
-            t = state.telemetry
-            return {"left_ticks": t.enc_left_ticks, "right_ticks": t.enc_right_ticks,
-                    "vel_left_mm_s": t.vel_left_mm_s, "vel_right_mm_s": t.vel_right_mm_s,
-                    "target_left_mm_s": t.target_left_mm_s,
-                    "target_right_mm_s": t.target_right_mm_s,
-                    "out_left_permille": t.out_left_permille,
-                    "out_right_permille": t.out_right_permille,
-                    **self._mcu_freshness(state)}
-
-        def link() -> Mapping[str, object] | None:
-            if self._link is None:
-                return None
-            status, state = self._link.status, self._link.state
-            info = status.info
-            return {"connected": status.connected, "reason": status.reason,
-                    "telemetry_hz": state.health.telemetry_hz if state else 0.0,
-                    "rx_rejected": state.health.rx_rejected if state else 0,
-                    "rx_dropped": state.health.rx_dropped if state else 0,
-                    "connects": status.connects,
-                    "firmware": (f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}"
-                                 f"+{info.build_id:08x}") if info is not None else None,
-                    "since_s": round(max(self._clock() - status.since_s, 0.0), 3),
-                    "age_s": (None if state is None
-                              else round(max(self._clock() - state.received_s, 0.0), 3))}
-
-        def loop() -> Mapping[str, object]:
-            s = self.loop_stats()
-            return {"rate_hz": s.rate_hz, "period_p50_ms": s.period_p50_ms,
-                    "period_p99_ms": s.period_p99_ms, "jitter_p50_ms": s.jitter_p50_ms,
-                    "jitter_p99_ms": s.jitter_p99_ms, "jitter_max_ms": s.jitter_max_ms,
-                    "overruns": s.overruns}
-
-        def policy() -> Mapping[str, object]:
-            runner = self._runner
-            if runner is None:
-                return {"model_hash": None, "model_path": None, "latency_ms": None,
-                        "latency_max_ms": None, "plans": 0, "reloads": 0,
-                        "reload_error": self._policy_error,
-                        "reload_failures": self._policy_failures,
-                        "bad_outputs": 0, "bad_in_row": 0, "last_bad_output": None,
-                        "faulty": None, "obs_age_ms": None, "obs_age_p50_ms": None,
-                        "obs_age_p99_ms": None, "lead_ms": None, "dry_ticks": 0,
-                        "stale_ticks": 0}
-            st = runner.status
-
-            def ms(seconds: float | None) -> float | None:
-                return None if seconds is None else round(seconds * 1e3, 2)
-
-            ema = st.latency_ema_s
-            return {"model_hash": st.model_sha256,
-                    "model_path": str(self.config.policy.model_path),
-                    "latency_ms": None if ema is None else ema * 1e3,
-                    "latency_max_ms": st.latency_max_s * 1e3 if math.isfinite(
-                        st.latency_max_s) else None,
-                    "plans": st.plans, "reloads": st.reloads, "reload_error": st.reload_error,
-                    "reload_failures": st.reload_failures,
-                    "bad_outputs": st.bad_outputs, "bad_in_row": st.bad_in_row,
-                    "last_bad_output": st.last_bad_output, "faulty": st.faulty,
-                    "obs_age_ms": ms(st.obs_age_s), "obs_age_p50_ms": ms(st.obs_age_p50_s),
-                    "obs_age_p99_ms": ms(st.obs_age_p99_s), "lead_ms": ms(st.lead_s),
-                    "dry_ticks": st.dry_ticks, "stale_ticks": st.stale_ticks}
-
-        def cameras() -> Mapping[str, object] | None:
-            if self._rig is None:
-                return None
-            return {name: {"state": st.state.value, "stale": st.stale, "frames": st.frames,
-                           "failures": st.failures, "age_s": st.age_s, "error": st.error}
-                    for name, st in self._rig.status(self._clock()).items()}
-
-        providers: dict[str, Callable[[], Mapping[str, object] | None]] = {
-                     "battery": self._battery_values, "odometry": odometry,
-                     "mode": self._mode_values, "link": link, "faults": self._faults_values,
-                     "loop": loop, "policy": policy,
-                     "cameras": cameras}
-        return providers
+        return {name: functools.partial(self.telemetry_record, name)
+                for name in self._records() if name in rates}
 
     def _metadata(self) -> dict[str, str]:
         return {"robot_id": self.config.robot_id, "software": self._software,

@@ -9,23 +9,13 @@ Values come from providers the caller hands in (a callable returning a JSON obje
     zima/<r>/status                out  "online" / "offline", retained, QoS 1; "offline"
                                         is also our MQTT last will (broker sends it when
                                         the connection dies without a DISCONNECT)
-    zima/<r>/telemetry/battery     out  provider's object + stamp_unix_s, e.g. battery_mv
-    zima/<r>/telemetry/odometry    out  e.g. x_m, y_m, heading_rad, linear_m_per_s
-    zima/<r>/telemetry/mode        out  e.g. mode
-    zima/<r>/telemetry/faults      out  e.g. active (list of names)
-    zima/<r>/telemetry/loop        out  e.g. rate_hz, jitter_ms, overruns
-    zima/<r>/telemetry/policy      out  e.g. latency_ms, model_hash
-    zima/<r>/cmd/mode              in   {"mode": "idle"|"teleop"|"autonomous"|
-                                        "supervised"}
-    zima/<r>/cmd/teleop            in   {"linear_m_per_s": v, "angular_rad_per_s": w}
-    zima/<r>/cmd/estop             in   {"engaged": true|false}
-    zima/<r>/cmd/reload            in   {"target": "policy"|"config"}
-    zima/<r>/cmd/record            in   {"action": "start"|"discard"} or
-                                        {"action": "stop", "outcome": "success"|"failure"}
-    zima/<r>/cmd/heartbeat         in   {} : an operator is present (no result when valid)
+    zima/<r>/telemetry/<stream>    out  a provider's object + stamp_unix_s
+    zima/<r>/cmd/<name>            in   a command (COMMAND_NAMES), parsed by
+                                        zima.onboard.commands.parse_command
     zima/<r>/cmd/result            out  {"command", "request_id", "accepted", "error"}
 
-What the runtime puts in each stream is listed in onboard/MQTT.md. Every command may carry
+What the runtime puts in each stream is its record in zima.onboard.api (onboard/MQTT.md
+lists them, generated from the records). Every command may carry
 a ``request_id`` (at most 64 printable characters), echoed in its result. ``accepted``
 means valid and queued for the caller (``Telemetry.commands``), not yet carried out. A
 valid heartbeat gets no result (one a second would be noise); a refused one does.

@@ -1,8 +1,8 @@
 """``WebConsole``: the operator's web page, served from inside the onboard runtime.
 
 An aiohttp server on the runtime's own event loop, so the runtime stays the only owner of
-the motors: a browser drives through :class:`~zima.onboard.safety.Safety` (``teleop``,
-``acquire_lease`` ...) and the control loop sends what ``Safety.decide`` returns, exactly as
+the motors: a browser's messages become the operator API's commands, carried out by
+``Runtime.handle``, and the control loop sends what ``Safety.decide`` returns, exactly as
 for MQTT teleop. Used by the runtime (and by tests around a running one)::
 
     async with WebConsole(runtime, WebConfig(enabled=True, port=8080), token=token) as web:
@@ -61,10 +61,13 @@ and to it: ``{"t": "status", ...}`` at ``status_hz`` and after every command, an
 Safety rule: the socket closing releases its client's lease at once (the tracks stop on
 the next tick); a network that vanishes without closing stops the heartbeats, so the
 teleop timeout stops the tracks and the lease expires (``SafetyConfig.lease_timeout_s``),
-and autonomy stops once no operator is heard (``SafetyConfig.operator_timeout_s``). Every
-message a page sends counts as its operator's presence: those that go through
-``Runtime.handle`` there, the others (``hb``, ``drive``, ``lease``, ``handback``, ``arm``)
-through ``Runtime.operator_seen``.
+and autonomy stops once no operator is heard (``SafetyConfig.operator_timeout_s``).
+
+Every message is translated into its command (:mod:`zima.onboard.api`: ``drive`` is a
+``TeleopCommand``, ``hb`` a ``LeaseCommand("renew")``, ...) and carried out by
+``Runtime.handle``, as MQTT's are: the same bounds, the same refusals, and each counts as
+its operator's presence. The console adds one rule of its own: while another page holds
+the lease this one watches (it may still engage the e-stop).
 """
 
 from __future__ import annotations
@@ -82,30 +85,31 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import cv2
 import numpy as np
 from aiohttp import WSMsgType, web
 
 from zima.bounded import InputError, parse_json_bounded
-from zima.onboard.commands import (
-    RECORD_ACTIONS,
-    RECORD_OUTCOMES,
+from zima.onboard.api import (
     REQUESTABLE_MODES,
+    Command,
+    CommandError,
+    DriveMode,
     EstopCommand,
+    HandBackCommand,
     HeartbeatCommand,
+    LeaseCommand,
     ModeCommand,
+    Operated,
     RecordCommand,
-    teleop_command,
 )
-from zima.onboard.link_errors import LinkError
-from zima.onboard.recorder import RecorderError
-from zima.onboard.safety import DRIVING_MODES, DriveMode, SafetyError
+from zima.onboard.commands import arm_command, teleop_command
 from zima.onboard.web.auth import (
     ConnectionLimiter,
     GuardConfig,
@@ -114,9 +118,6 @@ from zima.onboard.web.auth import (
     Sessions,
     client_key,
 )
-
-if TYPE_CHECKING:  # the runtime starts the console: a run-time import would be circular
-    from zima.onboard.runtime import Runtime
 
 __all__ = ["MAX_MESSAGE_BYTES", "WebConfig", "WebConsole", "WebConsoleError", "parse_message",
            "read_token"]
@@ -143,8 +144,6 @@ SECURITY_HEADERS = {
 _BOUNDARY = "zimaframe"
 # Safety itself refuses a watcher's drive; anyone may engage the e-stop (see _dispatch).
 WATCHERS_MAY = frozenset({"hb", "drive", "heartbeat"})
-# Kinds carried out through Runtime.handle, which counts them as operator presence itself.
-VIA_HANDLE = frozenset({"estop", "mode", "record", "heartbeat"})
 MAX_MESSAGE_BYTES = 4096  # the longest message the page sends is under 200 bytes
 MAX_MESSAGE_DEPTH = 2  # {"t": "arm", "targets": [...]}
 
@@ -239,7 +238,7 @@ class WebConsole:
     ``clock`` times sessions and sign-in attempts (``time.monotonic`` unless a test
     injects one); Safety keeps the runtime's own clock."""
 
-    def __init__(self, runtime: Runtime, config: WebConfig, token: str,
+    def __init__(self, runtime: Operated, config: WebConfig, token: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not token:
             raise WebConsoleError("the web console needs a token")
@@ -261,11 +260,14 @@ class WebConsole:
         self.limiter = ConnectionLimiter()
         self._dropped_logged_s = -math.inf
         self.port = 0
-        self._handlers: dict[str, Callable[[str, dict[str, Any]], Awaitable[str | None]]] = {
-            "hb": self._on_hb, "heartbeat": self._on_heartbeat, "drive": self._on_drive,
-            "estop": self._on_estop,
-            "lease": self._on_lease, "mode": self._on_mode, "record": self._on_record,
-            "handback": self._on_handback, "arm": self._on_arm}
+        # Each kind of message -> the command it is (zima.onboard.api); CommandError for
+        # one whose values are out of range (the same bounds as MQTT's).
+        self._translators: dict[str, Callable[[str, dict[str, Any]], Command | None]] = {
+            "hb": lambda _c, _m: LeaseCommand("renew"),
+            "heartbeat": lambda _c, _m: HeartbeatCommand(),
+            "drive": self._drive, "estop": _estop, "lease": _lease, "mode": _mode,
+            "record": _record, "handback": lambda _c, _m: HandBackCommand(),
+            "arm": lambda _c, m: arm_command(m.get("targets"))}
 
     # ---- lifetime -----------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -389,7 +391,7 @@ class WebConsole:
                         tb: TracebackType | None) -> None:
         self._closing = True
         for client in list(self._clients):
-            self._let_go(client)
+            await self._let_go(client)
             with contextlib.suppress(ConnectionError):
                 await client.ws.close(code=1001, message=b"robot stopping")
         if self._listener is not None:
@@ -536,8 +538,8 @@ class WebConsole:
             pass  # the page went away
         return response
 
-    def _camera_names(self) -> list[str]:
-        return [camera.name for camera in self.runtime.config.cameras]
+    def _camera_names(self) -> tuple[str, ...]:
+        return self.runtime.status().camera_names
 
     # ---- the control socket ---------------------------------------------------------------
     async def _socket(self, request: web.Request) -> web.StreamResponse:
@@ -564,7 +566,7 @@ class WebConsole:
                     await client.send({"t": "refused", "what": refusal[0],
                                        "message": refusal[1]})
         finally:
-            self._let_go(client)
+            await self._let_go(client)
             self._clients.discard(client)
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -572,13 +574,10 @@ class WebConsole:
             log.info("console client %s gone", client.id)
         return ws
 
-    def _let_go(self, client: _Client) -> None:
+    async def _let_go(self, client: _Client) -> None:
         """The client's socket closed: its lease goes at once (the tracks stop)."""
-        safety = self.runtime.safety
-        lease = safety.lease
-        if lease is not None and lease.client == client.id:
-            with contextlib.suppress(SafetyError):
-                safety.release_lease(client=client.id, now_s=self._now())
+        if self.runtime.status().lease_holder == client.id:
+            await self.runtime.handle(LeaseCommand("give"), source=client.id)
 
     async def _report(self, client: _Client) -> None:
         period_s = 1.0 / self.config.status_hz
@@ -602,7 +601,7 @@ class WebConsole:
         kind = message["t"]
         try:
             error = await self._dispatch(client, kind, message)
-        except (SafetyError, RecorderError, LinkError, ValueError) as exc:
+        except CommandError as exc:
             error = str(exc)
         except Exception as exc:  # a bug: logged with its traceback; the socket stays open
             log.error("console message %r from %s failed", kind, client.id, exc_info=exc)
@@ -612,135 +611,88 @@ class WebConsole:
         return None if error is None else (kind, error)
 
     async def _dispatch(self, client: _Client, kind: str, m: dict[str, Any]) -> str | None:
-        """Refusals come back as text (``Runtime.handle``'s) or as the exceptions that
-        ``_command`` turns into text."""
-        handler = self._handlers.get(kind)
-        if handler is None:
+        """The message as its command, through ``Runtime.handle`` like every front end's;
+        its refusal as text (``CommandError`` for values out of range)."""
+        translate = self._translators.get(kind)
+        if translate is None:
             return f"unknown message kind {kind[:32]!r}"
-        if kind not in VIA_HANDLE:
-            self.runtime.operator_seen(client.id)
-        lease = self.runtime.safety.lease
-        if lease is not None and lease.client != client.id and kind not in WATCHERS_MAY \
+        holder = self.runtime.status().lease_holder
+        if holder is not None and holder != client.id and kind not in WATCHERS_MAY \
                 and not (kind == "estop" and m.get("engaged") is True):
-            return f"watching: {lease.client} holds the lease"
-        return await handler(client.id, m)
+            return f"watching: {holder} holds the lease"
+        command = translate(client.id, m)
+        if command is None:
+            return None
+        return await self.runtime.handle(command, source=client.id)
 
-    async def _on_heartbeat(self, client: str, _m: dict[str, Any]) -> str | None:
-        return await self.runtime.handle(HeartbeatCommand(), source=client)
-
-    async def _on_hb(self, client: str, _m: dict[str, Any]) -> str | None:
-        lease = self.runtime.safety.lease
-        if lease is not None and lease.client == client:
-            self.runtime.safety.renew_lease(client=client, now_s=self._now())
-        return None
-
-    async def _on_drive(self, client: str, m: dict[str, Any]) -> str | None:
-        # Beyond TELEOP_LIMITS a drive is refused (CommandError, a ValueError), as on MQTT.
+    def _drive(self, client: str, m: dict[str, Any]) -> Command | None:
+        # Beyond TELEOP_LIMITS a drive is refused (CommandError), as on MQTT.
         drive = teleop_command(m.get("v"), m.get("w"))
-        v, w = drive.linear_m_per_s, drive.angular_rad_per_s
-        lease = self.runtime.safety.lease
-        if v == 0 and w == 0 and (lease is None or lease.client != client):
+        if drive.linear_m_per_s == 0 and drive.angular_rad_per_s == 0 \
+                and self.runtime.status().lease_holder != client:
             return None  # a release from a client that does not drive: nothing to stop
-        left, right = self.runtime.teleop_tracks(v, w)
-        self.runtime.safety.teleop(left_mm_s=left, right_mm_s=right, client=client,
-                                   now_s=self._now())
-        return None
-
-    async def _on_estop(self, client: str, m: dict[str, Any]) -> str | None:
-        engaged = m.get("engaged")
-        if not isinstance(engaged, bool):
-            raise ValueError("engaged must be true or false")
-        return await self.runtime.handle(EstopCommand(engaged), source=client)
-
-    async def _on_lease(self, client: str, m: dict[str, Any]) -> str | None:
-        safety = self.runtime.safety
-        if m.get("take") is True:
-            safety.acquire_lease(client=client, now_s=self._now())
-        else:
-            safety.release_lease(client=client, now_s=self._now())
-        return None
-
-    async def _on_mode(self, client: str, m: dict[str, Any]) -> str | None:
-        modes = [x.value for x in REQUESTABLE_MODES]
-        if m.get("mode") not in modes:
-            raise ValueError(f"mode must be one of {modes}")
-        return await self.runtime.handle(ModeCommand(DriveMode(m["mode"])), source=client)
-
-    async def _on_record(self, client: str, m: dict[str, Any]) -> str | None:
-        action, outcome = m.get("action"), m.get("outcome")
-        if action not in RECORD_ACTIONS:
-            raise ValueError(f"action must be one of {list(RECORD_ACTIONS)}")
-        if action == "stop" and outcome not in RECORD_OUTCOMES:
-            raise ValueError(f"stop needs an outcome: one of {list(RECORD_OUTCOMES)}")
-        mode = self.runtime.safety.mode
-        if action == "start" and mode not in DRIVING_MODES:
-            raise ValueError(f"recording needs a driving mode, not {mode.value}")
-        command = RecordCommand(action, outcome if action == "stop" else None)
-        return await self.runtime.handle(command, source=client)
-
-    async def _on_handback(self, client: str, _m: dict[str, Any]) -> str | None:
-        self.runtime.safety.hand_back(client=client, now_s=self._now())
-        return None
-
-    async def _on_arm(self, client: str, m: dict[str, Any]) -> str | None:
-        targets = m.get("targets")
-        if not isinstance(targets, list) or not all(
-                t is None or (isinstance(t, int | float) and not isinstance(t, bool)
-                              and -1e9 <= t <= 1e9)
-                for t in targets):
-            raise ValueError("targets must be a list of finite numbers or nulls")
-        await self.runtime.teleop_arm(targets, client)
-        return None
+        return drive
 
     # ---- status ---------------------------------------------------------------------------
     def status(self, client_id: str) -> dict[str, Any]:
-        """What the page shows, as ``client_id`` sees it (``lease``: you / other / none)."""
-        rt, safety = self.runtime, self.runtime.safety
-        lease = safety.lease
-        decision = rt.last_decision
-        link = rt.link_or_none  # None before the runtime started
-        state = link.state if link is not None else None
-        battery = None
-        record = rt.telemetry_record("battery")  # the MQTT record: level, latch, freshness
-        if record is not None:
-            battery = {"mv": record["battery_mv"], "level": record["level"],
-                       "latched": record["latched"], "advice": record["advice"],
-                       "age_s": record["age_s"], "stale": record["stale"]}
-        stale = record is None or bool(record["stale"])
-        link_status = link.status if link is not None else None
-        loop = rt.loop_stats()
-        recorder = rt.recorder.status if rt.recorder is not None else None
+        """What the page shows, as ``client_id`` sees it (``lease``: you / other / none):
+        the runtime's ``status()`` (zima.onboard.api.RobotStatus), arranged for the page."""
+        st = self.runtime.status()
+        holder = st.lease_holder
+        battery = st.battery
+        odometry, link = st.odometry, st.link
+        stale = battery is None or bool(battery.stale)
         return {
             "t": "status", "client": client_id,
-            "mode": safety.mode.value, "owner": safety.owner,
-            "mode_reason": safety.mode_reason,
-            "lease": "none" if lease is None else "you" if lease.client == client_id
-            else "other",
-            "lease_holder": lease.client if lease is not None else None,
-            "takeover": safety.mode is DriveMode.SUPERVISED
-            and safety.owner == f"teleop:{client_id}",
-            "tracks": None if decision is None else {
-                "left_mm_s": decision.left_mm_s, "right_mm_s": decision.right_mm_s,
-                "reason": decision.reason},
-            "velocity": None if state is None else {
-                "left_mm_s": state.telemetry.vel_left_mm_s,
-                "right_mm_s": state.telemetry.vel_right_mm_s,
+            "mode": st.mode.mode.value, "owner": st.mode.owner,
+            "mode_reason": st.mode.reason,
+            "lease": "none" if holder is None else "you" if holder == client_id else "other",
+            "lease_holder": holder,
+            "takeover": st.mode.mode is DriveMode.SUPERVISED
+            and st.mode.owner == f"teleop:{client_id}",
+            "tracks": None if st.tracks is None else st.tracks.to_json(),
+            "velocity": None if odometry is None else {
+                "left_mm_s": odometry.vel_left_mm_s, "right_mm_s": odometry.vel_right_mm_s,
                 "stale": stale},  # the last the MCU said, from a lost link: not current
-            "battery": battery,
-            "link": None if link_status is None else {
-                "connected": link_status.connected, "reason": link_status.reason,
-                "telemetry_hz": state.health.telemetry_hz if state is not None else 0.0},
-            "loop": {"rate_hz": loop.rate_hz, "period_p99_ms": loop.period_p99_ms,
-                     "jitter_p99_ms": loop.jitter_p99_ms, "overruns": loop.overruns},
-            "model_sha256": rt.model_sha256,
-            "recorder": None if recorder is None else {
-                "recording": recorder.recording, "episode": recorder.episode,
-                "steps": recorder.steps, "episodes_written": recorder.episodes_written,
-                "action_counts": recorder.action_counts, "error": recorder.error,
-                "dropped_steps": recorder.dropped_steps},
-            "cameras": self._camera_names(),
+            "battery": None if battery is None else {
+                "mv": battery.battery_mv, "level": battery.level.value,
+                "latched": battery.latched, "advice": battery.advice,
+                "age_s": battery.age_s, "stale": battery.stale},
+            "link": None if link is None else {
+                "connected": link.connected, "reason": link.reason,
+                "telemetry_hz": link.telemetry_hz},
+            "loop": {"rate_hz": st.loop.rate_hz, "period_p99_ms": st.loop.period_p99_ms,
+                     "jitter_p99_ms": st.loop.jitter_p99_ms, "overruns": st.loop.overruns},
+            "model_sha256": st.model_sha256,
+            "recorder": None if st.recorder is None else st.recorder.to_json(),
+            "cameras": list(st.camera_names),
             "clients": len(self._clients),
         }
+
+
+def _estop(_client: str, m: dict[str, Any]) -> Command:
+    engaged = m.get("engaged")
+    if not isinstance(engaged, bool):
+        raise CommandError("engaged must be true or false")
+    return EstopCommand(engaged)
+
+
+def _lease(_client: str, m: dict[str, Any]) -> Command:
+    return LeaseCommand("take" if m.get("take") is True else "give")
+
+
+def _mode(_client: str, m: dict[str, Any]) -> Command:
+    modes = [x.value for x in REQUESTABLE_MODES]
+    if m.get("mode") not in modes:
+        raise CommandError(f"mode must be one of {modes}")
+    return ModeCommand(DriveMode(m["mode"]))
+
+
+def _record(_client: str, m: dict[str, Any]) -> Command:
+    action, outcome = m.get("action"), m.get("outcome")
+    if not isinstance(action, str) or not (outcome is None or isinstance(outcome, str)):
+        raise CommandError("action (and outcome) must be strings")
+    return RecordCommand(action, outcome if action == "stop" else None)
 
 
 def parse_message(raw: str | bytes) -> dict[str, Any]:
