@@ -73,7 +73,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     collect.add_argument("--temperature", type=float, default=1.0,
                          help="with --policy: sampling temperature (default 1.0)")
     ev = sub.add_parser("eval", help="run an ONNX policy through the onboard runtime in the sim")
-    ev.add_argument("model", type=Path, help="the policy's ONNX file")
+    ev.add_argument("model", type=Path, nargs="?",
+                    help="the policy's ONNX file (not with --server)")
+    ev.add_argument("--server", metavar="HOST:PORT",
+                    help="evaluate the model a policy server serves (`zima serve`), through "
+                         "the robot's remote backend")
+    ev.add_argument("--key-file", type=Path,
+                    help="with --server: the shared key file")
+    ev.add_argument("--latency-ms", type=float,
+                    help="inference latency modelled in sim time, ms (default 10; with "
+                         "--server: set it to the round trip to model it)")
     ev.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
     ev.add_argument("--episodes", type=int, default=20, help="episodes to run (default 20)")
     ev.add_argument("--seed", type=int, default=0,
@@ -228,10 +237,17 @@ def _eval(args: argparse.Namespace) -> int:
 
     try:
         env = _env_config(args)
+        if (args.model is None) == (args.server is None):
+            raise ValueError("give the model's ONNX file or --server HOST:PORT (one of them)")
+        if args.server is not None and args.key_file is None:
+            raise ValueError("--server needs --key-file")
+        remote = {} if args.server is None else {"server": args.server,
+                                                 "key_file": args.key_file}
+        latency = {} if args.latency_ms is None else {"latency_s": args.latency_ms / 1e3}
         cfg = EvalConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
                          execute_k=args.execute_k, temperature=args.temperature,
                          video_dir=args.video_dir, videos=args.videos, env=env,
-                         workers=args.workers)
+                         workers=args.workers, **remote, **latency)
         _check_sampling(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -244,12 +260,16 @@ def _eval(args: argparse.Namespace) -> int:
         _progress(done, args.episodes, successes / done)
 
     try:
-        summary = evaluate(args.model, cfg, on_episode=progress)
+        summary = evaluate(args.model or Path("remote"), cfg, on_episode=progress)
     except ModelError as exc:
         print(f"error: the runtime refuses this model: {exc}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as exc:  # the key file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(file=sys.stderr)
-    print(f"{args.model} (sha256 {summary.model_sha256[:12]}) on scene {args.scene}, seeds "
+    source = args.model if args.server is None else f"server {args.server}"
+    print(f"{source} (sha256 {summary.model_sha256[:12]}) on scene {args.scene}, seeds "
           f"{args.seed}..{args.seed + args.episodes - 1}, execute_k {args.execute_k}, "
           f"temperature {args.temperature}")
     print(summary.table())

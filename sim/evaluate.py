@@ -26,6 +26,12 @@ step's start. Each env step:
    takes sim time, never wall time), the step's frames pushed into the fusion once
    delivered; until the env reports an :class:`~zima.sim.env.Outcome`.
 
+With ``EvalConfig.server`` the plans go to a policy server (``zima serve``) through the
+robot's remote backend (:mod:`zima.onboard.remote_policy`): the same contract check,
+output check and chunk queue, the network in between. The run stays in lock-step: each
+answer is waited for, and an inference still takes ``latency_s`` of sim time (set it to
+the round trip to model one), so the results do not depend on the network's speed.
+
 Everything is seeded (episode ``i`` uses ``seed + i`` for the env, for sampling and for
 the camera's phase) and the runner's clock is the sim clock, so a run does not depend on
 the machine's speed nor on the number of worker processes: the same model and seeds give
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import math
 import multiprocessing
 import threading
@@ -70,6 +77,7 @@ __all__ = ["EpisodeResult", "EpisodeTask", "EpisodeTiming", "EvalConfig", "EvalS
 
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975
 VIDEO_SCALE = 4  # contract images are small; enlarged so the overlaid text is legible
+REMOTE_TIMEOUT_S = 10.0  # lock-step waits for each answer: only a dead link times out
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -109,6 +117,11 @@ class EvalConfig:
     # plan reads it; None: frames taken exactly when the plan starts (no camera age).
     camera_fps: float | None = 30.0
     camera_delay_s: float = 0.004  # capture to fused: the decode (runtime_bench: ~4 ms)
+    # The policy on a server (`zima serve`, "host:port") instead of the model file: every
+    # plan goes through the robot's remote backend (the network costs wall time; the sim
+    # time an inference takes stays latency_s, which may model the round trip).
+    server: str | None = None
+    key_file: Path | None = None  # with server: the shared key
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -128,6 +141,8 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.camera_fps={self.camera_fps} must be positive")
         if not (math.isfinite(self.camera_delay_s) and self.camera_delay_s >= 0):
             raise ValueError(f"EvalConfig.camera_delay_s={self.camera_delay_s} must be >= 0")
+        if (self.server is None) != (self.key_file is None):
+            raise ValueError("EvalConfig.server and key_file go together")
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +285,9 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
     # on; the one it measured with the wall clock (the load's warm-up) never counts.
     policy = PolicyConfig(model_path=model_path, execute_k=cfg.execute_k,
                           temperature=cfg.temperature, seed=seed, latency_window=1)
+    if cfg.server is not None:  # the robot's remote backend; a lost link fails the run
+        policy = dataclasses.replace(policy, backend="remote", server=cfg.server,
+                                     key_file=cfg.key_file, request_timeout_s=REMOTE_TIMEOUT_S)
     timing = EpisodeTiming.of(cfg, c, env.config.physics_dt_s, policy.latency_margin, seed)
     newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
     forward = newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]
@@ -423,9 +441,12 @@ def run_episodes(model_path: Path, tasks: Sequence[EpisodeTask], cfg: EvalConfig
     script needs the ``if __name__ == "__main__":`` guard.)"""
     from zima.onboard.policy import load_model  # noqa: PLC0415 -- onnxruntime
 
-    load_model(model_path, contract)
-    results: list[PolicyEpisode | None] = [None] * len(tasks)
     sha256 = ""
+    if cfg.server is None:
+        load_model(model_path, contract)
+    else:
+        sha256 = asyncio.run(_check_server(cfg, contract))
+    results: list[PolicyEpisode | None] = [None] * len(tasks)
     workers = max(1, min(workers, len(tasks)))
 
     def finished(index: int, result: PolicyEpisode) -> None:
@@ -450,6 +471,21 @@ def run_episodes(model_path: Path, tasks: Sequence[EpisodeTask], cfg: EvalConfig
     done = [r for r in results if r is not None]
     assert len(done) == len(tasks)
     return done, sha256
+
+
+async def _check_server(cfg: EvalConfig, contract: Contract) -> str:
+    """Connect to ``cfg.server`` once as a robot would: its model's sha256, or the
+    ``ModelError`` saying why it is refused (unreachable included)."""
+    from zima.onboard.remote_policy import RemotePolicy  # noqa: PLC0415
+    from zima.onboard.remote_protocol import read_key  # noqa: PLC0415
+
+    assert cfg.server is not None
+    assert cfg.key_file is not None
+    remote = RemotePolicy(cfg.server, read_key(cfg.key_file.read_text(encoding="utf-8")),
+                          contract)
+    await remote.start(require=True)
+    await remote.close()
+    return remote.sha256
 
 
 def evaluate(model_path: Path, cfg: EvalConfig, contract: Contract = DEFAULT,

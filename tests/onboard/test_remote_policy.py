@@ -543,3 +543,44 @@ def test_server_addresses() -> None:
     for bad in ("gpu-box", ":80", "host:0", "host:99999", "a/b:80", "host:8o"):
         with pytest.raises(ValueError, match="server"):
             parse_server(bad)
+
+
+# ---- evaluation through the server ---------------------------------------------------------
+
+
+def test_sim_eval_through_the_server_matches_the_local_run(
+        tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``zima sim eval --server``: the same seeded episodes give the same results through
+    the network as from the file (lock-step: the network costs wall time only)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import argparse  # noqa: PLC0415
+
+    from zima.sim import cli  # noqa: PLC0415 -- MuJoCo, after MUJOCO_GL
+    from zima.sim.env import EnvConfig  # noqa: PLC0415
+    from zima.sim.evaluate import EvalConfig, evaluate  # noqa: PLC0415
+
+    path = build_model(tmp_path / "p.onnx", DEFAULT)  # the history model, sampled
+    cfg = EvalConfig(episodes=2, seed=3, temperature=1.0, env=EnvConfig(time_limit_s=2.0))
+    local = evaluate(path, cfg)
+    port = free_port()
+    proc = start_serve(path, key_file, port)
+    try:
+        remote = evaluate(Path("remote"), dataclasses.replace(
+            cfg, server=f"127.0.0.1:{port}", key_file=key_file))
+        assert remote.results == local.results
+        assert remote.model_sha256 == local.model_sha256
+        parser = argparse.ArgumentParser()
+        cli.add_arguments(parser)
+        argv = ["eval", "--server", f"127.0.0.1:{port}", "--key-file", str(key_file),
+                "--episodes", "1", "--time-limit", "1"]
+        assert cli.run(parser.parse_args(argv)) == 0
+        assert f"server 127.0.0.1:{port} (sha256 {local.model_sha256[:12]})" in (
+            capsys.readouterr().out)
+        assert cli.run(parser.parse_args(["eval", "--server", f"127.0.0.1:{port}"])) == 2
+        bad_key = tmp_path / "bad.key"
+        bad_key.write_text("not the server's key at all\n")
+        argv[4] = str(bad_key)
+        assert cli.run(parser.parse_args(argv)) == 1
+        assert "wrong key" in capsys.readouterr().err
+    finally:
+        stop_serve(proc)
