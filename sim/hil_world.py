@@ -7,7 +7,9 @@ the speeds of the emulator's own motor model (``motor_*_mm_s``: the firmware's s
 first order; one model, the emulator's), sends the wheels' encoder counts back, renders both
 cameras every ``1 / camera_fps`` emulated seconds into the :class:`~zima.sim.hil_cameras.FrameHub`,
 films the first episodes and judges each with the env's own outcome test (success: at the
-target and stopped). The battery is the emulator's too (``HilConfig.board_config``).
+target and stopped). The battery is the emulator's too (``HilConfig.board_config``), and so
+is the arm: the servo pulses it measures set the arm's joint targets
+(:class:`~zima.sim.hil_arm.ArmFollower`), and a scene reset leaves the arm where they hold it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zima.contract import DEFAULT, Action, Contract
 from zima.emulator import EmulatedBoard
 from zima.episodes import Outcome
 from zima.sim.env import EnvConfig, ZimaEnv
+from zima.sim.hil_arm import ArmFollower
 from zima.sim.hil_cameras import FrameHub
 from zima.sim.hil_config import HilConfig, HilError, HilStartError
 from zima.sim.video import VideoWriter
@@ -45,6 +48,10 @@ class WorldSnapshot:
     battery_mv: float  # the emulated pack's terminal voltage
     ticks: int  # physics ticks so far
     error: str | None  # why the thread died, if it did
+    # The arm's joints in MuJoCo (rad; the gripper in m) and the servo pulses they follow
+    # (us, 0: none seen yet), protocol order: yaw, shoulder, elbow, wrist pitch, roll, gripper.
+    arm_rad: tuple[float, ...] = ()
+    servo_us: tuple[float, ...] = ()
 
 
 class SimWorld:
@@ -61,6 +68,7 @@ class SimWorld:
         self._snapshot: WorldSnapshot | None = None
         self._error: str | None = None
         self._thread = threading.Thread(target=self._run, name="sim-world", daemon=True)
+        self._arm: ArmFollower  # made on the thread, with the model
         self.videos: list[Path] = []
 
     def start(self, seed: int, timeout_s: float = 60.0) -> None:
@@ -117,6 +125,7 @@ class SimWorld:
         offset = [0, 0]  # the firmware's counts run on across resets; MuJoCo's restart at 0
         sent = (0, 0)
         state = board.wait_state(-1, timeout_s=10.0)
+        arm = self._arm = ArmFollower(env.model)
         v = [0.0, 0.0]  # track speeds, mm/s: the emulator's motor model's
         battery_mv = state.battery_mv
         seed = 0
@@ -137,6 +146,9 @@ class SimWorld:
                     video = None
                 seed = reset_to
                 env.reset(seed)
+                arm.follow(env.data, state.servo_us)  # the servos hold the arm where it was
+                arm.place(env.data)
+                mujoco.mj_forward(env.model, env.data)
                 if episodes < cfg.videos:
                     path = cfg.out_dir / f"episode_{seed}.mp4"
                     c = self.contract
@@ -155,6 +167,7 @@ class SimWorld:
             now_us = state.time_us
             v = [state.motor_left_mm_s, state.motor_right_mm_s]  # the emulator's motor model
             env.drive.set_tracks(env.data, v[0], v[1])
+            arm.follow(env.data, state.servo_us)  # the firmware's servo pulses
             carry_s += dt_s
             n = int(carry_s / substep_s + 1e-9)
             carry_s -= n * substep_s
@@ -195,6 +208,7 @@ class SimWorld:
     def _publish(self, env: ZimaEnv, seed: int, time_s: float, *, sent: tuple[int, int],
                  v: list[float], outcome: Outcome, battery_mv: float, ticks: int) -> None:
         snap = WorldSnapshot(seed, time_s, env.robot_pose(), sent, (v[0], v[1]), outcome,
-                             battery_mv, ticks, None)
+                             battery_mv, ticks, None, self._arm.angles(env.data),
+                             self._arm.pulses_us)
         with self._lock:
             self._snapshot = snap

@@ -249,7 +249,7 @@ def _gripper_xml(link_kg: float) -> str:
     lo, hi = g.limits
     return (f'<body name="jaw" pos="{_fmt(g.offset_m)}">'
             f'<joint name="{g.name}" type="slide" axis="{_fmt(_AXIS_VECTORS[g.axis])}" '
-            f'range="{lo:.9g} {hi:.9g}" damping="1"/>'
+            f'range="{lo:.9g} {hi:.9g}" damping="5"/>'
             f'<geom name="finger_jaw" type="box" size="0.02 0.003 0.01" {_NOCOL} '
             f'mass="{link_kg - 0.01}" rgba=".6 .6 .6 1"/></body>')
 
@@ -267,5 +267,9 @@ def actuators_xml(cfg: RobotConfig) -> str:
         f'<velocity name="{n}" joint="{n}" kv="{cfg.wheel_kv}" forcerange="{-tau} {tau}"/>'
         for n in (*LEFT_WHEELS, *RIGHT_WHEELS)
     )
-    arm = "".join(f'<position name="{n}" joint="{n}" kp="20"/>' for n in ARM_JOINTS)
+    # Hobby servos hold their angle stiffly: kp 20 N*m/rad leaves a loaded joint ~1 degree
+    # low under gravity. The gripper is a slide: 20 N/m would let a tilted jaw sag by
+    # millimetres, so its servo pushes 400 N/m (the jaw's damping keeps it calm).
+    arm = "".join(f'<position name="{n}" joint="{n}" kp="{400 if n == GRIPPER else 20}"/>'
+                  for n in ARM_JOINTS)
     return base + wheels + arm
