@@ -1,6 +1,35 @@
 """Fixtures of the onboard tests: the emulated board (``board``, ``board_config``,
-``link_config``) now lives in tests/conftest.py, shared with tests/host.
+``link_config``) now lives in tests/conftest.py, shared with tests/host; the web console's
+browser (``browser``, ``page``) is here, its helpers in tests/onboard/browser.py.
 
 The builds are fixtures of tests/conftest.py (the same make fragments as CI). The board's
 UART is symlinked at ``tmp_path/zima-mcu``, as udev links /dev/zima-mcu on the robot.
 """
+
+from collections.abc import Iterator
+
+import pytest
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.action_chains import ActionChains
+
+from .browser import new_browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """One Chromium for a test module (starting one takes seconds)."""
+    driver = new_browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def page(browser: WebDriver) -> WebDriver:
+    """The module's browser on a blank page: signed out, no keys held, no requests logged."""
+    browser.get("about:blank")
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every port's
+    ActionChains(browser).reset_actions()
+    browser.get_log("performance")  # type: ignore[no-untyped-call]  # drop earlier requests
+    return browser

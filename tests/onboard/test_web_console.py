@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -30,43 +27,32 @@ from selenium.webdriver.support.ui import WebDriverWait
 from zima.contract import DEFAULT, Action
 from zima.emulator import EmulatedBoard
 from zima.episodes import EpisodeReader
+from zima.onboard.config import RuntimeConfig
 from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mcu_state import McuState
 from zima.onboard.runtime import Runtime
 from zima.onboard.safety import DriveMode, SafetyConfig
-from zima.onboard.web import WebConfig, WebConsole
 from zima.onboard.web.client import console_session
 from zima.protocol import State
 
+from .browser import (
+    TOKEN,
+    WAIT_S,
+    browse,
+    console,
+    new_browser,
+    sign_in,
+    text_of,
+    type_token,
+    until,
+    wait_text,
+)
 from .helpers import run, until_mcu
 from .test_runtime import constant_policy, running, runtime_config, targets
 
-T = TypeVar("T")
-TOKEN = "correct-horse-battery"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-WAIT_S = 20.0  # hang guard of the browser-side waits (a cold Chromium on a loaded CI box is slow)
 FORWARD = DEFAULT.track_command(Action.FORWARD)
 DRIVE_V = 0.3  # the page's default speed slider (m/s)
-
-
-def new_browser() -> WebDriver:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-                "--disable-backgrounding-occluded-windows", "--window-size=1280,900"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = new_browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(autouse=True)
@@ -75,62 +61,16 @@ def transitions_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="zima.onboard")
 
 
-@pytest.fixture
-def page(browser: WebDriver) -> WebDriver:
-    """The shared browser, signed out, on a blank page, no keys held."""
-    browser.get("about:blank")
-    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every port's
-    ActionChains(browser).reset_actions()
-    return browser
-
-
-async def browse(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.to_thread(fn, *args)
-
-
 @contextlib.asynccontextmanager
-async def console(runtime: Runtime, **changes: Any) -> AsyncIterator[str]:
-    """The console on a free loopback port around ``runtime``; yields its URL."""
-    config = WebConfig(enabled=True, host="127.0.0.1", port=0, login_delay_s=0.0, **changes)
-    async with WebConsole(runtime, config, token=TOKEN) as web:
-        await until(runtime.alive)  # Safety has seen the link: driving modes are allowed
-        try:
-            yield f"http://127.0.0.1:{web.port}"
-        except Exception as exc:  # say what the robot was doing when a check failed
-            exc.add_note(f"last decision: {runtime.last_decision}")
-            raise
-
-
-def sign_in(driver: WebDriver, url: str, token: str = TOKEN) -> None:
-    """Through the login form, as an operator does; then wait for the first status."""
-    driver.get(url + "/")
-    driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "signin").click()
-    if token == TOKEN:
-        wait_text(driver, "mode", lambda text: text in {m.value for m in DriveMode})
-
-
-def text_of(driver: WebDriver, element_id: str) -> str | None:
-    """The element's rendered text, None when the page has no such element. Read in one
-    script, not through an element handle: a handle found just before the page is replaced
-    (a form submission loads a new document) goes stale before its text is read."""
-    text = driver.execute_script(
-        "const e = document.getElementById(arguments[0]); return e ? e.innerText : null;",
-        element_id)
-    return None if text is None else str(text).strip()
-
-
-def wait_text(driver: WebDriver, element_id: str, predicate: Callable[[str], bool]) -> str:
-    found: list[str] = []
-
-    def check(d: WebDriver) -> bool:
-        text = text_of(d, element_id)
-        found[:] = [text or ""]
-        return text is not None and predicate(text)
-
-    WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)).until(
-        check, f"#{element_id} text: {found}")
-    return found[0]
+async def signed_in(page: WebDriver, config: RuntimeConfig,
+                    mode: DriveMode | None = None) -> AsyncIterator[tuple[Runtime, str]]:
+    """The runtime on the emulated board with its console, ``page`` signed in there (and
+    in ``mode``); yields the runtime and the console's URL."""
+    async with running(config) as runtime, console(runtime, login_delay_s=0.0) as (url, _):
+        await browse(sign_in, page, url)
+        if mode is not None:
+            await choose_mode(page, runtime, mode)
+        yield runtime, url
 
 
 def click(driver: WebDriver, element_id: str) -> None:
@@ -143,12 +83,6 @@ def key_down(driver: WebDriver, key: str) -> None:
 
 def key_up(driver: WebDriver, key: str) -> None:
     ActionChains(driver).key_up(key).perform()
-
-
-async def until(predicate: Callable[[], bool], guard_s: float = WAIT_S) -> None:
-    async with asyncio.timeout(guard_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def choose_mode(page: WebDriver, runtime: Runtime, mode: DriveMode) -> None:
@@ -185,6 +119,18 @@ async def stays(link: McuLink, predicate: Callable[[McuState], bool], for_ms: in
                 return
 
 
+async def hold(page: WebDriver, runtime: Runtime, key: str, v: float, w: float) -> None:
+    """Hold ``key`` down until the MCU's track targets are the teleop's for ``v``, ``w``."""
+    await browse(key_down, page, key)
+    await until_mcu(runtime.link, targets(*runtime.teleop_tracks(v, w)), 1000)
+
+
+async def release(page: WebDriver, runtime: Runtime, key: str) -> None:
+    """Let ``key`` go: the tracks stop."""
+    await browse(key_up, page, key)
+    await until_mcu(runtime.link, targets(0, 0), 300)
+
+
 CAMERA_PIXELS = """
 const img = document.getElementById("cam-" + arguments[0]);
 if (!img || img.naturalWidth === 0) return null;
@@ -201,9 +147,7 @@ def test_the_page_loads_and_shows_every_camera(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
-            await browse(sign_in, page, url)
+        async with signed_in(page, runtime_config(tmp_path, link_config)) as (runtime, _url):
             for camera in DEFAULT.cameras:
                 pixels: list[Any] = []
 
@@ -228,30 +172,22 @@ def test_holding_a_key_drives_and_releasing_it_stops(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
+        async with signed_in(page, runtime_config(tmp_path, link_config)) as (runtime, _url):
             link = runtime.link
-            await browse(sign_in, page, url)
             await browse(key_down, page, "w")  # idle: the key is refused, nothing moves
             await browse(wait_text, page, "message", lambda t: "idle" in t)
             await stays(link, targets(0, 0), 300)
             await browse(key_up, page, "w")
             await choose_mode(page, runtime, DriveMode.TELEOP)
-            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
-            await browse(key_down, page, "w")
-            await until_mcu(link, targets(*forward), 1000)
+            await hold(page, runtime, "w", DRIVE_V, 0.0)
             # held well past the teleop timeout: the page keeps the command alive
-            await stays(link, targets(*forward), 600)
+            await stays(link, targets(*runtime.teleop_tracks(DRIVE_V, 0.0)), 600)
             await until_mcu(link, lambda s: s.telemetry.vel_left_mm_s > 150, 2000)
             assert runtime.safety.lease is not None
             await browse(wait_text, page, "lease", lambda t: t == "you drive")
-            await browse(key_up, page, "w")
-            await until_mcu(link, targets(0, 0), 300)
-            left = runtime.teleop_tracks(0.0, 1.5)  # the turn slider's default
-            await browse(key_down, page, Keys.ARROW_LEFT)
-            await until_mcu(link, targets(*left), 1000)
-            await browse(key_up, page, Keys.ARROW_LEFT)
-            await until_mcu(link, targets(0, 0), 300)
+            await release(page, runtime, "w")
+            await hold(page, runtime, Keys.ARROW_LEFT, 0.0, 1.5)  # the turn slider's default
+            await release(page, runtime, Keys.ARROW_LEFT)
 
     run(main, guard_s=60)
 
@@ -260,14 +196,11 @@ def test_closing_the_page_stops_the_motors_within_the_lease_timeout(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
+        async with signed_in(page, runtime_config(tmp_path, link_config),
+                             DriveMode.TELEOP) as (runtime, url):
             link, lease_ms = runtime.link, round(runtime.safety.config.lease_timeout_s * 1000)
-            await browse(sign_in, page, url)
-            await choose_mode(page, runtime, DriveMode.TELEOP)
             forward = runtime.teleop_tracks(DRIVE_V, 0.0)
-            await browse(key_down, page, "w")
-            await until_mcu(link, targets(*forward), 1000)
+            await hold(page, runtime, "w", DRIVE_V, 0.0)
             await browse(page.get, "about:blank")  # the key is still held: the page is gone
             await until_mcu(link, targets(0, 0), lease_ms)
             await until(lambda: runtime.safety.lease is None, 2.0)
@@ -291,11 +224,9 @@ def test_a_second_client_watches_and_cannot_drive(
     second = new_browser()
 
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
+        async with signed_in(page, runtime_config(tmp_path, link_config),
+                             DriveMode.TELEOP) as (runtime, url):
             link = runtime.link
-            await browse(sign_in, page, url)
-            await choose_mode(page, runtime, DriveMode.TELEOP)
             await browse(click, page, "lease-take")
             await browse(wait_text, page, "lease", lambda t: t == "you drive")
             await browse(sign_in, second, url)
@@ -307,11 +238,8 @@ def test_a_second_client_watches_and_cannot_drive(
             await browse(click, second, "mode-idle")  # nor may a watcher change the mode
             await browse(wait_text, second, "message", lambda t: "watching" in t)
             assert runtime.safety.mode == DriveMode.TELEOP
-            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
-            await browse(key_down, page, "w")  # the lease holder drives
-            await until_mcu(link, targets(*forward), 1000)
-            await browse(key_up, page, "w")
-            await until_mcu(link, targets(0, 0), 300)
+            await hold(page, runtime, "w", DRIVE_V, 0.0)  # the lease holder drives
+            await release(page, runtime, "w")
             await browse(click, second, "estop")  # but anyone may stop the robot
             await until_mcu(link, lambda s: s.state == State.ESTOP, 1000)
 
@@ -325,14 +253,10 @@ def test_estop_from_the_page_latches_the_mcu_and_release_returns_to_idle(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
+        async with signed_in(page, runtime_config(tmp_path, link_config),
+                             DriveMode.TELEOP) as (runtime, _url):
             link = runtime.link
-            await browse(sign_in, page, url)
-            await choose_mode(page, runtime, DriveMode.TELEOP)
-            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
-            await browse(key_down, page, "w")
-            await until_mcu(link, targets(*forward), 1000)
+            await hold(page, runtime, "w", DRIVE_V, 0.0)
             await browse(key_down, page, Keys.SPACE)  # e-stop while the drive key is held
             state = await until_mcu(link, lambda s: s.state == State.ESTOP, 500)
             assert state.telemetry.target_left_mm_s == 0
@@ -353,21 +277,16 @@ def test_recorded_episodes_land_on_disk_with_their_outcome(
     episodes = tmp_path / "episodes"
 
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
-            link, recorder = runtime.link, runtime.recorder
+        async with signed_in(page, runtime_config(tmp_path, link_config),
+                             DriveMode.TELEOP) as (runtime, _url):
+            recorder = runtime.recorder
             assert recorder is not None
-            await browse(sign_in, page, url)
-            await choose_mode(page, runtime, DriveMode.TELEOP)
-            forward = runtime.teleop_tracks(DRIVE_V, 0.0)
             for outcome in ("success", "failure", "discard"):
                 await browse(click, page, "rec-start")
                 await until(lambda: recorder.status.recording)
-                await browse(key_down, page, "w")
-                await until_mcu(link, targets(*forward), 1000)
+                await hold(page, runtime, "w", DRIVE_V, 0.0)
                 await until(lambda: recorder.status.steps >= 10)
-                await browse(key_up, page, "w")
-                await until_mcu(link, targets(0, 0), 300)
+                await release(page, runtime, "w")
                 await browse(click, page, f"rec-{outcome}")
                 await until(lambda: not recorder.status.recording)
             await until(lambda: recorder.status.episodes_written == 2)
@@ -393,8 +312,8 @@ def test_a_wrong_token_is_refused(
 ) -> None:
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
-            await browse(sign_in, page, url, "not-the-token")
+                console(runtime, login_delay_s=0.0) as (url, _):
+            await browse(type_token, page, url, "not-the-token")
             await browse(wait_text, page, "login", lambda t: "wrong token" in t)
             assert not await browse(page.find_elements, By.ID, "estop")
             async with aiohttp.ClientSession() as http:
@@ -417,21 +336,16 @@ def test_supervised_takeover_by_key_and_hand_back_are_recorded(
     constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
 
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
+        async with signed_in(page, runtime_config(tmp_path, link_config),
+                             DriveMode.SUPERVISED) as (runtime, _url):
             link, recorder = runtime.link, runtime.recorder
             assert recorder is not None
-            await browse(sign_in, page, url)
-            await choose_mode(page, runtime, DriveMode.SUPERVISED)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             await browse(click, page, "rec-start")
             await until(lambda: recorder.status.steps >= 3)
-            right = runtime.teleop_tracks(0.0, -1.5)
-            await browse(key_down, page, "d")  # the operator takes over
-            await until_mcu(link, targets(*right), 1000)
+            await hold(page, runtime, "d", 0.0, -1.5)  # the operator takes over
             await browse(wait_text, page, "mode", lambda t: "took over" in t)
-            await browse(key_up, page, "d")
-            await until_mcu(link, targets(0, 0), 300)  # still the operator's: stopped
+            await release(page, runtime, "d")  # still the operator's: stopped
             await browse(key_down, page, "h")  # hand back: the policy drives again
             await browse(key_up, page, "h")
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
@@ -460,10 +374,8 @@ def test_a_gamepad_stick_drives_and_its_b_button_stops_the_robot(
     """The browser's Gamepad API is the seam: a pad object stands in for the USB device."""
 
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
+        async with signed_in(page, runtime_config(tmp_path, link_config)) as (runtime, _url):
             link = runtime.link
-            await browse(sign_in, page, url)
             await browse(page.execute_script, FAKE_PAD)
             await browse(wait_text, page, "gamepad", lambda t: "test pad" in t)
             await choose_mode(page, runtime, DriveMode.TELEOP)
@@ -486,10 +398,8 @@ def test_arm_sliders_and_gripper_buttons_move_the_servos(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url:
+        async with signed_in(page, runtime_config(tmp_path, link_config)) as (runtime, _url):
             link = runtime.link
-            await browse(sign_in, page, url)
             await click_until(page, "grip-close", "message",  # idle: refused, with the reason
                               lambda t: "arm refused" in t)
             await choose_mode(page, runtime, DriveMode.TELEOP)
@@ -527,7 +437,7 @@ def test_hostile_socket_messages_are_refused_and_the_estop_after_them_latches(
 
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime, \
-                console(runtime) as url, console_session(url, TOKEN) as http, \
+                console(runtime) as (url, _), console_session(url, TOKEN) as http, \
                 http.ws_connect(url.replace("http", "ws") + "/ws") as ws:
             for text in hostile:
                 await ws.send_str(text)
@@ -564,9 +474,7 @@ def test_an_open_page_keeps_autonomy_going_and_closing_it_stops_the_robot(
                             safety=SafetyConfig(operator_timeout_s=timeout_s))
 
     async def main() -> None:
-        async with running(config) as runtime, console(runtime) as url:
-            await browse(sign_in, page, url)
-            await choose_mode(page, runtime, DriveMode.AUTONOMOUS)
+        async with signed_in(page, config, DriveMode.AUTONOMOUS) as (runtime, _url):
             loop = asyncio.get_running_loop()
             until_s = loop.time() + 2.5 * timeout_s
             while loop.time() < until_s:  # the page only sends its heartbeats meanwhile

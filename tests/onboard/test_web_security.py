@@ -11,25 +11,20 @@ is read from its DevTools log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
 from zima.emulator import EmulatedBoard
 from zima.onboard.install import make_self_signed
 from zima.onboard.link_config import LinkConfig
-from zima.onboard.runtime import Runtime
 from zima.onboard.safety import DriveMode
 from zima.onboard.web import WebConfig, WebConsole
 from zima.onboard.web.auth import (
@@ -43,11 +38,20 @@ from zima.onboard.web.auth import (
 from zima.onboard.web.client import console_session
 from zima.onboard.web.server import SESSION_CLOSED
 
+from .browser import (
+    TOKEN,
+    browse,
+    console,
+    new_browser,
+    requested_urls,
+    sign_in,
+    type_token,
+    until,
+    wait_text,
+)
 from .helpers import run
 from .test_runtime import running, runtime_config
-from .test_web_console import CHROMEDRIVER, CHROMIUM, browse, until, wait_text
 
-TOKEN = "correct-horse-battery-staple"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -136,69 +140,6 @@ class FakeClock:
         return self.now_s
 
 
-@contextlib.asynccontextmanager
-async def console(runtime: Runtime, *, clock: Callable[[], float] | None = None,
-                  **changes: Any) -> AsyncIterator[tuple[str, WebConsole]]:
-    config = WebConfig(enabled=True, port=0, **changes)
-    extra = {} if clock is None else {"clock": clock}
-    async with WebConsole(runtime, config, TOKEN, **extra) as web:
-        await until(runtime.alive)
-        yield f"{'https' if config.tls else 'http'}://127.0.0.1:{web.port}", web
-
-
-def new_browser() -> WebDriver:
-    """Headless Chromium that logs every request (DevTools' performance log) and takes a
-    test's self-signed certificate."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    options.set_capability("acceptInsecureCerts", value=True)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = new_browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-@pytest.fixture
-def page(browser: WebDriver) -> WebDriver:
-    browser.get("about:blank")
-    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    browser.get_log("performance")  # type: ignore[no-untyped-call]  # drop earlier requests
-    return browser
-
-
-def requested_urls(driver: WebDriver) -> list[str]:
-    """Every URL the page asked for (documents, scripts, images, sockets, fetches)."""
-    urls = []
-    for entry in driver.get_log("performance"):  # type: ignore[no-untyped-call]
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-        elif message["method"] == "Network.webSocketCreated":
-            urls.append(message["params"]["url"])
-    return urls
-
-
-def type_token(driver: WebDriver, url: str, token: str) -> None:
-    driver.get(url + "/")
-    driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "signin").click()
-
-
-def sign_in_and_wait(driver: WebDriver, url: str) -> None:
-    type_token(driver, url, TOKEN)
-    wait_text(driver, "mode", lambda text: text in {"idle", "teleop"})
-
-
 def test_the_console_listens_on_loopback_unless_told(
         board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path) -> None:
     assert WebConfig().host == "127.0.0.1"
@@ -217,7 +158,7 @@ def test_the_login_form_opens_a_session_and_no_url_holds_the_token(
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime, \
                 console(runtime) as (url, web):
-            await browse(sign_in_and_wait, page, url)
+            await browse(sign_in, page, url)
             await browse(wait_text, page, "battery", lambda t: " V " in t)  # socket works
             (cookie,) = await browse(page.get_cookies)
             assert cookie["name"] == "zima_session"
@@ -264,7 +205,7 @@ def test_https_serves_the_console_with_a_secure_cookie(
                 console(runtime, tls_cert=cert, tls_key=key) as (url, _web):
             assert url.startswith("https://")
             try:
-                await browse(sign_in_and_wait, page, url)  # the socket: wss
+                await browse(sign_in, page, url)  # the socket: wss
                 (cookie,) = await browse(page.get_cookies)
                 urls = await browse(requested_urls, page)
             finally:
