@@ -3,9 +3,9 @@
 `zima sim run` (and ``make demo``) wire every real part together, in real time::
 
     runtime (asyncio)  --serial pty-->  firmware on the emulated board (simavr)
-        ^  cameras                           | motor model's track speeds (state lines)
-        |                                    v
-    SimCapture  <--rendered frames--  SimWorld thread: MuJoCo tracks
+        ^  cameras                           | motor model's track speeds, measured servo
+        |                                    v pulses (state lines)
+    SimCapture  <--rendered frames--  SimWorld thread: MuJoCo tracks and arm
                                              | wheel joint angles -> encoder counts
                                              +--> board.set_wheels (quadrature edges)
 
@@ -15,6 +15,8 @@ One concern a module, in reading order:
   for, battery included) and the errors;
 - ``hil_world``: :class:`~zima.sim.hil_world.SimWorld`, MuJoCo on its own thread following
   the emulator's state lines (its motor model and battery: one model, the emulator's);
+- ``hil_arm``: the arm's joints follow the servo pulses the emulator measures, through the
+  arm's calibration (:mod:`zima.onboard.kinematics`);
 - ``hil_cameras``: the runtime's cameras fed from the world's renders;
 - ``hil_telemetry``: the MCU's TELEMETRY sampled during the run, and its plot;
 - this module: :class:`HilSession` starts board, world and runtime (an async context
