@@ -11,8 +11,9 @@ import pytest
 from zima.cli import main
 from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import EpisodeInfo, EpisodeReader, EpisodeWriter, mark_bad, unmark_bad
+from zima.training.config import TrainConfig
 from zima.training.score import episode_paths
-from zima.training.train import TrainConfig, episode_files
+from zima.training.train import episode_files
 
 SMALL = Contract(image_height=12, image_width=16)
 
