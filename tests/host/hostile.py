@@ -9,10 +9,11 @@ operator's terminal. Each must be skipped and counted by a tool, never crash it.
 from __future__ import annotations
 
 import aiomqtt
+from hypothesis import strategies as st
 
 from tests.mqtt_broker import ROBOT, ROBOT_PASSWORD, Broker
 
-__all__ = ["HOSTILE", "publish_as_robot"]
+__all__ = ["HOSTILE", "json_values", "publish_as_robot"]
 
 HOSTILE: list[bytes] = [
     b'{"battery_mv": 11000, "level": "\\u001b[2J", "low_mv": 10500, "critical_mv": 9900}',
@@ -39,3 +40,13 @@ async def publish_as_robot(broker: Broker, messages: list[tuple[str, bytes]],
                               password=ROBOT_PASSWORD, identifier="hostile") as client:
         for topic, payload in messages:
             await client.publish(topic, payload, qos=1, retain=retain)
+
+
+# Any JSON value, nested a few levels: numbers beyond any field's range, strings, lists and
+# objects (the property tests' payloads and field values).
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                 max_size=4),
+    max_leaves=12)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.host.hostile import json_values
 from zima.host.battery import format_line, format_view
 from zima.host.battery_model import (
     CHEMISTRIES,
@@ -224,12 +225,6 @@ def test_stale_readings_show_as_stale_and_stay_out_of_the_trend() -> None:
 
 # Any JSON object (with the fields a reading has, or wrong ones): a reading whose numbers
 # are in range, or a ValueError naming the field; the state and views never fail on it.
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**30), 10**30)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=3),
-    max_leaves=10)
 field_values = st.one_of(
     json_values, st.integers(0, 70_000), st.sampled_from(["ok", "low", "critical"]),
     st.booleans(), st.floats(0, 1e6))

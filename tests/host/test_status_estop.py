@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.host.hostile import HOSTILE, publish_as_robot
+from tests.host.hostile import HOSTILE, json_values, publish_as_robot
 from tests.host.robot import CLEAR_MV, CRITICAL_MV, LOW_MV, robot_side
 from tests.mqtt_broker import OPERATOR_PASSWORD, ROBOT, Broker
 from tests.onboard.helpers import run, until_mcu
@@ -22,8 +22,29 @@ from zima.contract import Action
 from zima.emulator import EmulatedBoard
 from zima.host.estop import EstopOutcome, send_estop
 from zima.host.status import STREAMS, StatusBoard, collect_status
+from zima.onboard.api import (
+    BatteryLevel,
+    BatteryRecord,
+    DriveMode,
+    FaultsRecord,
+    LinkRecord,
+    LoopRecord,
+    ModeRecord,
+    OdometryRecord,
+    PolicyRecord,
+    Record,
+)
 from zima.onboard.link_config import LinkConfig
 from zima.protocol import Fault, ParamId, State
+
+
+def as_operator(broker: Broker, monkeypatch: pytest.MonkeyPatch,
+                capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """``zima <argv[0]>`` on ``broker`` as the operator (the password in the environment):
+    its exit code and what it printed."""
+    monkeypatch.setenv("ZIMA_MQTT_PASSWORD", OPERATOR_PASSWORD)
+    code = main([argv[0], *broker.operator_flags(), *argv[1:]])
+    return code, capsys.readouterr().out
 
 
 def test_status_shows_every_topic_and_names_the_silent_one(
@@ -102,10 +123,8 @@ def test_estop_engages_and_releases_with_confirmation(
 def test_estop_without_a_robot_is_not_confirmed(
     broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ZIMA_MQTT_PASSWORD", OPERATOR_PASSWORD)
-    argv = ["estop", *broker.operator_flags(), "--timeout", "0.5"]
-    assert main(argv) == 2
-    out = capsys.readouterr().out
+    code, out = as_operator(broker, monkeypatch, capsys, "estop", "--timeout", "0.5")
+    assert code == 2
     assert "no result for e-stop request" in out
     assert "NOT CONFIRMED" in out
 
@@ -120,22 +139,34 @@ def test_a_refused_estop_says_why() -> None:
 # --- any bytes, stale data, the battery latch -----------------------------------------------
 
 def record(stream: str, **changes: object) -> bytes:
-    """A well-formed record of ``stream`` (onboard/MQTT.md), with changes."""
-    bodies: dict[str, dict[str, object]] = {
-        "mode": {"mode": "low_battery", "owner": "none", "reason": "battery critical"},
-        "link": {"connected": True, "reason": "ok", "telemetry_hz": 50.0, "rx_rejected": 0,
-                 "rx_dropped": 0, "connects": 1, "firmware": "0.2.0+00000000"},
-        "battery": {"battery_mv": 12_000, "level": "critical", "low_mv": LOW_MV,
-                    "critical_mv": CRITICAL_MV, "latched": True, "clear_mv": CLEAR_MV},
-        "faults": {"active": ["BATT_CRITICAL"], "mcu_state": "FAULT"},
-        "loop": {"rate_hz": 20.0, "period_p50_ms": 50.0, "period_p99_ms": 51.0,
-                 "jitter_p99_ms": 1.0, "overruns": 0},
-        "policy": {"model_hash": "cd" * 32, "latency_ms": 5.0, "latency_max_ms": 9.0,
-                   "plans": 3, "reload_error": None},
-        "odometry": {"left_ticks": 1, "right_ticks": 2, "vel_left_mm_s": 0,
-                     "vel_right_mm_s": 0},
+    """A well-formed record of ``stream`` (zima.onboard.api), with changes."""
+    records: dict[str, Record] = {
+        "mode": ModeRecord(mode=DriveMode.LOW_BATTERY, owner="none",
+                           reason="battery critical", refused=None),
+        "link": LinkRecord(connected=True, reason="ok", telemetry_hz=50.0, rx_rejected=0,
+                           rx_dropped=0, connects=1, firmware="0.2.0+00000000", since_s=3.0,
+                           age_s=0.02),
+        "battery": BatteryRecord(battery_mv=12_000, level=BatteryLevel.CRITICAL,
+                                 low_mv=LOW_MV, critical_mv=CRITICAL_MV, latched=True,
+                                 clear_mv=CLEAR_MV, advice=None, age_s=0.02, stale=False),
+        "faults": FaultsRecord(active=["BATT_CRITICAL"], mcu_state="FAULT", parts={},
+                               age_s=0.02, stale=False),
+        "loop": LoopRecord(rate_hz=20.0, period_p50_ms=50.0, period_p99_ms=51.0,
+                           jitter_p50_ms=0.2, jitter_p99_ms=1.0, jitter_max_ms=1.5,
+                           overruns=0),
+        "policy": PolicyRecord(
+            model_hash="cd" * 32, model_path="/var/lib/zima/policy.onnx", latency_ms=5.0,
+            latency_max_ms=9.0, plans=3, reloads=0, reload_error=None, reload_failures=0,
+            bad_outputs=0, bad_in_row=0, last_bad_output=None, faulty=None, obs_age_ms=None,
+            obs_age_p50_ms=None, obs_age_p99_ms=None, lead_ms=None, dry_ticks=0,
+            stale_ticks=0),
+        "odometry": OdometryRecord(left_ticks=1, right_ticks=2, vel_left_mm_s=0,
+                                   vel_right_mm_s=0, target_left_mm_s=0, target_right_mm_s=0,
+                                   out_left_permille=0, out_right_permille=0, age_s=0.02,
+                                   stale=False),
     }
-    return json.dumps({**bodies[stream], "stamp_unix_s": 1.7e9, **changes}).encode()
+    return json.dumps({**records[stream].to_json(), "stamp_unix_s": 1.7e9,
+                       **changes}).encode()
 
 
 def test_status_skips_hostile_payloads_and_shows_stale_data_as_stale(broker: Broker) -> None:
@@ -183,10 +214,8 @@ def test_status_command_says_which_data_is_stale(
          record(s, stale=True, age_s=4.5) if s in ("faults", "odometry") else record(s))
         for s in STREAMS]
     run(lambda: publish_as_robot(broker, retained, retain=True))
-    monkeypatch.setenv("ZIMA_MQTT_PASSWORD", OPERATOR_PASSWORD)
-    argv = ["status", *broker.operator_flags(), "--timeout", "5"]
-    assert main(argv) == 3
-    out = capsys.readouterr().out
+    code, out = as_operator(broker, monkeypatch, capsys, "status", "--timeout", "5")
+    assert code == 3
     assert "stale data (not current) on: faults, odometry" in out
     assert "faults   STALE (not current, data 4.5 s old): BATT_CRITICAL (MCU FAULT)" in out
 
@@ -210,12 +239,6 @@ def test_estop_is_confirmed_through_hostile_payloads(
 
 # Whatever arrives, on any topic: the board never fails, and what it prints is plain text
 # of bounded width (no escape sequence reaches the operator's terminal).
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**20), 10**20)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                 max_size=4),
-    max_leaves=12)
 known_keys = st.sampled_from(["mode", "owner", "reason", "connected", "firmware", "battery_mv",
                               "level", "low_mv", "critical_mv", "latched", "clear_mv", "age_s",
                               "stale", "active", "mcu_state", "model_hash", "reload_error",
