@@ -90,7 +90,7 @@ class DelayProxy:
                 queue.put_nowait((last_s, chunk))
             queue.put_nowait((last_s, b""))  # end of stream
             await sender
-        except (ConnectionError, asyncio.CancelledError):
+        except (OSError, asyncio.CancelledError):
             pass
         finally:
             sender.cancel()
@@ -100,13 +100,14 @@ class DelayProxy:
     async def _send(self, queue: asyncio.Queue[tuple[float, bytes]],
                     writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            due_s, chunk = await queue.get()
-            await asyncio.sleep(max(0.0, due_s - loop.time()))
-            await self._flowing.wait()
-            if not chunk:
-                writer.write_eof()
-                return
-            writer.write(chunk)
-            self.chunks += 1
-            await writer.drain()
+        with contextlib.suppress(OSError):  # the other side is gone: nothing to deliver
+            while True:
+                due_s, chunk = await queue.get()
+                await asyncio.sleep(max(0.0, due_s - loop.time()))
+                await self._flowing.wait()
+                if not chunk:
+                    writer.write_eof()
+                    return
+                writer.write(chunk)
+                self.chunks += 1
+                await writer.drain()
