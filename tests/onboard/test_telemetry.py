@@ -4,11 +4,13 @@ Rates are judged by counts over generous windows, not by tight timing.
 """
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
@@ -48,6 +50,17 @@ def operator(broker: Broker, identifier: str = "operator") -> aiomqtt.Client:
         identifier=identifier,
         timeout=2.0,
     )
+
+
+@contextlib.asynccontextmanager
+async def command_channel(broker: Broker) -> AsyncIterator[tuple[aiomqtt.Client, Telemetry]]:
+    """An operator that hears ``cmd/result`` and a connected robot-side ``Telemetry``
+    publishing nothing: the commands' own way, in and back."""
+    async with operator(broker) as op:
+        await op.subscribe(f"zima/{ROBOT}/cmd/result", qos=1)
+        async with Telemetry(robot_config(broker, rates_hz={}), {}) as telemetry:
+            await telemetry.wait_connected(5.0)
+            yield op, telemetry
 
 
 async def collect(client: aiomqtt.Client, window_s: float) -> list[tuple[str, bytes]]:
@@ -104,29 +117,26 @@ def test_telemetry_arrives_on_documented_topics_at_roughly_the_configured_rate(
 
 def test_commands_reach_the_queue_and_bad_ones_are_answered(broker: Broker) -> None:
     async def main() -> None:
-        async with operator(broker) as op:
-            await op.subscribe(f"zima/{ROBOT}/cmd/result")
-            async with Telemetry(robot_config(broker, rates_hz={}), {}) as telemetry:
-                await telemetry.wait_connected(5.0)
-                base = f"zima/{ROBOT}/cmd/"
-                await op.publish(base + "mode", b'{"mode": "autonomous", "request_id": "a"}', 1)
-                too_fast = b'{"linear_m_per_s": 9.0, "angular_rad_per_s": 0}'
-                await op.publish(base + "teleop", too_fast, 1)
-                await op.publish(base + "estop", b"{not json", 1)
-                await op.publish(base + "estop", b'{"engaged": true, "request_id": "e"}', 1)
-                first = await asyncio.wait_for(telemetry.commands.get(), 5.0)
-                second = await asyncio.wait_for(telemetry.commands.get(), 5.0)
-                assert first == ModeCommand(DriveMode.AUTONOMOUS, "a")
-                assert second == EstopCommand(engaged=True, request_id="e")
-                results = []
-                async with asyncio.timeout(5.0):
-                    async for message in op.messages:
-                        assert isinstance(message.payload, bytes)
-                        results.append(json.loads(message.payload))
-                        if len(results) == 4:
-                            break
-                assert telemetry.commands.empty()
-                assert telemetry.counters.commands_refused == 2
+        async with command_channel(broker) as (op, telemetry):
+            base = f"zima/{ROBOT}/cmd/"
+            await op.publish(base + "mode", b'{"mode": "autonomous", "request_id": "a"}', 1)
+            too_fast = b'{"linear_m_per_s": 9.0, "angular_rad_per_s": 0}'
+            await op.publish(base + "teleop", too_fast, 1)
+            await op.publish(base + "estop", b"{not json", 1)
+            await op.publish(base + "estop", b'{"engaged": true, "request_id": "e"}', 1)
+            first = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+            second = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+            assert first == ModeCommand(DriveMode.AUTONOMOUS, "a")
+            assert second == EstopCommand(engaged=True, request_id="e")
+            results = []
+            async with asyncio.timeout(5.0):
+                async for message in op.messages:
+                    assert isinstance(message.payload, bytes)
+                    results.append(json.loads(message.payload))
+                    if len(results) == 4:
+                        break
+            assert telemetry.commands.empty()
+            assert telemetry.counters.commands_refused == 2
         by_command = {(r["command"], r["accepted"]): r for r in results}
         assert by_command[("mode", True)]["request_id"] == "a"
         assert "outside" in by_command[("teleop", False)]["error"]
@@ -242,34 +252,31 @@ def test_a_deeply_nested_command_is_refused_and_the_estop_after_it_arrives(
     killed the MQTT part without a word; the e-stop after it was never heard."""
 
     async def main() -> None:
-        async with operator(broker) as op:
-            await op.subscribe(f"zima/{ROBOT}/cmd/result", qos=1)
-            async with Telemetry(robot_config(broker, rates_hz={}), {}) as telemetry:
-                await telemetry.wait_connected(5.0)
-                base = f"zima/{ROBOT}/cmd/"
-                await op.publish(base + "mode", b"[" * 3000, 1)
-                huge_id = b'{"mode": "idle", "request_id": "' + b"x" * 1_000_000 + b'"}'
-                await op.publish(base + "mode", huge_id, 1)
-                await op.publish(base + "estop", b'{"engaged": true, "request_id": "e"}', 1)
-                command = await asyncio.wait_for(telemetry.commands.get(), 5.0)
-                assert command == EstopCommand(engaged=True, request_id="e")
-                results: list[tuple[int, dict[str, object]]] = []
+        async with command_channel(broker) as (op, telemetry):
+            base = f"zima/{ROBOT}/cmd/"
+            await op.publish(base + "mode", b"[" * 3000, 1)
+            huge_id = b'{"mode": "idle", "request_id": "' + b"x" * 1_000_000 + b'"}'
+            await op.publish(base + "mode", huge_id, 1)
+            await op.publish(base + "estop", b'{"engaged": true, "request_id": "e"}', 1)
+            command = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+            assert command == EstopCommand(engaged=True, request_id="e")
+            results: list[tuple[int, dict[str, object]]] = []
+            async with asyncio.timeout(5.0):
+                async for message in op.messages:
+                    assert isinstance(message.payload, bytes)
+                    results.append((len(message.payload), json.loads(message.payload)))
+                    if len(results) == 3:
+                        break
+            # Still the same session, nothing failed, and "online" is the truth.
+            assert telemetry.broker.value.connected
+            assert telemetry.counters.connects == 1
+            assert telemetry.counters.failures == 0
+            assert telemetry.counters.commands_refused == 2
+            async with operator(broker, "late-operator") as late:
+                await late.subscribe(f"zima/{ROBOT}/status", qos=1)
                 async with asyncio.timeout(5.0):
-                    async for message in op.messages:
-                        assert isinstance(message.payload, bytes)
-                        results.append((len(message.payload), json.loads(message.payload)))
-                        if len(results) == 3:
-                            break
-                # Still the same session, nothing failed, and "online" is the truth.
-                assert telemetry.broker.value.connected
-                assert telemetry.counters.connects == 1
-                assert telemetry.counters.failures == 0
-                assert telemetry.counters.commands_refused == 2
-                async with operator(broker, "late-operator") as late:
-                    await late.subscribe(f"zima/{ROBOT}/status", qos=1)
-                    async with asyncio.timeout(5.0):
-                        status = await anext(aiter(late.messages))
-                    assert status.payload == b"online"
+                    status = await anext(aiter(late.messages))
+                assert status.payload == b"online"
         nested, huge, estop = (body for _, body in results)
         assert nested["accepted"] is False
         assert "nested deeper" in str(nested["error"])
@@ -286,21 +293,18 @@ def test_heartbeats_are_queued_without_a_result_and_a_bad_one_is_answered(
     broker: Broker,
 ) -> None:
     async def main() -> None:
-        async with operator(broker) as op:
-            await op.subscribe(f"zima/{ROBOT}/cmd/result", qos=1)
-            async with Telemetry(robot_config(broker, rates_hz={}), {}) as telemetry:
-                await telemetry.wait_connected(5.0)
-                base = f"zima/{ROBOT}/cmd/"
-                await op.publish(base + "heartbeat", b"{}", 1)
-                await op.publish(base + "heartbeat", b'{"request_id": "h2"}', 1)
-                await op.publish(base + "heartbeat", b'{"alive": true, "request_id": "h3"}', 1)
-                first = await asyncio.wait_for(telemetry.commands.get(), 5.0)
-                second = await asyncio.wait_for(telemetry.commands.get(), 5.0)
-                assert (first, second) == (HeartbeatCommand(), HeartbeatCommand("h2"))
-                async with asyncio.timeout(5.0):
-                    message = await anext(aiter(op.messages))
-                seen = await collect(op, 0.5)  # nothing more: valid heartbeats are silent
-                assert telemetry.counters.commands_refused == 1
+        async with command_channel(broker) as (op, telemetry):
+            base = f"zima/{ROBOT}/cmd/"
+            await op.publish(base + "heartbeat", b"{}", 1)
+            await op.publish(base + "heartbeat", b'{"request_id": "h2"}', 1)
+            await op.publish(base + "heartbeat", b'{"alive": true, "request_id": "h3"}', 1)
+            first = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+            second = await asyncio.wait_for(telemetry.commands.get(), 5.0)
+            assert (first, second) == (HeartbeatCommand(), HeartbeatCommand("h2"))
+            async with asyncio.timeout(5.0):
+                message = await anext(aiter(op.messages))
+            seen = await collect(op, 0.5)  # nothing more: valid heartbeats are silent
+            assert telemetry.counters.commands_refused == 1
         assert isinstance(message.payload, bytes)
         result = json.loads(message.payload)
         assert result["command"] == "heartbeat"
