@@ -79,6 +79,13 @@ def config_for(tmp_path: Path, link_config: LinkConfig) -> RuntimeConfig:
     return runtime_config(tmp_path, link_config)
 
 
+@pytest.fixture
+def runtime(link_config: LinkConfig, tmp_path: Path) -> Runtime:
+    """A runtime for the emulated board (``link_config``), driving forward by its policy,
+    with the paced test videos as cameras; not started."""
+    return Runtime(config_for(tmp_path, link_config), camera_opener=PacedVideo)
+
+
 def test_a_failing_control_loop_is_restarted_reported_and_stops_autonomy(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -175,10 +182,8 @@ def test_an_estop_latched_before_start_reads_estop_and_is_logged_once(
 
 
 def test_a_critical_battery_latch_clears_when_an_operator_asks_for_idle(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path,
+    board: EmulatedBoard, runtime: Runtime,
 ) -> None:
-    runtime = Runtime(config_for(tmp_path, link_config), camera_opener=PacedVideo)
-
     async def main() -> None:
         async with started(runtime):
             link = runtime.link
@@ -218,10 +223,8 @@ def test_a_critical_battery_latch_clears_when_an_operator_asks_for_idle(
 
 
 def test_what_a_lost_mcu_said_last_is_published_as_stale_not_current(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path,
+    board: EmulatedBoard, runtime: Runtime,
 ) -> None:
-    runtime = Runtime(config_for(tmp_path, link_config), camera_opener=PacedVideo)
-
     async def main() -> None:
         async with started(runtime):
             link = runtime.link
