@@ -73,7 +73,7 @@ def export_lerobot(paths: Sequence[Path], out: Path, *, task: str = layout.TASK,
                          data_mb=data_files_size_mb, video_mb=video_files_size_mb)
         report = writer.write(paths, progress)
         _write_meta(writer, robot_type)
-        from zima.ecosystem.lerobot_import import open_dataset  # noqa: PLC0415  (no cycle)
+        from zima.ecosystem.lerobot_read import open_dataset  # noqa: PLC0415
 
         open_dataset(tmp, check_videos=True)  # as an import would read it, or raise
         tmp.replace(out)
