@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from zima.onboard.api import BatteryRecord, RecordError
+
 __all__ = [
     "CHEMISTRIES",
     "CURVES",
@@ -113,30 +115,6 @@ class Pack:
         return soc_percent(self.cell_mv(pack_mv) / 1000.0, self.chemistry)
 
 
-MAX_MV = 65_535  # the MCU's battery_mv is a u16; thresholds are within it too
-
-
-def _shown(value: object) -> str:
-    """A bad field's value, short (the message is printed to the operator)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _mv(body: dict[str, object], key: str) -> int:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MV:
-        raise ValueError(f"battery payload: {key}={_shown(value)} is not an integer "
-                         f"in 0..{MAX_MV}")
-    return value
-
-
-def _flag(body: dict[str, object], key: str) -> bool | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"battery payload: {key}={_shown(value)} is not true/false")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class BatteryReading:
     """One ``telemetry/battery`` message (onboard/MQTT.md: battery_mv, level, thresholds;
@@ -154,25 +132,24 @@ class BatteryReading:
 
     @classmethod
     def from_json(cls, body: dict[str, object]) -> BatteryReading:
-        """Parse a payload; ``ValueError`` naming the bad field."""
-        level = body.get("level")
-        if level not in LEVELS:
-            raise ValueError(f"battery payload: level={_shown(level)} is not one of "
-                             f"{list(LEVELS)}")
-        age = body.get("age_s")
-        if age is not None and (isinstance(age, bool) or not isinstance(age, int | float)
-                                or not 0 <= age < math.inf):
-            raise ValueError(f"battery payload: age_s={_shown(age)} is not seconds >= 0")
-        stamp = body.get("stamp_unix_s")
+        """Parse a payload (zima.onboard.api.BatteryRecord, its fields and bounds);
+        ``ValueError`` naming the bad field."""
+        try:
+            record = BatteryRecord.from_json(body)
+        except RecordError as exc:
+            raise ValueError(f"battery payload: {exc}") from None
+        return cls.from_record(record, body.get("stamp_unix_s"))
+
+    @classmethod
+    def from_record(cls, record: BatteryRecord, stamp: object = None) -> BatteryReading:
+        """The reading of a checked record (``stamp``: its payload's stamp_unix_s)."""
         stamp_s = (float(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool)
                    and 0 <= stamp < 1e11 else None)  # a clock this wrong says nothing
-        clear = body.get("clear_mv")
         return cls(
-            _mv(body, "battery_mv"), str(level), _mv(body, "low_mv"), _mv(body, "critical_mv"),
-            stamp_s, latched=_flag(body, "latched"),
+            record.battery_mv, record.level.value, record.low_mv, record.critical_mv, stamp_s,
+            latched=record.latched,
             # 0: the robot has not read the threshold from its MCU yet
-            clear_mv=None if clear is None else (_mv(body, "clear_mv") or None),
-            age_s=None if age is None else float(age), stale=_flag(body, "stale") is True)
+            clear_mv=record.clear_mv or None, age_s=record.age_s, stale=record.stale is True)
 
     @property
     def latched_on_mcu(self) -> bool:

@@ -52,6 +52,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import re
 import shlex
@@ -77,6 +78,9 @@ from zima.host.mqtt import (
     connect,
     json_object,
 )
+from zima.onboard.api import CommandResult, PolicyRecord, RecordError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DeployError",
@@ -287,8 +291,8 @@ class _PolicyWatch:
 
     def __init__(self, client: aiomqtt.Client, config: HostMqttConfig) -> None:
         self.client, self.config = client, config
-        self.policy: dict[str, object] | None = None
-        self.results: dict[str, dict[str, object]] = {}
+        self.policy: PolicyRecord | None = None  # the newest telemetry/policy
+        self.results: dict[str, CommandResult] = {}  # request_id -> its cmd/result
         self.lost: str | None = None  # the broker connection broke
         self.changed = asyncio.Condition()
 
@@ -297,13 +301,18 @@ class _PolicyWatch:
         try:
             async for message in self.client.messages:
                 body = json_object(message.payload)
-                if body is None:
+                try:  # the operator API's records (zima.onboard.api), checked
+                    if body is None:
+                        continue
+                    if str(message.topic) == result_topic:
+                        result = CommandResult.from_json(body)
+                        if result.request_id is not None:
+                            self.results[result.request_id] = result
+                    else:
+                        self.policy = PolicyRecord.from_json(body)
+                except RecordError as exc:
+                    log.warning("ignored a bad record on %s: %s", message.topic, exc)
                     continue
-                if str(message.topic) == result_topic:
-                    if isinstance(rid := body.get("request_id"), str):
-                        self.results[rid] = body
-                else:
-                    self.policy = body
                 async with self.changed:
                     self.changed.notify_all()
         except aiomqtt.MqttError as exc:
@@ -321,7 +330,7 @@ class _PolicyWatch:
     async def reload(self, sha: str, timeout_s: float) -> str | None:
         """Ask for a policy reload; None once ``sha`` runs, else why it does not."""
         rid = str(uuid.uuid4())
-        before = (self.policy or {}).get("reload_failures")
+        before = None if self.policy is None else self.policy.reload_failures
         body = command_payload(self.config, "reload", {"target": "policy", "request_id": rid})
         try:
             await self.client.publish(self.config.topic("cmd/reload"), body, qos=1)
@@ -334,28 +343,29 @@ class _PolicyWatch:
 
         if not await self.until(lambda: rid in self.results, left()):
             return self.lost or f"no cmd/result for reload request {rid} within {timeout_s} s"
-        if self.results[rid].get("accepted") is not True:
+        if not self.results[rid].accepted:
             # The runtime answers a reload with its outcome: a refused model is refused here.
-            return f"the runtime refused the model: {self.results[rid].get('error')}"
+            return f"the runtime refused the model: {self.results[rid].error}"
 
         def running() -> bool:
-            p = self.policy or {}
-            return p.get("model_hash") == sha and p.get("reload_error") is None
+            p = self.policy
+            return p is not None and p.model_hash == sha and p.reload_error is None
 
         def refused() -> bool:  # a new refusal: an old error may linger from an earlier one
-            failures = (self.policy or {}).get("reload_failures")
-            return (isinstance(failures, int) and isinstance(before, int)
+            failures = None if self.policy is None else self.policy.reload_failures
+            return (failures is not None and before is not None
                     and failures > before and not running())
 
         await self.until(lambda: running() or refused(), left())
         if running():
             return None
-        p = self.policy or {}
+        p = self.policy
+        error = None if p is None else p.reload_error
         if refused():
-            return f"the runtime refused the model: {p.get('reload_error')}"
+            return f"the runtime refused the model: {error}"
         return self.lost or (f"after {timeout_s} s the runtime still reports model "
-                             f"{str(p.get('model_hash'))[:12]} (reload_error: "
-                             f"{p.get('reload_error')})")
+                             f"{str(None if p is None else p.model_hash)[:12]} (reload_error: "
+                             f"{error})")
 
 
 @contextlib.asynccontextmanager
@@ -405,10 +415,11 @@ async def deploy(
         watch = None
         if mqtt is not None:
             watch = await stack.enter_async_context(_watching(mqtt, timeout_s))
-            policy = watch.policy or {}
-            running = policy.get("model_hash")
-            say(f"robot {mqtt.robot_id} runs model {str(running)[:16]}…" if running else
-                f"robot {mqtt.robot_id} runs no model ({policy.get('reload_error')})")
+            policy = watch.policy
+            running = None if policy is None else policy.model_hash
+            error = None if policy is None else policy.reload_error
+            say(f"robot {mqtt.robot_id} runs model {running[:16]}…" if running else
+                f"robot {mqtt.robot_id} runs no model ({error})")
         target, close = await asyncio.to_thread(target.open_master)
         stack.push_async_callback(asyncio.to_thread, close)
         probe = (await asyncio.to_thread(target.run, _PROBE, link, models, sha)).strip()

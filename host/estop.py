@@ -40,6 +40,7 @@ from zima.host.mqtt import (
     payload_object,
     printable,
 )
+from zima.onboard.api import CommandResult, ModeRecord
 
 __all__ = ["EstopOutcome", "send_estop"]
 
@@ -52,14 +53,14 @@ class EstopOutcome:
 
     engaged: bool  # what was asked: True engage, False release
     request_id: str
-    result: dict[str, object] | None  # the matching cmd/result, None if none came
+    result: CommandResult | None  # the matching cmd/result, None if none came
     mode: str | None  # the last telemetry/mode seen after sending
     mode_confirmed: bool  # telemetry/mode showed the asked-for state
     bad_payloads: int = 0  # messages skipped meanwhile: not a bounded JSON object
 
     @property
     def accepted(self) -> bool:
-        return self.result is not None and self.result.get("accepted") is True
+        return self.result is not None and self.result.accepted
 
     @property
     def confirmed(self) -> bool:
@@ -73,7 +74,7 @@ class EstopOutcome:
         elif self.accepted:
             said = f"the robot accepted the {action} (request {self.request_id})"
         else:
-            said = f"the robot REFUSED the {action}: {printable(self.result.get('error'), 300)}"
+            said = f"the robot REFUSED the {action}: {printable(self.result.error, 300)}"
         mode = ("no telemetry/mode message" if self.mode is None
                 else f"mode is {printable(repr(self.mode), 60)}")
         bad = (f"\nignored {self.bad_payloads} bad payloads meanwhile"
@@ -92,7 +93,7 @@ async def send_estop(
 ) -> EstopOutcome:
     """Send one e-stop (or release) and wait for its result and the mode to follow."""
     rid = request_id or str(uuid.uuid4())
-    result: dict[str, object] | None = None
+    result: CommandResult | None = None
     mode: str | None = None
     mode_confirmed = False
     bad_payloads = 0
@@ -107,18 +108,20 @@ async def send_estop(
             message = await next_message(client, deadline_s - now_s)
             if message is None:
                 break
-            try:
+            topic = str(message.topic)
+            try:  # the operator API's records (zima.onboard.api), checked
                 payload = payload_object(message.payload)
-            except ValueError:  # InputError: any bytes; the answer may still come
+                if topic == result_topic:
+                    answer = CommandResult.from_json(payload)
+                    if answer.request_id == rid:
+                        result = answer
+                        if not answer.accepted:
+                            break  # refused: the mode will not follow
+                elif topic == mode_topic:
+                    mode = ModeRecord.from_json(payload).mode.value
+            except ValueError:  # InputError, RecordError: any bytes; the answer may still come
                 bad_payloads += 1
                 continue
-            topic = str(message.topic)
-            if topic == result_topic and payload.get("request_id") == rid:
-                result = payload
-                if payload.get("accepted") is not True:
-                    break  # refused: the mode will not follow
-            elif topic == mode_topic and isinstance(payload.get("mode"), str):
-                mode = str(payload["mode"])
             # The latest mode decides: one in flight before the command was handled still
             # says "estop" on release, and the next one must then say otherwise.
             mode_confirmed = mode is not None and (mode == "estop") == engaged

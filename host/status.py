@@ -51,6 +51,17 @@ from zima.host.mqtt import (
     payload_object,
     printable,
 )
+from zima.onboard.api import (
+    RECORDS,
+    BatteryRecord,
+    FaultsRecord,
+    LinkRecord,
+    LoopRecord,
+    ModeRecord,
+    OdometryRecord,
+    PolicyRecord,
+    Record,
+)
 
 __all__ = ["STREAMS", "StatusBoard", "collect_status"]
 
@@ -109,7 +120,8 @@ class StatusBoard:
 
     robot_id: str
     status: str | None = None  # "online" / "offline" / None (never heard)
-    latest: dict[str, dict[str, object]] = field(default_factory=dict)
+    latest: dict[str, Record] = field(default_factory=dict)  # stream -> its latest record
+    stamps: dict[str, object] = field(default_factory=dict)  # stream -> its stamp_unix_s
     received_s: dict[str, float] = field(default_factory=dict)
     bad_payloads: int = 0  # messages skipped: not a bounded JSON object
     last_bad_payload: str | None = None  # why the latest was skipped
@@ -129,19 +141,21 @@ class StatusBoard:
             return
         try:
             body = payload_object(payload, f"{stream} payload")
-        except ValueError as exc:  # InputError: too big, too deep, not JSON, not an object
-            self.bad_payloads += 1
+            record = RECORDS[stream].from_json(body)
+        except ValueError as exc:  # InputError: too big, too deep, not JSON, not an object;
+            self.bad_payloads += 1  # RecordError: not the record (zima.onboard.api)
             self.last_bad_payload = printable(str(exc), 160)
             if self.bad_payloads == 1:
                 log.warning("ignored a bad payload on telemetry/%s: %s", stream,
                             self.last_bad_payload)
             return
-        self.latest[stream] = body
+        self.latest[stream] = record
+        self.stamps[stream] = body.get("stamp_unix_s")
         self.received_s[stream] = now_s
         for key in PLOTTED.get(stream, ()):
-            value = _number(body.get(key))
+            value = getattr(record, key)
             kept = self.samples.setdefault(f"{stream}.{key}", [])
-            if value is not None and len(kept) < MAX_SAMPLES:
+            if isinstance(value, float) and len(kept) < MAX_SAMPLES:
                 kept.append(value)
 
     @property
@@ -151,7 +165,7 @@ class StatusBoard:
     @property
     def stale(self) -> list[str]:
         """Streams whose latest record the robot marks stale (data from a lost link)."""
-        return [s for s in STREAMS if self.latest.get(s, {}).get("stale") is True]
+        return [s for s in STREAMS if getattr(self.latest.get(s), "stale", None) is True]
 
     @property
     def complete(self) -> bool:
@@ -175,13 +189,13 @@ class StatusBoard:
                   "offline": "OFFLINE"}.get(self.status, f"status {self.status!r}")
         lines = [f"robot {self.robot_id}: {status}"]
         for stream in STREAMS:
-            body = self.latest.get(stream)
-            text = "no data" if body is None else self._describe(stream, body, self.robot_id)
-            if body is not None and body.get("stale") is True:
-                age = _number(body.get("age_s"))
+            record = self.latest.get(stream)
+            text = "no data" if record is None else _describe(record, self.robot_id)
+            if getattr(record, "stale", None) is True:
+                age = getattr(record, "age_s", None)
                 old = "" if age is None else f", data {age:.1f} s old"
                 text = f"STALE (not current{old}): {text}"
-            if body is not None and now_s is not None:
+            if record is not None and now_s is not None:
                 text += f"  ({now_s - self.received_s[stream]:.1f} s ago)"
             lines.append(f"  {stream:<9}{text}")
         if self.bad_payloads:
@@ -189,61 +203,66 @@ class StatusBoard:
                          f"(last: {self.last_bad_payload})")
         return lines
 
-    @staticmethod
-    def _describe(  # noqa: PLR0911 - one branch per stream, read top to bottom
-        stream: str, body: dict[str, object], robot_id: str
-    ) -> str:
-        g = body.get
-        if stream == "mode":
+
+def _n(value: float | None, unit: str = "", digits: int = 1) -> str:
+    """A number of a record as text: "-" when not known, "?" when no reading of this robot."""
+    if value is None:
+        return "-"
+    if abs(value) > MAX_NUMBER:
+        return "?"
+    return f"{value:.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def _t(value: str | None, max_chars: int = MAX_TEXT) -> str:
+    return "-" if value is None else printable(value, max_chars)
+
+
+def _describe(record: Record, robot_id: str) -> str:  # noqa: PLR0911 - a branch a stream
+    """One stream's line, from its record (zima.onboard.api)."""
+    match record:
+        case ModeRecord():
             # Safety's reasons say what to do (a battery latch): room for a sentence.
-            reason = f", reason: {_get(body, 'reason', max_chars=300)}" if g("reason") else ""
-            return f"{_get(body, 'mode')} (owner {_get(body, 'owner')}{reason})"
-        if stream == "link":
-            state = "connected" if g("connected") else f"DOWN ({_get(body, 'reason')})"
-            return (f"MCU {state}, firmware {_get(body, 'firmware')}, telemetry "
-                    f"{_get(body, 'telemetry_hz', ' Hz', 1)}, rejected {_get(body, 'rx_rejected')},"
-                    f" dropped {_get(body, 'rx_dropped')}, connects {_get(body, 'connects')}")
-        if stream == "battery":
-            return _battery(body, robot_id)
-        if stream == "faults":
-            active = g("active")
-            names = "none"
-            if isinstance(active, list) and active:
-                names = ", ".join(printable(name, 24) for name in active[:MAX_NAMES])
-                names += f" and {len(active) - MAX_NAMES} more" if len(active) > MAX_NAMES else ""
-            return f"{names} (MCU {_get(body, 'mcu_state')})"
-        if stream == "loop":
-            return (f"{_get(body, 'rate_hz', ' Hz', 1)}, period p50 "
-                    f"{_get(body, 'period_p50_ms', ' ms', 1)} p99 "
-                    f"{_get(body, 'period_p99_ms', ' ms', 1)}, jitter p50/p99/max "
-                    f"{_get(body, 'jitter_p50_ms', '', 1)}/{_get(body, 'jitter_p99_ms', '', 1)}/"
-                    f"{_get(body, 'jitter_max_ms', ' ms', 1)}, overruns {_get(body, 'overruns')}")
-        if stream == "policy":
-            digest = g("model_hash")
+            reason = f", reason: {_t(record.reason, 300)}" if record.reason else ""
+            return f"{record.mode.value} (owner {_t(record.owner)}{reason})"
+        case LinkRecord():
+            state = "connected" if record.connected else f"DOWN ({_t(record.reason)})"
+            return (f"MCU {state}, firmware {_t(record.firmware)}, telemetry "
+                    f"{_n(record.telemetry_hz, ' Hz')}, rejected {_n(record.rx_rejected)},"
+                    f" dropped {_n(record.rx_dropped)}, connects {_n(record.connects)}")
+        case BatteryRecord():
+            return _battery(record, robot_id)
+        case FaultsRecord():
+            names = ", ".join(printable(name, 24) for name in record.active[:MAX_NAMES])
+            more = len(record.active) - MAX_NAMES
+            names = (names or "none") + (f" and {more} more" if more > 0 else "")
+            return f"{names} (MCU {_t(record.mcu_state)})"
+        case LoopRecord():
+            return (f"{_n(record.rate_hz, ' Hz')}, period p50 {_n(record.period_p50_ms, ' ms')}"
+                    f" p99 {_n(record.period_p99_ms, ' ms')}, jitter p50/p99/max "
+                    f"{_n(record.jitter_p50_ms)}/{_n(record.jitter_p99_ms)}/"
+                    f"{_n(record.jitter_max_ms, ' ms')}, overruns {_n(record.overruns)}")
+        case PolicyRecord():
+            digest = record.model_hash
             model = f"model sha256 {printable(digest, 80)[:16]}" if digest else "no model"
-            error = f", reload error: {_get(body, 'reload_error')}" if g("reload_error") else ""
+            error = f", reload error: {_t(record.reload_error)}" if record.reload_error else ""
             # How old the robot's view is when it acts: the observation's age at each
             # chunk's first action (onboard/MQTT.md), and the ticks that found no plan.
-            age = (f", obs age p50/p99 {_get(body, 'obs_age_p50_ms', '', 1)}/"
-                   f"{_get(body, 'obs_age_p99_ms', ' ms', 1)} (last "
-                   f"{_get(body, 'obs_age_ms', ' ms', 1)}), lead {_get(body, 'lead_ms', ' ms', 0)}"
-                   f", dry ticks {_get(body, 'dry_ticks')}") if "obs_age_ms" in body else ""
-            return (f"{model}, latency {_get(body, 'latency_ms', ' ms', 1)} (max "
-                    f"{_get(body, 'latency_max_ms', ' ms', 1)}), plans {_get(body, 'plans')}"
+            age = (f", obs age p50/p99 {_n(record.obs_age_p50_ms)}/"
+                   f"{_n(record.obs_age_p99_ms, ' ms')} (last {_n(record.obs_age_ms, ' ms')}),"
+                   f" lead {_n(record.lead_ms, ' ms', 0)}, dry ticks {_n(record.dry_ticks)}"
+                   ) if record.dry_ticks is not None else ""
+            return (f"{model}, latency {_n(record.latency_ms, ' ms')} (max "
+                    f"{_n(record.latency_max_ms, ' ms')}), plans {_n(record.plans)}"
                     f"{age}{error}")
-        return (f"ticks {_get(body, 'left_ticks')}/{_get(body, 'right_ticks')}, speed "
-                f"{_get(body, 'vel_left_mm_s')}/{_get(body, 'vel_right_mm_s')} mm/s")
+        case OdometryRecord():
+            return (f"ticks {record.left_ticks}/{record.right_ticks}, speed "
+                    f"{record.vel_left_mm_s}/{record.vel_right_mm_s} mm/s")
+    return type(record).__name__  # a stream without a line of its own
 
 
-def _battery(body: dict[str, object], robot_id: str) -> str:
-    """The battery line: volts, level, and the state with what to do (when the record is a
-    well-formed reading; else what can be shown of it)."""
-    try:
-        reading = BatteryReading.from_json(body)
-    except ValueError as exc:
-        mv = _number(body.get("battery_mv"))
-        volts = "-" if mv is None else f"{mv / 1000:.2f} V"
-        return f"{volts} {_get(body, 'level')} (not a battery reading: {printable(str(exc), 60)})"
+def _battery(record: BatteryRecord, robot_id: str) -> str:
+    """The battery line: volts, level, and the state with what to do."""
+    reading = BatteryReading.from_record(record)
     level = reading.level
     text = f"{reading.battery_mv / 1000:.2f} V {level if level == 'ok' else level.upper()}"
     state = battery_state(reading, robot_id)

@@ -103,12 +103,18 @@ class RecordError(ValueError):
     """A payload is not the record it claims to be (the message names the field)."""
 
 
-def doc(text: str, *, since: bool = False, null: bool = False, omit_none: bool = False) -> Any:
+def doc(text: str, *, since: bool = False, null: bool = False, omit_none: bool = False,
+        bounds: tuple[float, float] | None = None) -> Any:
     """A record field's documentation. ``since``: older robots do not send it, so readers
     take it as optional (None when absent; ``null`` says the robot may send null too);
-    ``omit_none``: left out of the payload when None."""
-    return field(metadata={"doc": text, "since": since,
+    ``omit_none``: left out of the payload when None; ``bounds``: a number's range, checked
+    by ``from_json``."""
+    return field(metadata={"doc": text, "since": since, "bounds": bounds,
                            "null": null or not (since or omit_none), "omit_none": omit_none})
+
+
+MV = (0, 65_535)  # the MCU's millivolts are a u16
+AGE = (0, math.inf)  # seconds, never negative
 
 
 def _shown(value: object) -> str:
@@ -202,7 +208,14 @@ class Record:
                     values[f.name] = None
                     continue
                 raise RecordError(f"{cls.STREAM or cls.__name__}: no {f.name}")
-            values[f.name] = _check(f"{cls.STREAM}.{f.name}", payload[f.name], hints[f.name])
+            name = f"{cls.STREAM}.{f.name}"
+            value = _check(name, payload[f.name], hints[f.name])
+            bounds = f.metadata.get("bounds")
+            if bounds is not None and isinstance(value, int | float) \
+                    and not bounds[0] <= value <= bounds[1]:
+                raise RecordError(f"{name}={_shown(value)} is outside "
+                                  f"[{bounds[0]:g}, {bounds[1]:g}]")
+            values[f.name] = value
         return cls(**values)
 
     @classmethod
@@ -215,7 +228,10 @@ class Record:
             if not f.metadata.get("null"):  # None only where an older robot left it out
                 tp = _not_none(tp)
             key = f'"{f.name}"' + ("?" if f.metadata.get("omit_none") else "")
-            rows.append((f"{key}: {_type_name(tp)}", str(f.metadata.get("doc", ""))))
+            bounds = f.metadata.get("bounds")
+            limits = "" if bounds is None else (
+                f" >= {bounds[0]:g}" if math.isinf(bounds[1]) else f" {bounds[0]:g}..{bounds[1]:g}")
+            rows.append((f"{key}: {_type_name(tp)}{limits}", str(f.metadata.get("doc", ""))))
         return rows
 
 
@@ -230,15 +246,15 @@ class BatteryRecord(Record):
     STREAM: ClassVar[str] = "battery"
     RATE: ClassVar[str] = "1 Hz; not sent until the MCU has filtered its first ADC sample"
 
-    battery_mv: int = doc("the pack, filtered by the MCU")
+    battery_mv: int = doc("the pack, filtered by the MCU", bounds=MV)
     level: BatteryLevel = doc("the MCU's debounced verdict")
-    low_mv: int = doc("tracks derated at or below")
-    critical_mv: int = doc("tracks stopped and latched at or below")
+    low_mv: int = doc("tracks derated at or below", bounds=MV)
+    critical_mv: int = doc("tracks stopped and latched at or below", bounds=MV)
     latched: bool | None = doc("BATT_CRITICAL latched on the MCU", since=True)
     clear_mv: int | None = doc("above this an operator's idle clears the latch (0: not known yet)",
-                        since=True)
+                               since=True, bounds=MV)
     advice: str | None = doc("what to do, while there is something to do", since=True, null=True)
-    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True)
+    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True, bounds=AGE)
     stale: bool | None = doc("the link is down or silent: the last values known", since=True)
 
 
@@ -255,7 +271,7 @@ class OdometryRecord(Record):
     target_right_mm_s: int = doc("")
     out_left_permille: int = doc("PWM duty, -1000..1000")
     out_right_permille: int = doc("")
-    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True)
+    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True, bounds=AGE)
     stale: bool | None = doc("the link is down or silent: the last values known", since=True)
 
 
@@ -299,7 +315,8 @@ class FaultsRecord(Record):
         '{"<part>": {"state": "running"|"restarting"|"failed", "failures": int, "last_error": '
         'str|null}, ..., "mqtt": {..., "dropped": int, "expired": int, "provider_errors": '
         "int}}", since=True)
-    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True, null=True)
+    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True, null=True,
+                              bounds=AGE)
     stale: bool | None = doc("the link is down or silent: the last values known", since=True)
 
 
@@ -361,7 +378,7 @@ class CameraRecord(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class CamerasRecord:
+class CamerasRecord(Record):
     """``telemetry/cameras``: one :class:`CameraRecord` per camera, keyed by its name."""
 
     STREAM: ClassVar[str] = "cameras"
@@ -373,7 +390,7 @@ class CamerasRecord:
         return {name: cam.to_json() for name, cam in self.cameras.items()}
 
     @classmethod
-    def from_json(cls, payload: Mapping[str, object]) -> CamerasRecord:
+    def from_json(cls, payload: Mapping[str, object]) -> Self:
         if not isinstance(payload, Mapping):
             raise RecordError("cameras: not a JSON object")
         cams = {}
@@ -473,7 +490,7 @@ class Operated(Protocol):
 
 
 # telemetry/<stream> -> its record, in the order onboard/MQTT.md lists them.
-RECORDS: dict[str, type[Record] | type[CamerasRecord]] = {
+RECORDS: dict[str, type[Record]] = {
     r.STREAM: r for r in (BatteryRecord, OdometryRecord, ModeRecord, LinkRecord, FaultsRecord,
                           LoopRecord, PolicyRecord, CamerasRecord)}
 

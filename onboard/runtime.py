@@ -978,7 +978,7 @@ class Runtime:
                                failures=st.failures, age_s=st.age_s, error=st.error)
             for name, st in self._rig.status(self._clock()).items()})
 
-    def _records(self) -> dict[str, Callable[[], Record | CamerasRecord | None]]:
+    def _records(self) -> dict[str, Callable[[], Record | None]]:
         """telemetry/<stream> -> the method that builds its record now."""
         return {"battery": self._battery_record, "odometry": self._odometry_record,
                 "mode": self._mode_record, "link": self._link_record,

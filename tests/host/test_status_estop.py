@@ -25,6 +25,7 @@ from zima.host.status import STREAMS, StatusBoard, collect_status
 from zima.onboard.api import (
     BatteryLevel,
     BatteryRecord,
+    CommandResult,
     DriveMode,
     FaultsRecord,
     LinkRecord,
@@ -131,7 +132,7 @@ def test_estop_without_a_robot_is_not_confirmed(
 
 def test_a_refused_estop_says_why() -> None:
     refused = EstopOutcome(engaged=True, request_id="r1", mode="teleop", mode_confirmed=False,
-                           result={"accepted": False, "error": "busy"})
+                           result=CommandResult("estop", "r1", accepted=False, error="busy"))
     assert not refused.confirmed
     assert "REFUSED the e-stop: busy" in refused.describe()
 
@@ -269,9 +270,11 @@ def test_any_bytes_on_any_topic_leave_a_printable_status(
 
 
 @settings(max_examples=200)
-@given(records, st.text(max_size=200) | st.none())
+@given(st.builds(CommandResult, st.text(max_size=20), st.text(max_size=64) | st.none(),
+                 st.booleans(), st.text(max_size=400) | st.none()),
+       st.text(max_size=200) | st.none())
 def test_an_estop_outcome_prints_plain_text_whatever_came_back(
-    result: dict[str, object], mode: str | None
+    result: CommandResult, mode: str | None
 ) -> None:
     outcome = EstopOutcome(engaged=True, request_id="r1", result=result, mode=mode,
                            mode_confirmed=False, bad_payloads=1)

@@ -64,7 +64,7 @@ def records(cls: type[Record]) -> st.SearchStrategy[Record]:
     ).map(lambda kw: cls(**kw))
 
 
-PLAIN = [r for r in RECORDS.values() if issubclass(r, Record)]
+PLAIN = [r for r in RECORDS.values() if r is not CamerasRecord]  # one record per stream
 
 
 @pytest.mark.parametrize("cls", PLAIN, ids=lambda c: c.STREAM)
