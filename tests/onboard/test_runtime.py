@@ -27,6 +27,7 @@ from zima.emulator import EmulatedBoard, EmulatorConfig
 from zima.onboard.camera_config import CameraConfig
 from zima.onboard.commands import EstopCommand, ModeCommand, ReloadCommand, TeleopCommand
 from zima.onboard.config import MqttSection, RuntimeConfig
+from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mcu_state import McuState
 from zima.onboard.policy_runner import PolicyConfig
@@ -115,6 +116,26 @@ def targets(left: int, right: int) -> Callable[[McuState], bool]:
     return lambda s: (s.telemetry.target_left_mm_s, s.telemetry.target_right_mm_s) == (left, right)
 
 
+FORWARD_TARGETS = targets(FORWARD.left_mm_s, FORWARD.right_mm_s)
+
+
+async def drive_forward(runtime: Runtime, within_ms: int = 2000) -> McuState:
+    """Autonomy with a forward policy: the MCU's first state with the policy's targets."""
+    await ask_mode(runtime, DriveMode.AUTONOMOUS)
+    return await until_mcu(runtime.link, FORWARD_TARGETS, within_ms)
+
+
+@contextlib.asynccontextmanager
+async def driving_forward(tmp_path: Path, link_config: LinkConfig,
+                          ) -> AsyncIterator[tuple[Runtime, McuLink]]:
+    """The runtime with a forward policy (``tmp_path/policy.onnx``) driving autonomously;
+    yields it and its link once the MCU has the policy's targets."""
+    constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
+    async with running(runtime_config(tmp_path, link_config)) as runtime:
+        await drive_forward(runtime)
+        yield runtime, runtime.link
+
+
 @pytest.fixture(autouse=True)
 def cameras_plugged() -> None:
     PacedVideo.unplugged.clear()
@@ -130,8 +151,7 @@ def test_the_policy_drives_the_motors_through_the_real_firmware(
             link = runtime.link
             assert mode_of(runtime) == DriveMode.IDLE
             await until_mcu(link, targets(0, 0), 500)
-            await ask_mode(runtime, DriveMode.AUTONOMOUS)
-            state = await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+            state = await drive_forward(runtime)
             assert state.state == State.DRIVING
             # the tracks really turn: the firmware's PID follows the target
             await until_mcu(link, lambda s: s.telemetry.vel_left_mm_s > 150, 2000)
@@ -145,21 +165,16 @@ def test_the_policy_drives_the_motors_through_the_real_firmware(
 def test_a_model_with_a_wrong_contract_is_refused_and_the_old_one_keeps_driving(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
-    model = constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
-
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            link = runtime.link
-            first = runtime.model_sha256
-            await ask_mode(runtime, DriveMode.AUTONOMOUS)
-            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+        async with driving_forward(tmp_path, link_config) as (runtime, link):
+            model, first = tmp_path / "policy.onnx", runtime.model_sha256
             other = Contract(chunk_len=DEFAULT.chunk_len + 2)
             constant_policy(model, Action.LEFT, other)
             error = await runtime.handle(ReloadCommand("policy"), "test")
             assert error is not None
             assert "chunk_len" in error, error
             assert runtime.model_sha256 == first
-            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 500)
+            await until_mcu(link, FORWARD_TARGETS, 500)
             constant_policy(model, Action.LEFT)  # a good one: swapped in while driving
             assert await runtime.handle(ReloadCommand("policy"), "test") is None
             assert runtime.model_sha256 != first
@@ -171,13 +186,8 @@ def test_a_model_with_a_wrong_contract_is_refused_and_the_old_one_keeps_driving(
 def test_estop_from_any_mode_latches_the_mcu_and_release_returns_to_idle(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
-    constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
-
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            link = runtime.link
-            await ask_mode(runtime, DriveMode.AUTONOMOUS)
-            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+        async with driving_forward(tmp_path, link_config) as (runtime, link):
             assert await runtime.handle(EstopCommand(engaged=True), "test") is None
             state = await until_mcu(link, lambda s: s.state == State.ESTOP, 500)
             assert state.telemetry.target_left_mm_s == 0
@@ -200,17 +210,12 @@ def test_estop_from_any_mode_latches_the_mcu_and_release_returns_to_idle(
 def test_stale_cameras_stop_the_policy_and_fresh_frames_resume_it(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
-    constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
-
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            link = runtime.link
-            await ask_mode(runtime, DriveMode.AUTONOMOUS)
-            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+        async with driving_forward(tmp_path, link_config) as (_runtime, link):
             PacedVideo.unplugged.set()  # both cameras' cables pulled
             await until_mcu(link, targets(0, 0), 1500)
             PacedVideo.unplugged.clear()  # the camera threads reopen them
-            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 4000)
+            await until_mcu(link, FORWARD_TARGETS, 4000)
 
     run(main, guard_s=40)
 
@@ -218,14 +223,10 @@ def test_stale_cameras_stop_the_policy_and_fresh_frames_resume_it(
 def test_the_serial_port_vanishing_stops_the_robot_and_it_drives_again_when_back(
     board: EmulatedBoard, board_config: EmulatorConfig, link_config: LinkConfig, tmp_path: Path
 ) -> None:
-    constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
     second = EmulatedBoard(board_config)
 
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            link = runtime.link
-            await ask_mode(runtime, DriveMode.AUTONOMOUS)
-            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+        async with driving_forward(tmp_path, link_config) as (runtime, link):
             await asyncio.to_thread(board.close)  # USB cable pulled
             await link.wait_status(lambda s: not s.connected, timeout_s=5.0)
             async with asyncio.timeout(5):
@@ -236,8 +237,7 @@ def test_the_serial_port_vanishing_stops_the_robot_and_it_drives_again_when_back
             await link.wait_status(lambda s: s.connected, timeout_s=10.0)
             # the link loss dropped the robot to IDLE: it never drives off by itself
             assert mode_of(runtime) == DriveMode.IDLE
-            await ask_mode(runtime, DriveMode.AUTONOMOUS)
-            await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 3000)
+            await drive_forward(runtime, 3000)
 
     try:
         run(main, guard_s=60)
@@ -304,8 +304,7 @@ def test_no_model_means_no_autonomy_with_a_reason(
             constant_policy(tmp_path / "policy.onnx", Action.FORWARD)
             assert await runtime.handle(ReloadCommand("policy"), "test") is None
             assert sha256_of(runtime) is not None
-            await ask_mode(runtime, DriveMode.AUTONOMOUS)
-            await until_mcu(runtime.link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
+            await drive_forward(runtime)
 
     run(main, guard_s=40)
 
