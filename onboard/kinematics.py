@@ -137,6 +137,7 @@ class ArmDescription:
     tool_m: tuple[float, float, float]  # the tool point in the hand frame
     finger_gap_m: float  # centre distance of the open fingers; the tool lies midway
     names: tuple[str, ...] = field(init=False)
+    limits: NDArray[np.float64] = field(init=False, repr=False, compare=False)  # [5, 2] rad
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(j.name for j in self.joints))
@@ -154,6 +155,9 @@ class ArmDescription:
             raise ValueError("arm: link lengths must be positive")
         for j in (*self.joints, self.gripper):
             _ = j.limits  # stops outside the servo's travel fail here
+        limits = np.array([j.limits for j in self.joints])
+        limits.setflags(write=False)
+        object.__setattr__(self, "limits", limits)  # each joint's low and high limit, rad
 
     # ---- lengths the closed form uses ------------------------------------------------
     @property
@@ -172,11 +176,6 @@ class ArmDescription:
     def hand_m(self) -> float:
         """Wrist pitch axis to the tool point."""
         return self.joints[4].offset_m[0] + self.tool_m[0]
-
-    @property
-    def limits(self) -> NDArray[np.float64]:
-        """[5, 2] low and high limit of each joint, rad."""
-        return np.array([j.limits for j in self.joints])
 
     @property
     def mid_pose(self) -> tuple[float, ...]:
@@ -319,7 +318,8 @@ class ArmDescription:
 
     def _least_squares(self, q0: NDArray[np.float64], goal_p: NDArray[np.float64],
                        goal_r: NDArray[np.float64], iterations: int = 60) -> NDArray[np.float64]:
-        """Levenberg-Marquardt within the limits (steps clipped to them) from ``q0``."""
+        """Levenberg-Marquardt within the limits from ``q0``: joints that the descent pushes
+        against a limit stay there, the others' step is clipped to the limits."""
         lo, hi = self.limits[:, 0], self.limits[:, 1]
         q, damping, step = q0.copy(), 1e-3, 1e-6
         cost = float(np.sum(self._residual(q[None], goal_p, goal_r) ** 2))
@@ -328,12 +328,20 @@ class ArmDescription:
             res = self._residual(probes, goal_p, goal_r)
             jac = ((res[1:] - res[0]) / step).T  # [12, 5]
             grad = jac.T @ res[0]
-            dq = -np.linalg.solve(jac.T @ jac + damping * np.eye(len(q)), grad)
+            # joints held at a limit by the descent are left out of the step (active set)
+            held = ((q <= lo + 1e-12) & (grad > 0)) | ((q >= hi - 1e-12) & (grad < 0))
+            free = ~held
+            if not free.any():
+                break
+            dq = np.zeros_like(q)
+            jf = jac[:, free]
+            dq[free] = -np.linalg.solve(jf.T @ jf + damping * np.eye(int(free.sum())), grad[free])
             trial = np.clip(q + dq, lo, hi)
             trial_cost = float(np.sum(self._residual(trial[None], goal_p, goal_r) ** 2))
             if trial_cost < cost:
+                converged = cost - trial_cost <= 1e-14 + 1e-9 * cost  # no longer improving
                 q, cost, damping = trial, trial_cost, max(damping / 3, 1e-9)
-                if np.max(np.abs(dq)) < 1e-10:
+                if converged:
                     break
             else:
                 damping *= 10
