@@ -83,8 +83,9 @@ class ToolPose:
 
 
 class UnreachableError(ValueError):
-    """No joint angles within the limits reach the target; ``nearest`` does as well as
-    the limits allow (its ``joints`` and ``pose``, and how far it is from the target)."""
+    """No joint angles within the limits reach the target. ``reason`` says why; ``joints``
+    and ``pose`` are the nearest reachable pose, ``position_error_m`` and
+    ``orientation_error_rad`` how far it is from the target."""
 
     def __init__(self, reason: str, joints: tuple[float, ...], pose: ToolPose,
                  position_error_m: float, orientation_error_rad: float) -> None:
