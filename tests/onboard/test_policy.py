@@ -9,12 +9,13 @@ clock: how fast real inference is belongs in a benchmark.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,17 @@ class SteppedClock:
         return self.now_s + self.inference_s
 
 
+@contextlib.asynccontextmanager
+async def stepped_runner(fusion: FrameFusion, model_path: Path, *, inference_s: float = 0.0,
+                         **config: Any) -> AsyncIterator[tuple[PolicyRunner, SteppedClock]]:
+    """A runner of ``model_path`` (``config``: the rest of its ``PolicyConfig``) reading
+    ``fusion`` on a ``SteppedClock`` whose inferences take ``inference_s``."""
+    clock = SteppedClock(inference_s)
+    async with PolicyRunner(PolicyConfig(model_path=model_path, **config), DEFAULT, fusion,
+                            clock=clock) as runner:
+        yield runner, clock
+
+
 async def lock_step(runner: PolicyRunner, fusion: FrameFusion, clock: SteppedClock,
                     ticks: int) -> list[Step]:
     """Tick at control_hz on the stepped clock, fresh frames each tick, each plan waited for."""
@@ -320,12 +332,11 @@ def expected_history_actions(execute_k: int, ticks: int) -> list[int]:
 @pytest.mark.parametrize("execute_k", [1, 2, 4])
 def test_runner_executes_k_of_n_then_replans(tmp_path: Path, execute_k: int) -> None:
     path = build_model(tmp_path / "p.onnx", DEFAULT)
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=execute_k, temperature=0.0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, path, execute_k=execute_k,
+                                  temperature=0.0) as (runner, clock):
             steps = await lock_step(runner, fusion, clock, 13)
             assert steps[0] == Step(Action.STOP, "waiting for the first plan")
             assert [int(s.action) for s in steps] == expected_history_actions(execute_k, 13)
@@ -337,12 +348,10 @@ def test_runner_executes_k_of_n_then_replans(tmp_path: Path, execute_k: int) -> 
 
 def test_runner_stops_on_stale_input_and_drops_its_plan(tmp_path: Path) -> None:
     path = build_model(tmp_path / "p.onnx", DEFAULT)
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, temperature=0.0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, path, temperature=0.0) as (runner, clock):
             first = runner.tick(0.0)
             assert first.action is Action.STOP
             assert first.reason == ("stale input: camera 'forward': no frame yet; "
@@ -366,14 +375,12 @@ def test_runner_stops_on_stale_input_and_drops_its_plan(tmp_path: Path) -> None:
 
 def test_an_early_plan_sees_the_pending_actions_in_its_history(tmp_path: Path) -> None:
     path = build_model(tmp_path / "p.onnx", DEFAULT)
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    # A huge margin makes any latency look long: plan as soon as the last plan is back.
-    config = PolicyConfig(model_path=path, execute_k=2, temperature=0.0,
-                          latency_margin=1e6)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        # A huge margin makes any latency look long: plan as soon as the last plan is back.
+        async with stepped_runner(fusion, path, execute_k=2, temperature=0.0,
+                                  latency_margin=1e6) as (runner, clock):
             assert not runner.status.keeps_up
             steps = await lock_step(runner, fusion, clock, 6)
             # STOP; chunk(0) = 1, 3; planned after popping 1 with 3 pending: chunk(3) = 0, 2
@@ -384,12 +391,12 @@ def test_an_early_plan_sees_the_pending_actions_in_its_history(tmp_path: Path) -
 
 def test_the_measured_latency_moves_the_start_of_the_next_plan(tmp_path: Path) -> None:
     path = build_model(tmp_path / "p.onnx", DEFAULT)
-    clock = SteppedClock(inference_s=0.25)  # 2.5 action periods, ticked once per action
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=4, temperature=0.0, latency_margin=1.0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        # inferences of 2.5 action periods, ticked once per action
+        async with stepped_runner(fusion, path, execute_k=4, temperature=0.0,
+                                  latency_margin=1.0, inference_s=0.25) as (runner, clock):
             steps = await lock_step(runner, fusion, clock, 12)
             assert runner.status.latency_max_s == pytest.approx(0.25)
             assert runner.status.lead_s == pytest.approx(0.3)  # 3 ticks cover 0.25 s
@@ -580,12 +587,10 @@ def test_hot_reload_swaps_in_a_verified_model(tmp_path: Path) -> None:
     table = np.zeros((DEFAULT.chunk_len, DEFAULT.n_actions), np.float32)
     table[:, int(Action.RIGHT)] = 1.0
     new = build_model(tmp_path / "new.onnx", DEFAULT, kind="table", table=table)
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=old, execute_k=1, temperature=0.0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, old, execute_k=1, temperature=0.0) as (runner, clock):
             assert runner.model_sha256 == hashlib.sha256(old.read_bytes()).hexdigest()
             await lock_step(runner, fusion, clock, 3)
             sha = await runner.reload(new)
@@ -602,12 +607,10 @@ def test_a_refused_reload_keeps_the_old_model(tmp_path: Path) -> None:
     wrong = build_model(tmp_path / "wrong.onnx", DEFAULT, metadata=Contract(image_width=160))
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00\x01 not onnx")
-    clock = SteppedClock()
     fusion = fresh_fusion(DEFAULT, 0.0)
-    config = PolicyConfig(model_path=old, execute_k=1, temperature=0.0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, old, execute_k=1, temperature=0.0) as (runner, clock):
             sha = runner.model_sha256
             with pytest.raises(ContractMismatchError, match="image_width: model 160, runtime 128"):
                 await runner.reload(wrong)

@@ -21,7 +21,7 @@ from zima.onboard.runtime import Runtime
 from zima.onboard.safety import BatteryLevel, DriveMode
 
 from .onnx_models import build_model
-from .test_policy import SteppedClock, feed, lock_step, run
+from .test_policy import SteppedClock, feed, lock_step, run, stepped_runner
 
 # Track speeds of each chunk step, mm/s: forward, a left turn, a right turn faster than
 # the tracks may go, a crawl inside the STOP dead band.
@@ -63,12 +63,11 @@ def test_outputs_that_are_neither_kind_are_refused_naming_them(tmp_path: Path) -
 
 def test_the_runner_drives_a_continuous_chunk_as_clipped_track_commands(tmp_path: Path) -> None:
     path = build_model(tmp_path / "c.onnx", DEFAULT, kind="tracks", table=TABLE)
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=3, temperature=1.0, seed=0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, path, execute_k=3, temperature=1.0,
+                                  seed=0) as (runner, clock):
             steps = await lock_step(runner, fusion, clock, 5)
             assert steps == [
                 Step(Action.STOP, "waiting for the first plan"),  # no command: STOP
@@ -93,12 +92,10 @@ def test_the_runner_drives_a_continuous_chunk_as_clipped_track_commands(tmp_path
 def test_a_step_inside_the_dead_band_is_a_stop_with_its_command(tmp_path: Path) -> None:
     table = np.tile(TABLE[3], (DEFAULT.chunk_len, 1))  # [chunk_len, 2] 10 and -5 mm/s
     path = build_model(tmp_path / "c.onnx", DEFAULT, kind="tracks", table=table)
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=2)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, path, execute_k=2) as (runner, clock):
             steps = await lock_step(runner, fusion, clock, 3)
             # Not a forced STOP (no reason): the policy's own, with its command.
             assert steps[1:] == [Step(Action.STOP, tracks=TrackCommand(10, -5))] * 2

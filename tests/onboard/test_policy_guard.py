@@ -42,7 +42,7 @@ from zima.onboard.policy import (
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
 
 from .onnx_models import build_model
-from .test_policy import SteppedClock, run
+from .test_policy import SteppedClock, run, stepped_runner
 
 DARK, BRIGHT = 100, 250  # frame brightness; the model is NaN above a mean of 140
 NAN_ABOVE = 140.0
@@ -161,12 +161,11 @@ def test_live_nan_never_drives_and_three_in_a_row_make_the_model_faulty(
         tmp_path: Path, temperature: float) -> None:
     path = nan_when_live(tmp_path / "nan.onnx")
     good = build_model(tmp_path / "good.onnx", DEFAULT, kind="table", table=left_table())
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=1, temperature=temperature, seed=0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, path, execute_k=1, temperature=temperature,
+                                  seed=0) as (runner, clock):
             # A tick acts on the plan of the tick before: the frame fed at i shows at i + 1.
             steps = await drive(runner, fusion, clock, [DARK, DARK, BRIGHT, DARK, BRIGHT])
             assert [s.action for s in steps] == [Action.STOP, Action.LEFT, Action.LEFT,
@@ -201,12 +200,10 @@ def test_live_nan_never_drives_and_three_in_a_row_make_the_model_faulty(
 
 def test_a_good_output_between_bad_ones_resets_the_run(tmp_path: Path) -> None:
     path = nan_when_live(tmp_path / "nan.onnx")
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=1, temperature=0.0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, path, execute_k=1, temperature=0.0) as (runner, clock):
             # A bright frame spoils two observations (its own and the next, whose history
             # holds it): two bad outputs, good ones, two bad again: 4 bad, never 3 in a row.
             steps = await drive(runner, fusion, clock,
@@ -230,12 +227,10 @@ def test_a_continuous_model_nan_on_live_frames_is_a_stop_without_a_command(
     table = np.tile(np.array([300, 300], np.float32), (DEFAULT.chunk_len, 1))
     path = build_model(tmp_path / "c.onnx", DEFAULT, kind="tracks", table=table,
                        nan_above_mean=NAN_ABOVE, nan_column=1)
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=1)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, path, execute_k=1) as (runner, clock):
             steps = await drive(runner, fusion, clock, [DARK, BRIGHT, DARK])
             assert steps[1] == Step(Action.FORWARD, tracks=TrackCommand(300, 300))
             assert steps[2] == Step(Action.STOP, "bad model output: tracks are not finite "
@@ -276,12 +271,10 @@ def test_a_model_bad_on_its_shipped_samples_is_refused(tmp_path: Path) -> None:
 def test_reload_refuses_a_model_bad_on_its_samples_and_keeps_the_old(tmp_path: Path) -> None:
     good = build_model(tmp_path / "good.onnx", DEFAULT, kind="table", table=left_table())
     live = nan_when_live(tmp_path / "live.onnx", samples=observations(BRIGHT))
-    clock = SteppedClock()
     fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=good, execute_k=1, temperature=0.0)
 
     async def main() -> None:
-        async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
+        async with stepped_runner(fusion, good, execute_k=1, temperature=0.0) as (runner, clock):
             sha = runner.model_sha256
             with pytest.raises(SampleOutputError, match="shipped sample 1 of 2"):
                 await runner.reload(live)
