@@ -341,7 +341,7 @@ class PolicyRecord(Record):
     RATE: ClassVar[str] = "2 Hz"
 
     model_hash: str | None = doc("sha256 hex of the model in use")
-    model_path: str | None = doc("")
+    model_path: str | None = doc('the model file, or "host:port" of a remote server')
     latency_ms: float | None = doc("inference, smoothed")
     latency_max_ms: float | None = doc("")
     plans: int = doc("chunks planned")
@@ -363,6 +363,19 @@ class PolicyRecord(Record):
                                 since=True, null=True)
     dry_ticks: int | None = doc("ticks that found no plan ready", since=True)
     stale_ticks: int | None = doc("", since=True)
+    backend: str | None = doc('"local", "remote" ([policy] backend) or "fallback" (the '
+                              "onboard fallback model plans while the server is away)",
+                              since=True)
+    connected: bool | None = doc("remote: connected to the server and its model verified",
+                                 since=True, null=True)
+    round_trip_ms: float | None = doc("remote: the last request's round trip (plans lead by "
+                                      "it)", since=True, null=True)
+    round_trip_p99_ms: float | None = doc("", since=True, null=True)
+    reconnects: int | None = doc("remote: connections made after the first", since=True)
+    remote_losses: int | None = doc("remote: connections lost (a request timed out, the link "
+                                    "broke): each STOPs the robot", since=True)
+    remote_error: str | None = doc("remote: why the last connection ended or was refused",
+                                   since=True, null=True)
 
 
 @dataclass(frozen=True, slots=True)

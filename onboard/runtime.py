@@ -430,7 +430,7 @@ class Runtime:
 
     # ---- the policy ---------------------------------------------------------------------
     async def _start_policy(self, path: Path) -> PolicyRunner | None:
-        if not path.exists():
+        if self.config.policy.backend == "local" and not path.exists():
             self._policy_error = f"no model at {path}"
             self._policy_failures += 1
             log.warning("policy: %s; autonomous modes are refused until one is deployed", path)
@@ -569,8 +569,10 @@ class Runtime:
             ready, reason = False, "; ".join(failed)
         elif runner is None:
             ready, reason = False, f"no policy: {self._policy_error}"
-        elif runner.status.faulty is not None:
-            ready, reason = False, f"model faulty: {runner.status.faulty}"
+        elif (st := runner.status).faulty is not None:
+            ready, reason = False, f"model faulty: {st.faulty}"
+        elif st.backend == "remote" and not st.connected:  # "fallback": its model plans
+            ready, reason = False, f"remote policy not connected: {st.remote_error}"
         elif stale:
             ready, reason = False, "stale camera input: " + "; ".join(stale)
         else:
@@ -951,7 +953,9 @@ class Runtime:
                 plans=0, reloads=0, reload_error=self._policy_error,
                 reload_failures=self._policy_failures, bad_outputs=0, bad_in_row=0,
                 last_bad_output=None, faulty=None, obs_age_ms=None, obs_age_p50_ms=None,
-                obs_age_p99_ms=None, lead_ms=None, dry_ticks=0, stale_ticks=0)
+                obs_age_p99_ms=None, lead_ms=None, dry_ticks=0, stale_ticks=0,
+                backend=self.config.policy.backend, connected=None, round_trip_ms=None,
+                round_trip_p99_ms=None, reconnects=0, remote_losses=0, remote_error=None)
         st = runner.status
 
         def ms(seconds: float | None) -> float | None:
@@ -959,7 +963,9 @@ class Runtime:
 
         ema = st.latency_ema_s
         return PolicyRecord(
-            model_hash=st.model_sha256, model_path=str(self.config.policy.model_path),
+            model_hash=st.model_sha256 or None,  # remote: "" until the server first answers
+            model_path=(str(self.config.policy.model_path) if st.backend == "local"
+                        else self.config.policy.server),
             latency_ms=None if ema is None else ema * 1e3,
             latency_max_ms=(st.latency_max_s * 1e3 if math.isfinite(st.latency_max_s)
                             else None),
@@ -968,7 +974,10 @@ class Runtime:
             bad_in_row=st.bad_in_row, last_bad_output=st.last_bad_output, faulty=st.faulty,
             obs_age_ms=ms(st.obs_age_s), obs_age_p50_ms=ms(st.obs_age_p50_s),
             obs_age_p99_ms=ms(st.obs_age_p99_s), lead_ms=ms(st.lead_s),
-            dry_ticks=st.dry_ticks, stale_ticks=st.stale_ticks)
+            dry_ticks=st.dry_ticks, stale_ticks=st.stale_ticks, backend=st.backend,
+            connected=st.connected, round_trip_ms=ms(st.round_trip_s),
+            round_trip_p99_ms=ms(st.round_trip_p99_s), reconnects=st.reconnects,
+            remote_losses=st.losses, remote_error=st.remote_error)
 
     def _cameras_record(self) -> CamerasRecord | None:
         if self._rig is None:

@@ -30,7 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estop": ("zima.host.estop", "engage (or --release) a robot's e-stop over MQTT and confirm it"),
     "deploy": ("zima.host.deploy", "install a policy model on a robot over SSH and hot-reload it"),
     "flash": ("zima.host.flash", "build and upload the firmware with PlatformIO, then verify it"),
+    "view": ("zima.ecosystem.view", "show an episode or a live robot in rerun, or save a .rrd"),
+    "episodes": ("zima.episodes_cli", "episode folders: list, verify, mark, plot, LeRobot in/out"),
     "onboard": ("zima.onboard.cli", "the robot computer's runtime service and its installer"),
+    "serve": ("zima.host.serve", "serve a policy model to robots over the network (remote policy)"),
+    "arm": ("zima.onboard.arm_cli", "the arm's kinematics: joint angles <-> tool pose (fk, ik)"),
 }
 
 

@@ -42,11 +42,15 @@ FINITE = st.floats(allow_nan=False, allow_infinity=False, width=32)
 TEXT = st.text(max_size=20)
 
 
-def _values(tp: Any) -> st.SearchStrategy[Any]:
-    """Any value a record's field of type ``tp`` may hold."""
+def _values(tp: Any, bounds: tuple[float, float] | None = None) -> st.SearchStrategy[Any]:
+    """Any value a record's field of type ``tp`` (within ``bounds``) may hold."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if args and type(None) in args:
-        return st.none() | _values(next(a for a in args if a is not type(None)))
+        return st.none() | _values(next(a for a in args if a is not type(None)), bounds)
+    if bounds is not None:
+        low, high = bounds
+        return (st.integers(int(low), int(high)) if tp is int
+                else st.floats(low, min(high, 1e9), allow_nan=False, width=32))
     if isinstance(tp, type) and issubclass(tp, DriveMode | BatteryLevel):
         return st.sampled_from(list(tp))
     if origin is list:
@@ -60,7 +64,8 @@ def _values(tp: Any) -> st.SearchStrategy[Any]:
 def records(cls: type[Record]) -> st.SearchStrategy[Record]:
     hints = typing.get_type_hints(cls)
     return st.fixed_dictionaries(
-        {f.name: _values(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        {f.name: _values(hints[f.name], f.metadata.get("bounds"))
+         for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     ).map(lambda kw: cls(**kw))
 
 
