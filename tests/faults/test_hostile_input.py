@@ -9,8 +9,10 @@ operator's own tool (``zima estop``: the command's result and telemetry/mode), b
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 
@@ -69,6 +71,28 @@ async def status_is_true(op: Operator) -> None:
                       what="(status says online: telemetry must keep coming)")
 
 
+async def one_by_one(stack: Stack, op: Operator, failures: list[str],
+                     cases: Iterable[tuple[str, Callable[[], Awaitable[None]]]]) -> bool:
+    """Each case in turn: the robot drives, the case sends its hostile input (and notes in
+    ``failures`` what was wrong with the answer), then, whatever the answer was, the robot
+    must still stop on an MQTT e-stop and its status still tell the truth. A robot that no
+    longer drives or stops ends the run (the rest would say the same): False."""
+    for what, send in cases:
+        try:
+            await drive(stack, op)
+        except AssertionError as exc:
+            failures.append(f"before {what}: {exc}")
+            return False
+        await send()
+        try:
+            await estop_confirmed(stack, op)
+            await status_is_true(op)
+        except AssertionError as exc:
+            failures.append(f"{what}, then the e-stop on MQTT: {exc}")
+            return False
+    return True
+
+
 def test_hostile_mqtt_commands_are_refused_and_the_estop_still_works(stack: Stack) -> None:
     failures: list[str] = []
 
@@ -76,12 +100,8 @@ def test_hostile_mqtt_commands_are_refused_and_the_estop_still_works(stack: Stac
         async with stack.operator() as op, heartbeats(op):
             stack.start_runtime()
             await stack.ready(op)
-            for what, command, payload in mqtt_payloads():
-                try:
-                    await drive(stack, op)
-                except AssertionError as exc:
-                    failures.append(f"before {what}: {exc}")
-                    break
+
+            async def send(what: str, command: str, payload: bytes) -> None:
                 start = op.mark()
                 await op.publish(command, payload)
                 if command != "heartbeat":
@@ -89,15 +109,13 @@ def test_hostile_mqtt_commands_are_refused_and_the_estop_still_works(stack: Stac
                         await refused(op, command, after=start)
                     except AssertionError as exc:
                         failures.append(f"{what}: {exc}")
-                try:  # whatever the answer was: the robot must still stop on command
-                    await estop_confirmed(stack, op)
-                    await status_is_true(op)
-                except AssertionError as exc:
-                    failures.append(f"{what}, then the e-stop: {exc}")
-                    break  # the robot no longer answers: the rest would say the same
                 sizes = [len(m.raw) for m in op.received("cmd/result", start)]
                 if max(sizes, default=0) > MAX_ANSWER_BYTES:
                     failures.append(f"{what}: answers of {sizes} bytes")
+
+            await one_by_one(stack, op, failures, [
+                (what, functools.partial(send, what, command, payload))
+                for what, command, payload in mqtt_payloads()])
 
     run(main, guard_s=120)
     assert not failures, "\n".join(failures) + f"\n--- runtime log:\n{stack.log_tail()}"
@@ -185,24 +203,18 @@ def test_hostile_websocket_messages_are_refused_and_the_estop_still_works(
     url = base + "ws"  # signed in through the form: the token is never in a URL
 
     async def hostile(http: aiohttp.ClientSession, op: Operator) -> None:
-        for what, text, oversized in ws_messages():
-            try:
-                await drive(stack, op)
-            except AssertionError as exc:
-                failures.append(f"before {what}: {exc}")
-                return
+        async def send(what: str, text: str, oversized: bool) -> None:
             async with http.ws_connect(url, max_msg_size=0) as ws:
                 await asyncio.wait_for(ws.receive_json(), 5.0)  # the first status
                 try:
                     await answered(ws, text, oversized)
                 except (AssertionError, TimeoutError) as exc:
                     failures.append(f"{what}: {exc!r}")
-            try:  # whatever the console did: the robot must still stop on command
-                await estop_confirmed(stack, op)
-                await status_is_true(op)
-            except AssertionError as exc:
-                failures.append(f"{what}, then the e-stop on MQTT: {exc}")
-                return
+
+        if not await one_by_one(stack, op, failures, [
+                (what, functools.partial(send, what, text, oversized))
+                for what, text, oversized in ws_messages()]):
+            return
         async with http.ws_connect(url) as ws:  # the console still serves
             first = await asyncio.wait_for(ws.receive_json(), 5.0)
             assert first.get("t") == "status", first
