@@ -32,9 +32,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zima.contract import DEFAULT, Action, Contract
+from zima.emulator import EmulatedBoard
 from zima.host.serve import PolicyServer
 from zima.onboard.config import ConfigError, config_from_table
 from zima.onboard.fusion import FrameFusion
+from zima.onboard.link_config import LinkConfig
 from zima.onboard.policy import ContractMismatchError, load_model
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
 from zima.onboard.remote_policy import RemoteAuthError
@@ -53,8 +55,10 @@ from zima.onboard.remote_protocol import (
     encode,
     parse_server,
 )
+from zima.onboard.safety import DriveMode
 
 from .delay_proxy import DelayProxy
+from .helpers import until_mcu
 from .onnx_models import build_model, history_chunk
 
 KEY = b"a shared key of 32 characters..."
@@ -584,3 +588,43 @@ def test_sim_eval_through_the_server_matches_the_local_run(
         assert "wrong key" in capsys.readouterr().err
     finally:
         stop_serve(proc)
+
+
+# ---- the runtime through a server ------------------------------------------------------
+
+
+def test_the_runtime_drives_through_a_remote_server_and_says_so(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, key_file: Path
+) -> None:
+    """A robot with no model file of its own: the server's FORWARD policy drives the real
+    firmware, telemetry/policy names the backend, and losing the server stops the robot."""
+    from .test_runtime import (  # noqa: PLC0415 - the runtime's fixtures, hardware tier
+        FORWARD_TARGETS,
+        ask_mode,
+        constant_policy,
+        running,
+        runtime_config,
+        targets,
+    )
+
+    model = constant_policy(tmp_path / "served.onnx", Action.FORWARD)
+
+    async def main() -> None:
+        async with serving(model) as server:
+            policy = remote_config(server.port, key_file, model_path=tmp_path / "none.onnx")
+            async with running(runtime_config(tmp_path, link_config, policy=policy)) as rt:
+                await ask_mode(rt, DriveMode.AUTONOMOUS)
+                await until_mcu(rt.link, FORWARD_TARGETS, 3000)
+                record = rt.telemetry_record("policy")
+                assert record is not None
+                assert (record["backend"], record["connected"], record["model_path"]) == (
+                    "remote", True, f"127.0.0.1:{server.port}")
+                assert record["model_hash"] == load_model(model, DEFAULT).sha256
+                assert isinstance(record["round_trip_ms"], float)
+                await server.__aexit__(None, None, None)  # the server goes away
+                await until_mcu(rt.link, targets(0, 0), 3000)  # within the policy timeout
+                decision = rt.last_decision
+                assert decision is not None
+                assert "remote policy" in str(decision.reason), decision
+
+    run(main)
