@@ -249,29 +249,31 @@ def _pool_xml(layout: SceneLayout, pool: BodyPool, robot: RobotConfig, contract:
             ("north", 0, hy + t, hx + 2 * t, t), ("south", 0, -hy - t, hx + 2 * t, t),
         )
     ]  # fmt: skip
+
+    def pool_bodies(kinds: list[tuple[str, float, str, int]]) -> list[str]:
+        """(name, resting height in metres, geom attributes, how many): the pool's bodies
+        of each kind, parked in a row off the arena, ``<name>_<i>``."""
+        return [_static_body(f"{name}_{i}", park(z), geom)
+                for name, z, geom, count in kinds for i in range(count)]
+
     obstacle = f'group="{GROUP_OBSTACLE}" rgba=".5 .4 .3 1" material="furn_matte"'
-    bodies += [_static_body(f"obstacle_box_{i}", park(0.1),
-                            f'type="box" size=".1 .1 .1" {obstacle}')
-               for i in range(pool.obstacle_boxes)]
-    bodies += [_static_body(f"obstacle_cyl_{i}", park(0.1),
-                            f'type="cylinder" size=".1 .1" {obstacle}')
-               for i in range(pool.obstacle_cylinders)]
+    bodies += pool_bodies([
+        ("obstacle_box", 0.1, f'type="box" size=".1 .1 .1" {obstacle}', pool.obstacle_boxes),
+        ("obstacle_cyl", 0.1, f'type="cylinder" size=".1 .1" {obstacle}',
+         pool.obstacle_cylinders),
+    ])
     half = CUBE_SIZE_M / 2
     cube = f'group="{GROUP_CUBE}" rgba=".8 0 0 1"'
     bodies.append(f'<body name="target" pos="60 60 {half}"><geom name="target" type="box" '
                   f'size="{half} {half} {half}" group="{GROUP_CUBE}" rgba="0 .8 0 1"/></body>')
-    bodies += [_static_body(f"distractor_{i}", park(half),
-                            f'type="box" size="{half} {half} {half}" {cube}')
-               for i in range(pool.distractor_cubes)]
-    bodies += [_static_body(f"distractor_cyl_{i}", park(0.05),
-                            f'type="cylinder" size=".03 .05" {cube}')
-               for i in range(pool.distractor_cylinders)]
-    bodies += [_static_body(f"distractor_sphere_{i}", park(0.04),
-                            f'type="sphere" size=".04" {cube}')
-               for i in range(pool.distractor_spheres)]
-    bodies += [_static_body(f"distractor_box_{i}", park(0.05),
-                            f'type="box" size=".03 .05 .05" {cube}')
-               for i in range(pool.distractor_boxes)]
+    bodies += pool_bodies([
+        ("distractor", half, f'type="box" size="{half} {half} {half}" {cube}',
+         pool.distractor_cubes),
+        ("distractor_cyl", 0.05, f'type="cylinder" size=".03 .05" {cube}',
+         pool.distractor_cylinders),
+        ("distractor_sphere", 0.04, f'type="sphere" size=".04" {cube}', pool.distractor_spheres),
+        ("distractor_box", 0.05, f'type="box" size=".03 .05 .05" {cube}', pool.distractor_boxes),
+    ])
     return f"""<mujoco model="zima_{layout.name}">
   <compiler angle="radian"/>
   <option timestep="{physics_dt_s}" integrator="implicitfast"/>
