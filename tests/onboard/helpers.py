@@ -24,6 +24,17 @@ T = TypeVar("T")
 GUARD_S = 20.0  # no test of this folder needs more than a few seconds
 
 
+class ManualClock:
+    """A clock that moves only when the test moves it (``now_s``): ages, expiries and
+    timeouts come out exact however slow the machine."""
+
+    def __init__(self, now_s: float = 0.0) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
 def run(main: Callable[[], Coroutine[Any, Any, T]], guard_s: float = GUARD_S) -> T:
     """``asyncio.run(main())``, failing after ``guard_s`` of wall-clock time."""
 

@@ -39,6 +39,7 @@ from zima.onboard.policy_runner import PlanTrace, PolicyConfig, PolicyRunner, St
 from zima.onboard.runtime import Runtime
 from zima.onboard.safety import BatteryLevel, DriveMode
 
+from .helpers import ManualClock
 from .onnx_models import build_model, history_chunk
 
 GUARD_S = 20.0
@@ -276,13 +277,13 @@ def test_lead_grows_with_the_recent_worst_latency() -> None:
 # ---- the runner -------------------------------------------------------------------------
 
 
-class SteppedClock:
-    """A clock that moves only when the test says so. The policy's worker thread reads it
-    when an inference ends, and reads ``inference_s`` later than the loop does: an
-    injected inference latency, in the test's time."""
+class SteppedClock(ManualClock):
+    """A ``ManualClock`` that the policy's worker thread, reading it when an inference
+    ends, reads ``inference_s`` later than the loop does: an injected inference latency,
+    in the test's time."""
 
     def __init__(self, inference_s: float = 0.0) -> None:
-        self.now_s = 0.0
+        super().__init__()
         self.inference_s = inference_s
 
     def __call__(self) -> float:

@@ -25,6 +25,8 @@ from zima.onboard.mqtt_config import AuthRefusedError, MqttConfig
 from zima.onboard.safety import DriveMode
 from zima.onboard.telemetry import Provider, Telemetry
 
+from .helpers import ManualClock
+
 
 def robot_config(broker: Broker, **changes: object) -> MqttConfig:
     fields: dict[str, object] = {
@@ -345,16 +347,6 @@ def test_an_unexpected_error_is_logged_counted_and_the_session_restarted(
     assert failures[0].exc_info[0] is ValueError
 
 
-class FakeMonotonic:
-    """The queue's clock, moved by the test: ages are exact however slow the machine."""
-
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
 def test_after_a_broker_outage_the_newest_state_goes_first_and_old_messages_never(
     broker: Broker,
 ) -> None:
@@ -362,7 +354,7 @@ def test_after_a_broker_outage_the_newest_state_goes_first_and_old_messages_neve
     fresh one. Now each topic's newest message goes, newest first, and nothing older than
     max_backlog_age_s. The broker really stops; when it is back the robot is kept out
     (its password removed, then restored with a SIGHUP) until the operator listens."""
-    clock = FakeMonotonic()
+    clock = ManualClock()  # the queue's clock
     passwd = broker.conf.parent / "passwd"
     tool = shutil.which("mosquitto_passwd")
     assert tool is not None

@@ -49,7 +49,7 @@ from .browser import (
     until,
     wait_text,
 )
-from .helpers import run
+from .helpers import ManualClock, run
 from .test_runtime import running, runtime_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,14 +132,6 @@ def test_sessions_expire_when_idle_or_old_and_keep_no_id() -> None:
 
 
 # ---- end to end -------------------------------------------------------------------------------
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
 def test_the_console_listens_on_loopback_unless_told(
         board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path) -> None:
     assert WebConfig().host == "127.0.0.1"
@@ -281,7 +273,7 @@ def test_every_endpoint_needs_a_live_session(
 
 def test_sessions_end_when_idle_and_after_their_lifetime(
         board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
 
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime, \
@@ -311,7 +303,7 @@ def test_repeated_wrong_tokens_lock_that_address_out_and_are_logged(
         board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="zima.onboard.web")
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
 
     async def attempt(token: str, local: str = "127.0.0.1") -> tuple[int, str, str | None]:
         connector = aiohttp.TCPConnector(local_addr=(local, 0))
