@@ -122,6 +122,7 @@ bench-py: venv
 	$(PY) bench/sim_bench.py
 	$(PY) bench/runtime_bench.py
 	$(PY) bench/training_bench.py
+	$(PY) bench/remote_bench.py --episodes 10
 
 bench-firmware: venv
 	$(MAKE) --no-print-directory avr-firmware emulator

@@ -4,8 +4,10 @@ seeding, the scripted expert through it, and how an episode ends.
 Small images (a 48 x 64 contract) keep rendering cheap; the spaces follow any contract.
 """
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, cast
 
 import gymnasium as gym
@@ -146,3 +148,15 @@ def test_bad_actions_and_settings_are_refused() -> None:
         FindCubeEnv(render_mode="human")
     with pytest.raises(ValueError, match="unknown scene"):
         FindCubeEnv(scene="moon")
+
+
+def test_the_readme_snippet_runs_as_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Gymnasium example, run as a user would paste it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    snippet = next(b for b in blocks if ENV_ID in b)
+    exec(compile(snippet, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    expected = re.search(r"# (success .*)\n", snippet)
+    assert expected is not None
+    assert printed[:3] == expected.group(1).split()[:3]  # outcome, reward, steps
