@@ -222,10 +222,14 @@ def test_a_second_client_watches_and_cannot_drive(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
 ) -> None:
     second = new_browser()
+    # The page keeps its lease with a heartbeat every 100 ms. Chromium starting a second
+    # window on a loaded machine has held those back past the default 0.5 s lease timeout;
+    # the lease then expired and the watcher's key took it. What is tested here is who may
+    # drive, not the lease's timeout (the closing-page test holds that): a longer one.
+    config = runtime_config(tmp_path, link_config, safety=SafetyConfig(lease_timeout_s=5.0))
 
     async def main() -> None:
-        async with signed_in(page, runtime_config(tmp_path, link_config),
-                             DriveMode.TELEOP) as (runtime, url):
+        async with signed_in(page, config, DriveMode.TELEOP) as (runtime, url):
             link = runtime.link
             await browse(click, page, "lease-take")
             await browse(wait_text, page, "lease", lambda t: t == "you drive")
