@@ -18,11 +18,8 @@ from .browser import new_browser
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
     """One Chromium for a test module (starting one takes seconds)."""
-    driver = new_browser()
-    try:
+    with new_browser() as driver:  # quits on leaving
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
