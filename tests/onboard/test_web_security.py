@@ -365,6 +365,12 @@ def test_the_login_page_says_so_when_the_address_is_locked_out(
     run(main, guard_s=60)
 
 
+async def read_all(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Read (and drop) what the console sends until the socket closes."""
+    async for _message in ws:
+        pass
+
+
 def test_a_flood_of_wrong_logins_is_locked_out_and_the_loop_keeps_ticking(
         board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path) -> None:
     """1000 wrong logins, 50 at a time, from another process and address: one is compared,
@@ -378,14 +384,19 @@ def test_a_flood_of_wrong_logins_is_locked_out_and_the_loop_keeps_ticking(
         async with running(runtime_config(tmp_path, link_config)) as runtime, \
                 console(runtime) as (url, web), console_session(url, TOKEN) as http, \
                 http.ws_connect(url + "/ws") as ws:
+            # The page reads its socket all along, as a browser does: a client that stops
+            # reading answers no pings, and the console's heartbeat (2 s) rightly drops it.
+            reading = asyncio.create_task(read_all(ws))
             before = runtime.loop_stats()
             flood = await asyncio.create_subprocess_exec(
                 "nice", "-n", "19", sys.executable, "-m", "tests.onboard.login_flood", url,
                 "1000", "50", "127.0.0.2", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
             out, _ = await asyncio.wait_for(flood.communicate(), 60)
             after = runtime.loop_stats()
+            assert not reading.done(), reading  # the socket is still open
             await ws.send_json({"t": "estop", "engaged": True})
             await until(lambda: runtime.safety.mode == DriveMode.ESTOP)
+            reading.cancel()
             assert web.guard.locked_out("127.0.0.2", web.clock())
             assert web.guard.lockouts == 1
             return (json.loads(out), after.ticks - before.ticks,
