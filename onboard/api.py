@@ -7,8 +7,8 @@ command in one place, ``Runtime.handle(command, source)``, and tells its state i
 ``Runtime.status()`` and ``Runtime.telemetry_record(stream)``.
 
 **Commands** (:mod:`zima.onboard.commands`: the typed records, their bounds and the JSON
-parser of ``cmd/<name>``): mode, teleop, arm, e-stop, reload, record, lease, hand-back and
-heartbeat.
+parser of ``cmd/<name>``): mode, teleop, arm (joints, a tool pose, a named pose or a jog),
+e-stop, reload, record, lease, hand-back and heartbeat.
 
 **Records**, one frozen dataclass per telemetry stream (``telemetry/<stream>``, table
 ``RECORDS``): each field has its type, its bound (an enum's values; ``None`` where the value
@@ -21,8 +21,9 @@ newer tool reads an older robot. ``onboard/MQTT.md``'s topic table is :func:`top
 
 **How old the data is.** The MCU's records (battery, odometry, faults) carry ``age_s``
 since their TELEMETRY arrived and ``stale`` when the link is down or silent; link has
-``age_s`` of the last TELEMETRY; a policy record the observation's age at action time; each
-camera its frame's age. Mode and loop describe the runtime itself, now.
+``age_s`` of the last TELEMETRY; the arm's ``age_s`` of its ARM_STATE; a policy record the
+observation's age at action time; each camera its frame's age. Mode and loop describe the
+runtime itself, now.
 """
 
 from __future__ import annotations
@@ -39,11 +40,17 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self
 
 from zima.episodes import Outcome
+from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M
 from zima.onboard.commands import (
+    ARM_JOG_LIMITS,
+    ARM_TOOL_BOUNDS,
     COMMAND_NAMES,
     REQUESTABLE_MODES,
     TELEOP_LIMITS,
     ArmCommand,
+    ArmJogCommand,
+    ArmPoseCommand,
+    ArmToolCommand,
     Command,
     CommandError,
     EstopCommand,
@@ -54,17 +61,24 @@ from zima.onboard.commands import (
     RecordCommand,
     ReloadCommand,
     TeleopCommand,
+    ToolTarget,
     parse_command,
 )
 from zima.onboard.frame import Frame
 from zima.onboard.safety import BatteryLevel, DriveMode
 
 __all__ = [
+    "ARM_JOG_LIMITS",
+    "ARM_TOOL_BOUNDS",
     "COMMAND_NAMES",
     "RECORDS",
     "REQUESTABLE_MODES",
     "TELEOP_LIMITS",
     "ArmCommand",
+    "ArmJogCommand",
+    "ArmPoseCommand",
+    "ArmRecord",
+    "ArmToolCommand",
     "BatteryLevel",
     "BatteryRecord",
     "CameraRecord",
@@ -93,6 +107,7 @@ __all__ = [
     "ReloadCommand",
     "RobotStatus",
     "TeleopCommand",
+    "ToolTarget",
     "TracksRecord",
     "parse_command",
     "topic_reference",
@@ -379,6 +394,28 @@ class PolicyRecord(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class ArmRecord(Record):
+    STREAM: ClassVar[str] = "arm"
+    RATE: ClassVar[str] = "5 Hz; not sent until the MCU's first ARM_STATE"
+
+    servo_ddeg: list[int] = doc("the servos' present commands (ARM_STATE, 0.1 deg; yaw, "
+                                "shoulder, elbow, wrist pitch, wrist roll, gripper): the MCU "
+                                "slews them toward the targets")
+    joints_rad: list[float] = doc("the five arm joints at servo_ddeg (rad, "
+                                  "zima.onboard.kinematics.JOINT_NAMES order)")
+    tool_xyz_m: list[float] = doc("the tool point there, by forward kinematics: metres in the "
+                                  "arm_base frame (x forward, y left, z up)")
+    tool_pitch_rad: float = doc("the gripper's pitch below horizontal")
+    tool_roll_rad: float = doc("")
+    gripper_m: float = doc(f"the fingers' opening (0 closed, {GRIPPER_MAX_OPENING_M} open; "
+                           "below 0: squeezing)")
+    commanded_ddeg: list[int | None] = doc("the targets last sent (0.1 deg; null: none since "
+                                           "the runtime started)")
+    age_s: float = doc("since the ARM_STATE arrived", bounds=AGE)
+    stale: bool = doc("the link is down or silent: the last values known")
+
+
+@dataclass(frozen=True, slots=True)
 class CameraRecord(Record):
     STREAM: ClassVar[str] = "cameras.<camera>"
 
@@ -477,6 +514,7 @@ class RobotStatus:
     lease_holder: str | None  # the teleop lease's client, if any
     camera_names: tuple[str, ...]  # configured, whether or not they stream
     model_sha256: str | None
+    arm: ArmRecord | None = None  # None before the MCU's first ARM_STATE
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -505,7 +543,7 @@ class Operated(Protocol):
 # telemetry/<stream> -> its record, in the order onboard/MQTT.md lists them.
 RECORDS: dict[str, type[Record]] = {
     r.STREAM: r for r in (BatteryRecord, OdometryRecord, ModeRecord, LinkRecord, FaultsRecord,
-                          LoopRecord, PolicyRecord, CamerasRecord)}
+                          LoopRecord, PolicyRecord, CamerasRecord, ArmRecord)}
 
 
 def topic_reference() -> str:

@@ -17,6 +17,19 @@ topics, the web console, the host tools) and ``Runtime.handle`` carries them out
     ArmCommand((900, None, ...))          arm       6 joint targets in 0.1 deg (ARM_RANGE_DDEG),
                                                     None leaves a joint; Safety clamps them
                                                     to [safety] arm limits
+    ArmToolCommand(ToolTarget(...), 0.02) arm       a tool pose (m, rad; ARM_TOOL_BOUNDS)
+                                                    and/or the gripper's opening (m)
+    ArmPoseCommand("ready")               arm       one of POSE_NAMES (zima.onboard.arm_poses)
+    ArmJogCommand(vx_m_s=0.05, ...)       arm       tool velocities held until the next jog,
+                                                    within ARM_JOG_LIMITS (Safety times out)
+
+``cmd/arm`` takes one of four flat forms, told apart by their keys (:func:`arm_command`)::
+
+    {"targets": [6 x 0.1 deg or null]}                                   joints
+    {"x_m", "y_m", "z_m", "pitch_rad", "roll_rad"} and/or {"gripper_m"}  the tool
+    {"pose": "stowed"|"ready"|"look_down"}                               a named pose
+    {"vx_m_s", "vy_m_s", "vz_m_s", "vpitch_rad_s", "vroll_rad_s",        a jog (any of
+     "vgripper_m_s"}                                                     them; others 0)
 
 Bad input is a :class:`CommandError` (a ``ValueError``) saying why; it is answered, never
 raised into the part that received it.
@@ -55,6 +68,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -64,13 +78,22 @@ from typing import Final, Protocol
 
 from zima.bounded import MAX_ID_CHARS, InputError, parse_json_bounded, printable_id
 from zima.episodes import JUDGED_OUTCOMES
+from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M, POSE_NAMES
 from zima.onboard.safety import DriveMode
 
 __all__ = [
+    "ARM_JOG_LIMITS",
+    "ARM_TOOL_BOUNDS",
     "COMMAND_NAMES",
+    "JOG_KEYS",
     "REQUESTABLE_MODES",
     "TELEOP_LIMITS",
+    "TOOL_KEYS",
     "ArmCommand",
+    "ArmJogCommand",
+    "ArmJogLimits",
+    "ArmPoseCommand",
+    "ArmToolCommand",
     "Command",
     "CommandError",
     "CommandKey",
@@ -84,7 +107,9 @@ __all__ = [
     "SigningConfig",
     "TeleopCommand",
     "TeleopLimits",
+    "ToolTarget",
     "arm_command",
+    "arm_targets_command",
     "command_name",
     "parse_command",
     "request_id_of",
@@ -292,14 +317,119 @@ class ArmCommand:
                                    f"[{lo}, {hi}] (0.1 deg) or null")
 
 
+@dataclass(frozen=True, slots=True)
+class ArmToolBounds:
+    """The bounds of a tool target: beyond them every front end refuses it. Far wider than
+    the arm's 0.3 m reach, so that a target out of reach is refused by the kinematics,
+    which name the nearest pose it can reach."""
+
+    position_m: float = 1.0  # |x|, |y|, |z| in the arm_base frame
+    angle_rad: float = math.tau  # |pitch|, |roll|
+
+
+@dataclass(frozen=True, slots=True)
+class ArmJogLimits:
+    """The bounds of a jog's velocities: beyond them every front end refuses it. A jog
+    late by Safety's teleop timeout (0.3 s) moves at most 4.5 cm, 0.3 rad, 1.5 cm."""
+
+    linear_m_per_s: float = 0.15
+    angular_rad_per_s: float = 1.0
+    gripper_m_per_s: float = 0.05
+
+
+ARM_TOOL_BOUNDS: Final = ArmToolBounds()
+ARM_JOG_LIMITS: Final = ArmJogLimits()
+TOOL_KEYS: Final = ("x_m", "y_m", "z_m", "pitch_rad", "roll_rad")
+JOG_KEYS: Final = ("vx_m_s", "vy_m_s", "vz_m_s", "vpitch_rad_s", "vroll_rad_s", "vgripper_m_s")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolTarget:
+    """A tool pose to go to: the tool point in metres in the ``arm_base`` frame, the
+    gripper's pitch (down +) and roll in radians (:class:`zima.onboard.kinematics.ToolPose`),
+    within ARM_TOOL_BOUNDS."""
+
+    x_m: float
+    y_m: float
+    z_m: float
+    pitch_rad: float
+    roll_rad: float
+
+    def __post_init__(self) -> None:
+        for key in TOOL_KEYS:
+            limit = (ARM_TOOL_BOUNDS.position_m if key.endswith("_m")
+                     else ARM_TOOL_BOUNDS.angle_rad)
+            _number(key, getattr(self, key), limit)
+
+
+@dataclass(frozen=True, slots=True)
+class ArmToolCommand:
+    """Go to a tool pose (through inverse kinematics from the arm's present pose) and/or
+    set the gripper's opening (m, 0 closed .. GRIPPER_MAX_OPENING_M open)."""
+
+    tool: ToolTarget | None
+    gripper_m: float | None = None
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tool is None and self.gripper_m is None:
+            raise CommandError("an arm tool command needs a tool pose, gripper_m or both")
+        if self.gripper_m is not None:
+            _gripper(self.gripper_m)
+
+
+@dataclass(frozen=True, slots=True)
+class ArmPoseCommand:
+    """Go to a named pose (zima.onboard.arm_poses.NAMED_POSES)."""
+
+    pose: str
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pose not in POSE_NAMES:
+            raise CommandError(f"pose must be one of {list(POSE_NAMES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class ArmJogCommand:
+    """Move the tool at these velocities (the arm_base frame: m/s; pitch and roll rad/s;
+    the gripper's opening m/s) until the next jog; Safety integrates them only while
+    jogs keep coming (zima.onboard.safety). Within ARM_JOG_LIMITS."""
+
+    vx_m_s: float = 0.0
+    vy_m_s: float = 0.0
+    vz_m_s: float = 0.0
+    vpitch_rad_s: float = 0.0
+    vroll_rad_s: float = 0.0
+    vgripper_m_s: float = 0.0
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        lim = ARM_JOG_LIMITS
+        for key, limit in zip(JOG_KEYS, (lim.linear_m_per_s,) * 3 + (lim.angular_rad_per_s,) * 2
+                              + (lim.gripper_m_per_s,), strict=True):
+            _number(key, getattr(self, key), limit)
+
+    @property
+    def velocity(self) -> tuple[float, ...]:
+        """The six velocities in JOG_KEYS order."""
+        return tuple(float(getattr(self, key)) for key in JOG_KEYS)
+
+    @property
+    def moving(self) -> bool:
+        return any(self.velocity)
+
+
 Command = (ModeCommand | TeleopCommand | EstopCommand | ReloadCommand | RecordCommand
-           | HeartbeatCommand | LeaseCommand | HandBackCommand | ArmCommand)
+           | HeartbeatCommand | LeaseCommand | HandBackCommand | ArmCommand | ArmToolCommand
+           | ArmPoseCommand | ArmJogCommand)
+ARM_COMMANDS: Final = (ArmCommand, ArmToolCommand, ArmPoseCommand, ArmJogCommand)
 
 COMMAND_NAMES = ("mode", "teleop", "estop", "reload", "record", "heartbeat", "lease",
                  "handback", "arm")
 LEASE_ACTIONS = ("take", "renew", "give")
 MAX_COMMAND_BYTES = 4096  # the longest valid command is under 200 bytes
-MAX_COMMAND_DEPTH = 2  # a command is one flat JSON object (arm: one list of numbers)
+MAX_COMMAND_DEPTH = 2  # a command is one flat JSON object (arm's targets: one list)
 RELOAD_TARGETS = ("policy", "config")
 RECORD_ACTIONS = ("start", "stop", "discard")
 RECORD_OUTCOMES = tuple(o.value for o in JUDGED_OUTCOMES)
@@ -369,7 +499,64 @@ def _handback(_body: dict[str, object], rid: str | None) -> HandBackCommand:
     return HandBackCommand(rid)
 
 
-def arm_command(targets: object, request_id: str | None = None) -> ArmCommand:
+def _gripper(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CommandError("gripper_m must be a number")
+    if not 0 <= value <= GRIPPER_MAX_OPENING_M:
+        raise CommandError(f"gripper_m={str(value)[:24]} is outside [0, "
+                           f"{GRIPPER_MAX_OPENING_M}] (m, the fingers' opening)")
+    return float(value)
+
+
+ARM_FORMS = ('{"targets": [6 x 0.1 deg or null]}; {"x_m", "y_m", "z_m", "pitch_rad", '
+             '"roll_rad"} and/or {"gripper_m"}; {"pose": name}; or a jog, any of '
+             '{"vx_m_s", "vy_m_s", "vz_m_s", "vpitch_rad_s", "vroll_rad_s", "vgripper_m_s"}')
+
+
+def _arm_form(keys: set[str]) -> str | None:
+    """Which form of cmd/arm (module doc) the keys make, None for none of them."""
+    tool = keys & set(TOOL_KEYS)
+    if keys == {"targets"}:
+        return "targets"
+    if keys == {"pose"}:
+        return "pose"
+    if keys and keys <= set(JOG_KEYS):
+        return "jog"
+    if keys and keys <= {*TOOL_KEYS, "gripper_m"} and tool in (set(), set(TOOL_KEYS)):
+        return "tool"
+    return None
+
+
+def arm_command(body: dict[str, object], request_id: str | None = None) -> (
+        ArmCommand | ArmToolCommand | ArmPoseCommand | ArmJogCommand):
+    """The arm command in ``body``, a cmd/arm payload without its request_id, in any of its
+    forms (module doc); ``CommandError`` for anything else."""
+    form = _arm_form(set(body))
+    if form is None:
+        got = sorted(k[:MAX_ID_CHARS] for k in body)[:8]
+        raise CommandError(f"arm takes one of {ARM_FORMS}; got {got}")
+    if form == "targets":
+        return arm_targets_command(body["targets"], request_id)
+    if form == "pose":
+        if body["pose"] not in POSE_NAMES:
+            raise CommandError(f"pose must be one of {list(POSE_NAMES)}")
+        return ArmPoseCommand(str(body["pose"]), request_id)
+    if form == "jog":
+        lim = ARM_JOG_LIMITS
+        limits = dict(zip(JOG_KEYS, (lim.linear_m_per_s,) * 3 + (lim.angular_rad_per_s,) * 2
+                          + (lim.gripper_m_per_s,), strict=True))
+        return ArmJogCommand(**{k: _number(k, v, limits[k]) for k, v in body.items()},
+                             request_id=request_id)
+    tool = None
+    if "x_m" in body:
+        bounds = ARM_TOOL_BOUNDS
+        tool = ToolTarget(*(_number(k, body[k], bounds.position_m if k.endswith("_m")
+                                    else bounds.angle_rad) for k in TOOL_KEYS))
+    gripper = body.get("gripper_m")
+    return ArmToolCommand(tool, None if gripper is None else _gripper(gripper), request_id)
+
+
+def arm_targets_command(targets: object, request_id: str | None = None) -> ArmCommand:
     """An arm command from raw input (``cmd/arm``, the console's arm messages): a list of
     ARM_TARGETS whole numbers or nulls; ``CommandError`` for anything else. A number with
     a fraction is rounded (a slider may send 900.0)."""
@@ -387,8 +574,8 @@ def arm_command(targets: object, request_id: str | None = None) -> ArmCommand:
     return ArmCommand(tuple(values), request_id)
 
 
-def _arm(body: dict[str, object], rid: str | None) -> ArmCommand:
-    return arm_command(body["targets"], rid)
+def _arm(body: dict[str, object], rid: str | None) -> Command:
+    return arm_command(body, rid)
 
 
 # Each command's builder: it checks the values of the keys parse_command let through.
@@ -412,7 +599,8 @@ def _body(payload: bytes) -> object:
 _NAMES: dict[type, str] = {ModeCommand: "mode", TeleopCommand: "teleop", EstopCommand: "estop",
                            ReloadCommand: "reload", RecordCommand: "record",
                            HeartbeatCommand: "heartbeat", LeaseCommand: "lease",
-                           HandBackCommand: "handback", ArmCommand: "arm"}
+                           HandBackCommand: "handback", ArmCommand: "arm",
+                           ArmToolCommand: "arm", ArmPoseCommand: "arm", ArmJogCommand: "arm"}
 
 
 def command_name(command: Command) -> str:
@@ -469,10 +657,12 @@ def parse_command(name: str, payload: bytes, config: SigningConfig,
         "heartbeat": set(),
         "lease": {"action"},
         "handback": set(),
-        "arm": {"targets"},
-    }.get(name)
-    if expected is None:
+        "arm": None,  # four forms: arm_command says which keys each takes
+    }.get(name, set())
+    if name not in _BUILDERS:
         raise CommandError(f"unknown command {name[:MAX_ID_CHARS]!r}")
+    if expected is None:  # arm's forms: its builder says which it takes
+        return arm_command(body, rid)
     if set(body) != expected:
         got = sorted(k[:MAX_ID_CHARS] for k in body)[:8]
         raise CommandError(f"{name} takes exactly {sorted(expected)}, got {got}")

@@ -71,6 +71,7 @@ class MqttConfig:
             "loop": 2.0,  # control-loop rate and jitter
             "policy": 2.0,  # latency and model hash
             "cameras": 1.0,  # each camera's state, frame age, failures and last error
+            "arm": 5.0,  # joint angles and the tool pose (the MCU's ARM_STATE comes at 10 Hz)
         }
     )
     # Signed commands (module doc): the key file turns them on; owner-only, like password.

@@ -21,7 +21,10 @@ What runs, and who may touch the motors:
 - **Operator commands** (MQTT ``cmd/*``, the web console) go through :meth:`Runtime.handle`,
   which asks ``Safety``; none of them writes to the MCU except e-stop, which also latches
   the MCU's own e-stop (it works from any mode, even with the policy in the middle of a
-  chunk).
+  chunk), and the arm's: joint targets, tool poses (inverse kinematics from the present
+  pose, :mod:`zima.onboard.arm_teleop`), named poses and jogs, each checked and clamped by
+  ``Safety`` and sent as one ``ARM`` (the MCU slews the servos; a jog moves only while
+  jogs keep coming, ``Safety.arm_jog``).
 - **Telemetry** (MQTT, optional: a dead broker never disturbs the loop), the **recorder**
   (HDF5 episodes on a worker thread; a full disk stops recording, not driving) and the
   **systemd watchdog** (pinged only while the control loop is ticking) hang off the loop.
@@ -61,6 +64,10 @@ import numpy as np
 from zima.contract import DEFAULT, Contract, nearest_action
 from zima.onboard.api import (
     ArmCommand,
+    ArmJogCommand,
+    ArmPoseCommand,
+    ArmRecord,
+    ArmToolCommand,
     BatteryRecord,
     CameraRecord,
     CamerasRecord,
@@ -82,13 +89,17 @@ from zima.onboard.api import (
     ReloadCommand,
     RobotStatus,
     TeleopCommand,
+    ToolTarget,
     TracksRecord,
 )
+from zima.onboard.arm_poses import gripper_opening_m
+from zima.onboard.arm_teleop import ARM_TARGETS, ArmPlan, ArmTeleop
 from zima.onboard.camera import CameraRig, Capture, open_capture
 from zima.onboard.camera_config import CameraConfig, CameraError
 from zima.onboard.config import RuntimeConfig
 from zima.onboard.frame import Frame
 from zima.onboard.fusion import FrameFusion
+from zima.onboard.kinematics import ARM
 from zima.onboard.link import McuLink
 from zima.onboard.link_errors import LinkDownError, LinkError, RefusedError
 from zima.onboard.mcu_state import McuState
@@ -251,6 +262,7 @@ class Runtime:
         self._parts: dict[str, PartHealth] = {}
         self._refusal_log: tuple[str, float, int] | None = None  # message, logged at, repeats
         self._mcu_estop_seen = False  # the MCU's ESTOP state at the last update
+        self._arm = ArmTeleop()  # the arm's present commanded pose (zima.onboard.arm_teleop)
 
     # ---- lifetime -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -578,6 +590,9 @@ class Runtime:
         else:
             ready, reason = True, None
         mcu_estop = state is not None and state.state == State.ESTOP
+        self._arm.observe(link.arm_state, now_s)
+        if not connected or mcu_estop or Fault.BATT_CRITICAL in faults:
+            self._arm.forget()  # the MCU holds each servo where it is: not at its target
         if mcu_estop and not self._mcu_estop_seen and self.safety.mode != DriveMode.ESTOP:
             # The MCU's latch was set without us (before we started, or by another host):
             # say estop, not idle, and let the operator release it the usual way. On the
@@ -724,7 +739,16 @@ class Runtime:
                 case HandBackCommand():
                     self.safety.hand_back(client=source, now_s=now_s)
                 case ArmCommand(targets_ddeg=targets):
-                    await self.teleop_arm(list(targets), source)
+                    await self._arm_move(self._arm.joints(targets), source, now_s)
+                case ArmToolCommand(tool=tool, gripper_m=gripper_m):
+                    await self._arm_tool(tool, gripper_m, source, now_s)
+                case ArmPoseCommand(pose=pose):
+                    await self._arm_move(self._arm.pose(pose), source, now_s)
+                case ArmJogCommand():
+                    step = self.safety.arm_jog(velocity=command.velocity, client=source,
+                                               now_s=now_s)
+                    if any(step):  # the first jog of a press only starts the clock
+                        await self._arm_move(self._arm.jog(step), source, now_s)
                 case _:
                     return f"unknown command {command!r}"
         except (SafetyError, ModelError, RecorderError, LinkError, ValueError) as exc:
@@ -783,12 +807,24 @@ class Runtime:
             raise RecorderError("the recorder is not running")
         return self._recorder
 
-    async def teleop_arm(self, targets_ddeg: list[int | None], client: str) -> None:
-        """Arm joint targets (0.1 deg, None leaves a joint) from the client that owns the
-        robot; Safety clamps them, the MCU slews the servos at its own limits."""
-        allowed = self.safety.teleop_arm(targets_ddeg=targets_ddeg, client=client,
-                                         now_s=self._clock())
+    async def _arm_move(self, plan: ArmPlan, client: str, now_s: float) -> None:
+        """Send an arm command's targets from the client that owns the robot: Safety
+        clamps them, the MCU slews the servos at its own limits; they are the present
+        pose from now on."""
+        allowed = self.safety.teleop_arm(targets_ddeg=plan.targets_ddeg, client=client,
+                                         now_s=now_s)
         await self.link.arm(allowed)
+        self._arm.sent(plan, allowed)
+
+    async def _arm_tool(self, tool: ToolTarget | None, gripper_m: float | None, client: str,
+                        now_s: float) -> None:
+        """A tool pose through IK. Safety is asked first (a refused client's target is not
+        solved); the plan runs on a worker thread: the nearest-pose search of a refusal
+        takes tens of milliseconds, which the control loop must not wait for."""
+        self.safety.teleop_arm(targets_ddeg=[None] * ARM_TARGETS, client=client,
+                               now_s=now_s)
+        plan = await asyncio.to_thread(self._arm.tool, tool, gripper_m)
+        await self._arm_move(plan, client, self._clock())
 
     def frames(self) -> dict[str, Frame]:
         """The newest frame of every camera (the web console's live views)."""
@@ -842,7 +878,26 @@ class Runtime:
             tracks=self._tracks_record(), recorder=self._recorder_record(),
             lease_holder=None if lease is None else lease.client,
             camera_names=tuple(camera.name for camera in self.config.cameras),
-            model_sha256=self.model_sha256)
+            model_sha256=self.model_sha256, arm=self._arm_record())
+
+    def _arm_record(self) -> ArmRecord | None:
+        """The arm as the MCU's latest ARM_STATE has it (its age: since the control loop
+        first saw it, within a tick of its arrival), and the targets last sent."""
+        servo, seen_s = self._arm.servo_ddeg, self._arm.servo_seen_s
+        if servo is None or seen_s is None:
+            return None
+        joints = [j.servo.value_from_ddeg(d) for j, d in zip(ARM.joints, servo[:-1], strict=True)]
+        pose = ARM.tool_pose(joints)
+        link = self._link
+        age_s = round(max(self._clock() - seen_s, 0.0), 3)
+        return ArmRecord(
+            servo_ddeg=list(servo), joints_rad=[round(q, 5) for q in joints],
+            tool_xyz_m=[round(v, 5) for v in (pose.x, pose.y, pose.z)],
+            tool_pitch_rad=round(pose.pitch, 5), tool_roll_rad=round(pose.roll, 5),
+            gripper_m=round(gripper_opening_m(ARM.gripper.servo.value_from_ddeg(servo[-1])), 5),
+            commanded_ddeg=list(self._arm.commanded_ddeg), age_s=age_s,
+            stale=(link is None or not link.connected
+                   or age_s > self.config.link.telemetry_timeout_s))
 
     def _tracks_record(self) -> TracksRecord | None:
         d = self._last_decision
@@ -992,7 +1047,8 @@ class Runtime:
         return {"battery": self._battery_record, "odometry": self._odometry_record,
                 "mode": self._mode_record, "link": self._link_record,
                 "faults": self._faults_record, "loop": self._loop_record,
-                "policy": self._policy_record, "cameras": self._cameras_record}
+                "policy": self._policy_record, "cameras": self._cameras_record,
+                "arm": self._arm_record}
 
     def _providers(self) -> Mapping[str, Callable[[], Mapping[str, object] | None]]:
         """The streams configured in ``[mqtt.rates_hz]``, as Telemetry's providers."""

@@ -41,6 +41,14 @@ to whole mm/s (the ``DRIVE`` message's unit). Arm targets from teleop pass the s
 ownership check and are clamped per joint to ``arm_min_ddeg..arm_max_ddeg``; the MCU's
 slew limit does the rest.
 
+Arm jogs time out like track commands. A jog is a velocity held on a key or stick, sent
+again at the page's rate while held (``arm_jog``): each one returns how far the previous
+one moves the arm now, its velocity times the time since it came, at most
+``teleop_timeout_s``. So the arm moves only while jogs keep coming: a stuck key behind a
+dropped connection sends nothing, and nothing moves; a jog delayed past the timeout moves
+no further than a track command would have driven. A mode change, a lost lease, a hand-back
+or a world stop forgets the jog (the next one starts afresh).
+
 Leases: one driving client at a time. ``acquire_lease`` / ``renew_lease`` / any teleop
 command keep a lease alive for ``lease_timeout_s``; a lease not renewed expires
 ("lease_expired"). In teleop the tracks then have no owner (mode stays teleop); during a
@@ -61,9 +69,9 @@ when no operator has been heard for ``operator_timeout_s`` the mode drops to idl
 ("operator_lost", reason "no operator heard for 5.0 s"). The operator is heard by
 ``operator_seen`` (the runtime calls it for every operator message, heartbeats included)
 and by every accepted command of a present operator: a request for autonomous or
-supervised (entering them counts), ``teleop``, ``teleop_arm``, ``acquire_lease``,
-``renew_lease``, ``hand_back``. ``operator_timeout_s = 0`` turns the rule off, for
-unattended runs that their config names.
+supervised (entering them counts), ``teleop``, ``teleop_arm``, ``arm_jog``,
+``acquire_lease``, ``renew_lease``, ``hand_back``. ``operator_timeout_s = 0`` turns the
+rule off, for unattended runs that their config names.
 
 ``mode_reason`` says why the robot is in its mode, and ``decide``'s reason in a mode that
 never drives is the same text: "idle" when the operator chose it, "<kind>: <reason>" of
@@ -256,6 +264,13 @@ class _Command:
     owner: str  # who sent it: a command drives only while its sender owns the tracks
 
 
+@dataclass(frozen=True, slots=True)
+class _Jog:
+    velocity: tuple[float, ...]  # per axis, units per second (the caller's axes)
+    stamp_s: float
+    client: str
+
+
 class Safety:
     """The drive-mode state machine and the one gate to the motors (see the module doc)."""
 
@@ -267,6 +282,7 @@ class Safety:
         self._takeover: str | None = None  # the client that took over in supervised
         self._teleop: _Command | None = None
         self._policy: _Command | None = None
+        self._jog: _Jog | None = None  # the arm jog in force (module doc)
         # The world as the last update() saw it; unsure until the first one.
         self._link_up = False
         self._battery = BatteryLevel.OK
@@ -424,6 +440,26 @@ class Safety:
         return [None if v is None else min(max(round(v), lo), hi)
                 for v, lo, hi in zip(values, lows, highs, strict=True)]
 
+    def arm_jog(
+        self, *, velocity: Sequence[float], client: str, now_s: float
+    ) -> tuple[float, ...]:
+        """An operator's arm jog, ``velocity`` per axis (units/s) held until the next jog;
+        refused where ``teleop_arm`` is. Returns the step to move now, per axis: the
+        previous jog's velocity (this client's) times the time since it came, at most
+        ``teleop_timeout_s``; zeros when there is none (module doc)."""
+        values = tuple(_finite(f"velocity[{i}]", v) for i, v in enumerate(velocity))
+        self._advance(now_s)
+        stop = self._world_stop()
+        if stop:
+            raise ModeRefusedError(f"arm refused: {stop}")
+        self._operate(client)
+        self._heard(client)
+        held, self._jog = self._jog, _Jog(values, self._now_s, client)
+        if held is None or held.client != client or len(held.velocity) != len(values):
+            return (0.0,) * len(values)
+        dt_s = min(self._now_s - held.stamp_s, self.config.teleop_timeout_s)
+        return tuple(v * dt_s for v in held.velocity)
+
     def hand_back(self, *, client: str, now_s: float) -> None:
         """End a supervised take-over: the policy owns the tracks again."""
         self._advance(now_s)
@@ -433,6 +469,7 @@ class Safety:
             raise NotOwnerError(f"{client!r} has not taken over (owner {self.owner})")
         self._takeover = None
         self._teleop = self._policy = None  # the policy starts from a fresh step
+        self._jog = None
         self._record("handback", self._mode, client)
         self._heard(client)
 
@@ -481,7 +518,7 @@ class Safety:
              "e-stop latched on the MCU"),
         ):
             if lost and not was:
-                self._teleop = self._policy = None
+                self._teleop = self._policy = self._jog = None
                 if self._mode in POLICY_MODES:
                     self._set_mode(DriveMode.IDLE, kind, source, reason)
         self._link_up, self._mcu_estop = bool(link_up), bool(estop_latched_on_mcu)
@@ -538,6 +575,7 @@ class Safety:
         client, self._lease = self._lease.client, None
         if self._mode is DriveMode.TELEOP:
             self._teleop = None
+        self._jog = None
         if self._mode is DriveMode.SUPERVISED and self._takeover == client:
             # The operator left mid take-over: stop, rather than hand the robot back.
             self._set_mode(DriveMode.IDLE, kind, source, reason + " during take-over")
@@ -631,7 +669,7 @@ class Safety:
         was = self._mode
         self._mode = mode
         self._takeover = None
-        self._teleop = self._policy = None
+        self._teleop = self._policy = self._jog = None
         self._mode_reason = (f"{kind}: {reason}" if kind in _FORCED_IDLE and reason
                              else _CHOSEN.get(mode))
         self._record(kind, was, source, reason)

@@ -53,10 +53,19 @@ refused with its reason, never an error of the server)::
                                            another client holds it ("others watch")
     {"t": "record", "action": "start"|"stop"|"discard", "outcome": "success"|"failure"}
     {"t": "handback"}                      end a supervised take-over
-    {"t": "arm", "targets": [6 x ddeg or null]}
+    {"t": "arm", ...}                      any form of MQTT's cmd/arm: {"targets": [6 x ddeg
+                                           or null]}, a tool pose {"x_m", "y_m", "z_m",
+                                           "pitch_rad", "roll_rad"} and/or {"gripper_m"},
+                                           {"pose": "stowed"|"ready"|"look_down"}
+    {"t": "jog", "vx_m_s": .., "vy_m_s": .., "vz_m_s": .., "vpitch_rad_s": ..,
+     "vroll_rad_s": .., "vgripper_m_s": ..}
+                                           ~20 Hz while an arm key or stick is held; one
+                                           zero when released. The arm moves only while
+                                           they keep coming (Safety.arm_jog)
 
-and to it: ``{"t": "status", ...}`` at ``status_hz`` and after every command, and
-``{"t": "refused", "what": kind, "message": why}`` for a refused command.
+and to it: ``{"t": "status", ...}`` (the arm: its ``telemetry/arm`` record) at ``status_hz``
+and after every command, and ``{"t": "refused", "what": kind, "message": why}`` for a
+refused command.
 
 Safety rule: the socket closing releases its client's lease at once (the tracks stop on
 the next tick); a network that vanishes without closing stops the heartbeats, so the
@@ -109,7 +118,7 @@ from zima.onboard.api import (
     Operated,
     RecordCommand,
 )
-from zima.onboard.commands import arm_command, teleop_command
+from zima.onboard.commands import JOG_KEYS, ArmJogCommand, arm_command, teleop_command
 from zima.onboard.web.auth import (
     ConnectionLimiter,
     GuardConfig,
@@ -142,8 +151,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",  # no-referrer would make Chromium send Origin: null
 }
 _BOUNDARY = "zimaframe"
-# Safety itself refuses a watcher's drive; anyone may engage the e-stop (see _dispatch).
-WATCHERS_MAY = frozenset({"hb", "drive", "heartbeat"})
+# Safety itself refuses a watcher's drive and jog; anyone may engage the e-stop (_dispatch).
+WATCHERS_MAY = frozenset({"hb", "drive", "jog", "heartbeat"})
 MAX_MESSAGE_BYTES = 4096  # the longest message the page sends is under 200 bytes
 MAX_MESSAGE_DEPTH = 2  # {"t": "arm", "targets": [...]}
 
@@ -267,7 +276,8 @@ class WebConsole:
             "heartbeat": lambda _c, _m: HeartbeatCommand(),
             "drive": self._drive, "estop": _estop, "lease": _lease, "mode": _mode,
             "record": _record, "handback": lambda _c, _m: HandBackCommand(),
-            "arm": lambda _c, m: arm_command(m.get("targets"))}
+            "arm": lambda _c, m: arm_command({k: v for k, v in m.items() if k != "t"}),
+            "jog": self._jog}
 
     # ---- lifetime -----------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -606,7 +616,7 @@ class WebConsole:
         except Exception as exc:  # a bug: logged with its traceback; the socket stays open
             log.error("console message %r from %s failed", kind, client.id, exc_info=exc)
             error = f"internal error: {type(exc).__name__}"
-        if kind not in ("drive", "hb", "heartbeat"):
+        if kind not in ("drive", "jog", "hb", "heartbeat"):
             await client.send(self.status(client.id))  # show the result at once
         return None if error is None else (kind, error)
 
@@ -632,6 +642,16 @@ class WebConsole:
                 and self.runtime.status().lease_holder != client:
             return None  # a release from a client that does not drive: nothing to stop
         return drive
+
+    def _jog(self, client: str, m: dict[str, Any]) -> Command | None:
+        body = {k: v for k, v in m.items() if k != "t"}
+        if not set(body) <= set(JOG_KEYS):
+            raise CommandError(f"a jog takes velocities {list(JOG_KEYS)}")
+        jog = arm_command(body) if body else ArmJogCommand()
+        assert isinstance(jog, ArmJogCommand)  # its keys are a jog's
+        if not jog.moving and self.runtime.status().lease_holder != client:
+            return None  # a release from a client that does not drive: nothing to stop
+        return jog
 
     # ---- status ---------------------------------------------------------------------------
     def status(self, client_id: str) -> dict[str, Any]:
@@ -666,6 +686,7 @@ class WebConsole:
             "model_sha256": st.model_sha256,
             "recorder": None if st.recorder is None else st.recorder.to_json(),
             "cameras": list(st.camera_names),
+            "arm": None if st.arm is None else st.arm.to_json(),
             "clients": len(self._clients),
         }
 

@@ -54,7 +54,7 @@ def _values(tp: Any, bounds: tuple[float, float] | None = None) -> st.SearchStra
     if isinstance(tp, type) and issubclass(tp, DriveMode | BatteryLevel):
         return st.sampled_from(list(tp))
     if origin is list:
-        return st.lists(TEXT, max_size=3)
+        return st.lists(_values(args[0]), max_size=3)
     if origin is dict:
         return st.dictionaries(TEXT, st.integers() | TEXT, max_size=3)
     return {bool: st.booleans(), int: st.integers(-(2**40), 2**40), float: FINITE,
