@@ -1,8 +1,7 @@
 """Trace a Policy into the ONNX file the robot loads (zima.onboard.policy's I/O contract).
 
 The exported graph takes uint8 images (normalisation is inside the model) and int64
-action history, with a symbolic batch dimension; its one output is ``logits`` for a
-discrete policy and ``tracks`` (mm/s) for a continuous one (:func:`output_name`). It
+action history, with a symbolic batch dimension; its one output is ``logits``. It
 carries in ``metadata_props``::
 
     zima_contract               Contract.to_json() (METADATA_KEY): the runtime checks it
@@ -41,12 +40,7 @@ from zima import __version__
 from zima.atomic import write_atomic
 from zima.contract import METADATA_KEY, Contract
 from zima.onboard.model_samples import SAMPLES_KEY, encode_samples
-from zima.onboard.policy import (
-    ACTION_HISTORY_INPUT,
-    IMAGES_INPUT,
-    LOGITS_OUTPUT,
-    TRACKS_OUTPUT,
-)
+from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, LOGITS_OUTPUT
 
 OPSET: Final = 17
 VERSION_KEY: Final = "zima_version"
@@ -70,11 +64,6 @@ def check_eval_mode(model: nn.Module) -> None:
             f"refusing to export a model in training mode ({len(training)} modules, e.g. "
             f"{shown}): call model.eval() first; Dropout and batch statistics would be "
             "traced into the graph")
-
-
-def output_name(model: nn.Module) -> str:
-    """The ONNX output of ``model``: ``tracks`` for a continuous Policy, else ``logits``."""
-    return TRACKS_OUTPUT if getattr(model, "continuous", False) else LOGITS_OUTPUT
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -114,7 +103,6 @@ def export_onnx(model: nn.Module, contract: Contract, path: str | os.PathLike[st
     example = (torch.zeros((1, *contract.image_shape), dtype=torch.uint8),  # [1, N, H, W, 3]
                torch.zeros((1, contract.action_history), dtype=torch.int64))  # [1, A]
     batch = {0: "batch"}
-    output = output_name(model)
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         traced = Path(tmp) / "model.onnx"
@@ -125,9 +113,9 @@ def export_onnx(model: nn.Module, contract: Contract, path: str | os.PathLike[st
                 warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
             torch.onnx.export(
                 model, example, str(traced), dynamo=False, opset_version=OPSET,
-                input_names=[IMAGES_INPUT, ACTION_HISTORY_INPUT], output_names=[output],
+                input_names=[IMAGES_INPUT, ACTION_HISTORY_INPUT], output_names=[LOGITS_OUTPUT],
                 dynamic_axes={IMAGES_INPUT: batch, ACTION_HISTORY_INPUT: batch,
-                              output: batch})
+                              LOGITS_OUTPUT: batch})
         proto = onnx.load(str(traced))
     props = {METADATA_KEY: contract.to_json(), VERSION_KEY: __version__,
              SOURCE_SHA256_KEY: source_sha256}

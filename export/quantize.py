@@ -6,9 +6,8 @@ signed int8 weights on x86 without VNNI (measured by bench/training_bench.py: th
 policy 5.8 ms signed vs 1.8 ms unsigned, resnet18 142 vs 47 ms; fp32 1.2 and 45 ms), and the
 file is 4x smaller either way.
 The contract and the other metadata are copied over, so the runtime verifies an int8
-file exactly as it verifies the float one. Accuracy is judged as action agreement with
-the float model (argmax, or nearest action for a continuous model's track speeds), not
-with PyTorch (int8 outputs are not expected to match to 1e-3).
+file exactly as it verifies the float one. Accuracy is judged as argmax agreement with
+the float model, not with PyTorch (int8 logits are not expected to match to 1e-3).
 """
 
 from __future__ import annotations

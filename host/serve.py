@@ -193,10 +193,12 @@ class PolicyServer:
         if not secrets.compare_digest(auth.mac, client_mac(self._key, nonce, auth.nonce)):
             await self._refuse(ws, peer, "wrong key")
             return False
+        from zima.onboard.policy import LOGITS_OUTPUT  # noqa: PLC0415
+
         model = self.model
         mac = server_mac(self._key, nonce, auth.nonce, model.sha256, self.contract_json)
-        await ws.send_bytes(encode(Welcome(mac, self.contract_json, model.sha256, model.output,
-                                           model.provider)))
+        await ws.send_bytes(encode(Welcome(mac, self.contract_json, model.sha256,
+                                           LOGITS_OUTPUT, model.provider)))
         return True
 
     async def _refuse(self, ws: web.WebSocketResponse, peer: str | None, reason: str) -> None:
@@ -211,7 +213,7 @@ class PolicyServer:
         try:
             out = await loop.run_in_executor(
                 self._executor, self.model.infer, message.images[None],
-                message.history[None])  # [chunk_len, n_actions | 2]
+                message.history[None])  # [chunk_len, n_actions]
         except Exception as exc:  # onnxruntime's errors share no other base
             log.exception("inference failed")
             return Fail(message.id, f"inference failed: {exc}")
@@ -222,7 +224,7 @@ class PolicyServer:
 def _output_shape(model: PolicyModel) -> tuple[int, ...]:
     from zima.onboard.policy import output_shape  # noqa: PLC0415
 
-    return output_shape(model.contract, model.output)
+    return output_shape(model.contract)
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -282,7 +284,7 @@ async def _serve(model: PolicyModel, key: bytes, host: str, port: int,
         async with PolicyServer(model, key, host=host, port=port, tls=tls) as server:
             c = model.contract
             print(f"serving {model.path} (sha256 {model.sha256}) on {server.url}\n"  # noqa: T201
-                  f"  output {model.output} {list(server.shapes.output)}, provider "
+                  f"  output logits {list(server.shapes.output)}, provider "
                   f"{model.provider}, warm-up inference {model.warmup_latency_s * 1e3:.2f} ms\n"
                   f"  contract: cameras {list(c.cameras)}, images {list(c.image_shape)}, "
                   f"action history {c.action_history}, chunk {c.chunk_len}", flush=True)

@@ -1,8 +1,5 @@
 """Action chunks: choosing actions from logits, the actions planned ahead, and when to plan.
 
-A continuous policy's chunk queues a track command beside each step's (nearest) action:
-the queue and its timing rule are the same for both kinds of model.
-
 Pure: no clock, no threads; the runner (:mod:`zima.onboard.policy_runner`) calls it at
 every control-loop tick with the time, and reports each inference's latency. Times in
 seconds: ``action_s = 1 / contract.control_hz`` is how long each action lasts (100 ms),
@@ -38,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zima.contract import Contract, TrackCommand
+from zima.contract import Contract
 from zima.onboard.policy import MAX_ABS_LOGIT, BadOutputError, values_problem
 
 __all__ = ["ActionQueue", "LatencyEstimate", "Planned", "RecentTimes", "choose_actions",
@@ -106,7 +103,6 @@ class Planned:
     """The planned action to execute at a tick."""
 
     action: int
-    tracks: TrackCommand | None  # a continuous model's command; None from a discrete one
     started: bool  # it starts at this tick (False: it goes on)
     tag: object | None = None  # what its chunk was queued with, when its first action starts
 
@@ -129,9 +125,9 @@ class ActionQueue:
         self.tick_s = self.action_s
         if tick_s is not None:
             self.set_tick(tick_s)
-        # (action, its track command, the chunk's tag on its first action)
-        self._queue: deque[tuple[int, TrackCommand | None, object | None]] = deque()
-        self._running: tuple[int, TrackCommand | None] | None = None
+        # (action, the chunk's tag on its first action)
+        self._queue: deque[tuple[int, object | None]] = deque()
+        self._running: int | None = None  # the running action
         self._ends_s = 0.0  # when the running action's period ends
 
     def set_tick(self, tick_s: float) -> None:
@@ -144,12 +140,12 @@ class ActionQueue:
     @property
     def pending(self) -> tuple[int, ...]:
         """The queued actions, next first (not the running one)."""
-        return tuple(action for action, _, _ in self._queue)
+        return tuple(action for action, _ in self._queue)
 
     @property
     def running(self) -> int | None:
         """The planned action running now, or None (dry, or nothing planned yet)."""
-        return self._running[0] if self._running is not None else None
+        return self._running
 
     @property
     def lead_ticks(self) -> int:
@@ -173,26 +169,20 @@ class ActionQueue:
         start_s = self._ends_s if self._running is not None else now_s
         return start_s + len(self._queue) * self.action_s
 
-    def install(self, chunk: Sequence[int], tracks: Sequence[TrackCommand] | None = None,
-                tag: object | None = None) -> None:
-        """Queue the first ``execute_k`` actions of a planned chunk, with the track
-        command of each step when the model is continuous (``tracks`` [chunk_len]);
-        ``tag`` comes back with its first action (:meth:`advance`)."""
+    def install(self, chunk: Sequence[int], tag: object | None = None) -> None:
+        """Queue the first ``execute_k`` actions of a planned chunk; ``tag`` comes back
+        with its first action (:meth:`advance`)."""
         if len(chunk) != self.contract.chunk_len:
             raise ValueError(f"a chunk has {self.contract.chunk_len} actions, got {len(chunk)}")
-        if tracks is not None and len(tracks) != len(chunk):
-            raise ValueError(f"a chunk of {len(chunk)} actions got {len(tracks)} track commands")
-        commands = tracks if tracks is not None else [None] * len(chunk)
-        for j, (action, command) in enumerate(zip(chunk[: self.execute_k],
-                                                  commands[: self.execute_k], strict=True)):
-            self._queue.append((int(action), command, tag if j == 0 else None))
+        for j, action in enumerate(chunk[: self.execute_k]):
+            self._queue.append((int(action), tag if j == 0 else None))
 
     def advance(self, now_s: float) -> Planned | None:
         """The planned action to execute at ``now_s``: the running one, or the next
         queued one when the running one's time is up; None when the queue ran dry."""
         half_s = self.tick_s / 2
         if self._running is not None and now_s < self._ends_s - half_s:
-            return Planned(*self._running, started=False)
+            return Planned(self._running, started=False)
         if not self._queue:
             self._running = None
             return None
@@ -200,10 +190,10 @@ class ActionQueue:
         # late (a stalled loop) or after a gap: start the schedule afresh.
         on_time = self._running is not None and now_s <= self._ends_s + half_s
         start_s = self._ends_s if on_time else now_s
-        action, command, tag = self._queue.popleft()
-        self._running = (action, command)
+        action, tag = self._queue.popleft()
+        self._running = action
         self._ends_s = start_s + self.action_s
-        return Planned(action, command, started=True, tag=tag)
+        return Planned(action, started=True, tag=tag)
 
     def pop(self, now_s: float) -> int | None:
         """The action at ``now_s`` (see :meth:`advance`), or None when the queue ran dry."""

@@ -5,24 +5,18 @@ The model I/O contract (what export must produce; the names are defined here onl
     input   images          uint8   [B, N, H, W, 3]   N = len(cameras) * image_history,
                                                       H, W = image_height, image_width; RGB
     input   action_history  int64   [B, A]            A = action_history, oldest first
-    output, exactly one of:
-            logits          float32 [B, chunk_len, n_actions]   the discrete head
-            tracks          float32 [B, chunk_len, 2]           the continuous head: track
-                                                                speed targets (left, right),
-                                                                mm/s
+    output  logits          float32 [B, chunk_len, n_actions]
     metadata_props[METADATA_KEY] = Contract.to_json() of the contract it was trained on
     metadata_props[SAMPLES_KEY]  = optional: a few real observations (``zima export
                                    --samples``), :mod:`zima.onboard.model_samples`
 
 B may be symbolic or 1; every other dimension must be static and equal to the contract's
-(the ordering of the images is the contract's: camera-major, oldest to newest). The
-output's name says the model's kind (``PolicyModel.output``); the action history is
-discrete for both kinds (a continuous model's executed steps enter it as their
-:func:`~zima.contract.nearest_action`).
+(the ordering of the images is the contract's: camera-major, oldest to newest). A file
+whose output is ``tracks`` was exported with the continuous head, which Zima no longer
+has (``REMOVED_TRACKS_OUTPUT``): it is refused saying so.
 
 **No action is taken from an output before** :func:`check_output` **passed it**: every
-value finite, logits within +-``MAX_ABS_LOGIT``, track speeds within +-``TRACKS_LIMIT_FACTOR``
-times the contract's ``forward_mm_s``. (argmax of NaN logits picks the first NaN's index,
+value finite and within +-``MAX_ABS_LOGIT``. (argmax of NaN logits picks the first NaN's index,
 which can be FORWARD; softmax sampling of them silently becomes STOP: neither may happen.)
 The runner checks every inference this way (a bad one is a STOP with its reason, and a
 few in a row make the model faulty: :mod:`zima.onboard.policy_runner`).
@@ -70,9 +64,8 @@ __all__ = [
     "IMAGES_INPUT",
     "LOGITS_OUTPUT",
     "MAX_ABS_LOGIT",
-    "OUTPUTS",
-    "TRACKS_LIMIT_FACTOR",
-    "TRACKS_OUTPUT",
+    "REMOVED_HEAD",
+    "REMOVED_TRACKS_OUTPUT",
     "BadOutputError",
     "ContractMismatchError",
     "ModelError",
@@ -93,16 +86,17 @@ __all__ = [
 IMAGES_INPUT: Final = "images"
 ACTION_HISTORY_INPUT: Final = "action_history"
 LOGITS_OUTPUT: Final = "logits"
-TRACKS_OUTPUT: Final = "tracks"
-OUTPUTS: Final = (LOGITS_OUTPUT, TRACKS_OUTPUT)
-"""The accepted output names: the discrete head's, the continuous head's."""
+REMOVED_TRACKS_OUTPUT: Final = "tracks"
+"""The output of the removed continuous head (track speeds, mm/s): refused by name."""
+REMOVED_HEAD: Final = (
+    "the continuous head (output 'tracks', track speeds) was removed from Zima: its "
+    "demonstrations only held the four discrete actions, and it drove them worse than the "
+    "discrete head (78 % against 93 % on the held-out seeds); export a discrete policy "
+    "(output 'logits')")
 MAX_ABS_LOGIT: Final = 1e4
 """Logits beyond +-this are a broken model, not a confident one (softmax saturates far
 below: a logit gap of 40 already gives the runner-up less than 1e-17)."""
 CPU_PROVIDERS: Final = ("CPUExecutionProvider",)
-TRACKS_LIMIT_FACTOR: Final = 10
-"""Track speeds beyond +-this times ``forward_mm_s`` are a broken model (the runner clips
-sane ones to +-forward_mm_s)."""
 
 
 class PolicyError(Exception):
@@ -158,72 +152,57 @@ def values_problem(values: np.ndarray, name: str, limit: float) -> str | None:
     return None
 
 
-def output_problem(out: np.ndarray, output: str, contract: Contract) -> str | None:
-    """Why no action may be taken from one observation's ``output`` (one of OUTPUTS)
-    ``out``, or None when it is fine: its dtype and shape, every value finite, within
-    +-MAX_ABS_LOGIT (logits) or +-TRACKS_LIMIT_FACTOR * forward_mm_s (tracks, mm/s)."""
-    want = output_shape(contract, output)
+def output_problem(out: np.ndarray, contract: Contract) -> str | None:
+    """Why no action may be taken from one observation's logits ``out``, or None when
+    they are fine: their dtype and shape, every value finite and within +-MAX_ABS_LOGIT."""
+    want = output_shape(contract)
     if out.dtype != np.float32 or out.shape != want:
-        return (f"{output} are {out.dtype} {list(out.shape)}, expected float32 {list(want)}")
-    limit = (MAX_ABS_LOGIT if output == LOGITS_OUTPUT
-             else float(TRACKS_LIMIT_FACTOR * contract.forward_mm_s))
-    return values_problem(out, output, limit)
+        return (f"{LOGITS_OUTPUT} are {out.dtype} {list(out.shape)}, "
+                f"expected float32 {list(want)}")
+    return values_problem(out, LOGITS_OUTPUT, MAX_ABS_LOGIT)
 
 
-def check_output(out: np.ndarray, output: str, contract: Contract) -> None:
+def check_output(out: np.ndarray, contract: Contract) -> None:
     """Raise ``BadOutputError`` when :func:`output_problem` finds one."""
-    problem = output_problem(out, output, contract)
+    problem = output_problem(out, contract)
     if problem is not None:
         raise BadOutputError(problem)
 
 
-def output_shape(contract: Contract, output: str) -> tuple[int, ...]:
-    """Shape of one observation's ``output`` (one of OUTPUTS), without the batch dimension."""
-    if output == LOGITS_OUTPUT:
-        return (contract.chunk_len, contract.n_actions)
-    if output == TRACKS_OUTPUT:
-        return (contract.chunk_len, 2)
-    raise ValueError(f"unknown policy output {output!r}; known: {list(OUTPUTS)}")
+def output_shape(contract: Contract) -> tuple[int, ...]:
+    """Shape of one observation's logits, without the batch dimension."""
+    return (contract.chunk_len, contract.n_actions)
 
 
-def io_shapes(contract: Contract,
-              output: str = LOGITS_OUTPUT) -> dict[str, tuple[str, tuple[int, ...]]]:
+def io_shapes(contract: Contract) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Name -> (onnxruntime type, shape without the batch dimension) of every input and
-    the ``output`` (one of OUTPUTS), for ``contract``."""
+    the output, for ``contract``."""
     return {
         IMAGES_INPUT: ("tensor(uint8)", contract.image_shape),
         ACTION_HISTORY_INPUT: ("tensor(int64)", (contract.action_history,)),
-        output: ("tensor(float)", output_shape(contract, output)),
+        LOGITS_OUTPUT: ("tensor(float)", output_shape(contract)),
     }
 
 
 class PolicyModel:
-    """A verified model: ``infer`` maps one observation to its output (logits or tracks)."""
+    """A verified model: ``infer`` maps one observation to its logits."""
 
-    def __init__(self, path: Path, sha256: str, contract: Contract, session: Any,
-                 output: str = LOGITS_OUTPUT) -> None:
+    def __init__(self, path: Path, sha256: str, contract: Contract, session: Any) -> None:
         self.path = path
         self.name = str(path)  # what log lines call it (a remote model: its server)
         self.sha256 = sha256  # of the file's bytes, for telemetry and deploy checks
         self.contract = contract
-        self.output = output  # LOGITS_OUTPUT (discrete) or TRACKS_OUTPUT (continuous)
         self._session = session
         self.warmup_latency_s = 0.0  # the second warm-up run (the first allocates)
         self.samples_checked = 0  # shipped sample observations run and passed at load
         self.provider: str = session.get_providers()[0]  # the execution provider running it
 
-    @property
-    def continuous(self) -> bool:
-        """True for a continuous model (output ``tracks``), False for a discrete one."""
-        return self.output == TRACKS_OUTPUT
-
     def infer(self, images: np.ndarray, action_history: np.ndarray) -> np.ndarray:
         """images [1, N, H, W, 3] uint8, action_history [1, A] int64 -> float32 logits
-        [chunk_len, n_actions] (discrete) or track speeds [chunk_len, 2] in mm/s
-        (continuous). Thread-safe (onnxruntime's ``run`` is)."""
+        [chunk_len, n_actions]. Thread-safe (onnxruntime's ``run`` is)."""
         feeds = {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: action_history}
-        (batch,) = self._session.run([self.output], feeds)  # [1, chunk_len, ...]
-        out: np.ndarray = np.asarray(batch)[0]  # [chunk_len, n_actions] or [chunk_len, 2]
+        (batch,) = self._session.run([LOGITS_OUTPUT], feeds)  # [1, chunk_len, n_actions]
+        out: np.ndarray = np.asarray(batch)[0]  # [chunk_len, n_actions]
         return out
 
 
@@ -257,8 +236,8 @@ def load_model(path: Path, contract: Contract | None, intra_op_threads: int = 1,
     if mismatches:
         raise ContractMismatchError(
             f"model {path} was made for another contract: {'; '.join(mismatches)}", mismatches)
-    output = _check_io(path, session, contract)
-    model = PolicyModel(Path(path), hashlib.sha256(data).hexdigest(), contract, session, output)
+    _check_io(path, session, contract)
+    model = PolicyModel(Path(path), hashlib.sha256(data).hexdigest(), contract, session)
     _warm_up(model, contract)
     samples = session.get_modelmeta().custom_metadata_map.get(SAMPLES_KEY)
     if samples is not None:
@@ -266,21 +245,20 @@ def load_model(path: Path, contract: Contract | None, intra_op_threads: int = 1,
     return model
 
 
-def _check_io(path: Path, session: Any, contract: Contract) -> str:
-    """Check the declared inputs and outputs; the output's name (the model's kind)."""
+def _check_io(path: Path, session: Any, contract: Contract) -> None:
+    """Check the declared inputs and outputs."""
     declared = {a.name: (a.type, a.shape) for a in [*session.get_inputs(), *session.get_outputs()]}
     inputs = sorted(a.name for a in session.get_inputs())
     if inputs != sorted((IMAGES_INPUT, ACTION_HISTORY_INPUT)):
         raise ModelIOError(f"model {path}: inputs {inputs}, expected "
                            f"{[IMAGES_INPUT, ACTION_HISTORY_INPUT]}")
     outputs: list[str] = [a.name for a in session.get_outputs()]
-    if len(outputs) != 1 or outputs[0] not in OUTPUTS:
-        raise ModelIOError(
-            f"model {path}: outputs {outputs}, expected exactly one of {LOGITS_OUTPUT!r} "
-            f"[B, chunk_len, n_actions] (discrete) or {TRACKS_OUTPUT!r} [B, chunk_len, 2] "
-            "(continuous)")
-    output = outputs[0]
-    expected = io_shapes(contract, output)
+    if outputs == [REMOVED_TRACKS_OUTPUT]:
+        raise ModelIOError(f"model {path}: {REMOVED_HEAD}")
+    if outputs != [LOGITS_OUTPUT]:
+        raise ModelIOError(f"model {path}: outputs {outputs}, expected exactly "
+                           f"{LOGITS_OUTPUT!r} [B, chunk_len, n_actions]")
+    expected = io_shapes(contract)
     problems = []
     for name, (want_type, want_shape) in expected.items():
         got_type, got_shape = declared[name]
@@ -290,7 +268,6 @@ def _check_io(path: Path, session: Any, contract: Contract) -> str:
                             f"expected {want_type} [B, {', '.join(map(str, want_shape))}]")
     if problems:
         raise ModelIOError(f"model {path}: " + "; ".join(problems))
-    return output
 
 
 def _warm_up(model: PolicyModel, contract: Contract) -> None:
@@ -302,7 +279,7 @@ def _warm_up(model: PolicyModel, contract: Contract) -> None:
     start_s = time.perf_counter()
     second = model.infer(images, history)
     model.warmup_latency_s = time.perf_counter() - start_s
-    problem = output_problem(first, model.output, contract)
+    problem = output_problem(first, contract)
     if problem is not None:
         raise ModelIOError(f"model {model.path}: on a random observation its {problem}")
     if not np.array_equal(first, second):
@@ -323,7 +300,7 @@ def _run_samples(model: PolicyModel, contract: Contract, text: str) -> None:
         except Exception as exc:  # onnxruntime's errors share no other base
             raise SampleOutputError(f"model {model.path}: inference failed on shipped "
                                     f"sample {i + 1} of {len(samples)}: {exc}") from exc
-        problem = output_problem(out, model.output, contract)
+        problem = output_problem(out, contract)
         if problem is not None:
             raise SampleOutputError(
                 f"model {model.path}: bad output on shipped sample {i + 1} of {len(samples)} "

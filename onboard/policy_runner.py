@@ -10,8 +10,8 @@ never blocks and returns the ``Step`` to execute::
         while True:
             for frame in rig.new_frames():
                 fusion.push(frame.camera, frame.image_rgb, frame.captured_s)
-            step = runner.tick(clock())           # Step(action, reason, tracks)
-            command = step.tracks or contract.track_command(step.action)
+            step = runner.tick(clock())           # Step(action, reason)
+            command = contract.track_command(step.action)
             safety.policy_step(left_mm_s=command.left_mm_s, ...)  # Safety drives
 
 The runner decides itself, at the loop's resolution, when an action starts and when to
@@ -35,24 +35,19 @@ clock can model a latency; a real one is always past it).
 ``obs_age_p50_s`` and ``obs_age_p99_s`` (recent chunks): the observation's age when its
 chunk's first action starts, from the capture of its oldest camera's newest frame.
 
-Both kinds of model run this way (:mod:`zima.onboard.policy`). A discrete model's logits
-give each step's action (sampled at ``temperature``). A continuous model's track speeds
-give each step's track command (clipped to +-``forward_mm_s``,
-:meth:`~zima.contract.Contract.clipped_command`; no sampling, ``temperature`` is unused)
-in ``Step.tracks``, and its ``action`` is the command's
-:func:`~zima.contract.nearest_action`: that is what enters the action history, the
-recordings and the simulator's success test. A forced STOP never carries a track command.
+The model's logits give each step's action, sampled at ``temperature``
+(:mod:`zima.onboard.policy`).
 
 **Every output is checked before an action is taken from it**
-(:func:`~zima.onboard.policy.check_output`: finite, logits within +-MAX_ABS_LOGIT, track
-speeds within +-TRACKS_LIMIT_FACTOR * forward_mm_s). A bad one queues nothing, drops what
-was queued, and each tick until the next good plan is a STOP with the reason ``"bad model
-output: ..."``; ``status`` counts them (``bad_outputs`` in all, ``bad_in_row`` since the
-last good one, ``last_bad_output`` its text). After ``PolicyConfig.max_bad_outputs`` in a
-row the model is **faulty**: ``status.faulty`` says why, no more plans start, and every
-tick is a STOP with the reason ``"model faulty: ..."`` until a successful ``reload``
-clears it (the runtime puts the robot in ``idle`` while it is set). An inference that
-raises (an onnxruntime error) is a STOP with the reason ``"no plan: inference failed: ..."``.
+(:func:`~zima.onboard.policy.check_output`: finite, logits within +-MAX_ABS_LOGIT). A bad
+one queues nothing, drops what was queued, and each tick until the next good plan is a
+STOP with the reason ``"bad model output: ..."``; ``status`` counts them (``bad_outputs``
+in all, ``bad_in_row`` since the last good one, ``last_bad_output`` its text). After
+``PolicyConfig.max_bad_outputs`` in a row the model is **faulty**: ``status.faulty`` says
+why, no more plans start, and every tick is a STOP with the reason ``"model faulty:
+..."`` until a successful ``reload`` clears it (the runtime puts the robot in ``idle``
+while it is set). An inference that raises (an onnxruntime error) is a STOP with the
+reason ``"no plan: inference failed: ..."``.
 
 ``on_plan`` (optional, a callback on the event loop) receives a ``PlanTrace`` for every
 plan whose chunk's first action starts, at that tick: when it passed each stage, on the
@@ -97,7 +92,7 @@ from typing import Final, Protocol, Self
 
 import numpy as np
 
-from zima.contract import Action, Contract, TrackCommand, nearest_action
+from zima.contract import Action, Contract
 from zima.onboard.chunking import ActionQueue, Planned, RecentTimes, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
 from zima.onboard.policy import (
@@ -124,11 +119,7 @@ class InferenceModel(Protocol):
 
     name: str  # for log lines: the file, or the server
     sha256: str
-    output: str
     warmup_latency_s: float
-
-    @property
-    def continuous(self) -> bool: ...
 
     def infer(self, images: np.ndarray, action_history: np.ndarray) -> np.ndarray: ...
 
@@ -139,8 +130,7 @@ class PolicyConfig:
 
     model_path: Path = Path("/var/lib/zima/policy.onnx")  # where deploy puts the model
     execute_k: int = 4  # actions executed per chunk before the next takes over (1..chunk_len)
-    temperature: float = 1.0  # softmax sampling temperature (the prototype's); 0 = argmax;
-    # unused by a continuous model (its track speeds are driven as they are)
+    temperature: float = 1.0  # softmax sampling temperature (the prototype's); 0 = argmax
     seed: int | None = None  # sampling seed (None: fresh entropy); tests and replays fix it
     latency_margin: float = 1.5  # plan as if inference took this times the recent worst
     latency_window: int = 20  # inferences the recent worst latency is taken over
@@ -185,9 +175,11 @@ class PolicyConfig:
 class Step:
     """What to do this tick: the policy's action, or a STOP with the reason for it."""
 
-    action: Action  # a continuous model's step: the nearest action of ``tracks``
+    action: Action
     reason: str | None = None  # set when the runner forced STOP
-    tracks: TrackCommand | None = None  # a continuous model's command to drive, mm/s
+    # Always None: what the removed continuous head drove. Kept only until
+    # onboard/runtime.py's _policy_tick stops reading it; then removed.
+    tracks: None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +200,6 @@ class PlanTrace:
 @dataclass(frozen=True, slots=True)
 class _Inference:
     actions: list[int]
-    tracks: list[TrackCommand] | None  # a continuous model's commands, one per action
     started_s: float
     inferred_s: float
     finished_s: float
@@ -362,7 +353,7 @@ class PolicyRunner:
         if planned is None:
             step = self._forced_stop(now_s, self._dry_reason(now_s))
         else:
-            step = Step(Action(planned.action), tracks=planned.tracks)
+            step = Step(Action(planned.action))
             if planned.started:
                 self._start(now_s, planned)
         if queue.should_plan(now_s, self._in_flight is not None):
@@ -579,19 +570,14 @@ class PolicyRunner:
         self._discard_in_flight = False
 
     def _infer(self, model: InferenceModel, obs: Observation) -> _Inference:
-        """On the worker thread: the model's output, checked (``BadOutputError``), then
-        the chunk's actions (and track commands), and when each was done."""
+        """On the worker thread: the model's logits, checked (``BadOutputError``), then
+        the chunk's actions, and when each was done."""
         started_s = self._clock()
-        out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions | 2]
+        out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions]
         inferred_s = self._clock()
-        check_output(out, model.output, self.contract)  # before any action is taken from it
-        if not model.continuous:
-            actions = choose_actions(out, self.config.temperature, self._rng)
-            return _Inference(actions, None, started_s, inferred_s, self._clock())
-        tracks = [self.contract.clipped_command(float(left), float(right))
-                  for left, right in out]  # [chunk_len]
-        actions = [int(nearest_action(t.left_mm_s, t.right_mm_s)) for t in tracks]
-        return _Inference(actions, tracks, started_s, inferred_s, self._clock())
+        check_output(out, self.contract)  # before any action is taken from it
+        actions = choose_actions(out, self.config.temperature, self._rng)
+        return _Inference(actions, started_s, inferred_s, self._clock())
 
     def _collect(self, now_s: float) -> None:
         done = self._in_flight
@@ -623,7 +609,7 @@ class PolicyRunner:
             trace = PlanTrace(captured_s, tick_s, submitted_s, result.started_s,
                               result.inferred_s, result.finished_s, now_s,
                               len(self._queue.pending))
-            self._queue.install(result.actions, result.tracks, tag=trace)
+            self._queue.install(result.actions, tag=trace)
 
     def _bad_output(self, problem: str) -> None:
         """An inference's output failed check_output: nothing of it is queued, what was

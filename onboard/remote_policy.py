@@ -14,7 +14,7 @@ plans start that much earlier. An async context manager with one seam, the WebSo
 
 **Verified like a local file.** On each connection both ends prove they hold the key,
 then the server's contract must be the robot's (``ContractMismatchError`` naming each
-field), its output one of the I/O contract's, and two warm-up inferences on one random
+field), its output the I/O contract's ``logits``, and two warm-up inferences on one random
 observation must pass ``check_output`` and agree: the same refusals as ``load_model``.
 A refusal at start-up (or in ``reload``) raises that ``ModelError``; a later
 connection that is refused is not used, and the client keeps trying.
@@ -55,8 +55,8 @@ from zima.contract import Contract
 from zima.onboard.chunking import RecentTimes
 from zima.onboard.policy import (
     LOGITS_OUTPUT,
-    OUTPUTS,
-    TRACKS_OUTPUT,
+    REMOVED_HEAD,
+    REMOVED_TRACKS_OUTPUT,
     ContractMismatchError,
     ModelError,
     ModelIOError,
@@ -123,7 +123,7 @@ class _Connection:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, shapes: Shapes, welcome: Welcome,
                  on_lost: Any) -> None:
         self.ws, self.shapes = ws, shapes
-        self.sha256, self.output, self.provider = welcome.sha256, welcome.output, welcome.provider
+        self.sha256, self.provider = welcome.sha256, welcome.provider
         self._on_lost = on_lost
         self._pending: dict[int, asyncio.Future[np.ndarray]] = {}
         self._next_id = 0
@@ -208,7 +208,6 @@ class RemotePolicy:
         self.name = f"{scheme}://{server}"  # what log lines call the model
         self.path = Path(self.name)
         self.sha256 = ""  # the served model's, once connected (kept while reconnecting)
-        self.output = LOGITS_OUTPUT
         self.provider = ""
         self.warmup_latency_s = 0.0  # the second warm-up round trip of the last connection
         self.reconnects = 0  # connections made after the first
@@ -223,16 +222,11 @@ class RemotePolicy:
         self._loop_thread = 0
         self._lost: asyncio.Event | None = None
         self._keeper: asyncio.Task[None] | None = None
-        shapes = [Shapes.of(contract, output_shape(contract, o)) for o in OUTPUTS]
-        self._max_frame = max(max_frame_bytes(s) for s in shapes)
+        self._max_frame = max_frame_bytes(Shapes.of(contract, output_shape(contract)))
 
     @property
     def connected(self) -> bool:
         return self._conn is not None
-
-    @property
-    def continuous(self) -> bool:
-        return self.output == TRACKS_OUTPUT
 
     @property
     def unavailable(self) -> str:
@@ -382,14 +376,14 @@ class RemotePolicy:
         if self.sha256 and welcome.sha256 != self.sha256:
             log.warning("remote policy %s now serves another model: %s -> %s", self.server,
                         self.sha256[:12], welcome.sha256[:12])
-        self.sha256, self.output, self.provider = welcome.sha256, welcome.output, welcome.provider
+        self.sha256, self.provider = welcome.sha256, welcome.provider
         self.reconnects += self._connected_once
         self._connected_once = True
         self._attempts = 0
         self.last_error = None
         self._lost.clear()
-        log.info("remote policy %s: connected, model %s (%s, %s), round trip %.1f ms",
-                 self.server, welcome.sha256[:12], welcome.output, welcome.provider,
+        log.info("remote policy %s: connected, model %s (%s), round trip %.1f ms",
+                 self.server, welcome.sha256[:12], welcome.provider,
                  self.warmup_latency_s * 1e3)
 
     async def _handshake(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[Welcome, Shapes]:
@@ -417,10 +411,11 @@ class RemotePolicy:
         if mismatches:
             raise ContractMismatchError(
                 f"{where} was made for another contract: {'; '.join(mismatches)}", mismatches)
-        if welcome.output not in OUTPUTS:
-            raise ModelIOError(f"{where}: output {welcome.output!r}, expected one of "
-                               f"{list(OUTPUTS)}")
-        return welcome, Shapes.of(self.contract, output_shape(self.contract, welcome.output))
+        if welcome.output == REMOVED_TRACKS_OUTPUT:
+            raise ModelIOError(f"{where}: {REMOVED_HEAD}")
+        if welcome.output != LOGITS_OUTPUT:
+            raise ModelIOError(f"{where}: output {welcome.output!r}, expected {LOGITS_OUTPUT!r}")
+        return welcome, Shapes.of(self.contract, output_shape(self.contract))
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse,
                        shapes: Shapes | None) -> Message:
@@ -455,7 +450,7 @@ class RemotePolicy:
         except TimeoutError:
             raise RemoteUnavailableError(f"{where}: no warm-up answer within "
                                          f"{self.connect_timeout_s:g} s") from None
-        problem = output_problem(first, conn.output, c)
+        problem = output_problem(first, c)
         if problem is not None:
             raise ModelIOError(f"{where}: on a random observation its {problem}")
         if not np.array_equal(first, second):

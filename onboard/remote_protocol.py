@@ -73,7 +73,7 @@ class Shapes:
 
     images: tuple[int, ...]  # [N, H, W, 3] uint8
     history: int  # A int64 entries
-    output: tuple[int, ...]  # [chunk_len, n_actions | 2] float32
+    output: tuple[int, ...]  # [chunk_len, n_actions] float32
 
     @classmethod
     def of(cls, contract: Contract, output: tuple[int, ...]) -> Shapes:
@@ -119,7 +119,7 @@ class Infer:
 @dataclass(frozen=True, slots=True)
 class Out:
     id: int
-    output: np.ndarray  # [chunk_len, n_actions | 2] float32
+    output: np.ndarray  # [chunk_len, n_actions] float32
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,6 @@
 """The observation/action contract: shapes, action meanings, the nearest action of a
 track command, metadata round trip."""
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +11,6 @@ from zima.contract import (
     Contract,
     TrackCommand,
     nearest_action,
-    nearest_actions,
 )
 
 
@@ -76,32 +74,6 @@ def test_nearest_action_of_track_commands() -> None:
     for action in Action:
         command = DEFAULT.track_command(action)
         assert nearest_action(command.left_mm_s, command.right_mm_s) is action
-
-
-def test_nearest_actions_applies_the_rule_to_every_pair_of_any_shape() -> None:
-    grid = np.arange(-400, 401, 25, dtype=np.float32)
-    pairs = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1)  # [n, n, 2]
-    vectorised = nearest_actions(pairs)  # [n, n]
-    assert vectorised.dtype == np.int64
-    assert vectorised.shape == pairs.shape[:2]
-    at = {float(v): i for i, v in enumerate(grid)}
-    assert vectorised[at[200], at[300]] == Action.FORWARD
-    assert vectorised[at[-150], at[150]] == Action.LEFT
-    assert vectorised[at[150], at[-150]] == Action.RIGHT
-    assert vectorised[at[0], at[0]] == Action.STOP
-    assert vectorised[at[-300], at[-300]] == Action.STOP
-    assert set(np.unique(vectorised).tolist()) == {int(a) for a in Action}
-    assert nearest_actions(np.array([30.0, 30.0]), deadband_mm_s=50).shape == ()
-    assert nearest_actions(np.zeros((0, 2))).shape == (0,)
-    with pytest.raises(ValueError, match=r"\[\.\.\., 2\]"):
-        nearest_actions(np.zeros((3, 4)))
-
-
-def test_clipped_command_limits_and_rounds_track_speeds() -> None:
-    assert DEFAULT.clipped_command(299.6, -12.4) == TrackCommand(300, -12)
-    assert DEFAULT.clipped_command(1e6, -1e6) == TrackCommand(300, -300)
-    with pytest.raises(ValueError, match="finite"):
-        DEFAULT.clipped_command(float("nan"), 0.0)
 
 
 @given(st.one_of(st.text(max_size=300), st.builds(lambda n: "[" * n, st.integers(0, 50_000)),

@@ -15,7 +15,6 @@ relative paths are relative to the TOML file)::
 
     [policy]                        # zima.training.models.PolicyConfig
     backbone = "resnet18"
-    head = "discrete"               # or "continuous": track speeds, L1 loss
 
     [augment]                       # zima.training.augment.AugmentConfig
     barrel_prob = 0.3
@@ -93,8 +92,7 @@ class TrainConfig:
     output_dir: str
     # Episodes and their mix.
     data: DataConfig
-    # Architecture; the backbone is a key of zima.training.models.BACKBONES, the head
-    # ("discrete" or "continuous") also picks the loss (zima.training.train.Objective).
+    # Architecture; the backbone is a key of zima.training.models.BACKBONES.
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     # Training-time image augmentation.
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -8,15 +8,8 @@ observation, F = backbone features, A = action history, E = embedding width.)
     images          uint8   [B, N, H, W, 3]
       -> float, ImageNet-normalised, [B*N, 3, H, W] -> backbone -> [B*N, F] -> [B, N*F]
     action_history  int64   [B, A] -> Embedding -> [B, A*E]
-    concat [B, N*F + A*E] -> Linear, ReLU, Dropout -> Linear -> the head's output:
-      discrete    logits [B, chunk_len, n_actions]
-      continuous  [B, chunk_len, 2] in units of forward_mm_s, times forward_mm_s inside
-                  the model -> track speeds (left, right) float32 [B, chunk_len, 2], mm/s
-
-``PolicyConfig.head`` picks the head (``HEADS``): the discrete one is the prototype's
-recipe (cross-entropy over the chunk); the continuous one is trained with an L1 loss on
-the normalised speeds (:mod:`zima.training.train`) and exports as the ``tracks`` output,
-so the ONNX file emits mm/s. Both read the same discrete action history.
+    concat [B, N*F + A*E] -> Linear, ReLU, Dropout -> Linear -> logits
+      [B, chunk_len, n_actions] (the prototype's recipe: cross-entropy over the chunk)
 
 ``ResNet18`` is the project's own module with torchvision's parameter names (conv1, bn1,
 layer1..layer4; no fc), so torchvision's ImageNet weights load into it where a network
@@ -37,9 +30,6 @@ from zima.contract import Contract
 
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
-HEADS: Final = ("discrete", "continuous")
-"""Policy heads: "discrete" predicts logits over the contract's actions, "continuous"
-track speeds in mm/s."""
 
 
 class Backbone(nn.Module):
@@ -192,13 +182,8 @@ class PolicyConfig:
     hidden_dim: int = 512
     # Dropout in the head (off in eval mode, so the export is deterministic).
     dropout: float = 0.1
-    # Output, a member of HEADS: "discrete" (logits, cross-entropy) or "continuous"
-    # (track speeds in mm/s, L1 loss).
-    head: str = "discrete"
 
     def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"unknown policy head {self.head!r}; known: {list(HEADS)}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; known: {sorted(BACKBONES)}")
         if self.action_embed_dim <= 0 or self.hidden_dim <= 0:
@@ -209,8 +194,7 @@ class PolicyConfig:
 
 class Policy(nn.Module):
     """(images uint8 [B, N, H, W, 3], action_history int64 [B, A]) -> logits
-    float32 [B, chunk_len, n_actions] (discrete head) or track speeds float32
-    [B, chunk_len, 2] in mm/s (continuous head), for ``contract``."""
+    float32 [B, chunk_len, n_actions], for ``contract``."""
 
     mean: Tensor  # [1, 3, 1, 1] ImageNet channel means (a buffer)
     std: Tensor  # [1, 3, 1, 1] ImageNet channel deviations
@@ -223,11 +207,10 @@ class Policy(nn.Module):
         self.action_embed = nn.Embedding(contract.n_actions, config.action_embed_dim)
         features = (contract.n_images * self.backbone.out_features
                     + contract.action_history * config.action_embed_dim)
-        self.out_width = 2 if self.continuous else contract.n_actions  # per chunk step
         self.head = nn.Sequential(
             nn.Linear(features, config.hidden_dim), nn.ReLU(inplace=True),
             nn.Dropout(config.dropout),
-            nn.Linear(config.hidden_dim, contract.chunk_len * self.out_width))
+            nn.Linear(config.hidden_dim, contract.chunk_len * contract.n_actions))
         # Not persistent: constants of the architecture, not learnt state.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
                              persistent=False)
@@ -243,16 +226,8 @@ class Policy(nn.Module):
         feats = self.backbone(x).reshape(b, -1)  # [B, N*F]
         hist = self.action_embed(action_history).reshape(  # [B, A*E]
             b, c.action_history * self.config.action_embed_dim)
-        out: Tensor = self.head(torch.cat([feats, hist], dim=1))  # [B, chunk*out_width]
-        out = out.reshape(b, c.chunk_len, self.out_width)
-        if self.continuous:  # normalised speeds -> mm/s, so the ONNX file emits mm/s
-            out = out * float(c.forward_mm_s)
-        return out
-
-    @property
-    def continuous(self) -> bool:
-        """True for the continuous head (track speeds), False for the discrete (logits)."""
-        return self.config.head == "continuous"
+        out: Tensor = self.head(torch.cat([feats, hist], dim=1))  # [B, chunk*n_actions]
+        return out.reshape(b, c.chunk_len, c.n_actions)
 
     def param_groups(self, backbone_lr: float = 1e-5,
                      head_lr: float = 3e-4) -> list[dict[str, Any]]:

@@ -26,17 +26,15 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_curves(history: Sequence[dict[str, Any]], out_dir: Path,
-                loss_label: str = "weighted cross-entropy") -> list[Path]:
-    """loss.png (train/validation loss, its axis named ``loss_label``) and accuracy.png
-    (train, validation, and validation per chunk step; a continuous policy's accuracy is
-    that of its nearest actions) from per-epoch ``history`` rows."""
+def plot_curves(history: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """loss.png (train/validation weighted cross-entropy) and accuracy.png (train,
+    validation, and validation per chunk step) from per-epoch ``history`` rows."""
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
-    ax.set(xlabel="epoch", ylabel=loss_label, title="loss")
+    ax.set(xlabel="epoch", ylabel="weighted cross-entropy", title="loss")
     ax.legend()
     loss = _save(fig, out_dir / LOSS_PNG)
 
@@ -63,8 +61,7 @@ def plot_actions(counts: Sequence[int] | np.ndarray, names: Sequence[str],
 
 
 def plot_run(history: Sequence[dict[str, Any]], action_counts: Sequence[int] | np.ndarray,
-             action_names: Sequence[str], out_dir: Path,
-             loss_label: str = "weighted cross-entropy") -> list[Path]:
+             action_names: Sequence[str], out_dir: Path) -> list[Path]:
     """Every plot of a run into ``out_dir``; the paths written."""
-    return [*plot_curves(history, out_dir, loss_label),
+    return [*plot_curves(history, out_dir),
             plot_actions(action_counts, action_names, out_dir)]

@@ -9,8 +9,7 @@ the runtime's own parts, not a copy of them::
         obs = fusion.observe(timestamp_s[t])             # image history by capture time
         out = model.infer(obs.images, obs.action_history)  # zima.onboard.policy.load_model
         predicted[t] = first chunk step: argmax of the logits (choose_actions at
-                       temperature 0), or a continuous model's nearest_action of its
-                       clipped track command
+                       temperature 0)
         fusion.record_action(action[t])                  # the executed action, as on the robot
 
 and ``predicted[t]`` is compared with the step's label: ``expert_action`` where the file
@@ -38,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from zima.contract import Action, nearest_action
+from zima.contract import Action
 from zima.episodes import Episode, EpisodeFormatError, EpisodeReader
 from zima.onboard.chunking import choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
@@ -79,7 +78,6 @@ class ScoreReport:
 
     model: str
     model_sha256: str
-    output: str  # "logits" (discrete) or "tracks" (continuous)
     actions: tuple[str, ...]
     episodes: list[EpisodeScore] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
@@ -129,7 +127,7 @@ class ScoreReport:
                     "bad_outputs": e.bad_outputs, "confusion": e.confusion.tolist()}
 
         total = self.total
-        return {"model": self.model, "model_sha256": self.model_sha256, "output": self.output,
+        return {"model": self.model, "model_sha256": self.model_sha256,
                 "actions": list(self.actions), "confusion_rows": "label",
                 "steps": total.steps, "agree": total.agree, "agreement": total.agreement,
                 "bad_outputs": total.bad_outputs, "confusion": total.confusion.tolist(),
@@ -161,15 +159,12 @@ def observations(episode: Episode, fusion: FrameFusion) -> Iterator[Observation]
 
 def chosen_action(model: PolicyModel, obs: Observation) -> tuple[int, bool]:
     """(the action the runtime takes from this observation's first chunk step, whether the
-    output was bad): argmax (temperature 0) or the nearest action of the clipped track
-    command; a bad output (:func:`~zima.onboard.policy.output_problem`) is a STOP."""
-    out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions | 2]
-    if output_problem(out, model.output, model.contract) is not None:
+    output was bad): the argmax (temperature 0); a bad output
+    (:func:`~zima.onboard.policy.output_problem`) is a STOP."""
+    out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions]
+    if output_problem(out, model.contract) is not None:
         return int(Action.STOP), True
-    if not model.continuous:
-        return choose_actions(out, 0.0, _UNUSED_RNG)[0], False
-    command = model.contract.clipped_command(float(out[0, 0]), float(out[0, 1]))
-    return int(nearest_action(command.left_mm_s, command.right_mm_s)), False
+    return choose_actions(out, 0.0, _UNUSED_RNG)[0], False
 
 
 def score_episode(model: PolicyModel, path: Path,
@@ -212,7 +207,7 @@ def score(model: PolicyModel, paths: Sequence[Path],
           on_skip: Callable[[str, str], None] = lambda _f, _why: None) -> ScoreReport:
     """Score ``model`` on every file of ``paths``; unreadable ones are skipped (``on_skip``
     gets the file and the reason). ``progress(file_index, files, steps_done)``."""
-    report = ScoreReport(str(model.path), model.sha256, model.output, model.contract.actions)
+    report = ScoreReport(str(model.path), model.sha256, model.contract.actions)
     steps, current = 0, 0
 
     def step() -> None:

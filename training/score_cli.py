@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             args.json.write_text(text + "\n")
     if not to_stdout:
-        sys.stdout.write(f"{args.model} (sha256 {report.model_sha256[:12]}, output "
-                         f"{report.output}) on {len(paths)} file(s); label: expert_action "
+        sys.stdout.write(f"{args.model} (sha256 {report.model_sha256[:12]}) on "
+                         f"{len(paths)} file(s); label: expert_action "
                          f"where recorded, else action\n{report.tables()}\n")
     if not report.episodes:
         return _fail(f"no episode could be scored ({len(report.skipped)} file(s) skipped)")

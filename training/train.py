@@ -3,20 +3,15 @@
     select episodes: those of the outcomes the recipe clones (``data.outcomes``, default
         "success") and those an expert labelled (DAgger), the others skipped and counted
     for each epoch:
-        train: WeightedRandomSampler (source mix) -> Augment -> Policy -> weighted loss
-               over the chunk (cross-entropy, or L1 for the continuous head)
+        train: WeightedRandomSampler (source mix) -> Augment -> Policy -> weighted
+               cross-entropy over the chunk
         validate: model.eval() under torch.no_grad() -> loss, per-chunk-step accuracy
         checkpoint last.pt (and best.pt on a better validation loss); stop after
         ``patience`` epochs without one
 
-The loss follows the policy's head (:class:`Objective`). Discrete: cross-entropy of the
-logits against each chunk step's label, weighted by the label's class weight. Continuous:
-L1 between the predicted track speeds and ``contract.track_command(label)``, both in
-units of ``forward_mm_s``, each element weighted by its label's class weight (the same
-weighted mean as the cross-entropy's, so ``class_weight_power`` balances both alike).
-Accuracy is the share of chunk steps whose predicted action is the label: the argmax of
-the logits, or the :func:`~zima.contract.nearest_action` of the predicted speeds, so
-histories, early stopping (on the validation loss) and the plots mean the same for both.
+The loss (:func:`weighted_loss`) is the cross-entropy of the logits against each chunk
+step's label, weighted by the label's class weight. Accuracy is the share of chunk steps
+whose argmax is the label.
 
 Reproducibility: every random stream of an epoch (sampler order, augmentation, dropout)
 is seeded from (seed, epoch), so an epoch depends only on the weights and optimiser
@@ -61,7 +56,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from zima.contract import DEFAULT, Contract, nearest_actions
+from zima.contract import DEFAULT, Contract
 from zima.episodes import EpisodeFormatError, EpisodeReader
 from zima.training.augment import Augment
 from zima.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -83,8 +78,6 @@ LAST: Final = "last.pt"
 BEST: Final = "best.pt"
 METRICS: Final = "metrics.json"
 SINGLE: Final = World()  # a one-process run
-LOSS_LABELS: Final = {"discrete": "weighted cross-entropy",
-                      "continuous": "weighted L1 (units of forward_mm_s)"}
 
 
 class TrainError(Exception):
@@ -195,46 +188,15 @@ def _batches(loader: DataLoader[Any], label: str, stream: TextIO | None) -> Iter
             stream.flush()
 
 
-@dataclass(frozen=True, slots=True)
-class Objective:
-    """The loss and the predicted actions of one policy head (module docstring)."""
-
-    continuous: bool  # the head: False discrete (logits), True continuous (mm/s)
-    class_weights: torch.Tensor  # [n_actions] tempered inverse frequencies, 0 if absent
-    track_targets: torch.Tensor  # [n_actions, 2] each action's tracks / forward_mm_s
-    forward_mm_s: float
-
-    @classmethod
-    def of(cls, model: Policy, class_weights: torch.Tensor) -> Objective:
-        """The objective of ``model``'s head, on ``class_weights``' device."""
-        c = model.contract
-        targets = torch.tensor([[cmd.left_mm_s, cmd.right_mm_s] for cmd in
-                                (c.track_command(a) for a in range(c.n_actions))],
-                               dtype=torch.float32) / c.forward_mm_s  # [n_actions, 2]
-        return cls(model.continuous, class_weights, targets.to(class_weights.device),
-                   float(c.forward_mm_s))
-
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Weighted mean loss of ``out`` (logits [B, chunk, n_actions] or mm/s
-        [B, chunk, 2]) against the labels ``target`` int64 [B, chunk]."""
-        if not self.continuous:
-            return F.cross_entropy(out.flatten(0, 1), target.flatten(),
-                                   weight=self.class_weights)
-        error = (out / self.forward_mm_s - self.track_targets[target]).abs()  # [B, chunk, 2]
-        weights = self.class_weights[target]  # [B, chunk]
-        return (weights * error.mean(-1)).sum() / weights.sum()
-
-    def actions(self, out: torch.Tensor) -> torch.Tensor:
-        """Predicted actions int64 [B, chunk]: the argmax of the logits, or the nearest
-        action of the track speeds (computed on the CPU; a metric, not differentiated)."""
-        if not self.continuous:
-            return out.argmax(-1)
-        nearest = nearest_actions(out.detach().float().cpu().numpy())  # [B, chunk]
-        return torch.from_numpy(nearest).to(out.device)
+def weighted_loss(logits: torch.Tensor, target: torch.Tensor,
+                  class_weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``logits`` [B, chunk, n_actions] against the labels ``target``
+    int64 [B, chunk], each weighted by its label's ``class_weights`` [n_actions]."""
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten(), weight=class_weights)
 
 
 def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Optimizer,
-                 batches: Iterator[Any], *, objective: Objective,
+                 batches: Iterator[Any], *, class_weights: torch.Tensor,
                  device: torch.device, world: World = SINGLE) -> tuple[float, float]:
     """One pass over ``batches`` (``model`` a Policy or its DDP wrapper): (mean weighted
     loss, mean accuracy over chunk steps), over the samples of every rank."""
@@ -243,15 +205,15 @@ def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Opti
     loss_sum, correct, n = 0.0, 0.0, 0
     for images_cpu, hist_cpu, target_cpu in batches:
         images = augment(images_cpu).to(device)  # augmented on the CPU, by its generator
-        hist = augment.history(hist_cpu, objective.class_weights.numel()).to(device)
+        hist = augment.history(hist_cpu, class_weights.numel()).to(device)
         target = target_cpu.to(device)
-        out = model(images, hist)  # [B, chunk, n_actions] logits or [B, chunk, 2] mm/s
-        loss = objective.loss(out, target)
+        out = model(images, hist)  # [B, chunk, n_actions] logits
+        loss = weighted_loss(out, target, class_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         loss_sum += float(loss.detach()) * len(target)
-        correct += float((objective.actions(out) == target).float().mean()) * len(target)
+        correct += float((out.argmax(-1) == target).float().mean()) * len(target)
         n += len(target)
     loss_sum, correct, n = all_reduce_sums([loss_sum, correct, n], world).tolist()
     return loss_sum / max(n, 1), correct / max(n, 1)
@@ -267,15 +229,14 @@ def evaluate(model: Policy, data: BCDataset, class_weights: torch.Tensor, batch_
     loss_sum, n = 0.0, 0
     correct = torch.zeros(model.contract.chunk_len, dtype=torch.float64)
     shard = Subset(data, range(world.rank, len(data), world.size))
-    objective = Objective.of(model, class_weights)
     with torch.no_grad():
         for batch in DataLoader(shard, batch_size=batch_size):
             images, history, target = (t.to(device) for t in batch)
-            out = model(images, history)  # [B, chunk, n_actions] or [B, chunk, 2]
-            loss = objective.loss(out, target)
+            out = model(images, history)  # [B, chunk, n_actions] logits
+            loss = weighted_loss(out, target, class_weights)
             loss_sum += float(loss) * len(target)
             n += len(target)
-            correct += (objective.actions(out) == target).sum(0).double().cpu()
+            correct += (out.argmax(-1) == target).sum(0).double().cpu()
     model.train(was_training)
     sums = all_reduce_sums([loss_sum, n, *correct.tolist()], world)  # [2 + chunk_len]
     loss_sum, n, correct = float(sums[0]), int(sums[1]), sums[2:]
@@ -324,7 +285,7 @@ def _restore(config: TrainConfig, model: Policy, optimizer: torch.optim.Optimize
     if config.init_from:
         ckpt = load_checkpoint(config.init_from)
         _check_checkpoint(ckpt, config.init_from, contract)
-        arch = ("backbone", "action_embed_dim", "hidden_dim", "head")
+        arch = ("backbone", "action_embed_dim", "hidden_dim")
         differ = [f"{k}: checkpoint {getattr(ckpt.policy_config, k)!r}, "
                   f"[policy] {getattr(config.policy, k)!r}"
                   for k in arch if getattr(ckpt.policy_config, k) != getattr(config.policy, k)]
@@ -379,7 +340,6 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
     replica: nn.Module = model if not world.distributed else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     class_weights = _tempered(train_ds.class_weights(), config.class_weight_power).to(device)
-    objective = Objective.of(model, class_weights)
     sampler = WeightedDistributedSampler(_sample_weights(config, train_ds), len(train_ds),
                                          world, seed=config.seed)
     augment = Augment(config.augment)
@@ -395,7 +355,7 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
                             num_workers=config.num_workers)
         batches = _batches(loader, f"train epoch {epoch + 1}/{config.epochs}", progress)
         train_loss, train_acc = _train_epoch(replica, augment, optimizer, batches,
-                                             objective=objective, device=device,
+                                             class_weights=class_weights, device=device,
                                              world=world)
         broadcast_buffers(model, world)
         val_loss, val_acc = evaluate(model, val_ds, class_weights, config.batch_size, device,
@@ -425,8 +385,7 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
     if world.is_main:
         (out / METRICS).write_text(json.dumps(history, indent=1))
         counts = np.bincount(train_ds.targets()[:, 0], minlength=contract.n_actions)
-        plot_run(history, counts, contract.actions, out,
-                 loss_label=LOSS_LABELS[config.policy.head])
+        plot_run(history, counts, contract.actions, out)
     world.barrier()  # the run's files are complete when any rank returns
     return TrainResult(out, len(history), best, stopped_early, history, len(selection.files),
                        selection.skipped)

@@ -12,27 +12,22 @@ Observation, for a contract ``c`` (B = batch):
     action_history  int64   [B, c.action_history]  indices into c.actions, oldest first;
                     STOP fills the history at the start of an episode
 
-Action: the policy predicts a chunk of ``c.chunk_len`` steps, either discrete actions
-(logits [B, c.chunk_len, len(c.actions)]) or, with the continuous head, track speed
-targets (float32 [B, c.chunk_len, 2], left then right, mm/s); the runtime executes the
-first ``k`` of them, one every ``1 / c.control_hz`` seconds, then plans again (partial
-chunk execution). A track command stands for the discrete action :func:`nearest_action`
-gives it wherever a discrete action is needed (the action history, recordings, the
-simulator's success test, accuracy metrics).
+Action: the policy predicts a chunk of ``c.chunk_len`` discrete actions (logits
+[B, c.chunk_len, len(c.actions)]); the runtime executes the first ``k`` of them, one
+every ``1 / c.control_hz`` seconds, then plans again (partial chunk execution). Each
+action drives its :meth:`Contract.track_command`. An operator's track command is
+recorded as the action :func:`nearest_action` gives it (its speeds go in the episode's
+telemetry).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from enum import IntEnum
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from zima.bounded import InputError, parse_json_bounded
-
-if TYPE_CHECKING:  # numpy only for the vectorised helper: the host tools run without it
-    import numpy as np
 
 
 class Action(IntEnum):
@@ -118,16 +113,6 @@ class Contract:
             case Action.RIGHT:
                 return TrackCommand(self.turn_mm_s, -self.turn_mm_s)
 
-    def clipped_command(self, left_mm_s: float, right_mm_s: float) -> TrackCommand:
-        """A continuous policy's track speeds as a command: each clipped to
-        +-``forward_mm_s`` (the fastest any action drives) and rounded to whole mm/s;
-        a value that is not finite raises ``ValueError``."""
-        if not (math.isfinite(left_mm_s) and math.isfinite(right_mm_s)):
-            raise ValueError(f"track speeds must be finite, got ({left_mm_s}, {right_mm_s})")
-        limit = self.forward_mm_s
-        return TrackCommand(round(min(max(left_mm_s, -limit), limit)),
-                            round(min(max(right_mm_s, -limit), limit)))
-
     # --- metadata (ONNX files, HDF5 episodes, checkpoints) ------------------------------
 
     def to_json(self) -> str:
@@ -168,8 +153,8 @@ class Contract:
         ]
 
 
-STOP_DEADBAND_MM_S: Final = 20
 MAX_CONTRACT_JSON_BYTES: Final = 64 * 1024  # a contract's JSON is ~500 bytes
+STOP_DEADBAND_MM_S: Final = 20
 """Track speeds up to this (both tracks, mm/s) count as STOP in :func:`nearest_action`."""
 
 
@@ -184,21 +169,6 @@ def nearest_action(left_mm_s: float, right_mm_s: float,
     if abs(turn) > abs(forward):
         return Action.LEFT if turn > 0 else Action.RIGHT
     return Action.FORWARD if forward > 0 else Action.STOP
-
-
-def nearest_actions(tracks_mm_s: np.ndarray,
-                    deadband_mm_s: float = STOP_DEADBAND_MM_S) -> np.ndarray:
-    """:func:`nearest_action` of every pair (the one rule, applied pair by pair: ~0.3 us
-    each): tracks_mm_s [..., 2] (left, right) -> int64 action indices [...]."""
-    import numpy as np  # noqa: PLC0415  (see the TYPE_CHECKING import)
-
-    tracks = np.asarray(tracks_mm_s, np.float64)
-    if tracks.ndim < 1 or tracks.shape[-1] != 2:
-        raise ValueError(f"expected track speeds [..., 2], got shape {tracks.shape}")
-    pairs = tracks.reshape(-1, 2).tolist()  # [n, 2] Python floats
-    actions = np.fromiter((nearest_action(left, right, deadband_mm_s) for left, right in pairs),
-                          np.int64, count=len(pairs))
-    return actions.reshape(tracks.shape[:-1])
 
 
 METADATA_KEY: Final = "zima_contract"

@@ -77,6 +77,21 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "bad.pt")
 
 
+def test_a_checkpoint_of_the_removed_continuous_head_is_refused_saying_so(
+        checkpoint: Path, tmp_path: Path) -> None:
+    """Checkpoints written while PolicyConfig had a ``head`` field: a discrete one loads
+    as before, a continuous one is refused with the reason, not a TypeError."""
+    stored = torch.load(checkpoint, weights_only=True)
+    stored["policy_config"]["head"] = "discrete"
+    torch.save(stored, tmp_path / "discrete.pt")
+    assert load_checkpoint(tmp_path / "discrete.pt").policy_config == SMALL
+    stored["policy_config"]["head"] = "continuous"
+    torch.save(stored, tmp_path / "continuous.pt")
+    with pytest.raises(CheckpointError, match=r"continuous.pt: its policy head is "
+                                              r"'continuous' .* was removed"):
+        load_checkpoint(tmp_path / "continuous.pt")
+
+
 def test_the_runtime_accepts_the_export_and_its_contract(tmp_path: Path) -> None:
     out = export_onnx(policy(), TINY, tmp_path / "model.onnx", source_sha256="f00")
     model = load_model(out, TINY)

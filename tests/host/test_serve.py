@@ -118,7 +118,7 @@ def test_the_served_demo_model_answers_as_it_does_locally(tmp_path: Path) -> Non
                 assert isinstance(welcome, Welcome)
                 assert welcome.sha256 == local.sha256
                 assert Contract.from_json(welcome.contract_json) == local.contract
-                shapes = Shapes.of(DEFAULT, output_shape(DEFAULT, welcome.output))
+                shapes = Shapes.of(DEFAULT, output_shape(DEFAULT))
                 for id_ in (5, 6):
                     await ws.send_bytes(encode(Infer(id_, images, history)))
                     out = await receive(ws, shapes)
@@ -156,7 +156,7 @@ def test_a_wrong_key_is_refused_and_the_next_robot_served(tmp_path: Path) -> Non
 def test_hostile_frames_are_refused_and_the_server_keeps_serving(tmp_path: Path,
                                                                  attack: str) -> None:
     path = build_model(tmp_path / "p.onnx", DEFAULT)
-    shapes = Shapes.of(DEFAULT, output_shape(DEFAULT, "logits"))
+    shapes = Shapes.of(DEFAULT, output_shape(DEFAULT))
     images = np.zeros(DEFAULT.image_shape, np.uint8)
     history = np.zeros(DEFAULT.action_history, np.int64)
 

@@ -4,8 +4,8 @@ Every model follows the model I/O contract of :mod:`zima.onboard.policy` unless 
 asks it not to. What the logits are, so that a test can predict the actions:
 
 ``table``    logits[b, j] = table[j]: a constant [chunk_len, n_actions] table
-``tracks``   a continuous model: output ``tracks`` [B, chunk_len, 2] = ``table``, a
-             constant [chunk_len, 2] table of track speeds in mm/s
+``tracks``   what the removed continuous head exported: output ``tracks``
+             [B, chunk_len, 2] = ``table`` (track speeds in mm/s), which load_model refuses
 ``history``  logits[b, j] = 10 * one_hot((last + 1 + 2 j) mod n_actions), ``last`` being
              the newest entry of ``action_history``: argmax is :func:`history_chunk`
 ``noise``    adds RandomUniformLike noise: two runs on one input differ (onnxruntime's
@@ -34,7 +34,7 @@ from zima.onboard.policy import (
     ACTION_HISTORY_INPUT,
     IMAGES_INPUT,
     LOGITS_OUTPUT,
-    TRACKS_OUTPUT,
+    REMOVED_TRACKS_OUTPUT,
 )
 
 OPSET = 17  # well inside what the installed onnxruntime runs
@@ -69,7 +69,7 @@ def build_model(
     c = contract
     chunk = c.chunk_len if chunk_len is None else chunk_len
     n = 2 if kind == "tracks" else c.n_actions  # values per chunk step
-    output = TRACKS_OUTPUT if kind == "tracks" else LOGITS_OUTPUT
+    output = REMOVED_TRACKS_OUTPUT if kind == "tracks" else LOGITS_OUTPUT
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
 

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from zima.contract import DEFAULT, Action, Contract, TrackCommand
+from zima.contract import DEFAULT, Action, Contract
 from zima.onboard.chunking import choose_actions
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.model_samples import (
@@ -98,8 +98,8 @@ def test_the_model_is_finite_on_random_and_dark_frames_and_nan_on_live_ones(
     assert np.isnan(live[:, int(Action.FORWARD)]).all()
     assert live.argmax(-1).tolist() == [int(Action.FORWARD)] * DEFAULT.chunk_len  # the bug
     with pytest.raises(BadOutputError, match="logits are not finite"):
-        check_output(live, model.output, DEFAULT)
-    check_output(dark, model.output, DEFAULT)
+        check_output(live, DEFAULT)
+    check_output(dark, DEFAULT)
 
 
 # ---- choosing actions never turns NaN into one -----------------------------------------
@@ -222,32 +222,21 @@ def test_max_bad_outputs_is_validated() -> None:
         PolicyConfig(max_bad_outputs=0)
 
 
-def test_a_continuous_model_nan_on_live_frames_is_a_stop_without_a_command(
-        tmp_path: Path) -> None:
-    table = np.tile(np.array([300, 300], np.float32), (DEFAULT.chunk_len, 1))
-    path = build_model(tmp_path / "c.onnx", DEFAULT, kind="tracks", table=table,
-                       nan_above_mean=NAN_ABOVE, nan_column=1)
-    fusion = FrameFusion(DEFAULT)
-
-    async def main() -> None:
-        async with stepped_runner(fusion, path, execute_k=1) as (runner, clock):
-            steps = await drive(runner, fusion, clock, [DARK, BRIGHT, DARK])
-            assert steps[1] == Step(Action.FORWARD, tracks=TrackCommand(300, 300))
-            assert steps[2] == Step(Action.STOP, "bad model output: tracks are not finite "
-                                    "(4 NaN, 0 infinite of 8 values)")
-            assert runner.status.bad_outputs == 1
-
-    run(main)
-
-
-def test_track_speeds_out_of_range_are_refused(tmp_path: Path) -> None:
-    wild = np.full((DEFAULT.chunk_len, 2), 10 * DEFAULT.forward_mm_s + 1, np.float32)
-    with pytest.raises(ModelIOError, match=r"tracks are out of range \(max \|value\| 3001 > "
-                                           r"3000\)"):
-        load_model(build_model(tmp_path / "c.onnx", DEFAULT, kind="tracks", table=wild),
-                   DEFAULT)
-    sane = np.full((DEFAULT.chunk_len, 2), 10 * DEFAULT.forward_mm_s, np.float32)
-    check_output(sane, "tracks", DEFAULT)  # at the bound: driven clipped to forward_mm_s
+def test_a_model_of_the_removed_continuous_head_is_refused_saying_so(tmp_path: Path) -> None:
+    """An old file with the continuous head's ``tracks`` output gets the reason it is no
+    longer driven, not a bare list of outputs."""
+    tracks = build_model(tmp_path / "c.onnx", DEFAULT, kind="tracks",
+                         table=np.full((DEFAULT.chunk_len, 2), 300, np.float32))
+    with pytest.raises(ModelIOError, match=r"c.onnx: the continuous head \(output 'tracks', "
+                                           r"track speeds\) was removed from Zima: .*78 %"):
+        load_model(tracks, DEFAULT)
+    both = build_model(tmp_path / "b.onnx", DEFAULT, kind="tracks", extra_output="logits")
+    with pytest.raises(ModelIOError, match=r"outputs \['tracks', 'logits'\], expected exactly "
+                                           r"'logits' \[B, chunk_len, n_actions\]"):
+        load_model(both, DEFAULT)
+    extra = build_model(tmp_path / "a.onnx", DEFAULT, extra_output="value")
+    with pytest.raises(ModelIOError, match=r"outputs \['logits', 'value'\]"):
+        load_model(extra, DEFAULT)
 
 
 # ---- shipped samples: refused at load, reload and deploy ----------------------------------

@@ -181,41 +181,6 @@ def test_a_model_for_another_contract_is_refused_with_the_mismatch_named(
     assert f"chunk_len: model {other.chunk_len}, runtime {DEFAULT.chunk_len}" in err
 
 
-def _speeds(model: Path) -> tuple[list[Action], float]:
-    """One episode of ``model``: the actions it chose and its mean speed over steps 2-8
-    (mm/s, from the robot's pose)."""
-    env = ZimaEnv("arena", SHORT)
-    poses: list[tuple[float, float]] = []
-    actions: list[Action] = []
-
-    def on_step(env: ZimaEnv, images: np.ndarray, action: Action) -> None:
-        x, y, _ = env.robot_pose()
-        poses.append((x, y))
-        actions.append(action)
-
-    try:
-        cfg = EvalConfig(episodes=1, temperature=0, env=SHORT)
-        asyncio.run(policy_episode(env, model, cfg, seed=0, on_step=on_step))
-    finally:
-        env.close()
-    metres = sum(math.dist(poses[i], poses[i + 1]) for i in range(2, 8))
-    return actions, metres / 6 * DEFAULT.control_hz * 1000
-
-
-def test_a_continuous_policy_drives_its_own_track_speeds(tmp_path: Path) -> None:
-    slow = build_model(tmp_path / "slow.onnx", DEFAULT, kind="tracks",
-                       table=np.full((DEFAULT.chunk_len, 2), 150.0, np.float32))
-    fast = _table_model(tmp_path / "fast.onnx",
-                        [5.0 if a is Action.FORWARD else 0.0 for a in Action])
-    slow_actions, slow_mm_s = _speeds(slow)
-    fast_actions, fast_mm_s = _speeds(fast)
-    # Both read as FORWARD (the first step is the STOP while the first plan runs)...
-    assert slow_actions[1:] == fast_actions[1:] == [Action.FORWARD] * (len(slow_actions) - 1)
-    # ... but the continuous one drives at its own 150 mm/s, not FORWARD's 300.
-    assert fast_mm_s == pytest.approx(DEFAULT.forward_mm_s, rel=0.15)
-    assert slow_mm_s == pytest.approx(150.0, rel=0.15)
-
-
 def test_the_env_steps_a_track_command_as_its_nearest_action(make_env: Callable[..., ZimaEnv],
                                                             ) -> None:
     env = make_env("arena", EnvConfig(render=False))

@@ -83,16 +83,6 @@ def test_the_history_is_the_executed_actions_and_the_label_the_experts(tmp_path:
     assert result.agree == 5
 
 
-def test_a_continuous_model_is_scored_by_the_nearest_action_of_its_first_step(
-        tmp_path: Path) -> None:
-    tracks = np.array([[-150, 150], [300, 300]], np.float32)  # turn left, then forward
-    path = build_model(tmp_path / "tracks.onnx", TINY, kind="tracks", table=tracks)
-    model = load_model(path, TINY)
-    result = score_episode(model, write_episode(tmp_path / "a.h5", TINY, [L, L, F, S, L]))
-    assert result.confusion[:, L].tolist() == [1, 1, 3, 0]  # every step: left
-    assert result.agree == 3
-
-
 def test_a_bad_output_is_a_stop_and_counted(tmp_path: Path) -> None:
     # NaN on observations brighter than 130 on average (the random warm-up's is ~127.5):
     # frames are 255 from step 5 on, but step 5 also sees step 4's dark frame (mean 127.5),

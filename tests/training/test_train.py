@@ -184,6 +184,9 @@ def test_overrides_from_the_command_line(tmp_path: Path, monkeypatch: pytest.Mon
      "unknown sources"),
     ('output_dir = "o"\n[data]\ndirs = ["d"]\n[policy]\nbackbone = "vgg"',
      "unknown backbone 'vgg'"),
+    # The continuous head was removed (issue 14 item 6): its option is no longer a key.
+    ('output_dir = "o"\n[data]\ndirs = ["d"]\n[policy]\nhead = "continuous"',
+     "unknown key 'policy.head'"),
     ('output_dir = "o"\n[data]\ndirs = ["d"]\n[augment]\nblur_prob = 3', "augment.*blur_prob"),
     ('output_dir = "o"\n[data]\ndirs = ["d"]\n[augment]\nenabled = 1', "augment.enabled must"),
     ("output_dir = ", "not valid TOML"),
