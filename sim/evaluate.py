@@ -19,8 +19,7 @@ stamped with their capture time, when the runtime would have them; the plan that
 them starts ``lead`` before the step ends, and its chunk's first action runs at the next
 step's start. Each env step:
 
-1. ``runner.tick`` at the step's start gives the action (a continuous model's step: its
-   track command, what the robot would drive);
+1. ``runner.tick`` at the step's start gives the action;
 2. ``env.step(action, capture_ahead_s=...)`` simulates it;
 3. the loop's other ticks inside the step, each plan waited for (``wait_plan``: inference
    takes sim time, never wall time), the step's frames pushed into the fusion once
@@ -308,8 +307,7 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
                 video.add(images[forward], _label(tick * timing.tick_s, step))
             if on_step is not None:
                 on_step(env, images, step.action)
-            result = env.step(step.tracks if step.tracks is not None else step.action,
-                              capture_ahead_s=timing.ahead_s)
+            result = env.step(step.action, capture_ahead_s=timing.ahead_s)
             if result.done:
                 break
             images = result.observation.images
@@ -360,8 +358,7 @@ async def _tick(runner: PolicyRunner, clock: SimClock, now_s: float) -> Step:
 
 
 def _label(now_s: float, step: Step) -> list[str]:
-    lines = [f"t {now_s:5.1f} s", step.action.name if step.tracks is None else
-             f"{step.action.name} {step.tracks.left_mm_s} {step.tracks.right_mm_s} mm/s"]
+    lines = [f"t {now_s:5.1f} s", step.action.name]
     if step.reason is not None:
         lines.append(step.reason[:40])
     return lines
