@@ -1,5 +1,6 @@
 // The Zima console page: camera views, hold-to-drive (keyboard and gamepad), modes,
-// e-stop, recording and the arm, over one WebSocket to the robot (see server.py).
+// e-stop, recording and the arm (jog the tool, named poses, the gripper, joint sliders),
+// over one WebSocket to the robot (see server.py).
 // Plain JS, no build step and nothing fetched from elsewhere: the robot may be offline.
 "use strict";
 
@@ -13,11 +14,31 @@ const KEYS = {
 };
 const JOINTS = ["base yaw", "shoulder", "elbow", "wrist pitch", "wrist roll", "gripper"];
 const DEADZONE = 0.15;
+// Hold to jog the tool point in the arm's frame (x forward, y left, z up; pitch down +):
+// a key -> [jog velocity, direction]. None of them is a drive key (WASD, arrows, Space, H).
+const ARM_KEYS = {
+  KeyI: ["vx_m_s", 1], KeyK: ["vx_m_s", -1], KeyJ: ["vy_m_s", 1], KeyL: ["vy_m_s", -1],
+  KeyU: ["vz_m_s", 1], KeyO: ["vz_m_s", -1], KeyT: ["vpitch_rad_s", 1],
+  KeyG: ["vpitch_rad_s", -1], KeyZ: ["vroll_rad_s", -1], KeyX: ["vroll_rad_s", 1],
+  KeyN: ["vgripper_m_s", 1], KeyM: ["vgripper_m_s", -1],
+};
+const JOG_AXES = ["vx_m_s", "vy_m_s", "vz_m_s", "vpitch_rad_s", "vroll_rad_s", "vgripper_m_s"];
+const JOG_RAD_PER_M = 10; // pitch and roll jog at 10 rad/s per m/s of the speed slider
+const JOG_GRIPPER_M_S = 0.02;
+const GRIPPER_OPEN_M = 0.034; // zima.onboard.arm_poses.GRIPPER_MAX_OPENING_M
+// Gamepad buttons (standard mapping) that jog while held: button -> [velocity, direction].
+const PAD_JOG = {
+  5: ["vz_m_s", 1], 4: ["vz_m_s", -1], 12: ["vpitch_rad_s", -1], 13: ["vpitch_rad_s", 1],
+  14: ["vroll_rad_s", -1], 15: ["vroll_rad_s", 1], 6: ["vgripper_m_s", 1],
+  7: ["vgripper_m_s", -1],
+};
 
 let ws = null;
 let status = null;
 let wasMoving = false;
+let wasJogging = false;
 const held = new Set();
+const armHeld = new Set(); // ARM_KEYS codes held
 const padButtons = [];
 
 function send(message) {
@@ -86,6 +107,34 @@ function padButton(pad, index, action) {
   padButtons[index] = pressed;
 }
 
+// ---- the arm's jog ----------------------------------------------------------------------
+function jogSpeeds() {
+  const linear = parseFloat($("jog-speed").value);
+  return { vx_m_s: linear, vy_m_s: linear, vz_m_s: linear, vpitch_rad_s: linear * JOG_RAD_PER_M,
+    vroll_rad_s: linear * JOG_RAD_PER_M, vgripper_m_s: JOG_GRIPPER_M_S };
+}
+
+function jogCommand(pad) {
+  const speed = jogSpeeds();
+  const jog = { t: "jog" };
+  for (const axis of JOG_AXES) jog[axis] = 0;
+  const add = ([axis, sign], amount) => { jog[axis] += sign * amount * speed[axis]; };
+  for (const code of armHeld) add(ARM_KEYS[code], 1);
+  if (pad) {
+    const axis = (i) => (Math.abs(pad.axes[i] || 0) < DEADZONE ? 0 : pad.axes[i]);
+    jog.vx_m_s -= axis(3) * speed.vx_m_s; // right stick up: tool forward
+    jog.vy_m_s -= axis(2) * speed.vy_m_s; // right stick left: tool left
+    for (const [button, move] of Object.entries(PAD_JOG)) {
+      const b = pad.buttons[button];
+      if (b && b.pressed) add(move, 1);
+    }
+  }
+  for (const axis of JOG_AXES) { // opposite keys cancel; keep within the speeds
+    jog[axis] = Math.max(-speed[axis], Math.min(speed[axis], jog[axis]));
+  }
+  return jog;
+}
+
 function tick() {
   let [v, w] = keyCommand();
   const pad = gamepad();
@@ -99,10 +148,17 @@ function tick() {
   if (moving || wasMoving) send({ t: "drive", v: v, w: w }); // one zero after release
   wasMoving = moving;
   $("command").textContent = moving ? `v ${v.toFixed(2)} m/s, w ${w.toFixed(2)} rad/s` : "stop";
+  const jog = jogCommand(pad);
+  const jogging = JOG_AXES.some((axis) => jog[axis] !== 0);
+  if (jogging || wasJogging) send(jog); // one zero after release: the jog ends there
+  wasJogging = jogging;
+  $("jog").textContent = jogging ? JOG_AXES.filter((a) => jog[a] !== 0)
+    .map((a) => `${a} ${jog[a].toFixed(3)}`).join(", ") : "stop";
 }
 
 function releaseAll() {
   held.clear();
+  armHeld.clear();
   tick();
 }
 
@@ -119,6 +175,14 @@ window.addEventListener("keydown", (event) => {
     return;
   }
   if (event.code === "KeyH") send({ t: "handback" });
+  if (ARM_KEYS[event.code]) {
+    event.preventDefault();
+    if (!armHeld.has(event.code)) {
+      armHeld.add(event.code);
+      tick();
+    }
+    return;
+  }
   const key = KEYS[event.code];
   if (!key) return;
   event.preventDefault();
@@ -128,6 +192,12 @@ window.addEventListener("keydown", (event) => {
   }
 });
 window.addEventListener("keyup", (event) => {
+  if (ARM_KEYS[event.code]) {
+    event.preventDefault();
+    armHeld.delete(event.code);
+    tick();
+    return;
+  }
   const key = KEYS[event.code];
   if (!key) return;
   event.preventDefault();
@@ -188,6 +258,18 @@ function show(s) {
   }
   showCameras(s.cameras);
   showRecorder(s.recorder);
+  showArm(s.arm);
+}
+
+function showArm(a) {
+  if (!a) {
+    $("tool").textContent = "– (no ARM_STATE from the MCU yet)";
+    return;
+  }
+  const [x, y, z] = a.tool_xyz_m;
+  $("tool").textContent = `x ${x.toFixed(3)} y ${y.toFixed(3)} z ${z.toFixed(3)} m, ` +
+    `pitch ${a.tool_pitch_rad.toFixed(2)} roll ${a.tool_roll_rad.toFixed(2)} rad, ` +
+    `gripper ${(a.gripper_m * 1000).toFixed(0)} mm` + (a.stale ? " (stale)" : "");
 }
 
 function showCameras(names) {
@@ -284,9 +366,12 @@ function wire() {
   $("rec-failure").addEventListener("click",
     () => send({ t: "record", action: "stop", outcome: "failure" }));
   $("rec-discard").addEventListener("click", () => send({ t: "record", action: "discard" }));
-  $("grip-open").addEventListener("click", () => armTargets(5, 1800));
-  $("grip-close").addEventListener("click", () => armTargets(5, 0));
-  for (const id of ["speed", "turn"]) {
+  $("grip-open").addEventListener("click", () => send({ t: "arm", gripper_m: GRIPPER_OPEN_M }));
+  $("grip-close").addEventListener("click", () => send({ t: "arm", gripper_m: 0 }));
+  for (const button of document.querySelectorAll("#poses button")) {
+    button.addEventListener("click", () => send({ t: "arm", pose: button.dataset.pose }));
+  }
+  for (const id of ["speed", "turn", "jog-speed"]) {
     $(id).addEventListener("input", () => {
       $(`${id}-out`).textContent = parseFloat($(id).value).toFixed(2);
     });
