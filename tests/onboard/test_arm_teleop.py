@@ -441,3 +441,25 @@ def test_arm_commands_are_refused_in_estop_and_for_a_watcher(
             assert await runtime.handle(ArmPoseCommand("ready"), "op") is None
 
     run(main, guard_s=60)
+
+
+def test_what_a_lost_mcu_said_of_the_arm_is_published_as_stale_and_arm_commands_refused(
+    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime:
+            await teleop(runtime)
+            fresh = await arm_record(runtime, lambda r: not r.stale)
+            assert fresh.age_s < 1.0
+            assert fresh.servo_ddeg == [900] * 6  # the power-on pose: stowed
+            await asyncio.to_thread(board.close)  # the USB cable pulled
+            await runtime.link.wait_status(lambda s: not s.connected, timeout_s=5.0)
+            lost = await arm_record(runtime, lambda r: r.stale)
+            await asyncio.sleep(0.3)
+            older = await arm_record(runtime, lambda r: r.stale)
+            assert older.age_s >= lost.age_s + 0.25  # it grows old; never restamped
+            refused = await runtime.handle(ArmPoseCommand("ready"), "op")
+            assert refused is not None
+            assert "link down" in refused
+
+    run(main, guard_s=60)
