@@ -17,7 +17,9 @@ period) captures its frames ``lead`` plus that age before it ends
 (``ZimaEnv.step(capture_ahead_s=...)``, whole physics steps), and they reach the fusion,
 stamped with their capture time, when the runtime would have them; the plan that reads
 them starts ``lead`` before the step ends, and its chunk's first action runs at the next
-step's start. Each env step:
+step's start. A slow policy or a remote round trip (``latency_s`` of 50 ms: an 80 ms lead
+on frames up to 43 ms older) reads frames older than an action period: each env step then
+captures the frames of the next step's plan, and they are carried over. Each env step:
 
 1. ``runner.tick`` at the step's start gives the action;
 2. ``env.step(action, capture_ahead_s=...)`` simulates it;
@@ -246,9 +248,22 @@ class EpisodeTiming:
     tick_s: float  # the loop's period
     per_action: int  # loop ticks per action (one env step)
     lead: int  # a plan starts this many ticks before its chunk's first action
-    ahead_s: float  # each env step captures its frames this long before it ends
+    ahead_s: float  # the frames a step's plan reads were captured this long before it ends
     delay_s: float  # ... and they reach the fusion this long after
     first_tick: int  # the first plan's: its result lands at step 1's start
+    step_s: float  # an env step (one action period)
+
+    @property
+    def capture_s(self) -> float:
+        """How long before its own end an env step captures frames: ``ahead_s`` when that
+        is within the step; else (a slow policy, a remote round trip) the frames are for
+        the next step's plan, captured ``ahead_s - step_s`` before this step ends."""
+        return self.ahead_s if self.ahead_s <= self.step_s + 1e-9 else self.ahead_s - self.step_s
+
+    @property
+    def carried(self) -> bool:
+        """The frames a step's plan reads come from the step before."""
+        return self.ahead_s > self.step_s + 1e-9
 
     @classmethod
     def of(cls, cfg: EvalConfig, contract: Contract, physics_dt_s: float,
@@ -262,13 +277,15 @@ class EpisodeTiming:
         frame_age_s = _frame_age_s(cfg, seed)  # the newest frame's age as the plan starts
         # Whole physics steps, at or before the modelled moment: delivered by the plan.
         ahead_s = math.ceil((lead * tick_s + frame_age_s) / physics_dt_s - 1e-9) * physics_dt_s
-        if lead >= per_action or ahead_s > 1.0 / contract.control_hz:
+        step_s = 1.0 / contract.control_hz
+        if lead >= per_action or ahead_s > 2 * step_s:
             raise ValueError(f"EvalConfig.latency_s={cfg.latency_s}: plans start "
-                             f"{lead * tick_s} s ahead on frames {ahead_s:.3f} s old, beyond "
-                             "an action period (frames come once per env step)")
+                             f"{lead * tick_s} s ahead on frames {ahead_s:.3f} s old: a plan "
+                             "must start within its action period, on frames at most two "
+                             "periods old")
         first = per_action - min(max(1, math.ceil(cfg.latency_s / tick_s - 1e-9)), lead)
         delay_s = cfg.camera_delay_s if cfg.camera_fps is not None else 0.0
-        return cls(tick_s, per_action, lead, ahead_s, delay_s, first)
+        return cls(tick_s, per_action, lead, ahead_s, delay_s, first, step_s)
 
 
 async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int, *,
@@ -298,6 +315,7 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
         for cam, index in zip(c.cameras, newest, strict=True):
             fusion.push(cam, images[index], 0.0)
         step = Step(Action.STOP, "waiting for the first plan")  # step 0: none ticked yet
+        carried: dict[str, np.ndarray] | None = None  # the last step's frames (timing.carried)
         tick = 0  # loop ticks since reset: the sim clock is tick * tick_s
         while True:
             if tick > 0:
@@ -307,12 +325,16 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
                 video.add(images[forward], _label(tick * timing.tick_s, step))
             if on_step is not None:
                 on_step(env, images, step.action)
-            result = env.step(step.action, capture_ahead_s=timing.ahead_s)
+            result = env.step(step.action, capture_ahead_s=timing.capture_s)
             if result.done:
                 break
             images = result.observation.images
             assert images is not None
-            frames = {cam: images[index] for cam, index in zip(c.cameras, newest, strict=True)}
+            captured = {cam: images[index] for cam, index in zip(c.cameras, newest, strict=True)}
+            # Frames older than a step (module doc): this step's plan reads the last step's.
+            # (The first step has none: the reset's frames serve its plan.)
+            frames = (carried or {}) if timing.carried else captured
+            carried = captured
             await _inside_step(runner, clock, fusion, timing, start=tick, frames=frames)
             tick += timing.per_action
         sha256 = runner.model_sha256

@@ -194,7 +194,9 @@ def test_the_env_steps_a_track_command_as_its_nearest_action(make_env: Callable[
 
 
 @pytest.mark.parametrize(("latency_s", "camera_fps"), [
-    (0.004, None), (0.02, None), (0.05, None), (0.004, 30.0), (0.02, 30.0)])
+    (0.004, None), (0.02, None), (0.05, None), (0.004, 30.0), (0.02, 30.0),
+    # A remote round trip: frames older than an action period, carried from the step before.
+    (0.05, 30.0)])
 def test_the_policy_sees_observations_as_old_as_the_runtimes(
         tmp_path: Path, latency_s: float, camera_fps: float | None) -> None:
     """Each chunk's plan starts the lead the runtime's own rule gives for that latency
@@ -215,6 +217,9 @@ def test_the_policy_sees_observations_as_old_as_the_runtimes(
     # The runtime's model: its queue, at its loop's period, after an inference this long.
     runtime = ActionQueue(DEFAULT, cfg.execute_k, tick_s=1 / cfg.loop_hz)
     runtime.latency.add(latency_s)
+    # Frames older than an action period are carried from the step before (a round trip).
+    carried = EpisodeTiming.of(cfg, DEFAULT, env.config.physics_dt_s, 1.5, 0).carried
+    assert carried == ((latency_s, camera_fps) == (0.05, 30.0))
     assert len(traces) == math.ceil((len(driven) - 1) / cfg.execute_k)
     camera_ages = set()
     for trace in traces:
@@ -224,7 +229,10 @@ def test_the_policy_sees_observations_as_old_as_the_runtimes(
             assert lead_s <= runtime.lead_s + 1e-9
         else:
             assert lead_s == pytest.approx(runtime.lead_s)
-        camera_ages.add(round(trace.acted_s - min(trace.captured_s) - runtime.lead_s, 9))
+        if carried and trace is traces[0]:  # no step before it: the reset's frames
+            assert min(trace.captured_s) == 0.0
+        else:
+            camera_ages.add(round(trace.acted_s - min(trace.captured_s) - runtime.lead_s, 9))
         step = trace.acted_s * DEFAULT.control_hz
         assert step == pytest.approx(round(step))  # at an env step's start
     (camera_age_s,) = camera_ages  # one camera phase for the episode
@@ -243,8 +251,11 @@ def test_the_camera_phase_is_drawn_per_episode_from_its_seed() -> None:
     # One 20 ms tick, the 4 ms decode and up to a frame interval, in 5 ms physics steps.
     assert all(0.025 - 1e-9 <= age <= 0.06 + 1e-9 for age in ages)
     assert max(ages) - min(ages) >= 0.02  # the phase differs between episodes
-    with pytest.raises(ValueError, match="beyond an action period"):
-        EpisodeTiming.of(EvalConfig(latency_s=0.05), DEFAULT, 0.005, 1.5, 0)
+    slow = EpisodeTiming.of(EvalConfig(latency_s=0.05), DEFAULT, 0.005, 1.5, 0)
+    assert slow.carried  # 80 ms of lead on frames 10-43 ms old: from the step before
+    assert slow.capture_s == pytest.approx(slow.ahead_s - 0.1)
+    with pytest.raises(ValueError, match="must start within its action period"):
+        EpisodeTiming.of(EvalConfig(latency_s=0.08), DEFAULT, 0.005, 1.5, 0)
 
 
 def test_capturing_ahead_moves_the_frames_not_the_physics(make_env: Callable[..., ZimaEnv],
