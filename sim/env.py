@@ -115,8 +115,7 @@ class ZimaEnv:
             raise ValueError(f"unknown scene {scene!r}; known: {sorted(SCENES)}")
         self.config, self.contract, self.scene = config, contract, scene
         self.layout = SCENES[scene]()
-        xml = world_xml(self.layout, config.robot, contract, config.physics_dt_s)
-        self.model = mujoco.MjModel.from_xml_string(xml)
+        self.model = mujoco.MjModel.from_xml_string(self.world_mjcf())
         self.data = mujoco.MjData(self.model)
         self.drive = TrackDrive(self.model, config.robot)
         self.randomizer = Randomizer(self.model, self.layout, config.robot, contract.cameras,
@@ -145,6 +144,11 @@ class ZimaEnv:
         self.target_seen = False  # the target has been in the forward view this episode
         self._poses: deque[tuple[float, float, float]] = deque(
             maxlen=round(contract.control_hz) + 1)  # the last second's robot poses
+
+    def world_mjcf(self) -> str:
+        """The MJCF of this env's world; a task that changes the world (the pick-up task's
+        free cube, :mod:`zima.sim.pick`) overrides it. Called once, by ``__init__``."""
+        return world_xml(self.layout, self.config.robot, self.contract, self.config.physics_dt_s)
 
     # --- episode ----------------------------------------------------------------------
 
