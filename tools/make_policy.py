@@ -1,31 +1,42 @@
-"""`make policy`: the bundled demo policy, from demonstrations to a measured ONNX file.
+"""`make policy`: the bundled policy for every scene, from demonstrations to a measured ONNX file.
 
-    .venv/bin/python tools/make_policy.py [--episodes 400] [--dagger-rounds 2] [--workers N]
+    .venv/bin/python tools/make_policy.py [--episodes 900] [--dagger-rounds 2] [--workers N]
+                                          [--device cpu|cuda] [--resume]
 
-Runs the `zima` commands below in order, each printed and timed, and stops at the first
-that fails:
+A user's robot lives in rooms, not in the empty arena, so the policy learns from a mix of
+scenes (``MIX``): mostly procedural worlds (a new room per seed), and the two fixed test
+worlds ``room`` and ``arena`` at seeds their evaluation never uses. It runs the `zima`
+commands below in order, each printed and timed, and stops at the first that fails:
 
-1. ``zima sim collect``: the scripted expert's arena episodes, seeds 0 .. E-1 (data/demo);
-2. ``zima train configs/demo_policy.toml``: behaviour cloning (runs/demo);
-3. ``zima export``: runs/demo/best.pt (the epoch of the lowest validation loss) to
-   runs/demo/policy.onnx, with the parity check;
+1. ``zima sim collect``: the scripted expert's episodes of every scene in ``MIX``, seeds
+   0 .. n-1 per scene (data/policy/expert-<scene>);
+2. ``zima train configs/demo_policy.toml``: behaviour cloning on them (runs/policy/bc);
+3. ``zima export``: its best.pt (the epoch of the lowest validation loss) to policy.onnx,
+   with the parity check;
 4. DAgger rounds r = 1 .. R: ``zima sim collect --policy`` lets the last round's policy
-   drive episodes of seeds r * 10000 on (data/dagger<r>) with the expert labelling every
-   step; ``zima train --set ...`` fine-tunes the last round's best checkpoint on all
-   episodes so far (runs/dagger<r>); ``zima export`` its best.pt. Behaviour cloning
-   alone only ever sees the expert's states; these rounds teach the policy the way back
-   from its own mistakes;
-5. the last round's export is copied to models/zima-demo.onnx, and ``zima sim eval`` runs
-   it through the onboard runtime in the simulator on seeds from EVAL_SEED on (never used
-   in training), with the runtime's default sampling.
+   drive episodes of every scene in ``DAGGER_MIX``, seeds r * 10000 on
+   (data/policy/dagger<r>-<scene>), the expert labelling every step; ``zima train --set
+   ...`` fine-tunes the last round's best checkpoint on all episodes so far
+   (runs/policy/dagger<r>); ``zima export`` its best.pt. Behaviour cloning alone only ever
+   sees the expert's states; these rounds teach the policy the way back from its own
+   mistakes, in the scenes where it makes them;
+5. the last export is copied to models/zima-demo.onnx, and ``zima sim eval`` runs it
+   through the onboard runtime in the simulator in every scene on seeds from EVAL_SEED on
+   (no recipe uses them; `zima sim suite` holds out 1000000 on), with the runtime's
+   default sampling.
 
 Then it writes models/zima-demo.json, the file's provenance: the commands, seeds, data
-size, each step's wall-clock time, the training histories, each DAgger round's on-policy
-success and the success rate with its 95% Wilson interval. The ONNX file and its
-provenance are committed; data/ and runs/ are not. Every step is seeded, so a rerun on the
-same software gives the same episodes and, on the CPU, the same weights; that is also why
-``--resume`` may keep what an interrupted run finished (episode folders holding exactly
-their seeds, training runs through `zima train --resume`).
+sizes, each step's wall-clock time, the training histories, each DAgger round's on-policy
+success and every scene's success and collision rates with their 95% Wilson intervals.
+The ONNX file and its provenance are committed; data/ and runs/ are not.
+
+Every step is seeded, so a rerun on the same software gives the same episodes and, on the
+CPU, the same weights; that is also why ``--resume`` may keep what an interrupted run
+finished: a collection whose folder holds its completion record (``collected.json``: the
+scene, seeds and driver that filled it, written last), and the training runs through
+`zima train --resume`.
+``--device cuda`` trains on a GPU (collection and evaluation render on the CPU either way);
+the recipe is sized to need none: about 2 hours on two CPU cores.
 """
 
 from __future__ import annotations
@@ -47,14 +58,34 @@ from typing import Any, Final
 ROOT: Final = Path(__file__).resolve().parent.parent
 ZIMA: Final = Path(sys.executable).parent / "zima"
 CONFIG: Final = "configs/demo_policy.toml"
-DATA: Final = "data/demo"
-RUN: Final = "runs/demo"
+DATA: Final = "data/policy"
+RUNS: Final = "runs/policy"
 MODEL: Final = "models/zima-demo.onnx"
 PROVENANCE: Final = "models/zima-demo.json"
+DONE: Final = "collected.json"  # a collection folder's completion record, written last
 Step = Callable[..., str]  # step(name, zima argv, capture=False) -> captured stdout
 EVAL_SEED: Final = 100_000  # far above any training seed
 DAGGER_SEED: Final = 10_000  # DAgger round r collects seeds r * DAGGER_SEED on
-_SUCCESS: Final = re.compile(r"^success\s+(\d+) \(", re.MULTILINE)
+# Shares of the expert demonstrations per scene. Procedural worlds carry the variety (a
+# new room, furniture, light and distractors per seed); the fixed worlds are in the mix
+# at training seeds because they are judged too, and `room`'s furniture layout is one
+# the procedural family draws rarely.
+MIX: Final = (("procedural", 4), ("room", 1), ("arena", 1))
+# Shares of the policy-driven DAgger episodes: more of the fixed worlds than above, where
+# the 95% targets leave the least room for mistakes.
+DAGGER_MIX: Final = (("procedural", 2), ("room", 1), ("arena", 1))
+SCENES: Final = tuple(scene for scene, _ in MIX)
+_RATE: Final = r"^{}\s+(\d+) \("
+_SUCCESS: Final = re.compile(_RATE.format("success"), re.MULTILINE)
+_COLLISION: Final = re.compile(_RATE.format("collision"), re.MULTILINE)
+
+
+def split(total: int, mix: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    """``total`` episodes shared out by ``mix``'s weights (the first scene takes what
+    rounding leaves), each scene at least one."""
+    weight = sum(w for _, w in mix)
+    counts = {scene: max(1, total * w // weight) for scene, w in mix[1:]}
+    return {mix[0][0]: max(1, total - sum(counts.values())), **counts}
 
 
 def _run(argv: list[str], capture: bool = False) -> tuple[float, str]:
@@ -76,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     """Collect, train, export, DAgger rounds, evaluate; write the provenance."""
     args = _arguments(argv)
     if not args.resume:  # a fresh start: stale episodes or checkpoints would change the result
-        for folder in (DATA, RUN, *_dagger_folders()):
+        for folder in (DATA, RUNS):
             shutil.rmtree(ROOT / folder, ignore_errors=True)
     (ROOT / MODEL).parent.mkdir(exist_ok=True)
     total_start = time.perf_counter()
@@ -88,45 +119,48 @@ def main(argv: list[str] | None = None) -> int:
         seconds[name], out = _run(argv, capture)
         return out
 
-    data_dirs = [DATA]
-    collected = _collect(args, step, "collect", DATA, seed=0, episodes=args.episodes)
-    step("train", ["train", CONFIG, "--quiet", *(["--resume"] if args.resume else [])])
-    run, onnx = RUN, f"{RUN}/policy.onnx"
-    step("export", ["export", f"{run}/best.pt", "--out", onnx, "--samples", DATA])
+    device = ["--set", f"device={args.device}"]
+    resume = ["--resume"] if args.resume else []
+    expert = split(args.episodes, MIX)
+    data_dirs = []
+    for scene, n in expert.items():
+        folder = f"{DATA}/expert-{scene}"
+        _collect(args, step, f"collect_{scene}", folder, scene, seed=0, episodes=n)
+        data_dirs.append(folder)
+    samples = data_dirs[0]  # the parity check's inputs
+    run = f"{RUNS}/bc"
+    step("train", ["train", CONFIG, "--quiet", "--set", f"output_dir={run}",
+                   "--set", f"data.dirs={_toml_list(data_dirs)}",
+                   "--set", f"epochs={args.epochs}", *device, *resume])
+    onnx = f"{run}/policy.onnx"
+    step("export", ["export", f"{run}/best.pt", "--out", onnx, "--samples", samples])
     histories = {"bc": _history(run)}
     rounds: list[dict[str, Any]] = []
     for r in range(1, args.dagger_rounds + 1):
-        folder = f"data/dagger{r}"
-        out = _collect(args, step, f"dagger{r}_collect", folder, seed=r * DAGGER_SEED,
-                       episodes=args.dagger_episodes, policy=onnx)
-        data_dirs.append(folder)
-        previous, run = run, f"runs/dagger{r}"
-        dirs = "[" + ", ".join(f'"{d}"' for d in data_dirs) + "]"
+        driven: dict[str, Any] = {}
+        for scene, n in split(args.dagger_episodes, DAGGER_MIX).items():
+            folder = f"{DATA}/dagger{r}-{scene}"
+            out = _collect(args, step, f"dagger{r}_collect_{scene}", folder, scene,
+                           seed=r * DAGGER_SEED, episodes=n, policy=onnx)
+            data_dirs.append(folder)
+            driven[scene] = {"seeds": [r * DAGGER_SEED, r * DAGGER_SEED + n - 1],
+                             "driver_success": _on_policy_success(out),
+                             "steps": _steps(ROOT / folder)}
+        previous, run = run, f"{RUNS}/dagger{r}"
         step(f"dagger{r}_train",
              ["train", CONFIG, "--quiet", "--set", f"output_dir={run}",
               "--set", f"init_from={previous}/best.pt", "--set", f"epochs={args.dagger_epochs}",
-              "--set", f"patience={args.dagger_epochs}", "--set", f"data.dirs={dirs}",
-              *(["--resume"] if args.resume else [])])
+              "--set", f"patience={args.dagger_epochs}",
+              "--set", f"data.dirs={_toml_list(data_dirs)}", *device, *resume])
         onnx = f"{run}/policy.onnx"
         step(f"dagger{r}_export", ["export", f"{run}/best.pt", "--out", onnx,
-                                   "--samples", DATA])
+                                   "--samples", samples])
         histories[f"dagger{r}"] = _history(run)
-        rounds.append({"round": r, "seeds": [r * DAGGER_SEED,
-                                             r * DAGGER_SEED + args.dagger_episodes - 1],
-                       "driver_success": _on_policy_success(out),
-                       "steps": _steps(ROOT / folder)})
+        rounds.append({"round": r, "scenes": driven})
     shutil.copyfile(ROOT / onnx, ROOT / MODEL)
-    eval_out = step("eval", ["sim", "eval", MODEL, "--scene", "arena", "--episodes",
-                             str(args.eval_episodes), "--seed", str(EVAL_SEED)], capture=True)
+    n = args.eval_episodes
+    evaluation = {scene: _evaluate(args, step, scene) for scene in SCENES}
     total_s = time.perf_counter() - total_start
-
-    from zima.sim.evaluate import wilson_interval  # noqa: PLC0415 -- after the steps: mujoco
-
-    match = _SUCCESS.search(eval_out)
-    if match is None:
-        sys.exit("make policy: no success row in the output of `zima sim eval`")
-    successes, n = int(match.group(1)), args.eval_episodes
-    low, high = wilson_interval(successes, n)
     model = ROOT / MODEL
     provenance = {
         "model": MODEL,
@@ -135,50 +169,63 @@ def main(argv: list[str] | None = None) -> int:
         "made_by": "make policy (tools/make_policy.py)",
         "commands": [f"zima {' '.join(c)}" for c in commands],
         "config": CONFIG,
+        "device": args.device,
         "resumed": args.resume,  # --resume: finished steps of an earlier, identical run kept
-        "training_data": {"scene": "arena", "seeds": [0, args.episodes - 1],
-                          "episode_files": sum(1 for _ in (ROOT / DATA).glob("*.h5")),
-                          "steps": _steps(ROOT / DATA), "collected": collected is not None},
+        "training_data": {scene: {"seeds": [0, count - 1],
+                                  "episode_files": _files(ROOT / f"{DATA}/expert-{scene}"),
+                                  "steps": _steps(ROOT / f"{DATA}/expert-{scene}")}
+                          for scene, count in expert.items()},
         "dagger_rounds": rounds,
-        "evaluation": {"scene": "arena", "seeds": [EVAL_SEED, EVAL_SEED + n - 1],
-                       "episodes": n, "successes": successes, "success_rate": successes / n,
-                       "ci95_wilson": [low, high], "execute_k": 4, "temperature": 1.0,
-                       "table": eval_out.strip().splitlines()},
+        "evaluation": {"seeds": [EVAL_SEED, EVAL_SEED + n - 1], "episodes": n,
+                       "execute_k": 4, "temperature": 1.0, "scenes": evaluation},
         "training_history": histories,
         "wall_s": {**seconds, "total": total_s},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
     }
     (ROOT / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n")
-    print(f"\nmake policy: {MODEL} ({model.stat().st_size / 1e6:.2f} MB), success "
-          f"{successes}/{n} = {successes / n:.1%} (95% CI {low:.1%} - {high:.1%}) on held-out "
-          f"seeds {EVAL_SEED}..{EVAL_SEED + n - 1}; {total_s / 60:.1f} min in all; "
-          f"provenance in {PROVENANCE}")
+    print(f"\nmake policy: {MODEL} ({model.stat().st_size / 1e6:.2f} MB) on held-out seeds "
+          f"{EVAL_SEED}..{EVAL_SEED + n - 1}; {total_s / 60:.1f} min in all; provenance in "
+          f"{PROVENANCE}")
+    for scene, e in evaluation.items():
+        low, high = e["ci95_wilson"]
+        print(f"  {scene:<11} success {e['successes']}/{n} = {e['success_rate']:.1%} "
+              f"(95% CI {low:.1%} - {high:.1%}), collisions {e['collision_rate']:.1%}")
     return 0
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=400,
-                        help="expert demonstrations, seeds 0 .. N-1 (default 400)")
+    parser.add_argument("--episodes", type=int, default=900,
+                        help="expert demonstrations, shared out over the scenes 4:1:1 "
+                             "(procedural, room, arena), seeds 0 .. n-1 each (default 900)")
+    parser.add_argument("--epochs", type=int, default=6,
+                        help="most behaviour-cloning epochs (default 6; the configuration's "
+                             "patience may stop it sooner)")
     parser.add_argument("--dagger-rounds", type=int, default=2,
                         help="DAgger rounds after behaviour cloning (default 2)")
-    parser.add_argument("--dagger-episodes", type=int, default=100,
-                        help="policy-driven episodes per DAgger round (default 100)")
-    parser.add_argument("--dagger-epochs", type=int, default=4,
-                        help="fine-tuning epochs per DAgger round (default 4)")
+    parser.add_argument("--dagger-episodes", type=int, default=300,
+                        help="policy-driven episodes per DAgger round, shared out 2:1:1 "
+                             "(default 300)")
+    parser.add_argument("--dagger-epochs", type=int, default=2,
+                        help="fine-tuning epochs per DAgger round (default 2)")
     parser.add_argument("--eval-episodes", type=int, default=100,
-                        help=f"evaluation episodes, seeds {EVAL_SEED} on (default 100)")
+                        help=f"evaluation episodes per scene, seeds {EVAL_SEED} on (default 100)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="collection worker processes (default: one per core)")
+                        help="collection and evaluation worker processes (default: one per "
+                             "core)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the training runs (default cpu; cuda: a GPU, if any)")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the episode folders that hold exactly their seeds and "
-                             "continue the training runs (each step is deterministic)")
+                        help="keep the collections that finished and continue the training "
+                             "runs (each step is deterministic)")
     args = parser.parse_args(argv)
-    if (args.episodes < 2 or args.eval_episodes < 1 or args.workers < 1
-            or args.dagger_rounds < 0 or args.dagger_episodes < 1 or args.dagger_epochs < 1):
-        parser.error("need --episodes >= 2, --eval-episodes, --workers, --dagger-episodes and "
-                     "--dagger-epochs >= 1 and --dagger-rounds >= 0")
+    if (args.episodes < 2 * len(MIX) or args.eval_episodes < 1 or args.workers < 1
+            or args.epochs < 1 or args.dagger_rounds < 0 or args.dagger_episodes < len(DAGGER_MIX)
+            or args.dagger_epochs < 1):
+        parser.error(f"need --episodes >= {2 * len(MIX)}, --dagger-episodes >= "
+                     f"{len(DAGGER_MIX)}, --eval-episodes, --workers, --epochs and "
+                     f"--dagger-epochs >= 1 and --dagger-rounds >= 0")
     if args.episodes > DAGGER_SEED or args.dagger_episodes > DAGGER_SEED:
         parser.error(f"--episodes and --dagger-episodes must stay below {DAGGER_SEED}")
     if (args.dagger_rounds + 1) * DAGGER_SEED > EVAL_SEED:
@@ -187,31 +234,56 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _dagger_folders() -> list[str]:
-    """Every DAgger round's episode and run folder there is (a fresh start removes them)."""
-    return [str(p.relative_to(ROOT)) for pattern in ("data/dagger*", "runs/dagger*")
-            for p in sorted(ROOT.glob(pattern))]
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
 
-def _collect(args: argparse.Namespace, step: Step, name: str, folder: str, *, seed: int,
-             episodes: int, policy: str | None = None) -> str | None:
-    """Collect ``episodes`` from ``seed`` into ``folder`` (``policy`` driving, or the
-    expert); under ``--resume`` a folder holding exactly those seeds is kept. The
-    collection's output (captured when a policy drives), None when kept."""
-    from zima.sim.collect import episode_path  # noqa: PLC0415
-
-    expected = {episode_path(ROOT / folder, "arena", s) for s in range(seed, seed + episodes)}
-    if args.resume and set((ROOT / folder).glob("*.h5")) == expected:
-        print(f"\nreusing {folder}: the episodes of seeds {seed}..{seed + episodes - 1}")
-        return None
-    shutil.rmtree(ROOT / folder, ignore_errors=True)
-    argv = ["sim", "collect", "--scene", "arena", "--episodes", str(episodes), "--seed",
+def _collect(args: argparse.Namespace, step: Step, name: str, folder: str, scene: str, *,
+             seed: int, episodes: int, policy: str | None = None) -> str | None:
+    """Collect ``episodes`` of ``scene`` from ``seed`` into ``folder`` (``policy`` driving,
+    or the expert). Under ``--resume`` a folder whose completion record names the same
+    scene, seeds and driver is kept (the expert's failed episodes leave no file, so the
+    files alone cannot say whether a collection finished). The collection's output
+    (captured when a policy drives), or the recorded one when kept."""
+    argv = ["sim", "collect", "--scene", scene, "--episodes", str(episodes), "--seed",
             str(seed), "--workers", str(args.workers), "--out", folder]
-    return step(name, argv + (["--policy", policy] if policy else []), capture=policy is not None)
+    argv += ["--policy", policy] if policy else []
+    what = {"scene": scene, "seed": seed, "episodes": episodes, "policy": policy}
+    record = ROOT / folder / DONE
+    if args.resume and record.is_file():
+        done = json.loads(record.read_text())
+        if done.get("collected") == what:  # the worker count changes nothing
+            print(f"\nreusing {folder}: {scene} episodes of seeds {seed}..{seed + episodes - 1}")
+            out: str = done.get("output", "")
+            return out
+    shutil.rmtree(ROOT / folder, ignore_errors=True)
+    out = step(name, argv, capture=policy is not None)
+    record.write_text(json.dumps({"collected": what, "output": out}, indent=1) + "\n")
+    return out
+
+
+def _evaluate(args: argparse.Namespace, step: Step, scene: str) -> dict[str, Any]:
+    """``zima sim eval`` of the bundled model in ``scene`` on the held-out seeds: success
+    and collision counts and rates, the success rate's 95% Wilson interval, the table."""
+    from zima.sim.evaluate import wilson_interval  # noqa: PLC0415 -- after the steps: mujoco
+
+    n = args.eval_episodes
+    out = step(f"eval_{scene}", ["sim", "eval", MODEL, "--scene", scene, "--episodes", str(n),
+                                 "--seed", str(EVAL_SEED), "--workers", str(args.workers)],
+               capture=True)
+    success, collision = _SUCCESS.search(out), _COLLISION.search(out)
+    if success is None or collision is None:
+        sys.exit("make policy: no success or collision row in the output of `zima sim eval`")
+    successes, collisions = int(success.group(1)), int(collision.group(1))
+    return {"successes": successes, "success_rate": successes / n,
+            "ci95_wilson": list(wilson_interval(successes, n)),
+            "collisions": collisions, "collision_rate": collisions / n,
+            "collision_ci95_wilson": list(wilson_interval(collisions, n)),
+            "table": out.strip().splitlines()}
 
 
 def _on_policy_success(collect_out: str | None) -> float | None:
-    """The driving policy's success rate in a DAgger collection (None when reused)."""
+    """The driving policy's success rate in a DAgger collection (None when unknown)."""
     match = re.search(r"policy success ([\d.]+)%", collect_out or "")
     return float(match.group(1)) / 100 if match else None
 
@@ -220,6 +292,10 @@ def _history(run: str) -> list[dict[str, Any]]:
     history: list[dict[str, Any]] = json.loads((ROOT / run / "metrics.json").read_text())
     return [{k: h[k] for k in ("epoch", "train_loss", "val_loss", "val_acc", "seconds")}
             for h in history]
+
+
+def _files(folder: Path) -> int:
+    return sum(1 for _ in folder.glob("*.h5"))
 
 
 def _steps(folder: Path) -> int:

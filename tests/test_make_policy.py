@@ -1,0 +1,99 @@
+"""`make policy`'s recipe arithmetic and its ``--resume`` rule, without running a step.
+
+The recipe itself (collections, training, evaluation) takes two hours; what a test can pin
+cheaply is what decides which episodes it uses: how the episodes are shared out over the
+scenes, that no training seed reaches the held-out ones, and that an interrupted
+collection is redone while a finished one is kept.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_policy", ROOT / "tools/make_policy.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_policy", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+mp = _load()
+
+
+@pytest.mark.parametrize("total", [6, 7, 100, 300, 900, 9_999])
+def test_split_shares_every_episode_out_and_gives_every_scene_some(total: int) -> None:
+    for mix in (mp.MIX, mp.DAGGER_MIX):
+        counts = mp.split(total, mix)
+        assert list(counts) == [scene for scene, _ in mix]
+        assert sum(counts.values()) == total
+        assert min(counts.values()) >= 1
+
+
+def test_the_default_recipe_is_mostly_procedural_worlds() -> None:
+    args = mp._arguments([])
+    assert mp.split(args.episodes, mp.MIX) == {"procedural": 600, "room": 150, "arena": 150}
+    assert mp.split(args.dagger_episodes, mp.DAGGER_MIX) == {"procedural": 150, "room": 75,
+                                                             "arena": 75}
+    assert set(mp.SCENES) == {"procedural", "room", "arena"}
+
+
+def test_training_seeds_stay_below_the_held_out_ones() -> None:
+    args = mp._arguments(["--dagger-rounds", "9", "--episodes", "9999",
+                          "--dagger-episodes", "9999"])
+    last_training_seed = args.dagger_rounds * mp.DAGGER_SEED + args.dagger_episodes - 1
+    assert last_training_seed < mp.EVAL_SEED
+    for bad in (["--dagger-rounds", "10"], ["--episodes", "10001"], ["--episodes", "5"],
+                ["--dagger-episodes", "2"], ["--epochs", "0"], ["--device", "tpu"]):
+        with pytest.raises(SystemExit):
+            mp._arguments(bad)
+
+
+def test_resume_keeps_a_finished_collection_and_redoes_an_unfinished_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mp, "ROOT", tmp_path)
+    ran: list[list[str]] = []
+
+    def step(name: str, argv: list[str], capture: bool = False) -> str:
+        ran.append(argv)
+        out = Path(tmp_path / argv[argv.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "episode.h5").write_bytes(b"")
+        return "policy success 50.0%" if capture else ""
+
+    def collect(resume: bool, workers: int = 2, policy: str | None = None) -> Any:
+        args = mp._arguments(["--workers", str(workers), *(["--resume"] if resume else [])])
+        return mp._collect(args, step, "c", "data/x", "room", seed=10, episodes=5,
+                           policy=policy)
+
+    assert collect(resume=False, policy="a.onnx") == "policy success 50.0%"
+    assert len(ran) == 1
+    # Finished: kept under --resume whatever the worker count, with its recorded output.
+    assert collect(resume=True, workers=1, policy="a.onnx") == "policy success 50.0%"
+    assert len(ran) == 1
+    assert mp._on_policy_success(collect(resume=True, policy="a.onnx")) == 0.5
+    # Another driver, or no --resume: collected again.
+    collect(resume=True)
+    assert len(ran) == 2
+    collect(resume=False)
+    assert len(ran) == 3
+    # Interrupted (no completion record): the folder is emptied and collected again.
+    record = tmp_path / "data/x" / mp.DONE
+    assert json.loads(record.read_text())["collected"]["seed"] == 10
+    record.unlink()
+    (tmp_path / "data/x" / "partial.h5").write_bytes(b"")
+    collect(resume=True)
+    assert len(ran) == 4
+    assert not (tmp_path / "data/x" / "partial.h5").exists()
