@@ -31,6 +31,7 @@ from zima.onboard.commands import (
     ArmJogCommand,
     ArmPoseCommand,
     ArmToolCommand,
+    Command,
     CommandError,
     EstopCommand,
     LeaseCommand,
@@ -324,6 +325,16 @@ def reaches(targets: tuple[int | None, ...]) -> Callable[[tuple[int, ...]], bool
     return lambda servo: all(t is None or s == t for s, t in zip(servo, targets, strict=True))
 
 
+async def accepted(runtime: Runtime, command: Command) -> None:
+    """``command`` from "op" carried out; again while the refusal is a passing "link down"
+    (a machine loaded enough to starve the emulator's TELEMETRY past the link's timeout)."""
+    async with asyncio.timeout(10):
+        while (error := await runtime.handle(command, "op")) is not None:
+            assert "link down" in error, error
+            await runtime.link.wait_status(lambda s: s.connected)
+            await asyncio.sleep(0.05)  # one control tick: Safety sees the link again
+
+
 async def teleop(runtime: Runtime) -> None:
     await ask_mode(runtime, DriveMode.TELEOP)
     await servos_at(runtime.link, lambda _servo: True)  # the first ARM_STATE is in
@@ -338,7 +349,7 @@ def test_a_tool_pose_and_a_named_pose_reach_the_servos_as_their_ik_solution(
             payload = json.dumps({"x_m": 0.2, "y_m": 0.05, "z_m": 0.03, "pitch_rad": 0.6,
                                   "roll_rad": 0.2, "gripper_m": 0.01, "request_id": "t1"})
             command = parse_command("arm", payload.encode(), CONFIG)
-            assert await runtime.handle(command, "op") is None
+            await accepted(runtime, command)
             solved = ARM.ik(ToolPose(0.2, 0.05, 0.03, 0.6, 0.2), ARM.mid_pose)
             want = (*ddeg_of(solved), ARM.gripper.servo.ddeg(GRIPPER_MAX_OPENING_M - 0.01))
             await servos_at(runtime.link, reaches(want))
@@ -354,7 +365,7 @@ def test_a_tool_pose_and_a_named_pose_reach_the_servos_as_their_ik_solution(
             assert ArmRecord.from_json(runtime.telemetry_record("arm") or {}) \
                 .commanded_ddeg == list(want)  # nothing sent
 
-            assert await runtime.handle(ArmPoseCommand("look_down"), "op") is None
+            await accepted(runtime, ArmPoseCommand("look_down"))
             pose = NAMED_POSES["look_down"]
             await servos_at(runtime.link, reaches((*ddeg_of(pose.joints_rad), None)))
 
@@ -385,16 +396,25 @@ def test_a_jog_moves_only_while_jogs_keep_coming(
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime:
             await teleop(runtime)
-            assert await runtime.handle(ArmPoseCommand("ready"), "op") is None
+            await accepted(runtime, ArmPoseCommand("ready"))
             ready = ArmTeleop().pose("ready").targets_ddeg
             await servos_at(runtime.link, reaches(ready))
             start = ARM.tool_pose(NAMED_POSES["ready"].joints_rad)
             speed = 0.05
-            first_s = runtime.clock()
-            for _ in range(10):  # ~0.5 s of a held key at the page's 20 Hz
-                assert await runtime.handle(ArmJogCommand(vx_m_s=speed), "op") is None
-                await asyncio.sleep(0.05)
+            first_s: float | None = None
+            taken = 0
+            async with asyncio.timeout(20):
+                while taken < 10:  # ~0.5 s of a held key at the page's 20 Hz
+                    before_s = runtime.clock()
+                    refused = await runtime.handle(ArmJogCommand(vx_m_s=speed), "op")
+                    # a machine loaded enough to starve the emulator drops the link a moment
+                    assert refused is None or "link down" in refused, refused
+                    if refused is None:
+                        first_s = before_s if first_s is None else first_s
+                        taken += 1
+                    await asyncio.sleep(0.05)
             last_s = runtime.clock()
+            assert first_s is not None
             commanded = runtime.status().arm
             assert commanded is not None
             sent = tuple(commanded.commanded_ddeg)
@@ -422,7 +442,7 @@ def test_arm_commands_are_refused_in_estop_and_for_a_watcher(
             assert idle is not None
             assert "idle" in idle
             await teleop(runtime)
-            assert await runtime.handle(LeaseCommand("take"), "op") is None
+            await accepted(runtime, LeaseCommand("take"))
             for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1),
                             ArmCommand((None,) * 5 + (0,))):
                 refused = await runtime.handle(command, "watcher")
@@ -438,7 +458,7 @@ def test_arm_commands_are_refused_in_estop_and_for_a_watcher(
             assert record.commanded_ddeg == [None] * 6  # nothing was ever sent
             assert await runtime.handle(EstopCommand(engaged=False), "op") is None
             await ask_mode(runtime, DriveMode.TELEOP)
-            assert await runtime.handle(ArmPoseCommand("ready"), "op") is None
+            await accepted(runtime, ArmPoseCommand("ready"))
 
     run(main, guard_s=60)
 
