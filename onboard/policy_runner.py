@@ -177,9 +177,6 @@ class Step:
 
     action: Action
     reason: str | None = None  # set when the runner forced STOP
-    # Always None: what the removed continuous head drove. Kept only until
-    # onboard/runtime.py's _policy_tick stops reading it; then removed.
-    tracks: None = None
 
 
 @dataclass(frozen=True, slots=True)

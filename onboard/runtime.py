@@ -561,10 +561,8 @@ class Runtime:
                                       now_s=now_s)
             self._last_step = None
             return
-        # A continuous policy's step carries its own (clipped) track command; a discrete
-        # one's is the action's. Either way Safety decides what reaches the motors.
-        command = (step.tracks if step.tracks is not None
-                   else self.contract.track_command(step.action))
+        # The step's action drives its track command; Safety decides what reaches the motors.
+        command = self.contract.track_command(step.action)
         self.safety.policy_step(left_mm_s=command.left_mm_s, right_mm_s=command.right_mm_s,
                                 now_s=now_s)
 

@@ -431,11 +431,13 @@ def test_arm_sliders_and_gripper_buttons_move_the_servos(
             await click_until(page, "grip-close", "message",  # idle: refused, with the reason
                               lambda t: "arm refused" in t)
             await choose_mode(page, runtime, DriveMode.TELEOP)
+            # The buttons set the fingers' opening: closed is 1530 ddeg, fully open 0 (the
+            # gripper servo's calibration, zima.onboard.arm_poses).
             await browse(click, page, "grip-close")
-            await until(lambda: link.arm_state is not None and link.arm_state.pos5_ddeg == 0)
-            await browse(click, page, "grip-open")
             await until(lambda: link.arm_state is not None
-                        and link.arm_state.pos5_ddeg == 1800)
+                        and link.arm_state.pos5_ddeg == 1530)
+            await browse(click, page, "grip-open")
+            await until(lambda: link.arm_state is not None and link.arm_state.pos5_ddeg == 0)
             await browse(page.execute_script, """
                 const s = document.getElementById("joint-1");
                 s.value = "1200"; s.dispatchEvent(new Event("change"));""")
