@@ -4,6 +4,8 @@
     zima sim expert --scene arena --episodes 100      the expert's success rate
     zima sim expert --scene room --episodes 20 --video out.mp4
                                                       ... and a video of the first episode
+    zima sim pick-expert --scene arena --episodes 100 --seed 1000000
+                                                      the pick-up task's expert (sim/pick.py)
     zima sim collect --scene arena --episodes 200 --workers 2 --out data/arena
                                                       demonstrations as episode files
     zima sim collect --policy runs/demo/policy.onnx --episodes 100 --seed 1000 --out data/dagger1
@@ -50,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     expert.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     expert.add_argument("--video", type=Path,
                         help=f"write the first episode's forward camera ({', '.join(CODECS)})")
+    pick = sub.add_parser("pick-expert", help="run the pick-up task's scripted expert and "
+                          "print its success rate (zima.sim.pick)")
+    pick.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
+    pick.add_argument("--episodes", type=int, default=20, help="episodes to run (default 20)")
+    pick.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     collect = sub.add_parser("collect", help="record expert demonstrations as episode files")
     collect.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
     collect.add_argument("--episodes", type=int, default=100, help="episodes to run (default 100)")
@@ -163,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print("error: --episodes must be at least 1", file=sys.stderr)
         return 2
-    handlers = {"collect": _collect, "eval": _eval, "expert": _expert, "run": _run}
+    handlers = {"collect": _collect, "eval": _eval, "expert": _expert, "run": _run,
+                "pick-expert": _pick_expert}
     return handlers[args.action](args)
 
 
@@ -397,6 +405,15 @@ def _expert(args: argparse.Namespace) -> int:
     if args.video is not None:
         frames = _write_video(args.scene, args.seed, args.video)
         print(f"video: {args.video} ({frames} frames, seed {args.seed})")
+    return 0
+
+
+def _pick_expert(args: argparse.Namespace) -> int:
+    from zima.sim.pick_expert import evaluate_pick_expert
+
+    report = evaluate_pick_expert(args.scene, args.episodes, args.seed, progress=_progress)
+    print(file=sys.stderr)
+    print(report.text())
     return 0
 
 

@@ -1,0 +1,289 @@
+"""The pick-up task's scripted expert: privileged sim state in, the task's actions out.
+
+It plays :class:`~zima.sim.pick.PickEnv` with the actions a policy has (a driving action
+and an :class:`~zima.sim.pick.ArmAction`, a binned jog, every step), in phases:
+
+1. drive: the find task's expert (:class:`~zima.sim.expert.Expert`: search, approach,
+   round furniture) with the arm held, until the cube's centre is within ``stop_m`` of
+   the arm's yaw axis and a grasp of it is in reach; then STOP for the rest;
+2. reach: the tool to ``hover_m`` above the grasp point, the gripper pointing down
+   (pitch pi/2) and turned square to the cube's faces (roll), the gripper open;
+3. descend to the grasp height (the fingertips ``finger_clear_m`` above the floor),
+   following the cube's centre;
+4. close: the gripper's opening to 0 (the jaw's servo squeezes the cube), then
+   ``settle_steps`` more;
+5. lift the tool ``lift_margin_m`` past the task's lift; the env ends the episode when
+   the cube's lowest point is high enough while both fingers hold it. A cube that is not
+   between both fingers while lifting sends the expert back to 2 (a fresh grasp).
+
+Each jog dimension takes the bin whose step lands nearest its goal (:func:`jog_toward`).
+The cube's pose in the arm's frame is privileged (``PickWorld.cube_in_arm``): the expert
+reads it; a policy has to see it in the wrist camera.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from zima.contract import Action
+from zima.episodes import Outcome
+from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M
+from zima.onboard.kinematics import ToolPose
+from zima.sim.evaluate import wilson_interval
+from zima.sim.expert import Expert
+from zima.sim.pick import (
+    ARM_DIMS,
+    ARM_HOLD,
+    HOLD_BIN,
+    JOG_LIMITS,
+    ArmAction,
+    PickConfig,
+    PickEnv,
+    PickFailure,
+    PickStepResult,
+    nearest_bin,
+    tool_reachable,
+)
+
+FINGER_HALF_M = 0.02  # the fingers reach 2 cm either side of the tool point (sim/robot.py)
+GRASP_PITCH_RAD = math.pi / 2  # the gripper pointing straight down
+
+
+class Phase(Enum):
+    DRIVE = "drive"
+    REACH = "reach"
+    DESCEND = "descend"
+    CLOSE = "close"
+    LIFT = "lift"
+
+
+def jog_toward(error: tuple[float, ...], dt_s: float) -> ArmAction:
+    """Per dimension, the bin whose step (level * limit * dt_s) is nearest ``error``."""
+    return ArmAction(tuple(nearest_bin(e / dt_s, lim)
+                           for e, lim in zip(error, JOG_LIMITS, strict=True)))
+
+
+def square_roll(heading_rad: float, cube_yaw_rad: float) -> float:
+    """The roll (in (-pi/4, pi/4]) that closes a downward gripper across two of the cube's
+    faces: the fingers close along the hand's y axis, whose yaw is heading + pi/2 - roll."""
+    quarter = math.pi / 2
+    r = math.remainder(heading_rad - cube_yaw_rad, quarter)
+    return quarter / 2 if r == -quarter / 2 else r
+
+
+@dataclass(frozen=True, slots=True)
+class PickExpertConfig:
+    """Distances and tolerances of the expert's phases."""
+
+    # Stop driving with the cube's centre this near the arm's yaw axis, m: the arm reaches
+    # 0.21 m at the floor pointing down; the bumper stands 0.12 m ahead of the axis.
+    stop_m: float = 0.19
+    # The hover height above the grasp height, m: the fingertips clear a 25 mm cube.
+    hover_m: float = 0.05
+    # The fingertips' height above the floor at the grasp, m.
+    finger_clear_m: float = 0.004
+    # The lift goal beyond the task's lift_m, m.
+    lift_margin_m: float = 0.02
+    # Reached: position within this (m), angles within this (rad).
+    near_m: float = 0.003
+    near_rad: float = 0.03
+    # Steps to hold the squeeze before lifting.
+    settle_steps: int = 2
+
+
+class PickExpert:
+    """Demonstrator for :class:`PickEnv`; call :meth:`reset` with each episode's seed."""
+
+    def __init__(self, env: PickEnv, config: PickExpertConfig = PickExpertConfig()) -> None:
+        self.env, self.config = env, config
+        self.driver = Expert(env.world)
+        self.phase = Phase.DRIVE
+        self._settle = 0
+        self.grasps = 0  # grasp attempts this episode
+
+    def reset(self, seed: int) -> None:
+        self.driver.reset(seed)
+        self.phase, self._settle, self.grasps = Phase.DRIVE, 0, 0
+
+    def act(self, last_refused: bool = False) -> tuple[Action, ArmAction]:
+        """The next driving and arm action for the env's state; ``last_refused``: the last
+        arm step was out of reach (then one dimension moves at a time)."""
+        if self.phase is Phase.DRIVE and self._in_reach():
+            self.phase = Phase.REACH
+        elif self.phase in (Phase.REACH, Phase.DESCEND) and not self._in_reach():
+            self.phase = Phase.DRIVE  # the cube was pushed or dropped out of reach
+        elif self.phase is Phase.LIFT and not self.env.world.held():
+            self.phase = Phase.REACH  # slipped or missed: open and grasp afresh
+        if self.phase is Phase.DRIVE:
+            return self._drive(), ARM_HOLD
+        self._advance()
+        goal, opening = self._goal()
+        return Action.STOP, self._jog(goal, opening, last_refused)
+
+    def _grasp(self) -> tuple[float, float, float, float, float]:
+        """The grasp pose: the tool at the cube's centre, the fingertips finger_clear_m
+        above the floor, pointing down and square to the cube (x, y, z, pitch, roll)."""
+        world = self.env.world
+        centre, cube_yaw = world.cube_in_arm()
+        x, y = float(centre[0]), float(centre[1])
+        z = world.floor_z_in_arm() + self.config.finger_clear_m + FINGER_HALF_M
+        return x, y, z, GRASP_PITCH_RAD, square_roll(math.atan2(y, x), cube_yaw)
+
+    def _goal(self) -> tuple[tuple[float, ...], float]:
+        """The present phase's tool goal (x, y, z, pitch, roll) and gripper opening."""
+        x, y, z, pitch, roll = self._grasp()
+        if self.phase is Phase.REACH:
+            return (x, y, z + self.config.hover_m, pitch, roll), GRIPPER_MAX_OPENING_M
+        if self.phase is Phase.DESCEND:
+            return (x, y, z, pitch, roll), GRIPPER_MAX_OPENING_M
+        # Closing and lifting hold x, y and roll where the grasp is (the cube moves with
+        # the fingers now); the fingers closed, the jaw's servo squeezes with ~10 N.
+        at = self.env.world.tool_in_arm()
+        if self.phase is Phase.LIFT:
+            z = z + self.env.config.lift_m + self.config.lift_margin_m
+        else:
+            z = float(at[2])
+        return (float(at[0]), float(at[1]), z, pitch, self.env.tool.roll), 0.0
+
+    def _advance(self) -> None:
+        """On to the next phase where the present one's goal is reached."""
+        goal, opening = self._goal()
+        if self.phase is Phase.REACH and self._near(goal, opening):
+            self.phase = Phase.DESCEND
+        elif self.phase is Phase.DESCEND and self._near(goal, opening):
+            self.phase, self._settle = Phase.CLOSE, self.config.settle_steps
+            self.grasps += 1
+        elif self.phase is Phase.CLOSE and self.env.opening_m <= 1e-6:
+            self._settle -= 1
+            if self._settle < 0:
+                self.phase = Phase.LIFT
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _error(self, goal: tuple[float, ...], opening: float) -> tuple[float, ...]:
+        t, at = self.env.tool, self.env.world.tool_in_arm()  # commanded, actual
+        return (goal[0] - at[0], goal[1] - at[1], goal[2] - at[2], goal[3] - t.pitch,
+                math.remainder(goal[4] - t.roll, math.tau), opening - self.env.opening_m)
+
+    def _near(self, goal: tuple[float, ...], opening: float) -> bool:
+        e = self._error(goal, opening)
+        cfg = self.config
+        return (math.dist(e[:3], (0.0, 0.0, 0.0)) <= cfg.near_m
+                and max(abs(e[3]), abs(e[4])) <= cfg.near_rad and abs(e[5]) <= 1e-6)
+
+    def _jog(self, goal: tuple[float, ...], opening: float, last_refused: bool) -> ArmAction:
+        error = self._error(goal, opening)
+        action = jog_toward(error, 1.0 / self.env.contract.control_hz)
+        if not last_refused:
+            return action
+        # A combined step left the reachable space: move the tool's dimension that is
+        # furthest from its goal (relative to its fast step) alone, and the gripper.
+        dims = range(ARM_DIMS - 1)
+        worst = max(dims, key=lambda i: abs(error[i]) / JOG_LIMITS[i])
+        return ArmAction(tuple(b if i in (worst, ARM_DIMS - 1) else HOLD_BIN
+                               for i, b in enumerate(action.bins)))
+
+    def _in_reach(self) -> bool:
+        """The cube's centre is within stop_m of the arm's yaw axis and the grasp and the
+        hover above it are both in reach."""
+        centre, cube_yaw = self.env.world.cube_in_arm()
+        if math.hypot(centre[0], centre[1]) > self.config.stop_m:
+            return False
+        grasp_z = self.env.world.floor_z_in_arm() + self.config.finger_clear_m + FINGER_HALF_M
+        roll = square_roll(math.atan2(centre[1], centre[0]), cube_yaw)
+        return all(tool_reachable(ToolPose(float(centre[0]), float(centre[1]), z,
+                                           GRASP_PITCH_RAD, roll))
+                   for z in (grasp_z, grasp_z + self.config.hover_m))
+
+    def _drive(self) -> Action:
+        """The find task's expert, which stops in front of its (bigger) cube: driving on
+        toward the cube where it would stop short of the arm's reach."""
+        action = self.driver.act()
+        if action is not Action.STOP:
+            return action
+        bearing = self.env.world.target_bearing_rad()
+        if abs(bearing) > self.driver.align_rad:
+            return Action.LEFT if bearing > 0 else Action.RIGHT
+        return Action.FORWARD
+
+
+@dataclass(frozen=True, slots=True)
+class PickEpisodeResult:
+    """How one pick episode ended."""
+
+    seed: int
+    outcome: Outcome
+    failure: PickFailure | None
+    steps: int
+    time_s: float
+    grasps: int  # the expert's grasp attempts (0 for a policy)
+
+
+def run_pick_episode(env: PickEnv, seed: int,
+                     on_step: Callable[[PickEnv, Action, ArmAction, PickStepResult], None]
+                     | None = None) -> PickEpisodeResult:
+    """Run the pick expert for one episode of ``env`` with ``seed``."""
+    expert = PickExpert(env)
+    env.reset(seed)
+    expert.reset(seed)
+    refused, steps = False, 0
+    while True:
+        drive, arm = expert.act(refused)
+        result = env.step(drive, arm)
+        refused, steps = result.arm_refused, steps + 1
+        if on_step is not None:
+            on_step(env, drive, arm, result)
+        if result.done:
+            return PickEpisodeResult(seed, result.outcome, result.failure, steps,
+                                     result.time_s, expert.grasps)
+
+
+@dataclass(frozen=True, slots=True)
+class PickExpertReport:
+    """The expert's episodes in one scene: success with its 95 % Wilson interval, and the
+    failure classes."""
+
+    scene: str
+    results: tuple[PickEpisodeResult, ...]
+    wall_s: float
+
+    @property
+    def successes(self) -> int:
+        return sum(r.outcome is Outcome.SUCCESS for r in self.results)
+
+    def text(self) -> str:
+        """The report ``zima sim pick-expert`` prints."""
+        n, k = len(self.results), self.successes
+        low, high = wilson_interval(k, n)
+        failures = Counter(r.failure for r in self.results if r.failure is not None)
+        seeds = f"{self.results[0].seed}..{self.results[-1].seed}" if n else "none"
+        mean_s = sum(r.time_s for r in self.results if r.outcome is Outcome.SUCCESS) / max(1, k)
+        return (f"scene {self.scene}: pick-up success {k}/{n} = {k / max(1, n):.1%} "
+                f"(95 % Wilson {low:.1%}..{high:.1%}), seeds {seeds}, "
+                f"{mean_s:.1f} s per success; {self.wall_s:.1f} s\n"
+                f"failures: {', '.join(f'{f.value} {failures[f]}' for f in PickFailure)}")
+
+
+def evaluate_pick_expert(scene: str, episodes: int, seed: int,
+                         progress: Callable[[int, int, float], None] | None = None,
+                         config: PickConfig | None = None) -> PickExpertReport:
+    """Run the expert for ``episodes`` seeds from ``seed`` in ``scene`` (no rendering);
+    ``progress(done, total, success_rate)`` after each."""
+    start = time.perf_counter()
+    cfg = config or PickConfig(env=replace(PickConfig().env, render=False))
+    env = PickEnv(scene, cfg)
+    results: list[PickEpisodeResult] = []
+    try:
+        for i in range(episodes):
+            results.append(run_pick_episode(env, seed + i))
+            if progress is not None:
+                ok = sum(r.outcome is Outcome.SUCCESS for r in results)
+                progress(i + 1, episodes, ok / len(results))
+    finally:
+        env.close()
+    return PickExpertReport(scene, tuple(results), time.perf_counter() - start)
