@@ -5,8 +5,9 @@ Modules, in reading order: ``robot`` (the robot's MJCF and its track/encoder ari
 randomisation from a seed), ``effects`` (camera image effects), ``env`` (:class:`ZimaEnv`,
 the task and its success test), ``expert`` (the scripted demonstrator and its evaluation),
 ``video`` (the one writer of every film), ``hil`` (hardware in the loop, with
-``hil_config``, ``hil_world``, ``hil_cameras``, ``hil_telemetry``), ``cli`` (`zima sim`),
-``gym_env`` (the task as the Gymnasium environment ``Zima/FindCube-v0``).
+``hil_config``, ``hil_world``, ``hil_cameras``, ``hil_telemetry``, ``hil_arm``), ``cli``
+(`zima sim`), ``gym_env`` (the task as the Gymnasium environment ``Zima/FindCube-v0``),
+``pick`` and ``pick_expert`` (the pick-up task and its scripted expert).
 """
 
 import os
