@@ -76,11 +76,13 @@ __all__ = [
     "PolicyModel",
     "SampleOutputError",
     "check_output",
+    "check_warmup",
     "io_shapes",
     "load_model",
     "output_problem",
     "output_shape",
     "values_problem",
+    "warmup_observation",
 ]
 
 IMAGES_INPUT: Final = "images"
@@ -270,21 +272,34 @@ def _check_io(path: Path, session: Any, contract: Contract) -> None:
         raise ModelIOError(f"model {path}: " + "; ".join(problems))
 
 
-def _warm_up(model: PolicyModel, contract: Contract) -> None:
-    """Two runs on one random observation: right shape, finite, and the same both times."""
+def warmup_observation(contract: Contract) -> tuple[np.ndarray, np.ndarray]:
+    """The one random observation a model is warmed up on, local or remote (seeded: the
+    same each time): images [N, H, W, 3] uint8, action history [A] int64."""
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (1, *contract.image_shape), np.uint8)  # [1, N, H, W, 3]
-    history = rng.integers(0, contract.n_actions, (1, contract.action_history), np.int64)
-    first = model.infer(images, history)
-    start_s = time.perf_counter()
-    second = model.infer(images, history)
-    model.warmup_latency_s = time.perf_counter() - start_s
+    images = rng.integers(0, 256, contract.image_shape, np.uint8)
+    history = rng.integers(0, contract.n_actions, contract.action_history, np.int64)
+    return images, history
+
+
+def check_warmup(first: np.ndarray, second: np.ndarray, contract: Contract, where: str) -> None:
+    """The checks of a model's two runs on :func:`warmup_observation`, for a file and for a
+    server alike: the right shape, finite, and the same both times (``ModelIOError``)."""
     problem = output_problem(first, contract)
     if problem is not None:
-        raise ModelIOError(f"model {model.path}: on a random observation its {problem}")
+        raise ModelIOError(f"{where}: on a random observation its {problem}")
     if not np.array_equal(first, second):
-        raise ModelIOError(f"model {model.path}: two runs on the same input differ "
+        raise ModelIOError(f"{where}: two runs on the same input differ "
                            "(random ops in the graph: exported in training mode? model.eval())")
+
+
+def _warm_up(model: PolicyModel, contract: Contract) -> None:
+    """Two runs on one random observation (:func:`check_warmup`), the second one timed."""
+    images, history = warmup_observation(contract)
+    first = model.infer(images[None], history[None])  # [1, N, H, W, 3], [1, A]
+    start_s = time.perf_counter()
+    second = model.infer(images[None], history[None])
+    model.warmup_latency_s = time.perf_counter() - start_s
+    check_warmup(first, second, contract, f"model {model.path}")
 
 
 def _run_samples(model: PolicyModel, contract: Contract, text: str) -> None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import ssl
 import threading
 import time
@@ -62,13 +61,12 @@ from zima.onboard.policy import (
     ModelIOError,
     NoContractError,
     PolicyError,
-    output_problem,
+    check_warmup,
     output_shape,
+    warmup_observation,
 )
 from zima.onboard.remote_protocol import (
-    NONCE_BYTES,
     PATH,
-    Auth,
     Challenge,
     Fail,
     Infer,
@@ -78,12 +76,12 @@ from zima.onboard.remote_protocol import (
     Refused,
     Shapes,
     Welcome,
-    client_mac,
+    answer_challenge,
     decode,
     encode,
     max_frame_bytes,
     parse_server,
-    server_mac,
+    welcome_holds_key,
 )
 
 if TYPE_CHECKING:
@@ -391,15 +389,13 @@ class RemotePolicy:
         if not isinstance(challenge, Challenge):
             raise RemoteAuthError(f"remote policy {self.server}: expected a challenge, got "
                                   f"{challenge}")
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        await ws.send_bytes(encode(Auth(nonce, client_mac(self._key, challenge.nonce, nonce))))
+        auth = answer_challenge(self._key, challenge)
+        await ws.send_bytes(encode(auth))
         welcome = await self._receive(ws, None)
         if not isinstance(welcome, Welcome):
             raise RemoteAuthError(f"remote policy {self.server}: expected the welcome, got "
                                   f"{welcome}")
-        expected = server_mac(self._key, challenge.nonce, nonce, welcome.sha256,
-                              welcome.contract_json)
-        if not secrets.compare_digest(welcome.mac, expected):
+        if not welcome_holds_key(self._key, challenge, auth, welcome):
             raise RemoteAuthError(f"remote policy {self.server}: the server does not hold the "
                                   "key (its proof is wrong)")
         where = f"remote policy {self.server} (model {welcome.sha256[:12]})"
@@ -434,12 +430,9 @@ class RemotePolicy:
         return message
 
     async def _warm_up(self, conn: _Connection) -> None:
-        """Two requests on one random observation: each passes ``output_problem``, and
-        they agree (the checks ``load_model`` makes of a file)."""
-        c = self.contract
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, c.image_shape, np.uint8)  # [N, H, W, 3]
-        history = rng.integers(0, c.n_actions, c.action_history, np.int64)  # [A]
+        """Two requests on one random observation: the checks ``load_model`` makes of a
+        file (:func:`~zima.onboard.policy.check_warmup`)."""
+        images, history = warmup_observation(self.contract)
         where = f"remote policy {self.server} (model {conn.sha256[:12]})"
         try:
             async with asyncio.timeout(self.connect_timeout_s):
@@ -450,9 +443,4 @@ class RemotePolicy:
         except TimeoutError:
             raise RemoteUnavailableError(f"{where}: no warm-up answer within "
                                          f"{self.connect_timeout_s:g} s") from None
-        problem = output_problem(first, c)
-        if problem is not None:
-            raise ModelIOError(f"{where}: on a random observation its {problem}")
-        if not np.array_equal(first, second):
-            raise ModelIOError(f"{where}: two runs on the same input differ (random ops in "
-                               "the graph: exported in training mode? model.eval())")
+        check_warmup(first, second, self.contract, where)
