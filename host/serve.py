@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import secrets
 import ssl
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -42,23 +41,21 @@ from typing import TYPE_CHECKING, Final, Self
 import numpy as np
 
 from zima.onboard.remote_protocol import (
-    NONCE_BYTES,
     PATH,
     Auth,
-    Challenge,
     Fail,
     Infer,
     Out,
     ProtocolError,
     Refused,
     Shapes,
-    Welcome,
-    client_mac,
+    auth_holds_key,
     decode,
     encode,
+    make_welcome,
     max_frame_bytes,
+    new_challenge,
     read_key,
-    server_mac,
 )
 
 if TYPE_CHECKING:
@@ -172,8 +169,8 @@ class PolicyServer:
     async def _authenticate(self, ws: web.WebSocketResponse, peer: str | None) -> bool:
         from aiohttp import WSMsgType  # noqa: PLC0415
 
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        await ws.send_bytes(encode(Challenge(nonce)))
+        challenge = new_challenge()
+        await ws.send_bytes(encode(challenge))
         try:
             msg = await asyncio.wait_for(ws.receive(), self.auth_timeout_s)
         except TimeoutError:
@@ -190,15 +187,15 @@ class PolicyServer:
         if not isinstance(auth, Auth):
             await self._refuse(ws, peer, f"expected auth, got {type(auth).__name__}")
             return False
-        if not secrets.compare_digest(auth.mac, client_mac(self._key, nonce, auth.nonce)):
+        if not auth_holds_key(self._key, challenge, auth):
             await self._refuse(ws, peer, "wrong key")
             return False
         from zima.onboard.policy import LOGITS_OUTPUT  # noqa: PLC0415
 
-        model = self.model
-        mac = server_mac(self._key, nonce, auth.nonce, model.sha256, self.contract_json)
-        await ws.send_bytes(encode(Welcome(mac, self.contract_json, model.sha256,
-                                           LOGITS_OUTPUT, model.provider)))
+        welcome = make_welcome(self._key, challenge, auth, contract_json=self.contract_json,
+                               sha256=self.model.sha256, output=LOGITS_OUTPUT,
+                               provider=self.model.provider)
+        await ws.send_bytes(encode(welcome))
         return True
 
     async def _refuse(self, ws: web.WebSocketResponse, peer: str | None, reason: str) -> None:

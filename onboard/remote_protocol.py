@@ -23,7 +23,10 @@ The conversation (``S`` the server, ``C`` the robot)::
 Both ends prove they hold the shared key without sending it: each MAC is HMAC-SHA256 of
 both nonces (and, the server's, of what it claims to serve), so a replayed or forwarded
 handshake fails. The key authenticates the ends at connect time; on a network you do not
-trust, TLS (``zima serve --tls-cert``) also protects what follows.
+trust, TLS (``zima serve --tls-cert``) also protects what follows. Both ends and the tests'
+raw client make and check these messages through one set of functions:
+:func:`new_challenge` and :func:`answer_challenge`, :func:`auth_holds_key`,
+:func:`make_welcome` and :func:`welcome_holds_key`.
 
 :func:`decode` takes any bytes and returns a message or raises :class:`ProtocolError`
 (a ``ValueError``) with the reason; nothing else escapes. Array payloads must have
@@ -38,6 +41,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import struct
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,8 +53,9 @@ from zima.contract import Contract
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_REASON_CHARS", "NONCE_BYTES", "PATH", "VERSION", "Auth",
            "Challenge", "Fail", "Infer", "Message", "Out", "ProtocolError", "Refused", "Shapes",
-           "Welcome", "client_mac", "decode", "encode", "max_frame_bytes", "parse_server",
-           "read_key", "server_mac"]
+           "Welcome", "answer_challenge", "auth_holds_key", "client_mac", "decode", "encode",
+           "make_welcome", "max_frame_bytes", "new_challenge", "parse_server", "read_key",
+           "server_mac", "welcome_holds_key"]
 
 VERSION: Final = 1
 PATH: Final = "/policy"  # the WebSocket's path on the server
@@ -148,6 +153,37 @@ def server_mac(key: bytes, server_nonce: bytes, client_nonce: bytes, sha256: str
     text = b"\n".join((sha256.encode(), contract_json.encode("utf-8", "surrogatepass")))
     return hmac.new(key, b"zima-policy/1 server\n" + client_nonce + server_nonce + text,
                     hashlib.sha256).hexdigest()
+
+
+def new_challenge() -> Challenge:
+    """The server's challenge to a new connection: a fresh random nonce."""
+    return Challenge(secrets.token_bytes(NONCE_BYTES))
+
+
+def answer_challenge(key: bytes, challenge: Challenge) -> Auth:
+    """The robot's answer: a fresh nonce of its own and its proof that it holds ``key``."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return Auth(nonce, client_mac(key, challenge.nonce, nonce))
+
+
+def auth_holds_key(key: bytes, challenge: Challenge, auth: Auth) -> bool:
+    """Whether ``auth`` answers ``challenge`` with ``key`` (compared in constant time)."""
+    return hmac.compare_digest(auth.mac, client_mac(key, challenge.nonce, auth.nonce))
+
+
+def make_welcome(key: bytes, challenge: Challenge, auth: Auth, *, contract_json: str,
+                 sha256: str, output: str, provider: str) -> Welcome:
+    """The server's welcome after a good ``auth``: what it serves, and its proof of ``key``
+    over that and both nonces."""
+    mac = server_mac(key, challenge.nonce, auth.nonce, sha256, contract_json)
+    return Welcome(mac, contract_json, sha256, output, provider)
+
+
+def welcome_holds_key(key: bytes, challenge: Challenge, auth: Auth, welcome: Welcome) -> bool:
+    """Whether ``welcome`` proves ``key`` for this handshake and what it says it serves."""
+    expected = server_mac(key, challenge.nonce, auth.nonce, welcome.sha256,
+                          welcome.contract_json)
+    return hmac.compare_digest(welcome.mac, expected)
 
 
 def read_key(text: str) -> bytes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import ssl
 import subprocess
 import sys
@@ -38,10 +37,10 @@ from zima.onboard.remote_protocol import (
     Refused,
     Shapes,
     Welcome,
-    client_mac,
+    answer_challenge,
     decode,
     encode,
-    server_mac,
+    welcome_holds_key,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,12 +66,11 @@ async def handshake(ws: aiohttp.ClientWebSocketResponse, key: bytes = KEY) -> Me
     """Answer the challenge with ``key``; the server's answer (a checked welcome)."""
     challenge = await receive(ws)
     assert isinstance(challenge, Challenge)
-    nonce = secrets.token_bytes(32)
-    await ws.send_bytes(encode(Auth(nonce, client_mac(key, challenge.nonce, nonce))))
+    auth = answer_challenge(key, challenge)
+    await ws.send_bytes(encode(auth))
     answer = await receive(ws)
     if isinstance(answer, Welcome):
-        assert answer.mac == server_mac(key, challenge.nonce, nonce, answer.sha256,
-                                        answer.contract_json)
+        assert welcome_holds_key(key, challenge, auth, answer)
     return answer
 
 
