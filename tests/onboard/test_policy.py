@@ -13,8 +13,6 @@ import contextlib
 import hashlib
 import itertools
 import math
-import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,7 @@ from zima.onboard.policy_runner import PlanTrace, PolicyConfig, PolicyRunner, St
 from zima.onboard.runtime import Runtime
 from zima.onboard.safety import BatteryLevel, DriveMode
 
-from .helpers import ManualClock
+from .lockstep import SteppedClock, expected_history_actions, feed, lock_step
 from .onnx_models import build_model, history_chunk
 
 GUARD_S = 20.0
@@ -59,11 +57,6 @@ def fresh_fusion(contract: Contract, now_s: float) -> FrameFusion:
     fusion = FrameFusion(contract)
     feed(fusion, now_s)
     return fusion
-
-
-def feed(fusion: FrameFusion, now_s: float) -> None:
-    for cam in fusion.contract.cameras:
-        fusion.push(cam, np.zeros((96, 128, 3), np.uint8), now_s)
 
 
 # ---- loading and refusing -------------------------------------------------------------
@@ -277,21 +270,6 @@ def test_lead_grows_with_the_recent_worst_latency() -> None:
 # ---- the runner -------------------------------------------------------------------------
 
 
-class SteppedClock(ManualClock):
-    """A ``ManualClock`` that the policy's worker thread, reading it when an inference
-    ends, reads ``inference_s`` later than the loop does: an injected inference latency,
-    in the test's time."""
-
-    def __init__(self, inference_s: float = 0.0) -> None:
-        super().__init__()
-        self.inference_s = inference_s
-
-    def __call__(self) -> float:
-        if threading.current_thread() is threading.main_thread():
-            return self.now_s
-        return self.now_s + self.inference_s
-
-
 @contextlib.asynccontextmanager
 async def stepped_runner(fusion: FrameFusion, model_path: Path, *, inference_s: float = 0.0,
                          **config: Any) -> AsyncIterator[tuple[PolicyRunner, SteppedClock]]:
@@ -301,33 +279,6 @@ async def stepped_runner(fusion: FrameFusion, model_path: Path, *, inference_s: 
     async with PolicyRunner(PolicyConfig(model_path=model_path, **config), DEFAULT, fusion,
                             clock=clock) as runner:
         yield runner, clock
-
-
-async def lock_step(runner: PolicyRunner, fusion: FrameFusion, clock: SteppedClock,
-                    ticks: int) -> list[Step]:
-    """Tick at control_hz on the stepped clock, fresh frames each tick, each plan waited for."""
-    steps = []
-    for _ in range(ticks):
-        feed(fusion, clock.now_s)
-        steps.append(runner.tick(clock.now_s))
-        await runner.wait_plan()
-        clock.now_s += 1 / fusion.contract.control_hz
-    return steps
-
-
-def expected_history_actions(execute_k: int, ticks: int) -> list[int]:
-    """The ``history`` model's argmax actions with k-of-n execution, planned when the
-    queue empties (lead 0): STOP while the first plan runs, then chunk after chunk."""
-    history = deque([0] * DEFAULT.action_history, maxlen=DEFAULT.action_history)
-    queue: deque[int] = deque()
-    out = []
-    for _ in range(ticks):
-        action = queue.popleft() if queue else 0
-        out.append(action)
-        history.append(action)
-        if not queue:
-            queue.extend(history_chunk(history[-1], DEFAULT)[:execute_k])
-    return out
 
 
 @pytest.mark.parametrize("execute_k", [1, 2, 4])

@@ -18,9 +18,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from zima.onboard.config import ConfigError, config_from_table
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.policy import ContractMismatchError, load_model
-from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
+from zima.onboard.policy_runner import PolicyConfig, PolicyRunner
 from zima.onboard.remote_policy import RemoteAuthError
 from zima.onboard.remote_protocol import (
     Auth,
@@ -59,7 +57,8 @@ from zima.onboard.safety import DriveMode
 
 from .delay_proxy import DelayProxy
 from .helpers import until_mcu
-from .onnx_models import build_model, history_chunk
+from .lockstep import SteppedClock, expected_history_actions, lock_step
+from .onnx_models import build_model
 
 KEY = b"a shared key of 32 characters..."
 GUARD_S = 60.0
@@ -72,49 +71,6 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
             await main()
 
     asyncio.run(guarded())
-
-
-class SteppedClock:
-    """Sim time: the worker thread reads it ``inference_s`` later than the loop does."""
-
-    def __init__(self, inference_s: float = 0.0) -> None:
-        self.now_s = 0.0
-        self.inference_s = inference_s
-
-    def __call__(self) -> float:
-        if threading.current_thread() is threading.main_thread():
-            return self.now_s
-        return self.now_s + self.inference_s
-
-
-def feed(fusion: FrameFusion, now_s: float) -> None:
-    for cam in fusion.contract.cameras:
-        fusion.push(cam, np.zeros((96, 128, 3), np.uint8), now_s)
-
-
-async def lock_step(runner: PolicyRunner, fusion: FrameFusion, clock: SteppedClock,
-                    ticks: int) -> list[Step]:
-    steps = []
-    for _ in range(ticks):
-        feed(fusion, clock.now_s)
-        steps.append(runner.tick(clock.now_s))
-        await runner.wait_plan()
-        clock.now_s += 1 / fusion.contract.control_hz
-    return steps
-
-
-def expected_actions(execute_k: int, ticks: int) -> list[int]:
-    """The ``history`` model's argmax actions, lock-step (as tests/onboard/test_policy.py)."""
-    history = deque([0] * DEFAULT.action_history, maxlen=DEFAULT.action_history)
-    queue: deque[int] = deque()
-    out = []
-    for _ in range(ticks):
-        action = queue.popleft() if queue else 0
-        out.append(action)
-        history.append(action)
-        if not queue:
-            queue.extend(history_chunk(history[-1], DEFAULT)[:execute_k])
-    return out
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -157,7 +113,7 @@ def test_the_remote_backend_plans_as_the_local_one(tmp_path: Path, key_file: Pat
             async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
                 assert runner.model_sha256 == load_model(path, DEFAULT).sha256
                 steps = await lock_step(runner, fusion, clock, 13)
-                assert [int(s.action) for s in steps] == expected_actions(2, 13)
+                assert [int(s.action) for s in steps] == expected_history_actions(2, 13)
                 assert all(s.reason is None for s in steps[1:])
                 st_ = runner.status
                 assert (st_.backend, st_.connected, st_.losses, st_.reconnects) == (
@@ -180,7 +136,7 @@ def test_delay_jitter_and_loss_cost_time_not_actions(tmp_path: Path, key_file: P
             config = remote_config(proxy.port, key_file, execute_k=1, request_timeout_s=5.0)
             async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
                 steps = await lock_step(runner, fusion, clock, 16)
-                assert [int(s.action) for s in steps] == expected_actions(1, 16)
+                assert [int(s.action) for s in steps] == expected_history_actions(1, 16)
                 st_ = runner.status
                 assert st_.losses == 0
                 assert st_.round_trip_p99_s is not None
@@ -320,7 +276,7 @@ def test_the_fallback_model_takes_over_while_the_server_is_away(
                                    reconnect_max_s=0.2)
             async with PolicyRunner(config, DEFAULT, fusion, clock=clock) as runner:
                 steps = await lock_step(runner, fusion, clock, 3)
-                assert [int(s.action) for s in steps] == expected_actions(1, 3)
+                assert [int(s.action) for s in steps] == expected_history_actions(1, 3)
                 proxy.target_port = free_port()  # nothing listens: reconnection fails
                 proxy.cut()
                 await until(lambda: not runner.status.connected)
@@ -377,7 +333,7 @@ def test_a_reload_onto_a_wrong_contract_keeps_the_old_server(tmp_path: Path,
                 assert (st_.model_sha256, st_.reload_failures, st_.connected) == (sha, 1, True)
                 assert st_.reload_error is not None
                 steps = await lock_step(runner, fusion, clock, 5)
-                assert [int(s.action) for s in steps] == expected_actions(1, 5)
+                assert [int(s.action) for s in steps] == expected_history_actions(1, 5)
                 proxy.target_port = server.port
                 assert await runner.reload() == sha
                 assert runner.status.reloads == 1
