@@ -430,12 +430,7 @@ class Safety:
             raise ValueError(f"targets_ddeg needs {ARM_JOINTS} values, got {len(targets_ddeg)}")
         values = [None if t is None else _finite(f"targets_ddeg[{j}]", t)
                   for j, t in enumerate(targets_ddeg)]
-        self._advance(now_s)
-        stop = self._world_stop()
-        if stop:
-            raise ModeRefusedError(f"arm refused: {stop}")
-        self._operate(client)
-        self._heard(client)
+        self._arm_command(client, now_s)
         lows, highs = self.config.arm_min_ddeg, self.config.arm_max_ddeg
         return [None if v is None else min(max(round(v), lo), hi)
                 for v, lo, hi in zip(values, lows, highs, strict=True)]
@@ -448,12 +443,7 @@ class Safety:
         previous jog's velocity (this client's) times the time since it came, at most
         ``teleop_timeout_s``; zeros when there is none (module doc)."""
         values = tuple(_finite(f"velocity[{i}]", v) for i, v in enumerate(velocity))
-        self._advance(now_s)
-        stop = self._world_stop()
-        if stop:
-            raise ModeRefusedError(f"arm refused: {stop}")
-        self._operate(client)
-        self._heard(client)
+        self._arm_command(client, now_s)
         held, self._jog = self._jog, _Jog(values, self._now_s, client)
         if held is None or held.client != client or len(held.velocity) != len(values):
             return (0.0,) * len(values)
@@ -612,6 +602,16 @@ class Safety:
             self._takeover = client
             self._policy = None
             self._record("takeover", mode, client)
+
+    def _arm_command(self, client: str, now_s: float) -> None:
+        """The gate every arm command passes (targets and jogs alike): refused while the
+        world stops the robot, else ``client`` operates (``_operate``) and is heard."""
+        self._advance(now_s)
+        stop = self._world_stop()
+        if stop:
+            raise ModeRefusedError(f"arm refused: {stop}")
+        self._operate(client)
+        self._heard(client)
 
     def _world_stop(self) -> str | None:
         if not self._link_up:
