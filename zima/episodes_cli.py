@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -253,16 +254,11 @@ def _plot(args: argparse.Namespace) -> int:
 def _mark(args: argparse.Namespace) -> int:
     from zima.episodes import mark_bad, unmark_bad  # noqa: PLC0415
 
-    failed = 0
-    for path in args.files:
-        try:
-            new = unmark_bad(path) if args.undo else mark_bad(path)
-        except (ValueError, OSError) as exc:
-            _err(f"zima episodes mark: {exc}\n")
-            failed += 1
-            continue
-        sys.stdout.write(f"{path} -> {new.name}\n")
-    return 2 if failed else 0
+    def mark(path: Path) -> str:
+        new = unmark_bad(path) if args.undo else mark_bad(path)
+        return f"{path} -> {new.name}"
+
+    return _each("mark", args.files, mark)
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -280,16 +276,28 @@ def _remove(args: argparse.Namespace) -> int:
     strangers = [p for p in targets if not p.name.endswith(ours) or p.is_dir()]
     if strangers:
         return _fail(f"not episode files (*.h5, *.h5.partial, *.h5.bad): {strangers[0]}")
+
+    def remove(path: Path) -> str:
+        if args.dry_run:
+            return f"would remove {path}"
+        path.unlink()
+        return f"removed {path}"
+
+    return _each("remove", targets, remove)
+
+
+def _each(command: str, paths: Iterable[Path], act: Callable[[Path], str]) -> int:
+    """``act`` on every path, printing the line it returns; a path that fails is named on
+    stderr and the others still done (exit status 2 when any failed)."""
     failed = 0
-    for path in targets:
+    for path in paths:
         try:
-            if not args.dry_run:
-                path.unlink()
-        except OSError as exc:
-            _err(f"zima episodes remove: {exc}\n")
+            line = act(path)
+        except (ValueError, OSError) as exc:
+            _err(f"zima episodes {command}: {exc}\n")
             failed += 1
             continue
-        sys.stdout.write(f"{'would remove' if args.dry_run else 'removed'} {path}\n")
+        sys.stdout.write(line + "\n")
     return 2 if failed else 0
 
 
