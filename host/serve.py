@@ -57,6 +57,7 @@ from zima.onboard.remote_protocol import (
     new_challenge,
     read_key,
 )
+from zima.tls import server_tls_context
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -224,17 +225,6 @@ def _output_shape(model: PolicyModel) -> tuple[int, ...]:
     return output_shape(model.contract)
 
 
-def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """The server's TLS context (TLS 1.2 and up); ``ValueError`` naming a bad file."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load the TLS certificate {cert} / key {key}: {exc}") from exc
-    return context
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="the policy's ONNX file")
     parser.add_argument("--key-file", type=Path, required=True,
@@ -260,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         key = read_key(args.key_file.read_text(encoding="utf-8"))
         if (args.tls_cert is None) != (args.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
-        tls = None if args.tls_cert is None else tls_context(args.tls_cert, args.tls_key)
+        tls = None if args.tls_cert is None else server_tls_context(args.tls_cert, args.tls_key)
         providers = choose_providers(args.provider)
         model = load_model(args.model, None, args.threads, providers)
     except OSError as exc:

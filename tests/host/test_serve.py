@@ -25,7 +25,7 @@ import pytest
 
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Contract
-from zima.host.serve import PolicyServer, choose_providers, run, tls_context
+from zima.host.serve import PolicyServer, choose_providers, run
 from zima.onboard.install import make_self_signed
 from zima.onboard.policy import load_model, output_shape
 from zima.onboard.remote_protocol import (
@@ -42,6 +42,7 @@ from zima.onboard.remote_protocol import (
     encode,
     welcome_holds_key,
 )
+from zima.tls import server_tls_context
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "zima-demo.onnx"
@@ -209,7 +210,7 @@ def test_tls_serves_wss_to_a_robot_that_trusts_the_certificate(tmp_path: Path) -
     make_self_signed(cert, key, ["127.0.0.1", "localhost"])
 
     async def main() -> None:
-        async with serving(path, tls=tls_context(cert, key)) as server, \
+        async with serving(path, tls=server_tls_context(cert, key)) as server, \
                 aiohttp.ClientSession() as session:
             assert server.url.startswith("wss://")
             trusted = ssl.create_default_context(cafile=cert)
