@@ -335,6 +335,13 @@ async def accepted(runtime: Runtime, command: Command) -> None:
             await asyncio.sleep(0.05)  # one control tick: Safety sees the link again
 
 
+async def refused(runtime: Runtime, command: Command, client: str, because: str) -> None:
+    """``command`` from ``client`` refused with a reason that says ``because``."""
+    error = await runtime.handle(command, client)
+    assert error is not None, command
+    assert because in error, error
+
+
 async def teleop(runtime: Runtime) -> None:
     await ask_mode(runtime, DriveMode.TELEOP)
     await servos_at(runtime.link, lambda _servo: True)  # the first ARM_STATE is in
@@ -406,10 +413,10 @@ def test_a_jog_moves_only_while_jogs_keep_coming(
             async with asyncio.timeout(20):
                 while taken < 10:  # ~0.5 s of a held key at the page's 20 Hz
                     before_s = runtime.clock()
-                    refused = await runtime.handle(ArmJogCommand(vx_m_s=speed), "op")
+                    error = await runtime.handle(ArmJogCommand(vx_m_s=speed), "op")
                     # a machine loaded enough to starve the emulator drops the link a moment
-                    assert refused is None or "link down" in refused, refused
-                    if refused is None:
+                    assert error is None or "link down" in error, error
+                    if error is None:
                         first_s = before_s if first_s is None else first_s
                         taken += 1
                     await asyncio.sleep(0.05)
@@ -438,21 +445,15 @@ def test_arm_commands_are_refused_in_estop_and_for_a_watcher(
 ) -> None:
     async def main() -> None:
         async with running(runtime_config(tmp_path, link_config)) as runtime:
-            idle = await runtime.handle(ArmPoseCommand("ready"), "op")
-            assert idle is not None
-            assert "idle" in idle
+            await refused(runtime, ArmPoseCommand("ready"), "op", "idle")
             await teleop(runtime)
             await accepted(runtime, LeaseCommand("take"))
             for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1),
                             ArmCommand((None,) * 5 + (0,))):
-                refused = await runtime.handle(command, "watcher")
-                assert refused is not None
-                assert "'op' holds the teleop lease" in refused
+                await refused(runtime, command, "watcher", "'op' holds the teleop lease")
             assert await runtime.handle(EstopCommand(engaged=True), "op") is None
             for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1)):
-                refused = await runtime.handle(command, "op")
-                assert refused is not None
-                assert "e-stop" in refused
+                await refused(runtime, command, "op", "e-stop")
             record = runtime.status().arm
             assert record is not None
             assert record.commanded_ddeg == [None] * 6  # nothing was ever sent
@@ -478,8 +479,6 @@ def test_what_a_lost_mcu_said_of_the_arm_is_published_as_stale_and_arm_commands_
             await asyncio.sleep(0.3)
             older = await arm_record(runtime, lambda r: r.stale)
             assert older.age_s >= lost.age_s + 0.25  # it grows old; never restamped
-            refused = await runtime.handle(ArmPoseCommand("ready"), "op")
-            assert refused is not None
-            assert "link down" in refused
+            await refused(runtime, ArmPoseCommand("ready"), "op", "link down")
 
     run(main, guard_s=60)
