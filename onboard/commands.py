@@ -87,6 +87,7 @@ __all__ = [
     "COMMAND_NAMES",
     "JOG_KEYS",
     "REQUESTABLE_MODES",
+    "REQUESTABLE_MODE_NAMES",
     "TELEOP_LIMITS",
     "TOOL_KEYS",
     "ArmCommand",
@@ -202,6 +203,7 @@ class SigningConfig(Protocol):
 # The modes an operator may ask for; ESTOP and LOW_BATTERY are entered by other means.
 REQUESTABLE_MODES: Final = (DriveMode.IDLE, DriveMode.TELEOP, DriveMode.AUTONOMOUS,
                             DriveMode.SUPERVISED)
+REQUESTABLE_MODE_NAMES: Final = tuple(m.value for m in REQUESTABLE_MODES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +224,7 @@ class ModeCommand:
     request_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in REQUESTABLE_MODES:
-            raise CommandError(f"mode must be one of {[m.value for m in REQUESTABLE_MODES]}")
+        _one_of("mode", self.mode, REQUESTABLE_MODE_NAMES)  # a StrEnum: its values compare
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,13 +266,12 @@ class RecordCommand:
     request_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.action not in RECORD_ACTIONS:
-            raise CommandError(f"action must be one of {list(RECORD_ACTIONS)}")
+        _one_of("action", self.action, RECORD_ACTIONS)
         if (self.action == "stop") != (self.outcome is not None):
             raise CommandError("stop takes an outcome (one of "
                                f"{list(RECORD_OUTCOMES)}); start and discard take none")
-        if self.outcome is not None and self.outcome not in RECORD_OUTCOMES:
-            raise CommandError(f"outcome must be one of {list(RECORD_OUTCOMES)}")
+        if self.outcome is not None:
+            _one_of("outcome", self.outcome, RECORD_OUTCOMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +283,7 @@ class LeaseCommand:
     request_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.action not in LEASE_ACTIONS:
-            raise CommandError(f"action must be one of {list(LEASE_ACTIONS)}")
+        _one_of("action", self.action, LEASE_ACTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,8 +385,7 @@ class ArmPoseCommand:
     request_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.pose not in POSE_NAMES:
-            raise CommandError(f"pose must be one of {list(POSE_NAMES)}")
+        _one_of("pose", self.pose, POSE_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +433,14 @@ RECORD_ACTIONS = ("start", "stop", "discard")
 RECORD_OUTCOMES = tuple(o.value for o in JUDGED_OUTCOMES)
 
 
+def _one_of(key: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` when it is one of ``choices`` (the words a field may take), else
+    ``CommandError`` listing them."""
+    if value not in choices:
+        raise CommandError(f"{key} must be one of {list(choices)}")
+    return str(value)
+
+
 def _number(key: str, value: object, limit: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CommandError(f"{key} must be a number")
@@ -444,19 +450,13 @@ def _number(key: str, value: object, limit: float) -> float:
 
 
 def _record(body: dict[str, object], rid: str | None) -> RecordCommand:
-    action, outcome = body["action"], body.get("outcome")
-    if action not in RECORD_ACTIONS:
-        raise CommandError(f"action must be one of {list(RECORD_ACTIONS)}")
-    if outcome is not None and outcome not in RECORD_OUTCOMES:
-        raise CommandError(f"outcome must be one of {list(RECORD_OUTCOMES)}")
-    return RecordCommand(str(action), None if outcome is None else str(outcome), rid)
+    action, outcome = _one_of("action", body["action"], RECORD_ACTIONS), body.get("outcome")
+    return RecordCommand(action, None if outcome is None else _one_of(
+        "outcome", outcome, RECORD_OUTCOMES), rid)
 
 
 def _mode(body: dict[str, object], rid: str | None) -> ModeCommand:
-    modes = [m.value for m in REQUESTABLE_MODES]
-    if body["mode"] not in modes:
-        raise CommandError(f"mode must be one of {modes}")
-    return ModeCommand(DriveMode(body["mode"]), rid)
+    return ModeCommand(DriveMode(_one_of("mode", body["mode"], REQUESTABLE_MODE_NAMES)), rid)
 
 
 def _teleop(body: dict[str, object], rid: str | None) -> TeleopCommand:
@@ -480,9 +480,7 @@ def _estop(body: dict[str, object], rid: str | None) -> EstopCommand:
 
 
 def _reload(body: dict[str, object], rid: str | None) -> ReloadCommand:
-    if body["target"] not in RELOAD_TARGETS:
-        raise CommandError(f"target must be one of {list(RELOAD_TARGETS)}")
-    return ReloadCommand(str(body["target"]), rid)
+    return ReloadCommand(_one_of("target", body["target"], RELOAD_TARGETS), rid)
 
 
 def _heartbeat(_body: dict[str, object], rid: str | None) -> HeartbeatCommand:
@@ -490,9 +488,7 @@ def _heartbeat(_body: dict[str, object], rid: str | None) -> HeartbeatCommand:
 
 
 def _lease(body: dict[str, object], rid: str | None) -> LeaseCommand:
-    if body["action"] not in LEASE_ACTIONS:
-        raise CommandError(f"action must be one of {list(LEASE_ACTIONS)}")
-    return LeaseCommand(str(body["action"]), rid)
+    return LeaseCommand(_one_of("action", body["action"], LEASE_ACTIONS), rid)
 
 
 def _handback(_body: dict[str, object], rid: str | None) -> HandBackCommand:
@@ -538,9 +534,7 @@ def arm_command(body: dict[str, object], request_id: str | None = None) -> (
     if form == "targets":
         return arm_targets_command(body["targets"], request_id)
     if form == "pose":
-        if body["pose"] not in POSE_NAMES:
-            raise CommandError(f"pose must be one of {list(POSE_NAMES)}")
-        return ArmPoseCommand(str(body["pose"]), request_id)
+        return ArmPoseCommand(_one_of("pose", body["pose"], POSE_NAMES), request_id)
     if form == "jog":
         lim = ARM_JOG_LIMITS
         limits = dict(zip(JOG_KEYS, (lim.linear_m_per_s,) * 3 + (lim.angular_rad_per_s,) * 2
