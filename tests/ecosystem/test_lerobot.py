@@ -287,6 +287,13 @@ def test_import_refuses_an_action_that_is_no_track_command(tmp_path: Path) -> No
         import_lerobot(root, tmp_path / "out", SMALL)
 
 
+def _set_column(path: Path, column: str, values: list[int]) -> None:
+    """Rewrite one column of a parquet file: a dataset made inconsistent on purpose."""
+    table = pq.read_table(path)
+    index = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(index, column, pa.array(values)), path)
+
+
 def test_import_refuses_inconsistent_datasets(exported: tuple[list[Path], Path],
                                               tmp_path: Path) -> None:
     _, out = exported
@@ -298,20 +305,15 @@ def test_import_refuses_inconsistent_datasets(exported: tuple[list[Path], Path],
         import_lerobot(short, tmp_path / "a", SMALL)
 
     gap = shutil.copytree(out, tmp_path / "gap")
-    episodes = gap / "meta/episodes/chunk-000/file-000.parquet"
-    table = pq.read_table(episodes)
-    index = table.schema.get_field_index("episode_index")
-    pq.write_table(table.set_column(index, "episode_index", pa.array([0, 2, 3])), episodes)
+    _set_column(gap / "meta/episodes/chunk-000/file-000.parquet", "episode_index", [0, 2, 3])
     with pytest.raises(layout.LeRobotFormatError, match="not contiguous from 0: found 2"):
         import_lerobot(gap, tmp_path / "b", SMALL)
 
     rows = shutil.copytree(out, tmp_path / "rows")
     data = rows / "data/chunk-000/file-000.parquet"
-    table = pq.read_table(data)
-    frame = table.schema.get_field_index("frame_index")
-    shuffled = table.column("frame_index").to_pylist()
+    shuffled = pq.read_table(data).column("frame_index").to_pylist()
     shuffled[1], shuffled[2] = shuffled[2], shuffled[1]
-    pq.write_table(table.set_column(frame, "frame_index", pa.array(shuffled)), data)
+    _set_column(data, "frame_index", shuffled)
     with pytest.raises(layout.LeRobotFormatError, match=r"frame_index is not 0\.\.3 in order"):
         import_lerobot(rows, tmp_path / "c", SMALL)
 
