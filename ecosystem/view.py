@@ -51,6 +51,7 @@ from zima.host.mqtt import (
     next_message,
     payload_object,
     printable,
+    seconds_problem,
 )
 
 if TYPE_CHECKING:  # rerun and the episode reader load inside run(): `zima --help` stays fast
@@ -309,8 +310,9 @@ def view_robot(args: argparse.Namespace) -> int:
     import rerun as rr  # noqa: PLC0415
 
     duration_s: float | None = args.duration
-    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
-        sys.stderr.write(f"zima view: --duration {duration_s} must be a positive number\n")
+    problem = seconds_problem(("--duration", duration_s))
+    if problem is not None:
+        sys.stderr.write(f"zima view: {problem}\n")
         return EXIT_ERROR
     try:
         config = config_from_args(args)

@@ -67,6 +67,7 @@ from zima.host.mqtt import (
     next_message,
     payload_object,
     printable,
+    seconds_problem,
 )
 
 __all__ = [
@@ -510,10 +511,10 @@ def options_from_args(args: argparse.Namespace, tty: bool) -> MonitorOptions:
         pack = Pack(args.chemistry, args.cells)
     except ValueError as exc:
         raise BatteryToolError(f"--cells/--chemistry: {exc}") from None
-    for flag, value in (("--stale-after", args.stale_after), ("--window", args.window),
-                        ("--duration", args.duration)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise BatteryToolError(f"{flag} {value} must be a positive number of seconds")
+    problem = seconds_problem(("--stale-after", args.stale_after), ("--window", args.window),
+                              ("--duration", args.duration))
+    if problem is not None:
+        raise BatteryToolError(problem)
     return MonitorOptions(
         pack=pack,
         window_s=args.window,

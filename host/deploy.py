@@ -53,7 +53,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import re
 import shlex
 import shutil
@@ -77,6 +76,7 @@ from zima.host.mqtt import (
     config_from_args,
     connect,
     json_object,
+    seconds_problem,
 )
 from zima.onboard.api import CommandResult, PolicyRecord, RecordError
 
@@ -516,8 +516,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _bad_flag(args: argparse.Namespace) -> str | None:
-    if not (math.isfinite(args.timeout) and args.timeout > 0):
-        return f"--timeout {args.timeout} must be a positive number"
+    if (problem := seconds_problem(("--timeout", args.timeout))) is not None:
+        return problem
     if args.keep < 2:
         return f"--keep {args.keep}: at least 2 (the active model and the previous one)"
     if args.connect_timeout < 1:

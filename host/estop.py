@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import sys
 import time
 import uuid
@@ -39,6 +38,7 @@ from zima.host.mqtt import (
     next_message,
     payload_object,
     printable,
+    seconds_problem,
 )
 from zima.onboard.api import CommandResult, ModeRecord
 
@@ -139,8 +139,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (math.isfinite(args.timeout) and args.timeout > 0):
-        sys.stderr.write(f"zima estop: --timeout {args.timeout} must be a positive number\n")
+    problem = seconds_problem(("--timeout", args.timeout))
+    if problem is not None:
+        sys.stderr.write(f"zima estop: {problem}\n")
         return EXIT_ERROR
     try:
         config = config_from_args(args)

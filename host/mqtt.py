@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import ssl
 import uuid
@@ -70,6 +71,7 @@ __all__ = [
     "parse_broker",
     "payload_object",
     "printable",
+    "seconds_problem",
 ]
 
 PASSWORD_ENV = "ZIMA_MQTT_PASSWORD"  # noqa: S105 - a variable's name, not a password
@@ -153,6 +155,15 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--command-key-file", type=Path, metavar="FILE",
                        help="sign every command with this key (the robot's "
                             "[mqtt] command_key_file)")
+
+
+def seconds_problem(*flags: tuple[str, float | None]) -> str | None:
+    """What is wrong with the first of the host tools' time flags, ``(flag, seconds)``, that
+    is given and is no positive, finite number of seconds; None when all are fine."""
+    for flag, value in flags:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            return f"{flag} {value} must be a positive number of seconds"
+    return None
 
 
 def config_from_args(

@@ -50,6 +50,7 @@ from zima.host.mqtt import (
     next_message,
     payload_object,
     printable,
+    seconds_problem,
 )
 from zima.onboard.api import (
     RECORDS,
@@ -325,10 +326,10 @@ def _draw(out: TextIO, tty: bool) -> Callable[[StatusBoard], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag, value in (("--timeout", args.timeout), ("--duration", args.duration)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            sys.stderr.write(f"zima status: {flag} {value} must be a positive number\n")
-            return EXIT_ERROR
+    problem = seconds_problem(("--timeout", args.timeout), ("--duration", args.duration))
+    if problem is not None:
+        sys.stderr.write(f"zima status: {problem}\n")
+        return EXIT_ERROR
     try:
         config = config_from_args(args)
         watch = _draw(sys.stdout, sys.stdout.isatty()) if args.watch else None
