@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -342,6 +342,17 @@ async def refused(runtime: Runtime, command: Command, client: str, because: str)
     assert because in error, error
 
 
+def with_runtime(tmp_path: Path, link_config: LinkConfig,
+                 test: Callable[[Runtime], Awaitable[None]]) -> None:
+    """``test`` against a runtime on the emulated board, under a 60 s wall-clock guard."""
+
+    async def main() -> None:
+        async with running(runtime_config(tmp_path, link_config)) as runtime:
+            await test(runtime)
+
+    run(main, guard_s=60)
+
+
 async def teleop(runtime: Runtime) -> None:
     await ask_mode(runtime, DriveMode.TELEOP)
     await servos_at(runtime.link, lambda _servo: True)  # the first ARM_STATE is in
@@ -350,33 +361,30 @@ async def teleop(runtime: Runtime) -> None:
 def test_a_tool_pose_and_a_named_pose_reach_the_servos_as_their_ik_solution(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
-    async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            await teleop(runtime)
-            payload = json.dumps({"x_m": 0.2, "y_m": 0.05, "z_m": 0.03, "pitch_rad": 0.6,
-                                  "roll_rad": 0.2, "gripper_m": 0.01, "request_id": "t1"})
-            command = parse_command("arm", payload.encode(), CONFIG)
-            await accepted(runtime, command)
-            solved = ARM.ik(ToolPose(0.2, 0.05, 0.03, 0.6, 0.2), ARM.mid_pose)
-            want = (*ddeg_of(solved), ARM.gripper.servo.ddeg(GRIPPER_MAX_OPENING_M - 0.01))
-            await servos_at(runtime.link, reaches(want))
-            record = await arm_record(runtime, lambda r: r.servo_ddeg == list(want))
-            assert record.commanded_ddeg == list(want)
-            assert record.tool_xyz_m == pytest.approx([0.2, 0.05, 0.03], abs=0.003)
-            assert record.gripper_m == pytest.approx(0.01, abs=0.001)
-            assert runtime.status().arm is not None
+    async def main(runtime: Runtime) -> None:
+        await teleop(runtime)
+        payload = json.dumps({"x_m": 0.2, "y_m": 0.05, "z_m": 0.03, "pitch_rad": 0.6,
+                              "roll_rad": 0.2, "gripper_m": 0.01, "request_id": "t1"})
+        command = parse_command("arm", payload.encode(), CONFIG)
+        await accepted(runtime, command)
+        solved = ARM.ik(ToolPose(0.2, 0.05, 0.03, 0.6, 0.2), ARM.mid_pose)
+        want = (*ddeg_of(solved), ARM.gripper.servo.ddeg(GRIPPER_MAX_OPENING_M - 0.01))
+        await servos_at(runtime.link, reaches(want))
+        record = await arm_record(runtime, lambda r: r.servo_ddeg == list(want))
+        assert record.commanded_ddeg == list(want)
+        assert record.tool_xyz_m == pytest.approx([0.2, 0.05, 0.03], abs=0.003)
+        assert record.gripper_m == pytest.approx(0.01, abs=0.001)
+        assert runtime.status().arm is not None
 
-            refusal = await runtime.handle(arm_payload(x_m=0.6), "op")
-            assert refusal is not None
-            assert "nearest reachable pose" in refusal
-            assert ArmRecord.from_json(runtime.telemetry_record("arm") or {}) \
-                .commanded_ddeg == list(want)  # nothing sent
+        await refused(runtime, arm_payload(x_m=0.6), "op", "nearest reachable pose")
+        assert ArmRecord.from_json(runtime.telemetry_record("arm") or {}) \
+            .commanded_ddeg == list(want)  # nothing sent
 
-            await accepted(runtime, ArmPoseCommand("look_down"))
-            pose = NAMED_POSES["look_down"]
-            await servos_at(runtime.link, reaches((*ddeg_of(pose.joints_rad), None)))
+        await accepted(runtime, ArmPoseCommand("look_down"))
+        pose = NAMED_POSES["look_down"]
+        await servos_at(runtime.link, reaches((*ddeg_of(pose.joints_rad), None)))
 
-    run(main, guard_s=60)
+    with_runtime(tmp_path, link_config, main)
 
 
 async def arm_record(runtime: Runtime, want: Callable[[ArmRecord], bool]) -> ArmRecord:
@@ -400,85 +408,82 @@ def test_a_jog_moves_only_while_jogs_keep_coming(
 ) -> None:
     """A held key's jogs move the tool; when they stop (no release message: a dropped
     connection) the targets stop where the last one put them, and the servos hold there."""
-    async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            await teleop(runtime)
-            await accepted(runtime, ArmPoseCommand("ready"))
-            ready = ArmTeleop().pose("ready").targets_ddeg
-            await servos_at(runtime.link, reaches(ready))
-            start = ARM.tool_pose(NAMED_POSES["ready"].joints_rad)
-            speed = 0.05
-            first_s: float | None = None
-            taken = 0
-            async with asyncio.timeout(20):
-                while taken < 10:  # ~0.5 s of a held key at the page's 20 Hz
-                    before_s = runtime.clock()
-                    error = await runtime.handle(ArmJogCommand(vx_m_s=speed), "op")
-                    # a machine loaded enough to starve the emulator drops the link a moment
-                    assert error is None or "link down" in error, error
-                    if error is None:
-                        first_s = before_s if first_s is None else first_s
-                        taken += 1
-                    await asyncio.sleep(0.05)
-            last_s = runtime.clock()
-            assert first_s is not None
-            commanded = runtime.status().arm
-            assert commanded is not None
-            sent = tuple(commanded.commanded_ddeg)
-            assert sent != ready
-            await asyncio.sleep(0.6)  # twice the teleop timeout: nothing more is sent
-            arm_now = runtime.status().arm
-            assert arm_now is not None
-            assert tuple(arm_now.commanded_ddeg) == sent
-            servo = await servos_at(runtime.link, reaches(sent))
-            joints = [j.servo.value_from_ddeg(d) for j, d in zip(ARM.joints, servo, strict=False)]
-            moved_m = ARM.tool_pose(joints).x - start.x
-            # It moved forward by what the jogs integrated: less than the time they came
-            # over (the last one's velocity is never integrated), give or take a servo step.
-            assert 0.002 < moved_m <= speed * (last_s - first_s) + 0.002, moved_m
+    async def main(runtime: Runtime) -> None:
+        await teleop(runtime)
+        await accepted(runtime, ArmPoseCommand("ready"))
+        ready = ArmTeleop().pose("ready").targets_ddeg
+        await servos_at(runtime.link, reaches(ready))
+        start = ARM.tool_pose(NAMED_POSES["ready"].joints_rad)
+        speed = 0.05
+        first_s: float | None = None
+        taken = 0
+        async with asyncio.timeout(20):
+            while taken < 10:  # ~0.5 s of a held key at the page's 20 Hz
+                before_s = runtime.clock()
+                error = await runtime.handle(ArmJogCommand(vx_m_s=speed), "op")
+                # a machine loaded enough to starve the emulator drops the link a moment
+                assert error is None or "link down" in error, error
+                if error is None:
+                    first_s = before_s if first_s is None else first_s
+                    taken += 1
+                await asyncio.sleep(0.05)
+        last_s = runtime.clock()
+        assert first_s is not None
+        commanded = runtime.status().arm
+        assert commanded is not None
+        sent = tuple(commanded.commanded_ddeg)
+        assert sent != ready
+        await asyncio.sleep(0.6)  # twice the teleop timeout: nothing more is sent
+        arm_now = runtime.status().arm
+        assert arm_now is not None
+        assert tuple(arm_now.commanded_ddeg) == sent
+        servo = await servos_at(runtime.link, reaches(sent))
+        joints = [j.servo.value_from_ddeg(d) for j, d in zip(ARM.joints, servo, strict=False)]
+        moved_m = ARM.tool_pose(joints).x - start.x
+        # It moved forward by what the jogs integrated: less than the time they came
+        # over (the last one's velocity is never integrated), give or take a servo step.
+        assert 0.002 < moved_m <= speed * (last_s - first_s) + 0.002, moved_m
 
-    run(main, guard_s=60)
+    with_runtime(tmp_path, link_config, main)
 
 
 def test_arm_commands_are_refused_in_estop_and_for_a_watcher(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
-    async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            await refused(runtime, ArmPoseCommand("ready"), "op", "idle")
-            await teleop(runtime)
-            await accepted(runtime, LeaseCommand("take"))
-            for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1),
-                            ArmCommand((None,) * 5 + (0,))):
-                await refused(runtime, command, "watcher", "'op' holds the teleop lease")
-            assert await runtime.handle(EstopCommand(engaged=True), "op") is None
-            for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1)):
-                await refused(runtime, command, "op", "e-stop")
-            record = runtime.status().arm
-            assert record is not None
-            assert record.commanded_ddeg == [None] * 6  # nothing was ever sent
-            assert await runtime.handle(EstopCommand(engaged=False), "op") is None
-            await ask_mode(runtime, DriveMode.TELEOP)
-            await accepted(runtime, ArmPoseCommand("ready"))
+    async def main(runtime: Runtime) -> None:
+        await refused(runtime, ArmPoseCommand("ready"), "op", "idle")
+        await teleop(runtime)
+        await accepted(runtime, LeaseCommand("take"))
+        for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1),
+                        ArmCommand((None,) * 5 + (0,))):
+            await refused(runtime, command, "watcher", "'op' holds the teleop lease")
+        assert await runtime.handle(EstopCommand(engaged=True), "op") is None
+        for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1)):
+            await refused(runtime, command, "op", "e-stop")
+        record = runtime.status().arm
+        assert record is not None
+        assert record.commanded_ddeg == [None] * 6  # nothing was ever sent
+        assert await runtime.handle(EstopCommand(engaged=False), "op") is None
+        await ask_mode(runtime, DriveMode.TELEOP)
+        await accepted(runtime, ArmPoseCommand("ready"))
 
-    run(main, guard_s=60)
+    with_runtime(tmp_path, link_config, main)
 
 
 def test_what_a_lost_mcu_said_of_the_arm_is_published_as_stale_and_arm_commands_refused(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
-    async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime:
-            await teleop(runtime)
-            fresh = await arm_record(runtime, lambda r: not r.stale)
-            assert fresh.age_s < 1.0
-            assert fresh.servo_ddeg == [900] * 6  # the power-on pose: stowed
-            await asyncio.to_thread(board.close)  # the USB cable pulled
-            await runtime.link.wait_status(lambda s: not s.connected, timeout_s=5.0)
-            lost = await arm_record(runtime, lambda r: r.stale)
-            await asyncio.sleep(0.3)
-            older = await arm_record(runtime, lambda r: r.stale)
-            assert older.age_s >= lost.age_s + 0.25  # it grows old; never restamped
-            await refused(runtime, ArmPoseCommand("ready"), "op", "link down")
+    async def main(runtime: Runtime) -> None:
+        await teleop(runtime)
+        fresh = await arm_record(runtime, lambda r: not r.stale)
+        assert fresh.age_s < 1.0
+        assert fresh.servo_ddeg == [900] * 6  # the power-on pose: stowed
+        await asyncio.to_thread(board.close)  # the USB cable pulled
+        await runtime.link.wait_status(lambda s: not s.connected, timeout_s=5.0)
+        lost = await arm_record(runtime, lambda r: r.stale)
+        await asyncio.sleep(0.3)
+        older = await arm_record(runtime, lambda r: r.stale)
+        assert older.age_s >= lost.age_s + 0.25  # it grows old; never restamped
+        await refused(runtime, ArmPoseCommand("ready"), "op", "link down")
 
-    run(main, guard_s=60)
+    with_runtime(tmp_path, link_config, main)
