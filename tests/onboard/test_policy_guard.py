@@ -41,8 +41,9 @@ from zima.onboard.policy import (
 )
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
 
+from .lockstep import SteppedClock
 from .onnx_models import build_model
-from .test_policy import SteppedClock, run, stepped_runner
+from .test_policy import run, stepped_runner
 
 DARK, BRIGHT = 100, 250  # frame brightness; the model is NaN above a mean of 140
 NAN_ABOVE = 140.0
