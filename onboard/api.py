@@ -132,6 +132,16 @@ MV = (0, 65_535)  # the MCU's millivolts are a u16
 AGE = (0, math.inf)  # seconds, never negative
 
 
+def _mcu_age(*, null: bool = False) -> Any:
+    """``age_s`` of a record the MCU's TELEMETRY fills (battery, odometry, faults)."""
+    return doc("since the MCU's TELEMETRY arrived", since=True, null=null, bounds=AGE)
+
+
+def _mcu_stale() -> Any:
+    """``stale`` of a record the MCU's TELEMETRY fills: what it held when the link went."""
+    return doc("the link is down or silent: the last values known", since=True)
+
+
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -269,8 +279,8 @@ class BatteryRecord(Record):
     clear_mv: int | None = doc("above this an operator's idle clears the latch (0: not known yet)",
                                since=True, bounds=MV)
     advice: str | None = doc("what to do, while there is something to do", since=True, null=True)
-    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True, bounds=AGE)
-    stale: bool | None = doc("the link is down or silent: the last values known", since=True)
+    age_s: float | None = _mcu_age()
+    stale: bool | None = _mcu_stale()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +296,8 @@ class OdometryRecord(Record):
     target_right_mm_s: int = doc("")
     out_left_permille: int = doc("PWM duty, -1000..1000")
     out_right_permille: int = doc("")
-    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True, bounds=AGE)
-    stale: bool | None = doc("the link is down or silent: the last values known", since=True)
+    age_s: float | None = _mcu_age()
+    stale: bool | None = _mcu_stale()
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,9 +340,8 @@ class FaultsRecord(Record):
         '{"<part>": {"state": "running"|"restarting"|"failed", "failures": int, "last_error": '
         'str|null}, ..., "mqtt": {..., "dropped": int, "expired": int, "provider_errors": '
         "int}}", since=True)
-    age_s: float | None = doc("since the MCU's TELEMETRY arrived", since=True, null=True,
-                              bounds=AGE)
-    stale: bool | None = doc("the link is down or silent: the last values known", since=True)
+    age_s: float | None = _mcu_age(null=True)
+    stale: bool | None = _mcu_stale()
 
 
 @dataclass(frozen=True, slots=True)
