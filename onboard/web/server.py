@@ -127,6 +127,7 @@ from zima.onboard.web.auth import (
     Sessions,
     client_key,
 )
+from zima.tls import server_tls_context
 
 __all__ = ["MAX_MESSAGE_BYTES", "WebConfig", "WebConsole", "WebConsoleError", "parse_message",
            "read_token"]
@@ -389,13 +390,10 @@ class WebConsole:
         cert, key = self.config.tls_cert, self.config.tls_key
         if cert is None or key is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            raise WebConsoleError(f"web.tls_cert {cert} / tls_key {key}: {exc}") from exc
-        return context
+            return server_tls_context(cert, key)
+        except ValueError as exc:
+            raise WebConsoleError(f"web.tls_cert / tls_key: {exc}") from exc
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

@@ -567,7 +567,10 @@ def test_the_runtime_drives_through_a_remote_server_and_says_so(
 
     async def main() -> None:
         async with serving(model) as server:
-            policy = remote_config(server.port, key_file, model_path=tmp_path / "none.onnx")
+            # A request timeout with room for a loaded test machine's stalls: the server's
+            # loss below is seen when its connection closes, not by a timeout.
+            policy = remote_config(server.port, key_file, model_path=tmp_path / "none.onnx",
+                                   request_timeout_s=2.0)
             async with running(runtime_config(tmp_path, link_config, policy=policy)) as rt:
                 await ask_mode(rt, DriveMode.AUTONOMOUS)
                 await until_mcu(rt.link, FORWARD_TARGETS, 3000)
@@ -578,9 +581,8 @@ def test_the_runtime_drives_through_a_remote_server_and_says_so(
                 assert record["model_hash"] == load_model(model, DEFAULT).sha256
                 assert isinstance(record["round_trip_ms"], float)
                 await server.__aexit__(None, None, None)  # the server goes away
-                await until_mcu(rt.link, targets(0, 0), 3000)  # within the policy timeout
-                decision = rt.last_decision
-                assert decision is not None
-                assert "remote policy" in str(decision.reason), decision
+                await until(lambda: "remote policy" in str(getattr(rt.last_decision,
+                                                                   "reason", None)))
+                await until_mcu(rt.link, targets(0, 0), 3000)  # the STOP reaches the MCU
 
     run(main)
