@@ -94,7 +94,8 @@ _TIER_FIXTURES = {
     "sim": {"make_env", "env", "hil_config", "stack"},
 }
 _TIER_FOLDERS = {"firmware": "hardware", "faults": "hardware", "sim": "sim",
-                 "training": "train", "export": "train", "host": "broker"}
+                 "training": "train", "export": "train", "host": "broker",
+                 "ecosystem": "sim"}  # simulated episodes, videos, the viewer
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

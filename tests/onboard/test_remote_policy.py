@@ -508,6 +508,7 @@ def test_server_addresses() -> None:
 # ---- evaluation through the server ---------------------------------------------------------
 
 
+@pytest.mark.sim  # MuJoCo episodes, though it takes no simulator fixture
 def test_sim_eval_through_the_server_matches_the_local_run(
         tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``zima sim eval --server``: the same seeded episodes give the same results through
