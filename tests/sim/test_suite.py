@@ -75,6 +75,8 @@ def _recipe_ranges() -> list[tuple[int, int]]:
                                      ROOT / "sim/cli.py")]
     for text in texts:
         for line in text.splitlines():
+            if re.search(r"\b(eval|suite|pick-expert)\b", line):
+                continue  # a measurement on held-out seeds, not a recipe that trains
             seed = re.search(r"--seed[\s=]+(\d+)", line)
             episodes = re.search(r"--episodes[\s=]+(\d+)", line)
             if seed:
