@@ -89,7 +89,7 @@ def link_config(board_config: EmulatorConfig) -> LinkConfig:
 _TIER_FIXTURES = {
     "hardware": {"board", "board_config", "link_config", "firmware_elf", "emulator_binary",
                  "mcu"},
-    "broker": {"broker"},
+    "broker": {"broker", "key_file"},  # key_file: the remote policy server's tests
     "browser": {"page", "driver"},
     "sim": {"make_env", "env", "hil_config", "stack"},
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zima.onboard.api import (
@@ -73,6 +73,7 @@ PLAIN = [r for r in RECORDS.values() if r is not CamerasRecord]  # one record pe
 
 
 @pytest.mark.parametrize("cls", PLAIN, ids=lambda c: c.STREAM)
+@settings(max_examples=40)  # per record: ten records, and the fast tier's minute
 @given(data=st.data())
 def test_every_record_survives_its_json_form(cls: type[Record], data: st.DataObject) -> None:
     record = data.draw(records(cls))
@@ -87,6 +88,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | TE
 
 
 @pytest.mark.parametrize("cls", [*PLAIN, CamerasRecord], ids=lambda c: c.STREAM)
+@settings(max_examples=40)
 @given(payload=st.dictionaries(TEXT, JSON, max_size=6) | JSON)
 def test_a_reader_takes_any_payload_or_names_the_bad_field(cls: Any, payload: Any) -> None:
     reason = ""
