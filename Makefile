@@ -139,14 +139,14 @@ demo: venv
 clean: clean-avr clean-emulator
 	rm -rf $(BUILD) $(VENV)
 
-# The bundled demo policy: expert demonstrations (one collection worker per core),
-# behaviour cloning (configs/demo_policy.toml), DAgger rounds (the policy drives, the
-# expert labels, fine-tuning on all episodes so far), export and an evaluation on held-out
-# seeds; writes models/zima-demo.onnx and its provenance, models/zima-demo.json.
-# POLICY_ARGS=--resume continues an interrupted run.
-POLICY_EPISODES ?= 400
+# The bundled policy: expert episodes of procedural worlds, room and arena (4:1:1), behaviour
+# cloning (configs/demo_policy.toml), DAgger rounds in all three scenes, export, evaluation on
+# held-out seeds 100000.. in each; writes models/zima-demo.onnx and models/zima-demo.json.
+# POLICY_ARGS=--resume continues an interrupted run; POLICY_DEVICE=cuda trains on a GPU.
+POLICY_EPISODES ?= 900
 POLICY_DAGGER   ?= 2
 POLICY_EVAL     ?= 100
+POLICY_DEVICE   ?= cpu
 policy: venv
 	$(PY) tools/make_policy.py --episodes $(POLICY_EPISODES) --dagger-rounds $(POLICY_DAGGER) \
-	    --eval-episodes $(POLICY_EVAL) --workers $(JOBS) $(POLICY_ARGS)
+	    --eval-episodes $(POLICY_EVAL) --workers $(JOBS) --device $(POLICY_DEVICE) $(POLICY_ARGS)
