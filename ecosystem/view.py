@@ -41,18 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from zima.host.mqtt import (
-    HostMqttConfig,
-    HostMqttError,
-    InputError,
-    add_connection_arguments,
-    config_from_args,
-    connect,
-    next_message,
-    payload_object,
-    printable,
-    seconds_problem,
-)
+from zima.host import mqtt
 
 if TYPE_CHECKING:  # rerun and the episode reader load inside run(): `zima --help` stays fast
     import numpy as np
@@ -142,7 +131,7 @@ def log_episode(rec: rr.RecordingStream, episode: Episode, extras: Mapping[str, 
              f"- actions: {', '.join(f'{i} {a}' for i, a in enumerate(c.actions))}",
              f"- take-over steps: {int(takeover.sum())}",
              f"- zima {info.zima_version}, created {info.created_utc}"]
-    lines += [f"- {k}: {printable(v)}" for k, v in sorted(extras.items())]
+    lines += [f"- {k}: {mqtt.printable(v)}" for k, v in sorted(extras.items())]
     rec.log("episode", rr.TextDocument("\n".join(lines), media_type="text/markdown"),
             static=True)
 
@@ -191,7 +180,7 @@ def _open(rec: rr.RecordingStream, save: Path | None, blueprint: rrb.Blueprint |
 
 def _viewer_failed(exc: Exception) -> int:
     """rerun's spawn or its gRPC link failed (no viewer binary, no display): say what to do."""
-    detail = printable(" ".join(str(exc).split()), 200)
+    detail = mqtt.printable(" ".join(str(exc).split()), 200)
     sys.stderr.write(f"zima view: the rerun viewer did not start or cannot be reached "
                      f"({detail}); on a machine without a display use --save FILE.rrd and "
                      "open it elsewhere with `rerun FILE.rrd`\n")
@@ -247,17 +236,17 @@ class LiveLogger:
             raw = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
             text = raw[:64].decode("utf-8", "replace")
             self.rec.set_time("robot_time", timestamp=received_unix_s)
-            self.rec.log("status", rr.TextLog(printable(text, 40), level="INFO"))
+            self.rec.log("status", rr.TextLog(mqtt.printable(text, 40), level="INFO"))
             self._count("status")
             return
         stream = suffix.removeprefix("telemetry/")
         if stream == suffix or not stream:
             return
         try:
-            record = payload_object(payload, f"telemetry/{printable(stream, 40)}")
-        except InputError as exc:
+            record = mqtt.payload_object(payload, f"telemetry/{mqtt.printable(stream, 40)}")
+        except mqtt.InputError as exc:
             self.stats.bad_payloads += 1
-            self.stats.last_bad = printable(str(exc))
+            self.stats.last_bad = mqtt.printable(str(exc))
             return
         stamp = record.get("stamp_unix_s")
         valid_stamp = isinstance(stamp, int | float) and not isinstance(stamp, bool)
@@ -270,7 +259,7 @@ class LiveLogger:
             if self._admit(entity):
                 self.rec.log(entity, rr.Scalars(number))
         self.stats.dropped_fields += max(0, len(numbers) - MAX_FIELDS_PER_RECORD)
-        words = [f"{k}={printable(v, 200)}" for k, v in record.items()
+        words = [f"{k}={mqtt.printable(v, 200)}" for k, v in record.items()
                  if not isinstance(v, int | float | dict)]
         if words and self._admit(base):
             self.rec.log(base, rr.TextLog(" ".join(words)))
@@ -290,17 +279,17 @@ class LiveLogger:
             self.stats.records[stream] = self.stats.records.get(stream, 0) + 1
 
 
-async def watch_robot(config: HostMqttConfig, logger: LiveLogger,
+async def watch_robot(config: mqtt.HostMqttConfig, logger: LiveLogger,
                       duration_s: float | None) -> None:
     """Log the robot's telemetry through ``logger`` until ``duration_s`` passes (None: until
     cancelled)."""
     end_s = None if duration_s is None else time.monotonic() + duration_s
-    async with connect(config, "view") as client:
+    async with mqtt.connect(config, "view") as client:
         await client.subscribe(config.topic("telemetry/#"))
         await client.subscribe(config.topic("status"), qos=1)
         while end_s is None or time.monotonic() < end_s:
             left_s = 1.0 if end_s is None else end_s - time.monotonic()
-            message = await next_message(client, left_s)
+            message = await mqtt.next_message(client, left_s)
             if message is not None:
                 logger.message(message.topic.value, message.payload, time.time())
 
@@ -310,13 +299,13 @@ def view_robot(args: argparse.Namespace) -> int:
     import rerun as rr  # noqa: PLC0415
 
     duration_s: float | None = args.duration
-    problem = seconds_problem(("--duration", duration_s))
+    problem = mqtt.seconds_problem(("--duration", duration_s))
     if problem is not None:
         sys.stderr.write(f"zima view: {problem}\n")
         return EXIT_ERROR
     try:
-        config = config_from_args(args)
-    except HostMqttError as exc:
+        config = mqtt.config_from_args(args)
+    except mqtt.HostMqttError as exc:
         sys.stderr.write(f"zima view: {exc}\n")
         return EXIT_ERROR
     rec = rr.RecordingStream(APPLICATION_ID,
@@ -327,7 +316,7 @@ def view_robot(args: argparse.Namespace) -> int:
         rec.send_recording_name(f"robot {config.robot_id}")
         try:
             asyncio.run(watch_robot(config, logger, duration_s))
-        except HostMqttError as exc:
+        except mqtt.HostMqttError as exc:
             sys.stderr.write(f"zima view: {exc}\n")
             status = EXIT_ERROR
         except KeyboardInterrupt:
@@ -357,7 +346,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a rerun recording instead of spawning the viewer")
     parser.add_argument("--duration", type=float, metavar="S",
                         help="live mode: stop after S seconds (default: until Ctrl-C)")
-    add_connection_arguments(parser)
+    mqtt.add_connection_arguments(parser)
     parser.set_defaults(robot=None)  # --robot NAME asks for live mode
 
 

@@ -49,6 +49,7 @@ from typing import IO, TextIO
 
 import aiomqtt
 
+from zima.host import mqtt
 from zima.host.battery_model import (
     CHEMISTRIES,
     CURVES,
@@ -57,17 +58,6 @@ from zima.host.battery_model import (
     BatteryView,
     Pack,
     battery_state,
-)
-from zima.host.mqtt import (
-    HostMqttConfig,
-    HostMqttError,
-    add_connection_arguments,
-    config_from_args,
-    connect,
-    next_message,
-    payload_object,
-    printable,
-    seconds_problem,
 )
 
 __all__ = [
@@ -289,7 +279,7 @@ def _soc_template(pack: Pack) -> str:
     )
 
 
-def discovery_messages(config: HostMqttConfig, pack: Pack) -> list[tuple[str, bytes]]:
+def discovery_messages(config: mqtt.HostMqttConfig, pack: Pack) -> list[tuple[str, bytes]]:
     """(topic, payload) of the retained HA discovery configs of the robot's battery."""
     node = "".join(c if c.isalnum() or c in "_-" else "_" for c in config.robot_id)
     device = {
@@ -343,7 +333,7 @@ class BatteryMonitor:
 
     def __init__(
         self,
-        config: HostMqttConfig,
+        config: mqtt.HostMqttConfig,
         options: MonitorOptions,
         out: TextIO,
         clock: Callable[[], float] = time.monotonic,
@@ -385,7 +375,7 @@ class BatteryMonitor:
             writer = csv.DictWriter(csv_file, CSV_FIELDS) if csv_file is not None else None
             if writer is not None:
                 writer.writeheader()
-            async with connect(self.config, "battery") as client:
+            async with mqtt.connect(self.config, "battery") as client:
                 return await self._loop(client, writer, csv_file)
         finally:
             if csv_file is not None:
@@ -409,7 +399,7 @@ class BatteryMonitor:
             wait_s = min(self.options.redraw_s, end_s - now_s)
             if self.options.once:
                 wait_s = min(wait_s, max(0.0, start_s + self.options.stale_after_s - now_s))
-            message = await next_message(client, wait_s)
+            message = await mqtt.next_message(client, wait_s)
             got_reading = False
             if message is not None:
                 got_reading = self._take(message, battery_topic)
@@ -430,11 +420,11 @@ class BatteryMonitor:
             self.tracker.offline = message.payload == b"offline"
             return False
         try:
-            reading = BatteryReading.from_json(payload_object(message.payload,
+            reading = BatteryReading.from_json(mqtt.payload_object(message.payload,
                                                               "battery payload"))
         except ValueError as exc:  # InputError too: any bytes end here, never a crash
             self.bad_payloads += 1
-            self.last_bad_payload = printable(str(exc), 160)
+            self.last_bad_payload = mqtt.printable(str(exc), 160)
             log.debug("battery payload ignored: %s", self.last_bad_payload)
             count = self.bad_payloads
             if not self.options.tty and (count <= BAD_LINES_SHOWN or count % 1000 == 0):
@@ -483,7 +473,7 @@ def _exit_status(view: BatteryView) -> int:
 
 # ---- command line -----------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_connection_arguments(parser)
+    mqtt.add_connection_arguments(parser)
     pack = parser.add_argument_group("battery pack")
     pack.add_argument("--chemistry", choices=CHEMISTRIES, default="liion",
                       help="cell chemistry, picks the discharge curve (default: liion)")
@@ -511,7 +501,7 @@ def options_from_args(args: argparse.Namespace, tty: bool) -> MonitorOptions:
         pack = Pack(args.chemistry, args.cells)
     except ValueError as exc:
         raise BatteryToolError(f"--cells/--chemistry: {exc}") from None
-    problem = seconds_problem(("--stale-after", args.stale_after), ("--window", args.window),
+    problem = mqtt.seconds_problem(("--stale-after", args.stale_after), ("--window", args.window),
                               ("--duration", args.duration))
     if problem is not None:
         raise BatteryToolError(problem)
@@ -538,7 +528,7 @@ def run(args: argparse.Namespace) -> int:
             plot_rows(read_csv(args.plot_csv), args.plot, title)
             sys.stdout.write(f"plotted {args.plot_csv} into {args.plot}\n")
             return EXIT_OK
-        monitor = BatteryMonitor(config_from_args(args), options, sys.stdout)
+        monitor = BatteryMonitor(mqtt.config_from_args(args), options, sys.stdout)
         try:
             status = asyncio.run(monitor.run())
         except KeyboardInterrupt:
@@ -546,7 +536,7 @@ def run(args: argparse.Namespace) -> int:
         if args.plot is not None:
             plot_rows(monitor.rows, args.plot, title)
             sys.stdout.write(f"plotted {len(monitor.rows)} readings into {args.plot}\n")
-    except (BatteryToolError, HostMqttError) as exc:
+    except (BatteryToolError, mqtt.HostMqttError) as exc:
         sys.stderr.write(f"zima battery: {exc}\n")
         return EXIT_ERROR
     return status

@@ -28,18 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zima.host.mqtt import (
-    HostMqttConfig,
-    HostMqttError,
-    add_connection_arguments,
-    command_payload,
-    config_from_args,
-    connect,
-    next_message,
-    payload_object,
-    printable,
-    seconds_problem,
-)
+from zima.host import mqtt
 from zima.onboard.api import CommandResult, ModeRecord
 
 __all__ = ["EstopOutcome", "send_estop"]
@@ -74,9 +63,9 @@ class EstopOutcome:
         elif self.accepted:
             said = f"the robot accepted the {action} (request {self.request_id})"
         else:
-            said = f"the robot REFUSED the {action}: {printable(self.result.error, 300)}"
+            said = f"the robot REFUSED the {action}: {mqtt.printable(self.result.error, 300)}"
         mode = ("no telemetry/mode message" if self.mode is None
-                else f"mode is {printable(repr(self.mode), 60)}")
+                else f"mode is {mqtt.printable(repr(self.mode), 60)}")
         bad = (f"\nignored {self.bad_payloads} bad payloads meanwhile"
                if self.bad_payloads else "")
         verdict = "CONFIRMED" if self.confirmed else "NOT CONFIRMED"
@@ -84,7 +73,7 @@ class EstopOutcome:
 
 
 async def send_estop(
-    config: HostMqttConfig,
+    config: mqtt.HostMqttConfig,
     *,
     engaged: bool = True,
     timeout_s: float = 5.0,
@@ -97,20 +86,20 @@ async def send_estop(
     mode: str | None = None
     mode_confirmed = False
     bad_payloads = 0
-    async with connect(config, "estop") as client:
+    async with mqtt.connect(config, "estop") as client:
         result_topic, mode_topic = config.topic("cmd/result"), config.topic("telemetry/mode")
         # Subscribed before sending: the answer cannot slip past us.
         await client.subscribe([(result_topic, 1), (mode_topic, 0)])
-        body = command_payload(config, "estop", {"engaged": engaged, "request_id": rid})
+        body = mqtt.command_payload(config, "estop", {"engaged": engaged, "request_id": rid})
         await client.publish(config.topic("cmd/estop"), body, qos=1)
         deadline_s = clock() + timeout_s
         while (now_s := clock()) < deadline_s:
-            message = await next_message(client, deadline_s - now_s)
+            message = await mqtt.next_message(client, deadline_s - now_s)
             if message is None:
                 break
             topic = str(message.topic)
             try:  # the operator API's records (zima.onboard.api), checked
-                payload = payload_object(message.payload)
+                payload = mqtt.payload_object(message.payload)
                 if topic == result_topic:
                     answer = CommandResult.from_json(payload)
                     if answer.request_id == rid:
@@ -131,7 +120,7 @@ async def send_estop(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_connection_arguments(parser)
+    mqtt.add_connection_arguments(parser)
     parser.add_argument("--release", action="store_true",
                         help="release the e-stop (engaged=false) instead of engaging it")
     parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
@@ -139,14 +128,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = seconds_problem(("--timeout", args.timeout))
+    problem = mqtt.seconds_problem(("--timeout", args.timeout))
     if problem is not None:
         sys.stderr.write(f"zima estop: {problem}\n")
         return EXIT_ERROR
     try:
-        config = config_from_args(args)
+        config = mqtt.config_from_args(args)
         outcome = asyncio.run(send_estop(config, engaged=not args.release, timeout_s=args.timeout))
-    except HostMqttError as exc:
+    except mqtt.HostMqttError as exc:
         sys.stderr.write(f"zima estop: {exc}\n")
         return EXIT_ERROR
     sys.stdout.write(outcome.describe() + "\n")

@@ -40,18 +40,8 @@ from typing import TextIO
 
 import numpy as np
 
+from zima.host import mqtt
 from zima.host.battery_model import BatteryReading, battery_state
-from zima.host.mqtt import (
-    HostMqttConfig,
-    HostMqttError,
-    add_connection_arguments,
-    config_from_args,
-    connect,
-    next_message,
-    payload_object,
-    printable,
-    seconds_problem,
-)
 from zima.onboard.api import (
     RECORDS,
     BatteryRecord,
@@ -96,7 +86,7 @@ def _get(body: dict[str, object], key: str, unit: str = "", digits: int | None =
         if number is None:
             return "?"
         return f"{number:.{digits}f}{unit}" if digits is not None else f"{value}{unit}"
-    return printable(value, max_chars) + unit
+    return mqtt.printable(value, max_chars) + unit
 
 
 def histogram(values: list[float], title: str, bins: int = 10, width: int = 40) -> list[str]:
@@ -134,18 +124,18 @@ class StatusBoard:
         bytes: a bad payload is counted and skipped."""
         if topic.endswith("/status"):
             raw = payload if isinstance(payload, bytes | bytearray) else b""
-            self.status = printable(bytes(raw[:4 * MAX_TEXT]).decode(errors="replace"),
+            self.status = mqtt.printable(bytes(raw[:4 * MAX_TEXT]).decode(errors="replace"),
                                     MAX_TEXT)
             return
         stream = topic.rsplit("/", 1)[-1]
         if stream not in STREAMS:
             return
         try:
-            body = payload_object(payload, f"{stream} payload")
+            body = mqtt.payload_object(payload, f"{stream} payload")
             record = RECORDS[stream].from_json(body)
         except ValueError as exc:  # InputError: too big, too deep, not JSON, not an object;
             self.bad_payloads += 1  # RecordError: not the record (zima.onboard.api)
-            self.last_bad_payload = printable(str(exc), 160)
+            self.last_bad_payload = mqtt.printable(str(exc), 160)
             if self.bad_payloads == 1:
                 log.warning("ignored a bad payload on telemetry/%s: %s", stream,
                             self.last_bad_payload)
@@ -215,7 +205,7 @@ def _n(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def _t(value: str | None, max_chars: int = MAX_TEXT) -> str:
-    return "-" if value is None else printable(value, max_chars)
+    return "-" if value is None else mqtt.printable(value, max_chars)
 
 
 def _describe(record: Record, robot_id: str) -> str:  # noqa: PLR0911 - a branch a stream
@@ -233,7 +223,7 @@ def _describe(record: Record, robot_id: str) -> str:  # noqa: PLR0911 - a branch
         case BatteryRecord():
             return _battery(record, robot_id)
         case FaultsRecord():
-            names = ", ".join(printable(name, 24) for name in record.active[:MAX_NAMES])
+            names = ", ".join(mqtt.printable(name, 24) for name in record.active[:MAX_NAMES])
             more = len(record.active) - MAX_NAMES
             names = (names or "none") + (f" and {more} more" if more > 0 else "")
             return f"{names} (MCU {_t(record.mcu_state)})"
@@ -244,7 +234,7 @@ def _describe(record: Record, robot_id: str) -> str:  # noqa: PLR0911 - a branch
                     f"{_n(record.jitter_max_ms, ' ms')}, overruns {_n(record.overruns)}")
         case PolicyRecord():
             digest = record.model_hash
-            model = f"model sha256 {printable(digest, 80)[:16]}" if digest else "no model"
+            model = f"model sha256 {mqtt.printable(digest, 80)[:16]}" if digest else "no model"
             error = f", reload error: {_t(record.reload_error)}" if record.reload_error else ""
             # How old the robot's view is when it acts: the observation's age at each
             # chunk's first action (onboard/MQTT.md), and the ticks that found no plan.
@@ -273,7 +263,7 @@ def _battery(record: BatteryRecord, robot_id: str) -> str:
 
 
 async def collect_status(
-    config: HostMqttConfig,
+    config: mqtt.HostMqttConfig,
     timeout_s: float,
     *,
     watch: Callable[[StatusBoard], None] | None = None,
@@ -283,13 +273,13 @@ async def collect_status(
     """Listen until every topic was heard or ``timeout_s`` passed; with ``watch``, keep
     listening (calling it every second) until ``duration_s`` or cancelled."""
     board = StatusBoard(config.robot_id)
-    async with connect(config, "status") as client:
+    async with mqtt.connect(config, "status") as client:
         await client.subscribe([(config.topic("status"), 1), (config.topic("telemetry/+"), 0)])
         start_s = clock()
         end_s = start_s + (timeout_s if watch is None else (duration_s or math.inf))
         next_draw_s = start_s + 1.0
         while (now_s := clock()) < end_s:
-            message = await next_message(client, min(end_s, next_draw_s) - now_s)
+            message = await mqtt.next_message(client, min(end_s, next_draw_s) - now_s)
             if message is not None:
                 board.take(str(message.topic), message.payload, clock())
             if watch is None and board.complete:
@@ -301,7 +291,7 @@ async def collect_status(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_connection_arguments(parser)
+    mqtt.add_connection_arguments(parser)
     parser.add_argument("--timeout", type=float, default=3.0, metavar="S",
                         help="wait this long for each topic's next message (default: 3)")
     parser.add_argument("--watch", action="store_true", help="redraw every second")
@@ -326,12 +316,12 @@ def _draw(out: TextIO, tty: bool) -> Callable[[StatusBoard], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = seconds_problem(("--timeout", args.timeout), ("--duration", args.duration))
+    problem = mqtt.seconds_problem(("--timeout", args.timeout), ("--duration", args.duration))
     if problem is not None:
         sys.stderr.write(f"zima status: {problem}\n")
         return EXIT_ERROR
     try:
-        config = config_from_args(args)
+        config = mqtt.config_from_args(args)
         watch = _draw(sys.stdout, sys.stdout.isatty()) if args.watch else None
         try:
             board = asyncio.run(
@@ -339,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except KeyboardInterrupt:
             return 130
-    except HostMqttError as exc:
+    except mqtt.HostMqttError as exc:
         sys.stderr.write(f"zima status: {exc}\n")
         return EXIT_ERROR
     if watch is None:

@@ -29,16 +29,8 @@ from tests.mqtt_broker import (
     TestCa,
     make_test_ca,
 )
+from zima.host import mqtt
 from zima.host.estop import send_estop
-from zima.host.mqtt import (
-    HostMqttConfig,
-    HostMqttError,
-    add_connection_arguments,
-    command_payload,
-    config_from_args,
-    connect,
-    next_message,
-)
 from zima.onboard.commands import (
     CommandError,
     CommandKey,
@@ -160,7 +152,7 @@ def sample_broker(tmp_path: Path, ca: TestCa) -> Iterator[Broker]:
 
 def tool_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_connection_arguments(parser)
+    mqtt.add_connection_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -175,21 +167,21 @@ def alice_flags(broker: Broker, tmp_path: Path, ca: TestCa) -> list[str]:
 def test_host_tools_reach_the_tls_listener_only_with_its_ca(
         sample_broker: Broker, ca: TestCa, tmp_path: Path) -> None:
     flags = alice_flags(sample_broker, tmp_path, ca)
-    config = config_from_args(tool_args(flags))
+    config = mqtt.config_from_args(tool_args(flags))
     assert config.tls
     assert config.port == sample_broker.tls_port
 
-    async def reach(config: HostMqttConfig) -> None:
-        async with connect(config, "probe") as client:
+    async def reach(config: mqtt.HostMqttConfig) -> None:
+        async with mqtt.connect(config, "probe") as client:
             await client.subscribe(config.topic("status"))
 
     run(lambda: reach(config))
     plain_port = tool_args(["--broker", "localhost", "--tls"])
-    assert config_from_args(plain_port).port == 8883  # TLS's default port
-    system_cas = config_from_args(tool_args([*flags[:4], "--tls", *flags[6:]]))
+    assert mqtt.config_from_args(plain_port).port == 8883  # TLS's default port
+    system_cas = mqtt.config_from_args(tool_args([*flags[:4], "--tls", *flags[6:]]))
     assert system_cas.cafile is None
     assert "certificate verify failed" in refusal(lambda: reach(system_cas))  # not a system CA
-    no_tls = HostMqttConfig(ROBOT, "localhost", sample_broker.tls_port or 0, "alice",
+    no_tls = mqtt.HostMqttConfig(ROBOT, "localhost", sample_broker.tls_port or 0, "alice",
                             ALICE_PASSWORD, connect_timeout_s=1.0)
     assert refusal(lambda: reach(no_tls))  # plain MQTT on the TLS port: nothing answers
 
@@ -202,7 +194,7 @@ def refusal(connecting: Callable[[], Coroutine[Any, Any, None]]) -> str:
         warnings.simplefilter("ignore", ResourceWarning)
         try:
             run(connecting)
-        except HostMqttError as exc:
+        except mqtt.HostMqttError as exc:
             message = str(exc)
         else:
             message = ""
@@ -271,7 +263,7 @@ def test_without_the_setting_the_robot_is_knocked_off(broker: Broker) -> None:
 async def results(client: aiomqtt.Client, count: int) -> list[dict[str, object]]:
     got: list[dict[str, object]] = []
     while len(got) < count:
-        message = await next_message(client, 5.0)
+        message = await mqtt.next_message(client, 5.0)
         assert message is not None, f"only {got}"
         assert isinstance(message.payload, bytes)
         got.append(json.loads(message.payload))
@@ -285,24 +277,24 @@ def test_signed_commands_through_tls_and_the_host_tools(
     key_file.write_text(KEY + "\n")
     key_file.chmod(0o600)
     flags = alice_flags(sample_broker, tmp_path, ca)
-    alice = config_from_args(tool_args([*flags, "--command-key-file", str(key_file)]))
-    unsigned = config_from_args(tool_args(flags))
-    watcher = HostMqttConfig(ROBOT, "127.0.0.1", sample_broker.port, "operator",
+    alice = mqtt.config_from_args(tool_args([*flags, "--command-key-file", str(key_file)]))
+    unsigned = mqtt.config_from_args(tool_args(flags))
+    watcher = mqtt.HostMqttConfig(ROBOT, "127.0.0.1", sample_broker.port, "operator",
                              OPERATOR_PASSWORD)
 
     async def main() -> tuple[list[dict[str, object]], list[object]]:
         taken: list[object] = []
         async with robot(sample_broker, command_key_file=key_file,
                          command_key=CommandKey.from_file(key_file)) as telemetry, \
-                connect(watcher, "watch") as watch:
+                mqtt.connect(watcher, "watch") as watch:
             await watch.subscribe(watcher.topic("cmd/result"), qos=1)
             # zima estop's own path: engage unsigned (always taken), release signed ...
             await send_estop(unsigned, engaged=True, timeout_s=0.5, request_id="engage")
             await send_estop(alice, engaged=False, timeout_s=0.5, request_id="signed")
             # ... a release without the key, and one replayed verbatim, are refused.
             await send_estop(unsigned, engaged=False, timeout_s=0.5, request_id="unsigned")
-            payload = command_payload(alice, "estop", {"engaged": False, "request_id": "re"})
-            async with connect(alice, "replay") as client:
+            payload = mqtt.command_payload(alice, "estop", {"engaged": False, "request_id": "re"})
+            async with mqtt.connect(alice, "replay") as client:
                 for _ in range(2):
                     await client.publish(alice.topic("cmd/estop"), payload, qos=1)
             answers = await results(watch, 5)
