@@ -94,44 +94,41 @@ async def closed(ws: aiohttp.ClientWebSocketResponse) -> bool:
 def test_the_served_demo_model_answers_as_it_does_locally(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_bytes(KEY)
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "zima.host.serve", str(DEMO), "--key-file", str(key_file),
          "--port", "0", "--provider", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        local = load_model(DEMO, DEFAULT)
-        assert first.startswith(f"serving {DEMO} (sha256 {local.sha256}) on ws://127.0.0.1:")
-        assert "provider CPUExecutionProvider" in proc.stdout.readline()
-        assert "contract: cameras" in proc.stdout.readline()
-        url = first.split(" on ", 1)[1].strip()
-        rng = np.random.default_rng(1)
-        images = rng.integers(0, 256, DEFAULT.image_shape, np.uint8)
-        history = np.array([1, 0, 2, 3], np.int64)
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            local = load_model(DEMO, DEFAULT)
+            assert first.startswith(f"serving {DEMO} (sha256 {local.sha256}) on ws://127.0.0.1:")
+            assert "provider CPUExecutionProvider" in proc.stdout.readline()
+            assert "contract: cameras" in proc.stdout.readline()
+            url = first.split(" on ", 1)[1].strip()
+            rng = np.random.default_rng(1)
+            images = rng.integers(0, 256, DEFAULT.image_shape, np.uint8)
+            history = np.array([1, 0, 2, 3], np.int64)
 
-        async def main() -> None:
-            async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
-                welcome = await handshake(ws)
-                assert isinstance(welcome, Welcome)
-                assert welcome.sha256 == local.sha256
-                assert Contract.from_json(welcome.contract_json) == local.contract
-                shapes = Shapes.of(DEFAULT, output_shape(DEFAULT))
-                for id_ in (5, 6):
-                    await ws.send_bytes(encode(Infer(id_, images, history)))
-                    out = await receive(ws, shapes)
-                    assert isinstance(out, Out)
-                    assert out.id == id_
-                    expected = local.infer(images[None], history[None])
-                    np.testing.assert_allclose(out.output, expected, rtol=1e-5, atol=1e-5)
+            async def main() -> None:
+                async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                    welcome = await handshake(ws)
+                    assert isinstance(welcome, Welcome)
+                    assert welcome.sha256 == local.sha256
+                    assert Contract.from_json(welcome.contract_json) == local.contract
+                    shapes = Shapes.of(DEFAULT, output_shape(DEFAULT))
+                    for id_ in (5, 6):
+                        await ws.send_bytes(encode(Infer(id_, images, history)))
+                        out = await receive(ws, shapes)
+                        assert isinstance(out, Out)
+                        assert out.id == id_
+                        expected = local.infer(images[None], history[None])
+                        np.testing.assert_allclose(out.output, expected, rtol=1e-5, atol=1e-5)
 
-        run_async(main)
-    finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+            run_async(main)
+        finally:
+            proc.kill()  # leaving the with: waits for it, closes its stdout
 
 
 def test_a_wrong_key_is_refused_and_the_next_robot_served(tmp_path: Path) -> None:

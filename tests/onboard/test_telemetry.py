@@ -167,40 +167,37 @@ asyncio.run(main())
 
 
 def test_status_is_retained_and_the_last_will_says_offline(broker: Broker) -> None:
-    robot = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", ROBOT_SCRIPT, ROBOT, str(broker.port), ROBOT_PASSWORD],
         stdout=subprocess.PIPE,
-    )
-    try:
-        assert robot.stdout is not None
-        assert robot.stdout.readline().strip() == b"connected"
+    ) as robot:
+        try:
+            assert robot.stdout is not None
+            assert robot.stdout.readline().strip() == b"connected"
 
-        async def main() -> None:
-            async with operator(broker) as op:
-                await op.subscribe(f"zima/{ROBOT}/status", qos=1)
-                statuses = op.messages
-                async with asyncio.timeout(5.0):
-                    retained = await anext(aiter(statuses))
-                assert retained.retain
-                assert retained.payload == b"online"
-                robot.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker sends the will
-                async with asyncio.timeout(5.0):
-                    will = await anext(aiter(statuses))
-                assert will.payload == b"offline"
+            async def main() -> None:
+                async with operator(broker) as op:
+                    await op.subscribe(f"zima/{ROBOT}/status", qos=1)
+                    statuses = op.messages
+                    async with asyncio.timeout(5.0):
+                        retained = await anext(aiter(statuses))
+                    assert retained.retain
+                    assert retained.payload == b"online"
+                    robot.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker sends the will
+                    async with asyncio.timeout(5.0):
+                        will = await anext(aiter(statuses))
+                    assert will.payload == b"offline"
 
-            async with operator(broker, "late-operator") as late:
-                await late.subscribe(f"zima/{ROBOT}/status", qos=1)
-                async with asyncio.timeout(5.0):
-                    retained = await anext(aiter(late.messages))
-                assert retained.retain
-                assert retained.payload == b"offline"
+                async with operator(broker, "late-operator") as late:
+                    await late.subscribe(f"zima/{ROBOT}/status", qos=1)
+                    async with asyncio.timeout(5.0):
+                        retained = await anext(aiter(late.messages))
+                    assert retained.retain
+                    assert retained.payload == b"offline"
 
-        asyncio.run(main())
-    finally:
-        robot.kill()
-        robot.wait()
-        if robot.stdout is not None:
-            robot.stdout.close()
+            asyncio.run(main())
+        finally:
+            robot.kill()  # leaving the with: waits for it, closes its stdout
 
 
 def test_broker_outage_never_blocks_the_caller_and_telemetry_resumes(broker: Broker) -> None:
