@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from zima.stderr import fail, say
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `zima score` arguments."""
@@ -68,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
         nonlocal shown_s
         if live and (now_s := time.monotonic()) - shown_s > 0.5:
             shown_s = now_s
-            _err(f"{clear}scoring file {index + 1}/{files}, {steps} steps")
+            say(f"{clear}scoring file {index + 1}/{files}, {steps} steps")
 
     def skipped(file: str, why: str) -> None:
-        _err(f"{clear}zima score: skipped: {why if file in why else f'{file}: {why}'}\n")
+        say(f"{clear}zima score: skipped: {why if file in why else f'{file}: {why}'}\n")
 
     report = score(model, paths, progress, skipped)
-    _err(clear)
+    say(clear)
     to_stdout = args.json is not None and str(args.json) == "-"
     if args.json is not None:
         text = json.dumps(report.to_json(), indent=1)
@@ -89,15 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if not report.episodes:
         return _fail(f"no episode could be scored ({len(report.skipped)} file(s) skipped)")
     if args.plot is not None:
-        _err(f"plot: {plot_confusion(report, args.plot)}\n")
+        say(f"plot: {plot_confusion(report, args.plot)}\n")
     return 0
 
 
-def _err(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
-
-
 def _fail(message: str) -> int:
-    _err(f"zima score: {message}\n")
-    return 2
+    return fail("zima score", message)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zima.stderr import fail, say
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -210,7 +212,7 @@ def _verify(args: argparse.Namespace) -> int:
     if not good and not problems:
         problems.append(f"{args.folder}: no episode files (*.h5)")
     for line in problems:
-        _err(f"zima episodes verify: {line}\n")
+        say(f"zima episodes verify: {line}\n")
     marked = sum(e.state == "bad" for e in entries)
     sys.stdout.write(f"{good} episode(s) sound, {len(problems)} problem(s), {marked} marked "
                      "bad (not checked for training)\n")
@@ -294,7 +296,7 @@ def _each(command: str, paths: Iterable[Path], act: Callable[[Path], str]) -> in
         try:
             line = act(path)
         except (ValueError, OSError) as exc:
-            _err(f"zima episodes {command}: {exc}\n")
+            say(f"zima episodes {command}: {exc}\n")
             failed += 1
             continue
         sys.stdout.write(line + "\n")
@@ -342,11 +344,5 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _err(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
-
-
 def _fail(message: str) -> int:
-    _err(f"zima episodes: {message}\n")
-    return 2
+    return fail("zima episodes", message)
