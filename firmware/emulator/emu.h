@@ -59,13 +59,16 @@ void parse_args(int argc, char **argv, config *c);
 #define PROBE_REGS 2   /* GPIOR0 (main loop), GPIOR1 (ISRs) */
 #define PROBE_IDS 8    /* region ids 1..7 per register */
 
+/* A series of cycle counts: how many, their sum, the least and the most. */
+typedef struct cycle_stat {
+	uint64_t count, sum, min, max;
+} cycle_stat;
+
 typedef struct probe_stats {
-	uint64_t count;
-	uint64_t total_cycles, min_cycles, max_cycles;  /* open to close */
-	uint64_t last_begin, last_end;                  /* cycle of the latest markers */
-	/* begin to begin of consecutive regions of this id: rate and jitter */
-	uint64_t periods, min_period, max_period, sum_period;
-	uint64_t prev_begin;
+	cycle_stat length;                 /* open to close */
+	cycle_stat period;                 /* begin to begin of consecutive regions of this id:
+	                                      rate and jitter */
+	uint64_t last_begin, last_end;     /* cycle of the latest markers */
 } probe_stats;
 
 typedef struct probe_reg {

@@ -11,6 +11,16 @@
 #define GPIOR0_ADDR 0x3E /* data-space addresses on the ATmega2560 */
 #define GPIOR1_ADDR 0x4A
 
+static void stat_add(cycle_stat *s, uint64_t cycles)
+{
+	if (!s->count || cycles < s->min)
+		s->min = cycles;
+	if (cycles > s->max)
+		s->max = cycles;
+	s->sum += cycles;
+	s->count++;
+}
+
 static void on_write(avr_t *avr, avr_io_addr_t addr, uint8_t v, void *param)
 {
 	board *b = param;
@@ -22,15 +32,8 @@ static void on_write(avr_t *avr, avr_io_addr_t addr, uint8_t v, void *param)
 		return;
 	probe_stats *s = &r->stats[id];
 	if (!(v & 0x80)) {
-		if (s->last_begin) {
-			uint64_t p = now - s->last_begin;
-			if (!s->periods || p < s->min_period)
-				s->min_period = p;
-			if (p > s->max_period)
-				s->max_period = p;
-			s->sum_period += p;
-			s->periods++;
-		}
+		if (s->last_begin)
+			stat_add(&s->period, now - s->last_begin);
 		s->last_begin = now;
 		r->open = true;
 		r->open_id = id;
@@ -40,13 +43,7 @@ static void on_write(avr_t *avr, avr_io_addr_t addr, uint8_t v, void *param)
 	if (!r->open)
 		return;
 	r->open = false;
-	uint64_t len = now - r->open_cycle;
-	if (!s->count || len < s->min_cycles)
-		s->min_cycles = len;
-	if (len > s->max_cycles)
-		s->max_cycles = len;
-	s->total_cycles += len;
-	s->count++;
+	stat_add(&s->length, now - r->open_cycle);
 	s->last_end = now;
 	if (id != r->open_id) /* closed under another id: its begin is this one's too */
 		r->stats[id].last_begin = r->open_cycle;

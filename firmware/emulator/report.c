@@ -144,22 +144,23 @@ void emit_probes(board *b, const cJSON *id)
 		cJSON *reg = cJSON_AddObjectToObject(o, reg_name[r]);
 		for (int i = 1; i < PROBE_IDS; i++) {
 			const probe_stats *s = &b->probe[r].stats[i];
-			if (!s->count && !s->last_begin)
+			if (!s->length.count && !s->last_begin)
 				continue;
 			char key[8];
 			snprintf(key, sizeof(key), "%d", i);
 			cJSON *region = cJSON_AddObjectToObject(reg, key);
-			add_int(region, "count", (int64_t)s->count);
-			add_int(region, "total", (int64_t)s->total_cycles);
-			add_int(region, "min", (int64_t)s->min_cycles);
-			add_int(region, "max", (int64_t)s->max_cycles);
+			add_int(region, "count", (int64_t)s->length.count);
+			add_int(region, "total", (int64_t)s->length.sum);
+			add_int(region, "min", (int64_t)s->length.min);
+			add_int(region, "max", (int64_t)s->length.max);
 			add_int(region, "last_begin", (int64_t)s->last_begin);
 			add_int(region, "last_end", (int64_t)s->last_end);
-			add_int(region, "periods", (int64_t)s->periods);
-			add_int(region, "min_period", (int64_t)s->min_period);
-			add_int(region, "max_period", (int64_t)s->max_period);
+			add_int(region, "periods", (int64_t)s->period.count);
+			add_int(region, "min_period", (int64_t)s->period.min);
+			add_int(region, "max_period", (int64_t)s->period.max);
 			add_num(region, "mean_period",
-				s->periods ? (double)s->sum_period / (double)s->periods : 0, 1);
+				s->period.count ? (double)s->period.sum / (double)s->period.count : 0,
+				1);
 		}
 	}
 	emit(o);
