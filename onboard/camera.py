@@ -7,7 +7,9 @@ delivers them, stamps each at capture (after ``grab``, before the decode) with t
 injected monotonic clock, centre-crops it, converts it to RGB and keeps only the newest.
 When the source fails (a read fails, the device is unplugged, a file ends) the camera
 reports it (``status``, a log line, ``on_status``) and reopens the source with
-exponential backoff until it is back. A consumer never waits::
+exponential backoff until it is back. ``on_frame`` (optional) is called on the event loop
+with the camera's name as each new frame is kept, so a consumer can act on a frame between
+its own ticks (the runtime plans on the driving camera's frames). A consumer never waits::
 
     async with Camera(CameraConfig(name="forward", source=0)) as cam:
         frame = cam.latest()              # Frame | None; frame.image_rgb [H, W, 3] uint8
@@ -99,8 +101,10 @@ class Camera:
         opener: Callable[[CameraConfig], Capture] = open_capture,
         on_status: Callable[[CameraStatus], None] | None = None,
         fit_to: tuple[int, int] | None = None,
+        on_frame: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_frame = on_frame  # called on the event loop with the name, per new frame
         self._fit_to = fit_to  # (height, width): also deliver Frame.fitted at this size
         self._clock, self._opener, self._on_status = clock, opener, on_status
         self._lock = threading.Lock()  # guards everything below that the thread writes
@@ -201,6 +205,9 @@ class Camera:
             with self._lock:
                 self._frames += 1
                 self._frame = Frame(cfg.name, rgb, captured_s, self._frames, fitted)
+            if self._on_frame is not None and self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed under the thread
+                    self._loop.call_soon_threadsafe(self._on_frame, cfg.name)
             if self._state is not CameraState.STREAMING:
                 self._set(CameraState.STREAMING, None)
                 log.info("camera %r: streaming from %r", cfg.name, cfg.source)
@@ -236,13 +243,14 @@ class CameraRig:
         opener: Callable[[CameraConfig], Capture] = open_capture,
         on_status: Callable[[CameraStatus], None] | None = None,
         fit_to: tuple[int, int] | None = None,
+        on_frame: Callable[[str], None] | None = None,
     ) -> None:
         configs = default_cameras() if configs is None else tuple(configs)
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise ValueError(f"CameraRig: camera names must be distinct: {names}")
         self.cameras = {c.name: Camera(c, clock=clock, opener=opener, on_status=on_status,
-                                       fit_to=fit_to) for c in configs}
+                                       fit_to=fit_to, on_frame=on_frame) for c in configs}
         self._stack = contextlib.AsyncExitStack()
         self._seen: dict[str, int] = dict.fromkeys(names, 0)
 

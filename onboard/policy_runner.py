@@ -93,7 +93,7 @@ from typing import Final, Protocol, Self
 import numpy as np
 
 from zima.contract import Action, Contract
-from zima.onboard.chunking import ActionQueue, Planned, RecentTimes, choose_actions
+from zima.onboard.chunking import ActionQueue, FramePace, Planned, RecentTimes, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
 from zima.onboard.policy import (
     BadOutputError,
@@ -235,6 +235,8 @@ class PolicyStatus:
     reconnects: int = 0  # remote: connections made after the first
     losses: int = 0  # remote: connections lost (a request timed out, the link broke)
     remote_error: str | None = None  # remote: why the last connection ended or was refused
+    # Actions held a tick longer so that a plan starts on a fresher frame (chunking).
+    stretches: int = 0
 
 
 class PolicyRunner:
@@ -272,6 +274,7 @@ class PolicyRunner:
         self._stop_ends_s: float | None = None  # the end of a forced STOP's action period
         self.action_started = False  # the last tick started an action (the recorder's cue)
         self._obs_age = RecentTimes(OBS_AGE_WINDOW)
+        self._pace = FramePace()  # the pacing camera's frames, when on_frame reports them
         self._plans = self._dry = self._stale = self._reloads = 0
         self._reload_error: str | None = None
         self._reload_failures = 0
@@ -353,13 +356,30 @@ class PolicyRunner:
             step = Step(Action(planned.action))
             if planned.started:
                 self._start(now_s, planned)
-        if queue.should_plan(now_s, self._in_flight is not None):
-            model = self._plan_model()
-            if model is not None:
-                self._plan(model, self.fusion.observe(now_s, queue.pending), now_s)
-            elif self._remote is not None:
-                self._no_plan = self._remote.unavailable
+        if queue.should_plan(now_s, self._in_flight is not None, self._pace.next_s(now_s)):
+            self._plan_now(now_s)
         return step
+
+    def on_frame(self, now_s: float) -> None:
+        """A frame of the pacing camera (the contract's first) was fused at ``now_s``,
+        between ticks: start the next plan on it when it is the last one back in time for
+        its chunk (:meth:`ActionQueue.frame_plan`). Only while the loop ticks the runner;
+        a caller that never reports frames gets the tick rule alone."""
+        self._pace.arrived(now_s)
+        period_s, last_tick_s = self._pace.period_s, self._last_tick_s
+        if (period_s is None or last_tick_s is None
+                or now_s - last_tick_s > self._queue.action_s or self._faulty is not None
+                or self.fusion.stale_reasons(now_s)):
+            return  # the rhythm unknown yet, not driving, or a tick will STOP
+        if self._queue.frame_plan(now_s, period_s, self._in_flight is not None):
+            self._plan_now(now_s)
+
+    def _plan_now(self, now_s: float) -> None:
+        model = self._plan_model()
+        if model is not None:
+            self._plan(model, self.fusion.observe(now_s, self._queue.pending), now_s)
+        elif self._remote is not None:
+            self._no_plan = self._remote.unavailable
 
     async def wait_plan(self) -> None:
         """Wait until the plan in flight (if any) has finished; the next tick takes it.
@@ -378,7 +398,7 @@ class PolicyRunner:
             bad_outputs=self._bad_outputs, bad_in_row=self._bad_in_row,
             last_bad_output=self._last_bad_output, faulty=self._faulty,
             obs_age_s=self._obs_age.last_s, obs_age_p50_s=self._obs_age.percentile_s(50),
-            obs_age_p99_s=self._obs_age.percentile_s(99))
+            obs_age_p99_s=self._obs_age.percentile_s(99), stretches=self._queue.stretches)
         return status if self._remote is None else self._remote_status(status, self._remote)
 
     @property

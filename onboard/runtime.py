@@ -385,6 +385,7 @@ class Runtime:
         try:
             self._rig = await stack.enter_async_context(
                 CameraRig(cfg.cameras, clock=self._clock, opener=self._opener,
+                          on_frame=self._on_frame,
                           fit_to=(self.contract.image_height, self.contract.image_width)))
         except CameraError as exc:
             raise RuntimeStartError(f"cameras: {exc}") from exc
@@ -511,11 +512,7 @@ class Runtime:
         while True:
             now_s = self._clock()
             self._timer.tick(now_s)
-            for frame in rig.new_frames():
-                self._frames[frame.camera] = frame
-                if frame.camera in self.contract.cameras:  # fitted on the camera's thread
-                    image = frame.fitted if frame.fitted is not None else frame.image_rgb
-                    self.fusion.push(frame.camera, image, frame.captured_s)
+            self._fuse(rig)
             self._policy_tick(now_s)  # every tick: the runner decides when actions start
             self._update_safety(now_s)
             decision = self.safety.decide(now_s=now_s)
@@ -542,6 +539,25 @@ class Runtime:
                 next_tick = loop.time()
                 delay = 0.0
             await asyncio.sleep(max(delay, 0.0))
+
+    def _fuse(self, rig: CameraRig) -> None:
+        """Take the cameras' new frames into the fusion."""
+        for frame in rig.new_frames():
+            self._frames[frame.camera] = frame
+            if frame.camera in self.contract.cameras:  # fitted on the camera's thread
+                image = frame.fitted if frame.fitted is not None else frame.image_rgb
+                self.fusion.push(frame.camera, image, frame.captured_s)
+
+    def _on_frame(self, camera: str) -> None:
+        """A camera kept a new frame (on the event loop, between ticks): fused at once, and
+        the driving camera's may start the next plan (PolicyRunner.on_frame)."""
+        rig, runner = self._rig, self._runner
+        if rig is None:
+            return
+        self._fuse(rig)  # a tick may have taken it already: it still paces the plans
+        if (camera == self.contract.cameras[0] and runner is not None
+                and self.safety.mode in POLICY_MODES):
+            runner.on_frame(self._clock())
 
     def _policy_tick(self, now_s: float) -> None:
         runner = self._runner

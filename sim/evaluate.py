@@ -65,7 +65,7 @@ import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import Outcome
-from zima.onboard.chunking import lead_ticks
+from zima.onboard.chunking import FRAME_SLACK_S, lead_ticks
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy_runner import PlanTrace, PolicyConfig, PolicyRunner, Step
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
@@ -247,11 +247,12 @@ class EpisodeTiming:
 
     tick_s: float  # the loop's period
     per_action: int  # loop ticks per action (one env step)
-    lead: int  # a plan starts this many ticks before its chunk's first action
+    lead: int  # a plan starts this many ticks before its chunk's first action (tick rule)
     ahead_s: float  # the frames a step's plan reads were captured this long before it ends
     delay_s: float  # ... and they reach the fusion this long after
     first_tick: int  # the first plan's: its result lands at step 1's start
     step_s: float  # an env step (one action period)
+    paced: bool = False  # plans start on the frames as they arrive (runner.on_frame)
 
     @property
     def capture_s(self) -> float:
@@ -274,17 +275,30 @@ class EpisodeTiming:
             raise ValueError(f"EvalConfig.loop_hz={cfg.loop_hz} must be a multiple of the "
                              f"contract's control_hz ({contract.control_hz})")
         lead = lead_ticks(cfg.latency_s, latency_margin, tick_s)  # the runner's own rule
-        frame_age_s = _frame_age_s(cfg, seed)  # the newest frame's age as the plan starts
-        # Whole physics steps, at or before the modelled moment: delivered by the plan.
-        ahead_s = math.ceil((lead * tick_s + frame_age_s) / physics_dt_s - 1e-9) * physics_dt_s
         step_s = 1.0 / contract.control_hz
+        first = per_action - min(max(1, math.ceil(cfg.latency_s / tick_s - 1e-9)), lead)
+        delay_s = cfg.camera_delay_s if cfg.camera_fps is not None else 0.0
+
+        def whole_steps(seconds: float) -> float:  # at or before the modelled moment
+            return math.ceil(seconds / physics_dt_s - 1e-9) * physics_dt_s
+
+        if cfg.camera_fps is not None:
+            # The runtime plans on the driving camera's frame as it arrives, the last one
+            # back in time (chunking's pacing): the frame is delivered the plan's lead
+            # (latency times margin), the slack and the camera's phase against the ticks
+            # (up to a frame interval less a tick) before the chunk starts.
+            lead_s = cfg.latency_s * latency_margin + FRAME_SLACK_S
+            ahead_s = whole_steps(delay_s + lead_s + _camera_phase_s(cfg, tick_s, seed))
+            if ahead_s - delay_s < step_s - 1e-9:  # delivered inside its step
+                return cls(tick_s, per_action, lead, ahead_s, delay_s, first, step_s, paced=True)
+        # Frames taken as the plan starts (no camera model), or a plan slower than a step:
+        # the tick rule, ``lead`` ticks ahead, on the newest frame then.
+        ahead_s = whole_steps(lead * tick_s + _frame_age_s(cfg, seed))
         if lead >= per_action or ahead_s > 2 * step_s:
             raise ValueError(f"EvalConfig.latency_s={cfg.latency_s}: plans start "
                              f"{lead * tick_s} s ahead on frames {ahead_s:.3f} s old: a plan "
                              "must start within its action period, on frames at most two "
                              "periods old")
-        first = per_action - min(max(1, math.ceil(cfg.latency_s / tick_s - 1e-9)), lead)
-        delay_s = cfg.camera_delay_s if cfg.camera_fps is not None else 0.0
         return cls(tick_s, per_action, lead, ahead_s, delay_s, first, step_s)
 
 
@@ -352,23 +366,42 @@ async def _inside_step(runner: PolicyRunner, clock: SimClock, fusion: FrameFusio
     its action): its ``frames`` reach the fusion once delivered, stamped with their
     capture time; the runner ticks from the first plan's tick on."""
     captured_s = (start + timing.per_action) * timing.tick_s - timing.ahead_s
+    delivered_s = captured_s + timing.delay_s
     delivered = False
+
+    async def deliver() -> None:
+        for cam, image in frames.items():
+            fusion.push(cam, image, captured_s)
+        if timing.paced:  # the runtime's camera callback, between its ticks
+            clock.now_s = delivered_s
+            runner.on_frame(delivered_s)
+            await runner.wait_plan()
+
     for i in range(start + 1, start + timing.per_action):
-        if not delivered and i * timing.tick_s >= captured_s + timing.delay_s - 1e-9:
-            for cam, image in frames.items():
-                fusion.push(cam, image, captured_s)
+        if not delivered and i * timing.tick_s >= delivered_s - 1e-9:
+            await deliver()
             delivered = True
         if i >= timing.first_tick:
             await _tick(runner, clock, i * timing.tick_s)
+    if not delivered:  # in the step's last tick interval: before the next step's tick
+        await deliver()
 
 
 def _frame_age_s(cfg: EvalConfig, seed: int) -> float:
-    """How old the newest frame is when a plan starts, this episode: the decode, and the
-    camera's phase against the plans (drawn from the seed, apart from every other draw)."""
+    """How old the newest frame is when a plan starts on a tick, this episode: the decode,
+    and the camera's phase against the plans (drawn from the seed, apart from every other
+    draw)."""
     if cfg.camera_fps is None:
         return 0.0
-    phase = np.random.default_rng([seed, 0xCA3E]).uniform(0.0, 1.0 / cfg.camera_fps)
-    return cfg.camera_delay_s + float(phase)
+    return cfg.camera_delay_s + _camera_phase_s(cfg, 0.0, seed)
+
+
+def _camera_phase_s(cfg: EvalConfig, tick_s: float, seed: int) -> float:
+    """The camera's phase this episode: up to a frame interval less ``tick_s`` (the
+    pacing's stretches take the rest), drawn from the seed apart from every other draw."""
+    assert cfg.camera_fps is not None
+    high = max(0.0, 1.0 / cfg.camera_fps - tick_s)
+    return float(np.random.default_rng([seed, 0xCA3E]).uniform(0.0, 1.0)) * high
 
 
 async def _tick(runner: PolicyRunner, clock: SimClock, now_s: float) -> Step:

@@ -14,7 +14,7 @@ import pytest
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Action, TrackCommand
 from zima.episodes import Outcome
-from zima.onboard.chunking import ActionQueue
+from zima.onboard.chunking import FRAME_SLACK_S, ActionQueue
 from zima.onboard.policy_runner import PlanTrace
 from zima.sim import cli
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
@@ -194,15 +194,17 @@ def test_the_env_steps_a_track_command_as_its_nearest_action(make_env: Callable[
 
 
 @pytest.mark.parametrize(("latency_s", "camera_fps"), [
-    (0.004, None), (0.02, None), (0.05, None), (0.004, 30.0), (0.02, 30.0),
-    # A remote round trip: frames older than an action period, carried from the step before.
-    (0.05, 30.0)])
+    (0.004, None), (0.02, None), (0.05, None), (0.004, 30.0), (0.02, 30.0), (0.05, 30.0),
+    # A slow camera and a remote round trip: frames from the step before, the tick rule.
+    (0.05, 10.0)])
 def test_the_policy_sees_observations_as_old_as_the_runtimes(
         tmp_path: Path, latency_s: float, camera_fps: float | None) -> None:
-    """Each chunk's plan starts the lead the runtime's own rule gives for that latency
-    (whole 20 ms ticks) before its first action, on frames the camera's age older (none
-    without a camera model), and that action starts with an env step; every step drives
-    the runner's action of that tick."""
+    """With a camera, each chunk's plan starts on its frame as the frame arrives (the
+    runtime's pacing: runner.on_frame), the last one back in time, at the episode's camera
+    phase; without one (or frames slower than a step), it starts the lead the runtime's
+    tick rule gives (whole 20 ms ticks) before its first action, on frames of the camera's
+    age. Each chunk's first action starts with an env step; every step drives the
+    runner's action of that tick."""
     model = build_model(tmp_path / "history.onnx", DEFAULT)  # its chunk follows the history
     env = ZimaEnv("arena", SHORT)
     traces: list[PlanTrace] = []
@@ -217,29 +219,35 @@ def test_the_policy_sees_observations_as_old_as_the_runtimes(
     # The runtime's model: its queue, at its loop's period, after an inference this long.
     runtime = ActionQueue(DEFAULT, cfg.execute_k, tick_s=1 / cfg.loop_hz)
     runtime.latency.add(latency_s)
-    # Frames older than an action period are carried from the step before (a round trip).
-    carried = EpisodeTiming.of(cfg, DEFAULT, env.config.physics_dt_s, 1.5, 0).carried
-    assert carried == ((latency_s, camera_fps) == (0.05, 30.0))
+    timing = EpisodeTiming.of(cfg, DEFAULT, env.config.physics_dt_s, 1.5, 0)
+    assert timing.paced == (camera_fps == 30.0)
+    assert timing.carried == ((latency_s, camera_fps) == (0.05, 10.0))
     assert len(traces) == math.ceil((len(driven) - 1) / cfg.execute_k)
     camera_ages = set()
     for trace in traces:
-        # (The first plan starts as late as its result allows, on frames as old.)
-        lead_s = trace.acted_s - trace.tick_s
-        if trace is traces[0]:
-            assert lead_s <= runtime.lead_s + 1e-9
-        else:
-            assert lead_s == pytest.approx(runtime.lead_s)
-        if carried and trace is traces[0]:  # no step before it: the reset's frames
-            assert min(trace.captured_s) == 0.0
-        else:
-            camera_ages.add(round(trace.acted_s - min(trace.captured_s) - runtime.lead_s, 9))
         step = trace.acted_s * DEFAULT.control_hz
         assert step == pytest.approx(round(step))  # at an env step's start
-    (camera_age_s,) = camera_ages  # one camera phase for the episode
-    if camera_fps is None:
-        assert camera_age_s == 0.0  # taken as the plan starts
-    else:  # decode, and up to one frame interval (whole 5 ms physics steps)
-        assert cfg.camera_delay_s <= camera_age_s < cfg.camera_delay_s + 1 / camera_fps + 0.005
+        lead_s = trace.acted_s - trace.tick_s
+        if trace is traces[0]:  # as late as its result allows, before any rhythm
+            assert lead_s <= runtime.lead_s + 1e-9
+            if timing.carried:  # no step before it: the reset's frames
+                assert min(trace.captured_s) == 0.0
+            continue
+        age_s = trace.acted_s - min(trace.captured_s)
+        if timing.paced:  # planned as its frame arrived, back in time with the margin
+            assert trace.tick_s == pytest.approx(min(trace.captured_s) + cfg.camera_delay_s)
+            assert age_s == pytest.approx(timing.ahead_s)
+            assert lead_s >= runtime.plan_lead_s + FRAME_SLACK_S - 1e-9
+            assert lead_s <= runtime.plan_lead_s + FRAME_SLACK_S + 1 / 30 - 0.02 + 0.005
+        else:
+            assert lead_s == pytest.approx(runtime.lead_s)
+            camera_ages.add(round(age_s - runtime.lead_s, 9))
+    if not timing.paced:
+        (camera_age_s,) = camera_ages  # one camera phase for the episode
+        if camera_fps is None:
+            assert camera_age_s == 0.0  # taken as the plan starts
+        else:  # decode, and up to one frame interval (whole 5 ms physics steps)
+            assert cfg.camera_delay_s <= camera_age_s < cfg.camera_delay_s + 1 / camera_fps + 0.005
     assert driven[0] is Action.STOP  # while the first plan runs
     assert traces[0].acted_s == pytest.approx(1 / DEFAULT.control_hz)
 
@@ -248,11 +256,13 @@ def test_the_camera_phase_is_drawn_per_episode_from_its_seed() -> None:
     ages = [EpisodeTiming.of(EvalConfig(), DEFAULT, 0.005, 1.5, seed).ahead_s for seed in range(40)]
     assert ages == [EpisodeTiming.of(EvalConfig(), DEFAULT, 0.005, 1.5, seed).ahead_s
                     for seed in range(40)]
-    # One 20 ms tick, the 4 ms decode and up to a frame interval, in 5 ms physics steps.
-    assert all(0.025 - 1e-9 <= age <= 0.06 + 1e-9 for age in ages)
-    assert max(ages) - min(ages) >= 0.02  # the phase differs between episodes
-    slow = EpisodeTiming.of(EvalConfig(latency_s=0.05), DEFAULT, 0.005, 1.5, 0)
-    assert slow.carried  # 80 ms of lead on frames 10-43 ms old: from the step before
+    # Paced: the 4 ms decode, the 15 ms lead (10 ms with its margin) and 2 ms slack, and
+    # up to a frame interval less a tick, in 5 ms physics steps.
+    assert all(0.025 - 1e-9 <= age <= 0.035 + 1e-9 for age in ages)
+    assert max(ages) - min(ages) >= 0.01  # the phase differs between episodes
+    slow = EpisodeTiming.of(EvalConfig(latency_s=0.05, camera_fps=10.0), DEFAULT, 0.005, 1.5, 0)
+    assert slow.carried  # 80 ms of lead on frames 4-104 ms old: from the step before
+    assert not slow.paced
     assert slow.capture_s == pytest.approx(slow.ahead_s - 0.1)
     with pytest.raises(ValueError, match="must start within its action period"):
         EpisodeTiming.of(EvalConfig(latency_s=0.08), DEFAULT, 0.005, 1.5, 0)
