@@ -421,7 +421,7 @@ class BatteryMonitor:
             return False
         try:
             reading = BatteryReading.from_json(mqtt.payload_object(message.payload,
-                                                              "battery payload"))
+                                                                   "battery payload"))
         except ValueError as exc:  # InputError too: any bytes end here, never a crash
             self.bad_payloads += 1
             self.last_bad_payload = mqtt.printable(str(exc), 160)
@@ -502,7 +502,7 @@ def options_from_args(args: argparse.Namespace, tty: bool) -> MonitorOptions:
     except ValueError as exc:
         raise BatteryToolError(f"--cells/--chemistry: {exc}") from None
     problem = mqtt.seconds_problem(("--stale-after", args.stale_after), ("--window", args.window),
-                              ("--duration", args.duration))
+                                   ("--duration", args.duration))
     if problem is not None:
         raise BatteryToolError(problem)
     return MonitorOptions(

@@ -125,7 +125,7 @@ class StatusBoard:
         if topic.endswith("/status"):
             raw = payload if isinstance(payload, bytes | bytearray) else b""
             self.status = mqtt.printable(bytes(raw[:4 * MAX_TEXT]).decode(errors="replace"),
-                                    MAX_TEXT)
+                                         MAX_TEXT)
             return
         stream = topic.rsplit("/", 1)[-1]
         if stream not in STREAMS:

@@ -26,22 +26,9 @@ import pytest
 from tests.onboard.onnx_models import build_model
 from zima.contract import DEFAULT, Contract
 from zima.host.serve import PolicyServer, choose_providers, run
+from zima.onboard import remote_protocol as wire
 from zima.onboard.install import make_self_signed
 from zima.onboard.policy import load_model, output_shape
-from zima.onboard.remote_protocol import (
-    Auth,
-    Challenge,
-    Infer,
-    Message,
-    Out,
-    Refused,
-    Shapes,
-    Welcome,
-    answer_challenge,
-    decode,
-    encode,
-    welcome_holds_key,
-)
 from zima.tls import server_tls_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,21 +44,23 @@ def run_async(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(guarded())
 
 
-async def receive(ws: aiohttp.ClientWebSocketResponse, shapes: Shapes | None = None) -> Message:
+async def receive(
+    ws: aiohttp.ClientWebSocketResponse, shapes: wire.Shapes | None = None
+) -> wire.Message:
     msg = await ws.receive()
     assert msg.type == aiohttp.WSMsgType.BINARY, msg
-    return decode(msg.data, shapes)
+    return wire.decode(msg.data, shapes)
 
 
-async def handshake(ws: aiohttp.ClientWebSocketResponse, key: bytes = KEY) -> Message:
+async def handshake(ws: aiohttp.ClientWebSocketResponse, key: bytes = KEY) -> wire.Message:
     """Answer the challenge with ``key``; the server's answer (a checked welcome)."""
     challenge = await receive(ws)
-    assert isinstance(challenge, Challenge)
-    auth = answer_challenge(key, challenge)
-    await ws.send_bytes(encode(auth))
+    assert isinstance(challenge, wire.Challenge)
+    auth = wire.answer_challenge(key, challenge)
+    await ws.send_bytes(wire.encode(auth))
     answer = await receive(ws)
-    if isinstance(answer, Welcome):
-        assert welcome_holds_key(key, challenge, auth, answer)
+    if isinstance(answer, wire.Welcome):
+        assert wire.welcome_holds_key(key, challenge, auth, answer)
     return answer
 
 
@@ -114,14 +103,14 @@ def test_the_served_demo_model_answers_as_it_does_locally(tmp_path: Path) -> Non
             async def main() -> None:
                 async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
                     welcome = await handshake(ws)
-                    assert isinstance(welcome, Welcome)
+                    assert isinstance(welcome, wire.Welcome)
                     assert welcome.sha256 == local.sha256
                     assert Contract.from_json(welcome.contract_json) == local.contract
-                    shapes = Shapes.of(DEFAULT, output_shape(DEFAULT))
+                    shapes = wire.Shapes.of(DEFAULT, output_shape(DEFAULT))
                     for id_ in (5, 6):
-                        await ws.send_bytes(encode(Infer(id_, images, history)))
+                        await ws.send_bytes(wire.encode(wire.Infer(id_, images, history)))
                         out = await receive(ws, shapes)
-                        assert isinstance(out, Out)
+                        assert isinstance(out, wire.Out)
                         assert out.id == id_
                         expected = local.infer(images[None], history[None])
                         np.testing.assert_allclose(out.output, expected, rtol=1e-5, atol=1e-5)
@@ -138,10 +127,10 @@ def test_a_wrong_key_is_refused_and_the_next_robot_served(tmp_path: Path) -> Non
         async with serving(path) as server, aiohttp.ClientSession() as session:
             async with session.ws_connect(server.url) as ws:
                 answer = await handshake(ws, b"not the key but long enough")
-                assert answer == Refused("wrong key")
+                assert answer == wire.Refused("wrong key")
                 assert await closed(ws)
             async with session.ws_connect(server.url) as ws:
-                assert isinstance(await handshake(ws), Welcome)
+                assert isinstance(await handshake(ws), wire.Welcome)
             assert (server.refusals, server.connections) == (1, 0)
 
     run_async(main)
@@ -152,7 +141,7 @@ def test_a_wrong_key_is_refused_and_the_next_robot_served(tmp_path: Path) -> Non
 def test_hostile_frames_are_refused_and_the_server_keeps_serving(tmp_path: Path,
                                                                  attack: str) -> None:
     path = build_model(tmp_path / "p.onnx", DEFAULT)
-    shapes = Shapes.of(DEFAULT, output_shape(DEFAULT))
+    shapes = wire.Shapes.of(DEFAULT, output_shape(DEFAULT))
     images = np.zeros(DEFAULT.image_shape, np.uint8)
     history = np.zeros(DEFAULT.action_history, np.int64)
 
@@ -161,15 +150,15 @@ def test_hostile_frames_are_refused_and_the_server_keeps_serving(tmp_path: Path,
             async with session.ws_connect(server.url) as ws:
                 if attack == "infer before auth":
                     await receive(ws)
-                    await ws.send_bytes(encode(Infer(0, images, history)))
+                    await ws.send_bytes(wire.encode(wire.Infer(0, images, history)))
                     answer = await receive(ws)
-                    assert isinstance(answer, Refused)
+                    assert isinstance(answer, wire.Refused)
                     assert "before the handshake" in answer.reason
                 else:
-                    assert isinstance(await handshake(ws), Welcome)
+                    assert isinstance(await handshake(ws), wire.Welcome)
                     frame = {"garbage": b"\xff\x00{{{" * 50,
-                             "auth twice": encode(Auth(b"\0" * 32, "0" * 64)),
-                             "short infer": encode(Infer(0, images, history))[:-1],
+                             "auth twice": wire.encode(wire.Auth(b"\0" * 32, "0" * 64)),
+                             "short infer": wire.encode(wire.Infer(0, images, history))[:-1],
                              "oversized": b"\0" * (shapes.infer_bytes + 4096)}.get(attack)
                     if frame is None:
                         await ws.send_str("hello")
@@ -177,12 +166,12 @@ def test_hostile_frames_are_refused_and_the_server_keeps_serving(tmp_path: Path,
                         await ws.send_bytes(frame)
                     if attack != "oversized":  # that one is closed by aiohttp (1009)
                         answer = await receive(ws, shapes)
-                        assert isinstance(answer, Refused)
+                        assert isinstance(answer, wire.Refused)
                 assert await closed(ws)
             async with session.ws_connect(server.url) as ws:  # the next robot
-                assert isinstance(await handshake(ws), Welcome)
-                await ws.send_bytes(encode(Infer(1, images, history)))
-                assert isinstance(await receive(ws, shapes), Out)
+                assert isinstance(await handshake(ws), wire.Welcome)
+                await ws.send_bytes(wire.encode(wire.Infer(1, images, history)))
+                assert isinstance(await receive(ws, shapes), wire.Out)
 
     run_async(main)
 
@@ -193,9 +182,9 @@ def test_a_silent_client_is_dropped(tmp_path: Path) -> None:
     async def main() -> None:
         async with serving(path, auth_timeout_s=0.2) as server, \
                 aiohttp.ClientSession() as session, session.ws_connect(server.url) as ws:
-            assert isinstance(await receive(ws), Challenge)
+            assert isinstance(await receive(ws), wire.Challenge)
             answer = await receive(ws)
-            assert answer == Refused("no authentication within 0.2 s")
+            assert answer == wire.Refused("no authentication within 0.2 s")
             assert await closed(ws)
 
     run_async(main)
@@ -212,7 +201,7 @@ def test_tls_serves_wss_to_a_robot_that_trusts_the_certificate(tmp_path: Path) -
             assert server.url.startswith("wss://")
             trusted = ssl.create_default_context(cafile=cert)
             async with session.ws_connect(server.url, ssl=trusted) as ws:
-                assert isinstance(await handshake(ws), Welcome)
+                assert isinstance(await handshake(ws), wire.Welcome)
             with pytest.raises(aiohttp.ClientConnectorCertificateError):
                 await session.ws_connect(server.url)  # the system's CAs do not know it
             with pytest.raises(aiohttp.ClientError):

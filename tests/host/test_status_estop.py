@@ -22,19 +22,7 @@ from zima.contract import Action
 from zima.emulator import EmulatedBoard
 from zima.host.estop import EstopOutcome, send_estop
 from zima.host.status import STREAMS, StatusBoard, collect_status
-from zima.onboard.api import (
-    BatteryLevel,
-    BatteryRecord,
-    CommandResult,
-    DriveMode,
-    FaultsRecord,
-    LinkRecord,
-    LoopRecord,
-    ModeRecord,
-    OdometryRecord,
-    PolicyRecord,
-    Record,
-)
+from zima.onboard import api
 from zima.onboard.link_config import LinkConfig
 from zima.protocol import Fault, ParamId, State
 
@@ -132,7 +120,7 @@ def test_estop_without_a_robot_is_not_confirmed(
 
 def test_a_refused_estop_says_why() -> None:
     refused = EstopOutcome(engaged=True, request_id="r1", mode="teleop", mode_confirmed=False,
-                           result=CommandResult("estop", "r1", accepted=False, error="busy"))
+                           result=api.CommandResult("estop", "r1", accepted=False, error="busy"))
     assert not refused.confirmed
     assert "REFUSED the e-stop: busy" in refused.describe()
 
@@ -141,31 +129,31 @@ def test_a_refused_estop_says_why() -> None:
 
 def record(stream: str, **changes: object) -> bytes:
     """A well-formed record of ``stream`` (zima.onboard.api), with changes."""
-    records: dict[str, Record] = {
-        "mode": ModeRecord(mode=DriveMode.LOW_BATTERY, owner="none",
-                           reason="battery critical", refused=None),
-        "link": LinkRecord(connected=True, reason="ok", telemetry_hz=50.0, rx_rejected=0,
-                           rx_dropped=0, connects=1, firmware="0.2.0+00000000", since_s=3.0,
-                           age_s=0.02),
-        "battery": BatteryRecord(battery_mv=12_000, level=BatteryLevel.CRITICAL,
-                                 low_mv=LOW_MV, critical_mv=CRITICAL_MV, latched=True,
-                                 clear_mv=CLEAR_MV, advice=None, age_s=0.02, stale=False),
-        "faults": FaultsRecord(active=["BATT_CRITICAL"], mcu_state="FAULT", parts={},
-                               age_s=0.02, stale=False),
-        "loop": LoopRecord(rate_hz=20.0, period_p50_ms=50.0, period_p99_ms=51.0,
-                           jitter_p50_ms=0.2, jitter_p99_ms=1.0, jitter_max_ms=1.5,
-                           overruns=0),
-        "policy": PolicyRecord(
+    records: dict[str, api.Record] = {
+        "mode": api.ModeRecord(mode=api.DriveMode.LOW_BATTERY, owner="none",
+                               reason="battery critical", refused=None),
+        "link": api.LinkRecord(connected=True, reason="ok", telemetry_hz=50.0, rx_rejected=0,
+                               rx_dropped=0, connects=1, firmware="0.2.0+00000000", since_s=3.0,
+                               age_s=0.02),
+        "battery": api.BatteryRecord(battery_mv=12_000, level=api.BatteryLevel.CRITICAL,
+                                     low_mv=LOW_MV, critical_mv=CRITICAL_MV, latched=True,
+                                     clear_mv=CLEAR_MV, advice=None, age_s=0.02, stale=False),
+        "faults": api.FaultsRecord(active=["BATT_CRITICAL"], mcu_state="FAULT", parts={},
+                                   age_s=0.02, stale=False),
+        "loop": api.LoopRecord(rate_hz=20.0, period_p50_ms=50.0, period_p99_ms=51.0,
+                               jitter_p50_ms=0.2, jitter_p99_ms=1.0, jitter_max_ms=1.5,
+                               overruns=0),
+        "policy": api.PolicyRecord(
             model_hash="cd" * 32, model_path="/var/lib/zima/policy.onnx", latency_ms=5.0,
             latency_max_ms=9.0, plans=3, reloads=0, reload_error=None, reload_failures=0,
             bad_outputs=0, bad_in_row=0, last_bad_output=None, faulty=None, obs_age_ms=None,
             obs_age_p50_ms=None, obs_age_p99_ms=None, lead_ms=None, dry_ticks=0,
             stale_ticks=0, backend="local", connected=None, round_trip_ms=None,
             round_trip_p99_ms=None, reconnects=0, remote_losses=0, remote_error=None),
-        "odometry": OdometryRecord(left_ticks=1, right_ticks=2, vel_left_mm_s=0,
-                                   vel_right_mm_s=0, target_left_mm_s=0, target_right_mm_s=0,
-                                   out_left_permille=0, out_right_permille=0, age_s=0.02,
-                                   stale=False),
+        "odometry": api.OdometryRecord(left_ticks=1, right_ticks=2, vel_left_mm_s=0,
+                                       vel_right_mm_s=0, target_left_mm_s=0, target_right_mm_s=0,
+                                       out_left_permille=0, out_right_permille=0, age_s=0.02,
+                                       stale=False),
     }
     return json.dumps({**records[stream].to_json(), "stamp_unix_s": 1.7e9,
                        **changes}).encode()
@@ -271,11 +259,11 @@ def test_any_bytes_on_any_topic_leave_a_printable_status(
 
 
 @settings(max_examples=200)
-@given(st.builds(CommandResult, st.text(max_size=20), st.text(max_size=64) | st.none(),
+@given(st.builds(api.CommandResult, st.text(max_size=20), st.text(max_size=64) | st.none(),
                  st.booleans(), st.text(max_size=400) | st.none()),
        st.text(max_size=200) | st.none())
 def test_an_estop_outcome_prints_plain_text_whatever_came_back(
-    result: CommandResult, mode: str | None
+    result: api.CommandResult, mode: str | None
 ) -> None:
     outcome = EstopOutcome(engaged=True, request_id="r1", result=result, mode=mode,
                            mode_confirmed=False, bad_payloads=1)

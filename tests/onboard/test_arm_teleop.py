@@ -19,25 +19,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from zima.emulator import EmulatedBoard
+from zima.onboard import commands
 from zima.onboard.api import ArmRecord
 from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M, NAMED_POSES, POSE_NAMES
 from zima.onboard.arm_teleop import ArmTeleop, ArmTeleopError
-from zima.onboard.commands import (
-    ARM_JOG_LIMITS,
-    ARM_TOOL_BOUNDS,
-    JOG_KEYS,
-    TOOL_KEYS,
-    ArmCommand,
-    ArmJogCommand,
-    ArmPoseCommand,
-    ArmToolCommand,
-    Command,
-    CommandError,
-    EstopCommand,
-    LeaseCommand,
-    ToolTarget,
-    parse_command,
-)
 from zima.onboard.kinematics import ARM, ToolPose
 from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig
@@ -61,7 +46,7 @@ MID = ArmState(*(900,) * 6)  # the MCU's ARM_STATE until an ARM moves the servos
 
 
 def arm(payload: Mapping[str, object]) -> object:
-    return parse_command("arm", json.dumps(payload).encode(), CONFIG)
+    return commands.parse_command("arm", json.dumps(payload).encode(), CONFIG)
 
 
 def ddeg_of(joints: tuple[float, ...]) -> list[int]:
@@ -76,16 +61,17 @@ def seeded(state: ArmState = MID) -> ArmTeleop:
 
 # ---- cmd/arm's forms ----------------------------------------------------------------------
 def test_every_form_of_cmd_arm_parses_and_the_old_one_still_does() -> None:
-    assert arm({"targets": [900, None, 450.4, None, None, 0]}) == ArmCommand(
+    assert arm({"targets": [900, None, 450.4, None, None, 0]}) == commands.ArmCommand(
         (900, None, 450, None, None, 0))
     tool = {"x_m": 0.2, "y_m": 0, "z_m": 0.05, "pitch_rad": 0.5, "roll_rad": -0.1}
-    assert arm(tool) == ArmToolCommand(ToolTarget(0.2, 0.0, 0.05, 0.5, -0.1))
-    assert arm({**tool, "gripper_m": 0.01}) == ArmToolCommand(
-        ToolTarget(0.2, 0.0, 0.05, 0.5, -0.1), 0.01)
-    assert arm({"gripper_m": 0}) == ArmToolCommand(None, 0.0)
-    assert arm({"pose": "look_down", "request_id": "r7"}) == ArmPoseCommand("look_down", "r7")
-    assert arm({"vz_m_s": -0.05}) == ArmJogCommand(vz_m_s=-0.05)
-    assert arm(dict.fromkeys(JOG_KEYS, 0)) == ArmJogCommand()
+    assert arm(tool) == commands.ArmToolCommand(commands.ToolTarget(0.2, 0.0, 0.05, 0.5, -0.1))
+    assert arm({**tool, "gripper_m": 0.01}) == commands.ArmToolCommand(
+        commands.ToolTarget(0.2, 0.0, 0.05, 0.5, -0.1), 0.01)
+    assert arm({"gripper_m": 0}) == commands.ArmToolCommand(None, 0.0)
+    assert arm({"pose": "look_down", "request_id": "r7"}) == commands.ArmPoseCommand(
+        "look_down", "r7")
+    assert arm({"vz_m_s": -0.05}) == commands.ArmJogCommand(vz_m_s=-0.05)
+    assert arm(dict.fromkeys(commands.JOG_KEYS, 0)) == commands.ArmJogCommand()
 
 
 @pytest.mark.parametrize(("payload", "reason"), [
@@ -103,11 +89,12 @@ def test_every_form_of_cmd_arm_parses_and_the_old_one_still_does() -> None:
     ({"x_m": 0, "y_m": 0, "z_m": 0, "pitch_rad": 1e999, "roll_rad": 0}, "Infinity"),
 ])
 def test_a_bad_arm_command_says_why(payload: dict[str, object], reason: str) -> None:
-    with pytest.raises(CommandError, match=reason):
+    with pytest.raises(commands.CommandError, match=reason):
         arm(payload)
 
 
-ARM_KEYS = ["targets", "pose", "gripper_m", *TOOL_KEYS, *JOG_KEYS, "request_id", "t", "x"]
+ARM_KEYS = ["targets", "pose", "gripper_m", *commands.TOOL_KEYS, *commands.JOG_KEYS,
+            "request_id", "t", "x"]
 VALUES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
           | st.sampled_from([*POSE_NAMES, 0.01, -0.01, 0.2, 1e308])
           | st.lists(st.none() | st.integers(-10, 2000) | st.floats(), max_size=7))
@@ -120,34 +107,34 @@ VALUES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_
 @example(b'{"x_m": {"y": [1]}}')
 def test_any_arm_payload_gives_a_bounded_command_or_a_clear_refusal(payload: bytes) -> None:
     try:
-        command = parse_command("arm", payload, CONFIG)
-    except CommandError as exc:
+        command = commands.parse_command("arm", payload, CONFIG)
+    except commands.CommandError as exc:
         refusal = str(exc)
         assert 0 < len(refusal) < 500
         return
     match command:
-        case ArmToolCommand(tool=tool, gripper_m=gripper):
+        case commands.ArmToolCommand(tool=tool, gripper_m=gripper):
             assert gripper is None or 0 <= gripper <= GRIPPER_MAX_OPENING_M
             if tool is not None:
                 assert max(abs(tool.x_m), abs(tool.y_m), abs(tool.z_m)) \
-                    <= ARM_TOOL_BOUNDS.position_m
-        case ArmJogCommand():
-            assert max(map(abs, command.velocity[:3])) <= ARM_JOG_LIMITS.linear_m_per_s
-        case ArmPoseCommand(pose=pose):
+                    <= commands.ARM_TOOL_BOUNDS.position_m
+        case commands.ArmJogCommand():
+            assert max(map(abs, command.velocity[:3])) <= commands.ARM_JOG_LIMITS.linear_m_per_s
+        case commands.ArmPoseCommand(pose=pose):
             assert pose in POSE_NAMES
         case _:
-            assert isinstance(command, ArmCommand)
+            assert isinstance(command, commands.ArmCommand)
 
 
 def test_mqtt_md_states_the_arm_forms_and_bounds_as_defined_here() -> None:
     text = " ".join(MQTT_MD.read_text().split())
     assert "|".join(f'"{p}"' for p in POSE_NAMES) in text
-    assert f"refused beyond |{ARM_TOOL_BOUNDS.position_m}| m" in text
-    lim = ARM_JOG_LIMITS
+    assert f"refused beyond |{commands.ARM_TOOL_BOUNDS.position_m}| m" in text
+    lim = commands.ARM_JOG_LIMITS
     assert (f"refused beyond |{lim.linear_m_per_s}| m/s, |{lim.angular_rad_per_s}| rad/s, "
             f"|{lim.gripper_m_per_s}| m/s") in text
     assert f"0 closed .. {GRIPPER_MAX_OPENING_M} m open" in text
-    for key in (*TOOL_KEYS, *JOG_KEYS, "gripper_m", "telemetry/arm"):
+    for key in (*commands.TOOL_KEYS, *commands.JOG_KEYS, "gripper_m", "telemetry/arm"):
         assert key in text
 
 
@@ -198,7 +185,7 @@ def test_look_down_points_the_wrist_camera_at_the_floor_ahead_of_the_robot() -> 
 # ---- planning ---------------------------------------------------------------------------------
 def test_a_tool_target_becomes_the_ik_solution_nearest_the_present_pose() -> None:
     teleop = seeded()
-    target = ToolTarget(0.2, 0.03, 0.04, 0.5, 0.1)
+    target = commands.ToolTarget(0.2, 0.03, 0.04, 0.5, 0.1)
     plan = teleop.tool(target, gripper_m=None)
     solved = ARM.ik(ToolPose(0.2, 0.03, 0.04, 0.5, 0.1), ARM.mid_pose)
     assert plan.targets_ddeg == (*ddeg_of(solved), None)
@@ -207,7 +194,7 @@ def test_a_tool_target_becomes_the_ik_solution_nearest_the_present_pose() -> Non
 
 def test_an_unreachable_target_is_refused_with_the_nearest_reachable_pose() -> None:
     with pytest.raises(ArmTeleopError) as refused:
-        seeded().tool(ToolTarget(0.5, 0.0, 0.05, 0.5, 0.0), gripper_m=0.01)
+        seeded().tool(commands.ToolTarget(0.5, 0.0, 0.05, 0.5, 0.0), gripper_m=0.01)
     text = str(refused.value)
     assert "arm target x 0.500 y 0.000 z 0.050 m" in text
     assert "out of reach" in text
@@ -325,7 +312,7 @@ def reaches(targets: tuple[int | None, ...]) -> Callable[[tuple[int, ...]], bool
     return lambda servo: all(t is None or s == t for s, t in zip(servo, targets, strict=True))
 
 
-async def accepted(runtime: Runtime, command: Command) -> None:
+async def accepted(runtime: Runtime, command: commands.Command) -> None:
     """``command`` from "op" carried out; again while the refusal is a passing "link down"
     (a machine loaded enough to starve the emulator's TELEMETRY past the link's timeout)."""
     async with asyncio.timeout(10):
@@ -335,7 +322,7 @@ async def accepted(runtime: Runtime, command: Command) -> None:
             await asyncio.sleep(0.05)  # one control tick: Safety sees the link again
 
 
-async def refused(runtime: Runtime, command: Command, client: str, because: str) -> None:
+async def refused(runtime: Runtime, command: commands.Command, client: str, because: str) -> None:
     """``command`` from ``client`` refused with a reason that says ``because``."""
     error = await runtime.handle(command, client)
     assert error is not None, command
@@ -365,7 +352,7 @@ def test_a_tool_pose_and_a_named_pose_reach_the_servos_as_their_ik_solution(
         await teleop(runtime)
         payload = json.dumps({"x_m": 0.2, "y_m": 0.05, "z_m": 0.03, "pitch_rad": 0.6,
                               "roll_rad": 0.2, "gripper_m": 0.01, "request_id": "t1"})
-        command = parse_command("arm", payload.encode(), CONFIG)
+        command = commands.parse_command("arm", payload.encode(), CONFIG)
         await accepted(runtime, command)
         solved = ARM.ik(ToolPose(0.2, 0.05, 0.03, 0.6, 0.2), ARM.mid_pose)
         want = (*ddeg_of(solved), ARM.gripper.servo.ddeg(GRIPPER_MAX_OPENING_M - 0.01))
@@ -380,7 +367,7 @@ def test_a_tool_pose_and_a_named_pose_reach_the_servos_as_their_ik_solution(
         assert ArmRecord.from_json(runtime.telemetry_record("arm") or {}) \
             .commanded_ddeg == list(want)  # nothing sent
 
-        await accepted(runtime, ArmPoseCommand("look_down"))
+        await accepted(runtime, commands.ArmPoseCommand("look_down"))
         pose = NAMED_POSES["look_down"]
         await servos_at(runtime.link, reaches((*ddeg_of(pose.joints_rad), None)))
 
@@ -398,9 +385,9 @@ async def arm_record(runtime: Runtime, want: Callable[[ArmRecord], bool]) -> Arm
             await asyncio.sleep(0.02)
 
 
-def arm_payload(**tool: float) -> ArmToolCommand:
+def arm_payload(**tool: float) -> commands.ArmToolCommand:
     values = {"x_m": 0.2, "y_m": 0.0, "z_m": 0.05, "pitch_rad": 0.5, "roll_rad": 0.0, **tool}
-    return ArmToolCommand(ToolTarget(**values))
+    return commands.ArmToolCommand(commands.ToolTarget(**values))
 
 
 def test_a_jog_moves_only_while_jogs_keep_coming(
@@ -410,7 +397,7 @@ def test_a_jog_moves_only_while_jogs_keep_coming(
     connection) the targets stop where the last one put them, and the servos hold there."""
     async def main(runtime: Runtime) -> None:
         await teleop(runtime)
-        await accepted(runtime, ArmPoseCommand("ready"))
+        await accepted(runtime, commands.ArmPoseCommand("ready"))
         ready = ArmTeleop().pose("ready").targets_ddeg
         await servos_at(runtime.link, reaches(ready))
         start = ARM.tool_pose(NAMED_POSES["ready"].joints_rad)
@@ -420,7 +407,7 @@ def test_a_jog_moves_only_while_jogs_keep_coming(
         async with asyncio.timeout(20):
             while taken < 10:  # ~0.5 s of a held key at the page's 20 Hz
                 before_s = runtime.clock()
-                error = await runtime.handle(ArmJogCommand(vx_m_s=speed), "op")
+                error = await runtime.handle(commands.ArmJogCommand(vx_m_s=speed), "op")
                 # a machine loaded enough to starve the emulator drops the link a moment
                 assert error is None or "link down" in error, error
                 if error is None:
@@ -451,21 +438,23 @@ def test_arm_commands_are_refused_in_estop_and_for_a_watcher(
     board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path
 ) -> None:
     async def main(runtime: Runtime) -> None:
-        await refused(runtime, ArmPoseCommand("ready"), "op", "idle")
+        await refused(runtime, commands.ArmPoseCommand("ready"), "op", "idle")
         await teleop(runtime)
-        await accepted(runtime, LeaseCommand("take"))
-        for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1),
-                        ArmCommand((None,) * 5 + (0,))):
+        await accepted(runtime, commands.LeaseCommand("take"))
+        for command in (commands.ArmPoseCommand("ready"), arm_payload(),
+                        commands.ArmJogCommand(vz_m_s=0.1),
+                        commands.ArmCommand((None,) * 5 + (0,))):
             await refused(runtime, command, "watcher", "'op' holds the teleop lease")
-        assert await runtime.handle(EstopCommand(engaged=True), "op") is None
-        for command in (ArmPoseCommand("ready"), arm_payload(), ArmJogCommand(vz_m_s=0.1)):
+        assert await runtime.handle(commands.EstopCommand(engaged=True), "op") is None
+        for command in (commands.ArmPoseCommand("ready"), arm_payload(),
+                        commands.ArmJogCommand(vz_m_s=0.1)):
             await refused(runtime, command, "op", "e-stop")
         record = runtime.status().arm
         assert record is not None
         assert record.commanded_ddeg == [None] * 6  # nothing was ever sent
-        assert await runtime.handle(EstopCommand(engaged=False), "op") is None
+        assert await runtime.handle(commands.EstopCommand(engaged=False), "op") is None
         await ask_mode(runtime, DriveMode.TELEOP)
-        await accepted(runtime, ArmPoseCommand("ready"))
+        await accepted(runtime, commands.ArmPoseCommand("ready"))
 
     with_runtime(tmp_path, link_config, main)
 
@@ -484,6 +473,6 @@ def test_what_a_lost_mcu_said_of_the_arm_is_published_as_stale_and_arm_commands_
         await asyncio.sleep(0.3)
         older = await arm_record(runtime, lambda r: r.stale)
         assert older.age_s >= lost.age_s + 0.25  # it grows old; never restamped
-        await refused(runtime, ArmPoseCommand("ready"), "op", "link down")
+        await refused(runtime, commands.ArmPoseCommand("ready"), "op", "link down")
 
     with_runtime(tmp_path, link_config, main)

@@ -182,7 +182,7 @@ def test_host_tools_reach_the_tls_listener_only_with_its_ca(
     assert system_cas.cafile is None
     assert "certificate verify failed" in refusal(lambda: reach(system_cas))  # not a system CA
     no_tls = mqtt.HostMqttConfig(ROBOT, "localhost", sample_broker.tls_port or 0, "alice",
-                            ALICE_PASSWORD, connect_timeout_s=1.0)
+                                 ALICE_PASSWORD, connect_timeout_s=1.0)
     assert refusal(lambda: reach(no_tls))  # plain MQTT on the TLS port: nothing answers
 
 
@@ -280,7 +280,7 @@ def test_signed_commands_through_tls_and_the_host_tools(
     alice = mqtt.config_from_args(tool_args([*flags, "--command-key-file", str(key_file)]))
     unsigned = mqtt.config_from_args(tool_args(flags))
     watcher = mqtt.HostMqttConfig(ROBOT, "127.0.0.1", sample_broker.port, "operator",
-                             OPERATOR_PASSWORD)
+                                  OPERATOR_PASSWORD)
 
     async def main() -> tuple[list[dict[str, object]], list[object]]:
         taken: list[object] = []

@@ -32,27 +32,13 @@ from hypothesis import strategies as st
 from zima.contract import DEFAULT, Action, Contract
 from zima.emulator import EmulatedBoard
 from zima.host.serve import PolicyServer
+from zima.onboard import remote_protocol as wire
 from zima.onboard.config import ConfigError, config_from_table
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.policy import ContractMismatchError, load_model
 from zima.onboard.policy_runner import PolicyConfig, PolicyRunner
 from zima.onboard.remote_policy import RemoteAuthError
-from zima.onboard.remote_protocol import (
-    Auth,
-    Challenge,
-    Fail,
-    Infer,
-    Message,
-    Out,
-    ProtocolError,
-    Refused,
-    Shapes,
-    Welcome,
-    decode,
-    encode,
-    parse_server,
-)
 from zima.onboard.safety import DriveMode
 
 from .delay_proxy import DelayProxy
@@ -361,10 +347,10 @@ def test_a_server_that_cannot_prove_the_key_is_refused(tmp_path: Path, key_file:
     async def impostor(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await ws.send_bytes(encode(Challenge(b"\0" * 32)))
+        await ws.send_bytes(wire.encode(wire.Challenge(b"\0" * 32)))
         await ws.receive()
-        await ws.send_bytes(encode(Welcome("0" * 64, DEFAULT.to_json(), "1" * 64, "logits",
-                                           "CPUExecutionProvider")))
+        await ws.send_bytes(wire.encode(wire.Welcome("0" * 64, DEFAULT.to_json(), "1" * 64,
+                                                     "logits", "CPUExecutionProvider")))
         await ws.receive()
         return ws
 
@@ -431,7 +417,7 @@ def test_the_remote_backend_is_configured_in_policy(tmp_path: Path) -> None:
 
 # ---- the wire format ----------------------------------------------------------------------
 
-SHAPES = Shapes.of(DEFAULT, (DEFAULT.chunk_len, DEFAULT.n_actions))
+SHAPES = wire.Shapes.of(DEFAULT, (DEFAULT.chunk_len, DEFAULT.n_actions))
 
 
 @settings(max_examples=300, deadline=None)
@@ -439,10 +425,11 @@ SHAPES = Shapes.of(DEFAULT, (DEFAULT.chunk_len, DEFAULT.n_actions))
 def test_any_bytes_decode_to_a_message_or_a_protocol_error(frame: bytes) -> None:
     for shapes in (None, SHAPES):
         try:
-            message = decode(frame, shapes)
-        except ProtocolError:
+            message = wire.decode(frame, shapes)
+        except wire.ProtocolError:
             continue
-        assert isinstance(message, Challenge | Auth | Welcome | Infer | Out | Fail | Refused)
+        assert isinstance(message, wire.Challenge | wire.Auth | wire.Welcome | wire.Infer
+                          | wire.Out | wire.Fail | wire.Refused)
 
 
 header_values = st.recursive(
@@ -459,8 +446,8 @@ def test_well_formed_json_headers_decode_or_are_refused(header: dict[str, Any],
                                                         payload: bytes) -> None:
     text = json.dumps(header).encode()
     frame = len(text).to_bytes(2, "little") + text + payload
-    with contextlib.suppress(ProtocolError):
-        decode(frame, SHAPES)
+    with contextlib.suppress(wire.ProtocolError):
+        wire.decode(frame, SHAPES)
 
 
 def test_every_message_survives_its_round_trip() -> None:
@@ -468,29 +455,30 @@ def test_every_message_survives_its_round_trip() -> None:
     images = rng.integers(0, 256, DEFAULT.image_shape, np.uint8)
     history = np.array([0, 3, 1, 2], np.int64)
     output = rng.normal(size=SHAPES.output).astype(np.float32)
-    simple: list[Message] = [Challenge(b"\1" * 32), Auth(b"\2" * 32, "a" * 64),
-              Welcome("b" * 64, DEFAULT.to_json(), "c" * 64, "logits", "CPUExecutionProvider"),
-              Fail(7, "inference failed: x"), Refused("wrong key")]
+    simple: list[wire.Message] = [
+        wire.Challenge(b"\1" * 32), wire.Auth(b"\2" * 32, "a" * 64),
+        wire.Welcome("b" * 64, DEFAULT.to_json(), "c" * 64, "logits", "CPUExecutionProvider"),
+        wire.Fail(7, "inference failed: x"), wire.Refused("wrong key")]
     for message in simple:
-        assert decode(encode(message), SHAPES) == message
-    infer = decode(encode(Infer(3, images, history)), SHAPES)
-    assert isinstance(infer, Infer)
+        assert wire.decode(wire.encode(message), SHAPES) == message
+    infer = wire.decode(wire.encode(wire.Infer(3, images, history)), SHAPES)
+    assert isinstance(infer, wire.Infer)
     assert infer.id == 3
     assert np.array_equal(infer.images, images)
     assert np.array_equal(infer.history, history)
-    out = decode(encode(Out(4, output)), SHAPES)
-    assert isinstance(out, Out)
+    out = wire.decode(wire.encode(wire.Out(4, output)), SHAPES)
+    assert isinstance(out, wire.Out)
     assert np.array_equal(out.output, output)
-    with pytest.raises(ProtocolError, match="before the handshake"):
-        decode(encode(Out(4, output)))
-    with pytest.raises(ProtocolError, match="payload of"):
-        decode(encode(Out(4, output))[:-1], SHAPES)
+    with pytest.raises(wire.ProtocolError, match="before the handshake"):
+        wire.decode(wire.encode(wire.Out(4, output)))
+    with pytest.raises(wire.ProtocolError, match="payload of"):
+        wire.decode(wire.encode(wire.Out(4, output))[:-1], SHAPES)
 
 
 @given(st.text(max_size=40))
 def test_server_addresses_parse_or_are_refused(text: str) -> None:
     try:
-        host, port = parse_server(text)
+        host, port = wire.parse_server(text)
     except ValueError:
         return
     assert host
@@ -498,11 +486,11 @@ def test_server_addresses_parse_or_are_refused(text: str) -> None:
 
 
 def test_server_addresses() -> None:
-    assert parse_server("gpu-box:8765") == ("gpu-box", 8765)
-    assert parse_server("[::1]:9000") == ("::1", 9000)
+    assert wire.parse_server("gpu-box:8765") == ("gpu-box", 8765)
+    assert wire.parse_server("[::1]:9000") == ("::1", 9000)
     for bad in ("gpu-box", ":80", "host:0", "host:99999", "a/b:80", "host:8o"):
         with pytest.raises(ValueError, match="server"):
-            parse_server(bad)
+            wire.parse_server(bad)
 
 
 # ---- evaluation through the server ---------------------------------------------------------
