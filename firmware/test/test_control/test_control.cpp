@@ -262,6 +262,15 @@ void servo_ms(Harness& h, uint32_t ms) {
   for (uint32_t t = 0; t < ms; t += 20) h.ctl.servo_tick(h.now_us += 20000);
 }
 
+// A new session with the servo tick started, then joint 0 sent toward `target` at `speed`
+// (0.1 deg/s) and accepted.
+void session_moving_joint0(Harness& h, uint16_t target, uint16_t speed) {
+  h.handshake();
+  h.ctl.servo_tick(h.now_us);
+  h.send(arm_joint0(target, speed));
+  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+}
+
 // The last ARM_STATE among `frames`; fails when there is none.
 ArmState last_arm_state(const std::vector<zima_test::Frame>& frames) {
   ArmState state = ArmState();
@@ -280,10 +289,7 @@ ArmState last_arm_state(const std::vector<zima_test::Frame>& frames) {
 
 TEST(Servo, SessionTimeoutHoldsTheArmWhereItIs) {
   Harness h;
-  h.handshake();
-  h.ctl.servo_tick(h.now_us);
-  h.send(arm_joint0(1800, 100));  // 10 deg/s: 9 s to get there
-  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  ASSERT_NO_FATAL_FAILURE(session_moving_joint0(h, 1800, 100));  // 10 deg/s: 9 s to get there
   servo_ms(h, 1980);  // silence from here on
   EXPECT_TRUE(h.ctl.session_open());
   EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1098);
@@ -309,10 +315,7 @@ TEST(Servo, SessionTimeoutHoldsTheArmWhereItIs) {
 
 TEST(Servo, HelloOnAnOpenSessionHoldsTheArm) {
   Harness h;
-  h.handshake();
-  h.ctl.servo_tick(h.now_us);
-  h.send(arm_joint0(0, 450));
-  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  ASSERT_NO_FATAL_FAILURE(session_moving_joint0(h, 0, 450));
   servo_ms(h, 1000);
   EXPECT_EQ(h.ctl.servo_position_ddeg(0), 450);
   h.handshake();  // a reconnecting host: it does not know the old target
@@ -323,10 +326,7 @@ TEST(Servo, HelloOnAnOpenSessionHoldsTheArm) {
 
 TEST(Servo, EstopHoldsAndClearDoesNotResumeTheOldTarget) {
   Harness h;
-  h.handshake();
-  h.ctl.servo_tick(h.now_us);
-  h.send(arm_joint0(1800, 900));
-  ASSERT_EQ(h.single_ack_result(), result_code(Result::kOk));
+  ASSERT_NO_FATAL_FAILURE(session_moving_joint0(h, 1800, 900));
   servo_ms(h, 500);
   EXPECT_EQ(h.ctl.servo_position_ddeg(0), 1350);
   h.send(Estop());
