@@ -175,35 +175,30 @@ window.addEventListener("keydown", (event) => {
     return;
   }
   if (event.code === "KeyH") send({ t: "handback" });
-  if (ARM_KEYS[event.code]) {
-    event.preventDefault();
-    if (!armHeld.has(event.code)) {
-      armHeld.add(event.code);
-      tick();
-    }
-    return;
-  }
-  const key = KEYS[event.code];
-  if (!key) return;
+  const hold = holding(event.code);
+  if (!hold) return;
   event.preventDefault();
-  if (!held.has(key)) {
-    held.add(key);
+  const [keys, key] = hold;
+  if (!keys.has(key)) {
+    keys.add(key);
     tick();
   }
 });
 window.addEventListener("keyup", (event) => {
-  if (ARM_KEYS[event.code]) {
-    event.preventDefault();
-    armHeld.delete(event.code);
-    tick();
-    return;
-  }
-  const key = KEYS[event.code];
-  if (!key) return;
+  const hold = holding(event.code);
+  if (!hold) return;
   event.preventDefault();
-  held.delete(key);
+  const [keys, key] = hold;
+  keys.delete(key);
   tick();
 });
+// Where a held key is kept: [the set, its entry there] (arm jog keys by code, drive keys
+// by direction), or null for a key that moves nothing.
+function holding(code) {
+  if (ARM_KEYS[code]) return [armHeld, code];
+  if (KEYS[code]) return [held, KEYS[code]];
+  return null;
+}
 // A key released while the page had no focus never reaches it: stop on losing focus.
 window.addEventListener("blur", releaseAll);
 document.addEventListener("visibilitychange", () => { if (document.hidden) releaseAll(); });
