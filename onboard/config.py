@@ -23,6 +23,8 @@ own validation::
     [recorder]  zima.onboard.recorder.RecorderConfig       (directory, ...)
     [web]       zima.onboard.web.WebConfig                 (the console: host, port,
                                                            token_file, tls_cert, tls_key)
+    [realtime]  zima.onboard.realtime.RealtimeConfig       (switch interval, gc freeze,
+                                                           SCHED_FIFO, cores)
 
 Unknown keys, wrong types and out-of-range values are ``ConfigError``s naming the file
 and the key; relative paths are taken from the file's folder. A missing file is a
@@ -48,6 +50,7 @@ from zima.onboard.fusion import FusionConfig
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
+from zima.onboard.realtime import RealtimeConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.safety import SafetyConfig
 from zima.onboard.web import WebConfig
@@ -89,6 +92,7 @@ class RuntimeConfig:
     recorder: RecorderConfig = field(
         default_factory=lambda: RecorderConfig(directory=Path("/var/lib/zima/episodes")))
     web: WebConfig = field(default_factory=WebConfig)
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.loop_hz) and 5.0 <= self.loop_hz <= 500.0):

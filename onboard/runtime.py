@@ -53,6 +53,7 @@ import contextlib
 import functools
 import logging
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -62,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from zima.contract import DEFAULT, Contract, nearest_action
+from zima.onboard import realtime
 from zima.onboard.api import (
     ArmCommand,
     ArmJogCommand,
@@ -269,7 +271,10 @@ class Runtime:
         """Start every part, run until ``stop`` is set (or a task fails), stop cleanly."""
         stop = stop or asyncio.Event()
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(realtime.restore, sys.getswitchinterval())
+            realtime.apply(self.config.realtime)
             await self._start(stack)
+            realtime.after_start(self.config.realtime)
             self._notifier.ready()
             self._notifier.status("running")
             self._started.set()
