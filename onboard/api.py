@@ -387,6 +387,9 @@ class PolicyRecord(Record):
                                 since=True, null=True)
     dry_ticks: int | None = doc("ticks that found no plan ready", since=True)
     stale_ticks: int | None = doc("", since=True)
+    stretches: int | None = doc("actions held one tick longer so that the next plan starts on "
+                                "a fresher frame of the driving camera (its phase against the "
+                                "loop; again as its clock drifts)", since=True)
     backend: str | None = doc('"local", "remote" ([policy] backend) or "fallback" (the '
                               "onboard fallback model plans while the server is away)",
                               since=True)

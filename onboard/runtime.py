@@ -1027,7 +1027,7 @@ class Runtime:
                 plans=0, reloads=0, reload_error=self._policy_error,
                 reload_failures=self._policy_failures, bad_outputs=0, bad_in_row=0,
                 last_bad_output=None, faulty=None, obs_age_ms=None, obs_age_p50_ms=None,
-                obs_age_p99_ms=None, lead_ms=None, dry_ticks=0, stale_ticks=0,
+                obs_age_p99_ms=None, lead_ms=None, dry_ticks=0, stale_ticks=0, stretches=0,
                 backend=self.config.policy.backend, connected=None, round_trip_ms=None,
                 round_trip_p99_ms=None, reconnects=0, remote_losses=0, remote_error=None)
         st = runner.status
@@ -1048,7 +1048,8 @@ class Runtime:
             bad_in_row=st.bad_in_row, last_bad_output=st.last_bad_output, faulty=st.faulty,
             obs_age_ms=ms(st.obs_age_s), obs_age_p50_ms=ms(st.obs_age_p50_s),
             obs_age_p99_ms=ms(st.obs_age_p99_s), lead_ms=ms(st.lead_s),
-            dry_ticks=st.dry_ticks, stale_ticks=st.stale_ticks, backend=st.backend,
+            dry_ticks=st.dry_ticks, stale_ticks=st.stale_ticks, stretches=st.stretches,
+            backend=st.backend,
             connected=st.connected, round_trip_ms=ms(st.round_trip_s),
             round_trip_p99_ms=ms(st.round_trip_p99_s), reconnects=st.reconnects,
             remote_losses=st.losses, remote_error=st.remote_error)
