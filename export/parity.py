@@ -84,9 +84,11 @@ def random_samples(contract: Contract, n: int = 32, seed: int = 0) -> Samples:
 
 
 def episode_samples(episode_dir: str | os.PathLike[str], contract: Contract,
-                    n: int = 64) -> Samples:
+                    n: int = 64, *, held_out: bool = True) -> Samples:
     """Up to ``n`` observations spread over the validation episodes in ``episode_dir``
-    (all episodes when the split leaves none for validation)."""
+    (all episodes when the split leaves none for validation); ``held_out=False``: over
+    the training episodes instead (int8 calibration, which the parity check must not
+    see)."""
     from zima.training.dataset import load_splits  # noqa: PLC0415  (torch-side, heavy)
 
     paths = sorted(Path(episode_dir).glob("*.h5"))
@@ -94,7 +96,7 @@ def episode_samples(episode_dir: str | os.PathLike[str], contract: Contract,
         raise ExportError(f"no episode files (*.h5) in {episode_dir}")
     with tempfile.TemporaryDirectory() as cache:
         train, val = load_splits(paths, cache, contract)
-        data = val if len(val) else train
+        data = val if held_out and len(val) else train
         picks = np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int)
         rows = [data[int(i)] for i in picks]
         images = np.stack([r[0].numpy() for r in rows])  # [S, N, H, W, 3]

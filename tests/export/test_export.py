@@ -149,13 +149,11 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_cli_exports_and_prints_parity(checkpoint: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "model.onnx"
-    assert cli.run(_args(str(checkpoint), "--out", str(out), "--int8")) == 0
+    assert cli.run(_args(str(checkpoint), "--out", str(out))) == 0
     text = capsys.readouterr().out
     assert "parity: max |logit difference|" in text
     assert "parity: argmax agreement" in text
-    assert "int8 vs float: argmax agreement" in text
     load_model(out, TINY)
-    load_model(cli.int8_path(out), TINY)
 
 
 def test_cli_fails_clearly_on_a_broken_checkpoint(tmp_path: Path,
