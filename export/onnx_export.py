@@ -1,8 +1,10 @@
 """Trace a Policy into the ONNX file the robot loads (zima.onboard.policy's I/O contract).
 
 The exported graph takes uint8 images (normalisation is inside the model) and int64
-action history, with a symbolic batch dimension; its one output is ``logits``. It
-carries in ``metadata_props``::
+action history, with a symbolic batch dimension; its one output is ``logits``. A policy
+with an arm head (``contract.arm_dims``) also takes ``arm_state`` and has a second output,
+``arm_logits`` (:mod:`zima.onboard.policy`'s I/O contract). It carries in
+``metadata_props``::
 
     zima_contract               Contract.to_json() (METADATA_KEY): the runtime checks it
     zima_version                the zima that exported it
@@ -38,9 +40,9 @@ from torch import nn
 
 from zima import __version__
 from zima.atomic import write_atomic
-from zima.contract import METADATA_KEY, Contract
+from zima.contract import ARM_STATE_DIMS, METADATA_KEY, Contract
 from zima.onboard.model_samples import SAMPLES_KEY, encode_samples
-from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, LOGITS_OUTPUT
+from zima.onboard.policy import io_names
 
 OPSET: Final = 17
 VERSION_KEY: Final = "zima_version"
@@ -100,8 +102,12 @@ def export_onnx(model: nn.Module, contract: Contract, path: str | os.PathLike[st
     if model_contract != contract:
         raise ExportError("model was built for another contract: "
                           + "; ".join(contract.mismatches(model_contract)))
-    example = (torch.zeros((1, *contract.image_shape), dtype=torch.uint8),  # [1, N, H, W, 3]
-               torch.zeros((1, contract.action_history), dtype=torch.int64))  # [1, A]
+    example: tuple[torch.Tensor, ...] = (
+        torch.zeros((1, *contract.image_shape), dtype=torch.uint8),  # [1, N, H, W, 3]
+        torch.zeros((1, contract.action_history), dtype=torch.int64))  # [1, A]
+    if contract.arm_dims:
+        example += (torch.zeros((1, ARM_STATE_DIMS), dtype=torch.float32),)  # [1, 6]
+    inputs, outputs = io_names(contract)
     batch = {0: "batch"}
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,9 +119,8 @@ def export_onnx(model: nn.Module, contract: Contract, path: str | os.PathLike[st
                 warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
             torch.onnx.export(
                 model, example, str(traced), dynamo=False, opset_version=OPSET,
-                input_names=[IMAGES_INPUT, ACTION_HISTORY_INPUT], output_names=[LOGITS_OUTPUT],
-                dynamic_axes={IMAGES_INPUT: batch, ACTION_HISTORY_INPUT: batch,
-                              LOGITS_OUTPUT: batch})
+                input_names=inputs, output_names=outputs,
+                dynamic_axes=dict.fromkeys((*inputs, *outputs), batch))
         proto = onnx.load(str(traced))
     props = {METADATA_KEY: contract.to_json(), VERSION_KEY: __version__,
              SOURCE_SHA256_KEY: source_sha256}

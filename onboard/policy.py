@@ -7,6 +7,12 @@ The model I/O contract (what export must produce; the names are defined here onl
     input   action_history  int64   [B, A]            A = action_history, oldest first
     output  logits          float32 [B, chunk_len, n_actions]
     metadata_props[METADATA_KEY] = Contract.to_json() of the contract it was trained on
+
+and, only for a contract with an arm head (``contract.arm_dims`` > 0; zima.contract)::
+
+    input   arm_state       float32 [B, ARM_STATE_DIMS]  commanded tool pose and opening
+    output  arm_logits      float32 [B, chunk_len, arm_dims, n_arm_levels]  (second output)
+
     metadata_props[SAMPLES_KEY]  = optional: a few real observations (``zima export
                                    --samples``), :mod:`zima.onboard.model_samples`
 
@@ -16,8 +22,10 @@ whose output is ``tracks`` was exported with the continuous head, which Zima no 
 has (``REMOVED_TRACKS_OUTPUT``): it is refused saying so.
 
 **No action is taken from an output before** :func:`check_output` **passed it**: every
-value finite and within +-``MAX_ABS_LOGIT``. (argmax of NaN logits picks the first NaN's index,
-which can be FORWARD; softmax sampling of them silently becomes STOP: neither may happen.)
+value finite and within +-``MAX_ABS_LOGIT``; the arm's logits likewise
+(:func:`check_arm_output`) before any arm bin is chosen from them. (argmax of NaN logits
+picks the first NaN's index, which can be FORWARD; softmax sampling of them silently
+becomes STOP: neither may happen.)
 The runner checks every inference this way (a bad one is a STOP with its reason, and a
 few in a row make the model faulty: :mod:`zima.onboard.policy_runner`).
 
@@ -55,11 +63,13 @@ from typing import Any, Final
 import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 
-from zima.contract import METADATA_KEY, Contract
+from zima.contract import ARM_STATE_DIMS, METADATA_KEY, Contract
 from zima.onboard.model_samples import SAMPLES_KEY, decode_samples
 
 __all__ = [
     "ACTION_HISTORY_INPUT",
+    "ARM_LOGITS_OUTPUT",
+    "ARM_STATE_INPUT",
     "CPU_PROVIDERS",
     "IMAGES_INPUT",
     "LOGITS_OUTPUT",
@@ -75,19 +85,26 @@ __all__ = [
     "PolicyError",
     "PolicyModel",
     "SampleOutputError",
+    "arm_output_problem",
+    "arm_output_shape",
+    "check_arm_output",
     "check_output",
     "check_warmup",
+    "io_names",
     "io_shapes",
     "load_model",
     "output_problem",
     "output_shape",
     "values_problem",
+    "warmup_arm_state",
     "warmup_observation",
 ]
 
 IMAGES_INPUT: Final = "images"
 ACTION_HISTORY_INPUT: Final = "action_history"
 LOGITS_OUTPUT: Final = "logits"
+ARM_STATE_INPUT: Final = "arm_state"
+ARM_LOGITS_OUTPUT: Final = "arm_logits"
 REMOVED_TRACKS_OUTPUT: Final = "tracks"
 """The output of the removed continuous head (track speeds, mm/s): refused by name."""
 REMOVED_HEAD: Final = (
@@ -164,6 +181,28 @@ def output_problem(out: np.ndarray, contract: Contract) -> str | None:
     return values_problem(out, LOGITS_OUTPUT, MAX_ABS_LOGIT)
 
 
+def arm_output_shape(contract: Contract) -> tuple[int, ...]:
+    """Shape of one observation's arm logits, without the batch dimension."""
+    return (contract.chunk_len, contract.arm_dims, contract.n_arm_levels)
+
+
+def arm_output_problem(out: np.ndarray, contract: Contract) -> str | None:
+    """Why no arm bin may be chosen from one observation's arm logits ``out``, or None:
+    the :func:`output_problem` checks, for ``arm_logits``."""
+    want = arm_output_shape(contract)
+    if out.dtype != np.float32 or out.shape != want:
+        return (f"{ARM_LOGITS_OUTPUT} are {out.dtype} {list(out.shape)}, "
+                f"expected float32 {list(want)}")
+    return values_problem(out, ARM_LOGITS_OUTPUT, MAX_ABS_LOGIT)
+
+
+def check_arm_output(out: np.ndarray, contract: Contract) -> None:
+    """Raise ``BadOutputError`` when :func:`arm_output_problem` finds one."""
+    problem = arm_output_problem(out, contract)
+    if problem is not None:
+        raise BadOutputError(problem)
+
+
 def check_output(out: np.ndarray, contract: Contract) -> None:
     """Raise ``BadOutputError`` when :func:`output_problem` finds one."""
     problem = output_problem(out, contract)
@@ -179,11 +218,23 @@ def output_shape(contract: Contract) -> tuple[int, ...]:
 def io_shapes(contract: Contract) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Name -> (onnxruntime type, shape without the batch dimension) of every input and
     the output, for ``contract``."""
-    return {
+    shapes = {
         IMAGES_INPUT: ("tensor(uint8)", contract.image_shape),
         ACTION_HISTORY_INPUT: ("tensor(int64)", (contract.action_history,)),
         LOGITS_OUTPUT: ("tensor(float)", output_shape(contract)),
     }
+    if contract.arm_dims:
+        shapes[ARM_STATE_INPUT] = ("tensor(float)", (ARM_STATE_DIMS,))
+        shapes[ARM_LOGITS_OUTPUT] = ("tensor(float)", arm_output_shape(contract))
+    return shapes
+
+
+def io_names(contract: Contract) -> tuple[list[str], list[str]]:
+    """The model's input names and its output names, in order, for ``contract``."""
+    if contract.arm_dims:
+        return ([IMAGES_INPUT, ACTION_HISTORY_INPUT, ARM_STATE_INPUT],
+                [LOGITS_OUTPUT, ARM_LOGITS_OUTPUT])
+    return [IMAGES_INPUT, ACTION_HISTORY_INPUT], [LOGITS_OUTPUT]
 
 
 class PolicyModel:
@@ -203,9 +254,21 @@ class PolicyModel:
         """images [1, N, H, W, 3] uint8, action_history [1, A] int64 -> float32 logits
         [chunk_len, n_actions]. Thread-safe (onnxruntime's ``run`` is)."""
         feeds = {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: action_history}
+        if self.contract.arm_dims:
+            raise TypeError(f"model {self.name} has an arm head: call infer_arm")
         (batch,) = self._session.run([LOGITS_OUTPUT], feeds)  # [1, chunk_len, n_actions]
         out: np.ndarray = np.asarray(batch)[0]  # [chunk_len, n_actions]
         return out
+
+    def infer_arm(self, images: np.ndarray, action_history: np.ndarray,
+                  arm_state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A model with an arm head: images [1, N, H, W, 3] uint8, action_history [1, A]
+        int64, arm_state [1, ARM_STATE_DIMS] float32 -> (logits [chunk_len, n_actions],
+        arm_logits [chunk_len, arm_dims, n_arm_levels]), both float32. Thread-safe."""
+        feeds = {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: action_history,
+                 ARM_STATE_INPUT: arm_state}
+        logits, arm_logits = self._session.run([LOGITS_OUTPUT, ARM_LOGITS_OUTPUT], feeds)
+        return np.asarray(logits)[0], np.asarray(arm_logits)[0]
 
 
 def load_model(path: Path, contract: Contract | None, intra_op_threads: int = 1,
@@ -250,16 +313,19 @@ def load_model(path: Path, contract: Contract | None, intra_op_threads: int = 1,
 def _check_io(path: Path, session: Any, contract: Contract) -> None:
     """Check the declared inputs and outputs."""
     declared = {a.name: (a.type, a.shape) for a in [*session.get_inputs(), *session.get_outputs()]}
+    want_inputs, want_outputs = io_names(contract)
     inputs = sorted(a.name for a in session.get_inputs())
-    if inputs != sorted((IMAGES_INPUT, ACTION_HISTORY_INPUT)):
-        raise ModelIOError(f"model {path}: inputs {inputs}, expected "
-                           f"{[IMAGES_INPUT, ACTION_HISTORY_INPUT]}")
+    if inputs != sorted(want_inputs):
+        raise ModelIOError(f"model {path}: inputs {inputs}, expected {want_inputs}")
     outputs: list[str] = [a.name for a in session.get_outputs()]
     if outputs == [REMOVED_TRACKS_OUTPUT]:
         raise ModelIOError(f"model {path}: {REMOVED_HEAD}")
-    if outputs != [LOGITS_OUTPUT]:
-        raise ModelIOError(f"model {path}: outputs {outputs}, expected exactly "
-                           f"{LOGITS_OUTPUT!r} [B, chunk_len, n_actions]")
+    if outputs != want_outputs:
+        shapes = "[B, chunk_len, n_actions]" + (
+            ", [B, chunk_len, arm_dims, n_arm_levels]" if contract.arm_dims else "")
+        names = " and ".join(repr(name) for name in want_outputs)
+        raise ModelIOError(f"model {path}: outputs {outputs}, expected exactly {names} "
+                           f"{shapes}")
     expected = io_shapes(contract)
     problems = []
     for name, (want_type, want_shape) in expected.items():
@@ -281,6 +347,13 @@ def warmup_observation(contract: Contract) -> tuple[np.ndarray, np.ndarray]:
     return images, history
 
 
+def warmup_arm_state(contract: Contract) -> np.ndarray:
+    """The ``arm_state`` of the warm-up observation (a model with an arm head): the tool
+    ahead of the deck, pitched down, the gripper half open; [ARM_STATE_DIMS] float32."""
+    del contract  # one arm: the same for every contract with an arm head
+    return np.array([0.15, 0.0, 0.0, 1.0, 0.0, 0.017], np.float32)
+
+
 def check_warmup(first: np.ndarray, second: np.ndarray, contract: Contract, where: str) -> None:
     """The checks of a model's two runs on :func:`warmup_observation`, for a file and for a
     server alike: the right shape, finite, and the same both times (``ModelIOError``)."""
@@ -293,13 +366,28 @@ def check_warmup(first: np.ndarray, second: np.ndarray, contract: Contract, wher
 
 
 def _warm_up(model: PolicyModel, contract: Contract) -> None:
-    """Two runs on one random observation (:func:`check_warmup`), the second one timed."""
+    """Two runs on one random observation (:func:`check_warmup`), the second one timed;
+    the arm's logits checked the same way."""
     images, history = warmup_observation(contract)
-    first = model.infer(images[None], history[None])  # [1, N, H, W, 3], [1, A]
+    if not contract.arm_dims:
+        first = model.infer(images[None], history[None])  # [1, N, H, W, 3], [1, A]
+        start_s = time.perf_counter()
+        second = model.infer(images[None], history[None])
+        model.warmup_latency_s = time.perf_counter() - start_s
+        check_warmup(first, second, contract, f"model {model.path}")
+        return
+    state = warmup_arm_state(contract)[None]  # [1, ARM_STATE_DIMS]
+    first, arm_first = model.infer_arm(images[None], history[None], state)
     start_s = time.perf_counter()
-    second = model.infer(images[None], history[None])
+    second, arm_second = model.infer_arm(images[None], history[None], state)
     model.warmup_latency_s = time.perf_counter() - start_s
     check_warmup(first, second, contract, f"model {model.path}")
+    problem = arm_output_problem(arm_first, contract)
+    if problem is not None:
+        raise ModelIOError(f"model {model.path}: on a random observation its {problem}")
+    if not np.array_equal(arm_first, arm_second):
+        raise ModelIOError(f"model {model.path}: two runs on the same input differ in "
+                           f"{ARM_LOGITS_OUTPUT} (random ops in the graph?)")
 
 
 def _run_samples(model: PolicyModel, contract: Contract, text: str) -> None:
@@ -310,12 +398,19 @@ def _run_samples(model: PolicyModel, contract: Contract, text: str) -> None:
     except ValueError as exc:
         raise SampleOutputError(f"model {model.path}: {exc}") from None
     for i in range(len(samples)):
+        images, history = samples.images[i : i + 1], samples.action_history[i : i + 1]
         try:
-            out = model.infer(samples.images[i : i + 1], samples.action_history[i : i + 1])
+            if contract.arm_dims:  # samples carry no arm state: the warm-up's
+                out, arm_out = model.infer_arm(images, history,
+                                               warmup_arm_state(contract)[None])
+            else:
+                out, arm_out = model.infer(images, history), None
         except Exception as exc:  # onnxruntime's errors share no other base
             raise SampleOutputError(f"model {model.path}: inference failed on shipped "
                                     f"sample {i + 1} of {len(samples)}: {exc}") from exc
         problem = output_problem(out, contract)
+        if problem is None and arm_out is not None:
+            problem = arm_output_problem(arm_out, contract)
         if problem is not None:
             raise SampleOutputError(
                 f"model {model.path}: bad output on shipped sample {i + 1} of {len(samples)} "

@@ -24,13 +24,23 @@ episodes show the states the policy really reaches (drifted off course, overshot
 short) with the way back from each. Every episode is kept, failures above all, and idle
 runs are trimmed by the labels (a policy standing still where the expert would drive is
 what the data must show).
+
+The pick-up task (``task="pick"``, :mod:`zima.sim.pick`): the pick expert
+(:mod:`zima.sim.pick_expert`) plays :class:`~zima.sim.pick.PickEnv` under the pick
+contract, and each step also stores its arm action (``arm_action``: the jog bins) and the
+commanded tool pose and opening the policy sees (``arm_state``). A step counts as idle
+for trimming only when the tracks STOP and the arm holds (the arm works while the robot
+stands). Its ``noise`` perturbs the arm instead of the tracks: at each step where the
+expert moves the arm, with that probability, 1-3 steps of random x, y and z bins are
+executed instead of the expert's (its pitch, roll and gripper kept), every step labelled
+with the expert's bins (``expert_arm_action``): the data then shows the way back to the
+cube from a misplaced gripper. ``policy`` (DAgger) is the find task's only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +54,11 @@ from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter, IdleTrim, Outcome, idle_mask
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.expert import Expert
+from zima.sim.pick import ARM_HOLD, ArmAction, PickConfig, PickEnv, PickFailure
+from zima.sim.pick_expert import PickExpert
+from zima.sim.seeded_pool import run_seeds
+
+TASKS = ("find", "pick")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +88,18 @@ class CollectConfig:
     policy: Path | None = None
     execute_k: int = 4  # the runtime's partial chunk execution, for the policy
     temperature: float = 1.0  # the runtime's sampling temperature, for the policy
+    # "find" (ZimaEnv and its expert) or "pick" (PickEnv and the pick expert; the contract
+    # must have an arm head, zima.contract.PICK).
+    task: str = "find"
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"collect: task {self.task!r} must be one of {list(TASKS)}")
+        if (self.task == "pick") != bool(self.contract.arm_dims):
+            raise ValueError("collect: the pick task records under a contract with an arm "
+                             "head (zima.contract.PICK), the find task under one without")
+        if self.task == "pick" and self.policy is not None:
+            raise ValueError("collect: --policy is the find task's only")
         if self.episodes < 1 or self.workers < 1:
             raise ValueError("collect: episodes and workers must be at least 1")
         if not 0.0 <= self.noise < 1.0:
@@ -118,6 +143,17 @@ class _Steps:
         self.stamps: list[float] = []
         self.speeds: list[tuple[float, float]] = []  # mm/s over the previous step
         self.prev = env.drive.encoders(env.data)
+        # The pick task's, per step: the arm's bins and the commanded tool pose and opening.
+        self.arm: list[tuple[int, ...]] = []  # executed
+        self.arm_labels: list[tuple[int, ...]] = []  # the expert's
+        self.arm_states: list[np.ndarray] = []
+
+    def add_arm(self, bins: tuple[int, ...], label: tuple[int, ...], state: np.ndarray) -> None:
+        """The arm's part of the step :meth:`add` records next: its executed bins, the
+        expert's, and the arm_state [6] the policy saw."""
+        self.arm.append(bins)
+        self.arm_labels.append(label)
+        self.arm_states.append(state)
 
     def add(self, images: np.ndarray, action: int, label: int) -> None:
         """One step: the observation's images [n_images, H, W, 3] (its newest frame of each
@@ -134,7 +170,7 @@ class _Steps:
 
     def write(self, seed: int, outcome: Outcome, out_dir: Path, cfg: CollectConfig,
               *, labelled: bool, trim_by: np.ndarray, driver: str,
-              failure: Failure | None = None) -> EpisodeStats:
+              failure: Failure | PickFailure | None = None) -> EpisodeStats:
         """Write the episode (when kept): idle runs of ``trim_by`` [T] trimmed; the labels
         stored as ``expert_action`` when ``labelled``."""
         env, c = self.env, self.env.contract
@@ -152,16 +188,23 @@ class _Steps:
                               self.actions[t], self.stamps[t],
                               expert_action=self.labels[t] if labelled else None,
                               telemetry={"track_left_mm_s": self.speeds[t][0],
-                                         "track_right_mm_s": self.speeds[t][1]})
+                                         "track_right_mm_s": self.speeds[t][1]},
+                              arm_action=self.arm[t] if self.arm else None,
+                              expert_arm_action=(self.arm_labels[t] if self.arm and labelled
+                                                 else None),
+                              arm_state=self.arm_states[t].tolist() if self.arm else None)
         counts = np.bincount(np.array(self.labels)[keep], minlength=c.n_actions)
         return EpisodeStats(seed, outcome.value, len(self.actions), int(keep.sum()),
                             tuple(int(n) for n in counts), path, path.stat().st_size,
                             failure.value if failure else None)
 
 
-def record_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig) -> EpisodeStats:
+def record_episode(env: ZimaEnv | PickEnv, seed: int, out_dir: Path,
+                   cfg: CollectConfig) -> EpisodeStats:
     """Run one episode of ``env`` (the expert drives, or ``cfg.policy``) and write it (if
     kept); in this process."""
+    if isinstance(env, PickEnv):
+        return _record_pick_episode(env, seed, out_dir, cfg)
     if cfg.policy is not None:
         return _record_policy_episode(env, seed, out_dir, cfg, cfg.policy)
     expert = Expert(env)
@@ -213,20 +256,62 @@ def _record_policy_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectC
                        failure=result.failure)
 
 
+def _record_pick_episode(env: PickEnv, seed: int, out_dir: Path,
+                         cfg: CollectConfig) -> EpisodeStats:
+    """The pick expert's episode of ``seed``, its arm's actions and state recorded."""
+    expert = PickExpert(env)
+    observation = env.reset(seed)
+    expert.reset(seed)
+    steps = _Steps(env.world)
+    rng = np.random.default_rng([seed, 0xA53])
+    refused, burst = False, 0  # burst: noise steps still to execute
+    while True:
+        assert observation.images is not None  # the env renders
+        drive, label = expert.act(refused)
+        arm = label
+        if label != ARM_HOLD and (burst or rng.uniform() < cfg.noise):
+            burst = burst - 1 if burst else int(rng.integers(0, 3))
+            xyz = tuple(int(b) for b in rng.integers(0, env.contract.n_arm_levels, 3))
+            arm = ArmAction(xyz + label.bins[3:])
+        # The state the frames were taken in, before this step's jog.
+        steps.add_arm(arm.bins, label.bins, env.arm_state())
+        steps.add(observation.images, drive, drive)
+        result = env.step(drive, arm)
+        refused, observation = result.arm_refused, result.observation
+        if result.done:
+            break
+    hold = env.contract.arm_hold_bin
+    arm_moves = np.array([any(b != hold for b in bins) for bins in steps.arm])  # [T]
+    # Idle only where the tracks STOP and the arm holds: trim by a stand-in action.
+    trim_by = np.where(arm_moves, int(Action.FORWARD), np.array(steps.actions))
+    return steps.write(seed, result.outcome, out_dir, cfg, labelled=cfg.noise > 0,
+                       trim_by=trim_by, driver="pick expert", failure=result.failure)
+
+
 # --- workers ------------------------------------------------------------------------------
 
-_worker: tuple[ZimaEnv, Path, CollectConfig] | None = None
+_Worker = tuple[ZimaEnv | PickEnv, Path, CollectConfig]
 
 
-def _init_worker(out_dir: Path, cfg: CollectConfig) -> None:
-    global _worker  # noqa: PLW0603 -- one environment per worker process, made once
-    _worker = (ZimaEnv(cfg.scene, cfg.env, cfg.contract), out_dir, cfg)
+def make_env(cfg: CollectConfig) -> ZimaEnv | PickEnv:
+    """The environment of ``cfg.task``."""
+    if cfg.task == "pick":
+        return PickEnv(cfg.scene, PickConfig(env=cfg.env), cfg.contract)
+    return ZimaEnv(cfg.scene, cfg.env, cfg.contract)
 
 
-def _run_worker(seed: int) -> EpisodeStats:
-    assert _worker is not None, "pool initializer did not run"
-    env, out_dir, cfg = _worker
+def _setup(arg: tuple[Path, CollectConfig]) -> _Worker:
+    out_dir, cfg = arg
+    return make_env(cfg), out_dir, cfg
+
+
+def _record(worker: _Worker, seed: int) -> EpisodeStats:
+    env, out_dir, cfg = worker
     return record_episode(env, seed, out_dir, cfg)
+
+
+def _close(worker: _Worker) -> None:
+    worker[0].close()
 
 
 # --- collection ---------------------------------------------------------------------------
@@ -241,6 +326,7 @@ class CollectSummary:
     workers: int
     action_names: tuple[str, ...]
     driver: str = "expert"  # who drove: "expert", or "policy" (DAgger)
+    failure_classes: tuple[str, ...] = tuple(f.value for f in Failure)  # the task's
 
     @property
     def kept(self) -> tuple[EpisodeStats, ...]:
@@ -284,7 +370,7 @@ class CollectSummary:
             (f"frames: {frames} ({frames / per:.1f} per episode), {size_mb:.1f} MB "
              f"({size_mb / per:.2f} MB per episode)"),
             f"actions: {actions}",
-            "failures: " + ", ".join(f"{f.value} {failures[f.value]}" for f in Failure),
+            "failures: " + ", ".join(f"{f} {failures[f]}" for f in self.failure_classes),
             (f"throughput: {self.demos_per_hour:.0f} demonstrations/hour, "
              f"{frames / wall_s:.0f} frames/s written"),
         )
@@ -305,21 +391,13 @@ def collect(out_dir: Path, cfg: CollectConfig,
         if on_episode is not None:
             on_episode(stats)
 
-    if workers == 1:
-        env = ZimaEnv(cfg.scene, cfg.env, cfg.contract)
-        try:
-            for seed in seeds:
-                finished(record_episode(env, seed, out_dir, cfg))
-        finally:
-            env.close()
-    else:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers, _init_worker, (out_dir, cfg)) as pool:
-            for stats in pool.imap_unordered(_run_worker, seeds):
-                finished(stats)
+    for stats in run_seeds(_setup, _record, _close, (out_dir, cfg), seeds, workers=workers):
+        finished(stats)
     wall_s = time.perf_counter() - start
+    failures = PickFailure if cfg.task == "pick" else Failure
     return CollectSummary(tuple(sorted(done, key=lambda e: e.seed)), wall_s, workers,
-                          cfg.contract.actions, "expert" if cfg.policy is None else "policy")
+                          cfg.contract.actions, "expert" if cfg.policy is None else "policy",
+                          tuple(f.value for f in failures))
 
 
 class Progress:

@@ -47,10 +47,11 @@ from typing import Final
 import mujoco
 import numpy as np
 
-from zima.contract import DEFAULT, Action, Contract
+from zima.contract import PICK, Action, Contract
 from zima.episodes import Outcome
+from zima.onboard.arm_policy import JOG_LIMITS, arm_jog_velocities, arm_state_vector
 from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M, gripper_closing_m, gripper_opening_m
-from zima.onboard.commands import ARM_JOG_LIMITS, JOG_KEYS
+from zima.onboard.commands import JOG_KEYS
 from zima.onboard.kinematics import ARM, ToolPose
 from zima.sim.env import EnvConfig, ZimaEnv
 from zima.sim.randomize import DomainConfig, EpisodeDomain, Randomizer
@@ -65,14 +66,12 @@ FINGERS: Final = ("finger_fixed", "finger_jaw")  # sim/robot.py's finger geoms
 # floor) but not the chassis, the walls or each other's robot parts.
 _BASE_BIT, _FLOOR_BIT, _FINGER_BIT = 1, 2, 4
 
-# The bins of one jog dimension, as fractions of its jog limit (ARM_JOG_LIMITS): fast and
-# slow either way and hold. Per 0.1 s step: 15 mm / 3 mm, 0.1 / 0.02 rad, gripper 5 / 1 mm.
-# The slow bin places the fingers within 1.5 mm, a sixth of the 9 mm they have to spare.
-JOG_LEVELS: Final = (-1.0, -0.2, 0.0, 0.2, 1.0)
-HOLD_BIN: Final = JOG_LEVELS.index(0.0)
-ARM_DIMS: Final = len(JOG_KEYS)  # x, y, z, pitch, roll, gripper opening
-JOG_LIMITS: Final = (ARM_JOG_LIMITS.linear_m_per_s,) * 3 + (
-    ARM_JOG_LIMITS.angular_rad_per_s,) * 2 + (ARM_JOG_LIMITS.gripper_m_per_s,)
+# The bins of one jog dimension, as fractions of its jog limit (ARM_JOG_LIMITS): the pick
+# contract's (zima.contract.ARM_JOG_LEVELS says why these).
+JOG_LEVELS: Final = PICK.arm_jog_levels
+HOLD_BIN: Final = PICK.arm_hold_bin
+ARM_DIMS: Final = PICK.arm_dims  # x, y, z, pitch, roll, gripper opening
+assert len(JOG_KEYS) == ARM_DIMS, "the contract's arm axes are the console's jog keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +89,7 @@ class ArmAction:
 
     def velocity(self) -> tuple[float, ...]:
         """The jog's velocities (``JOG_KEYS`` order: m/s, rad/s, the opening's m/s)."""
-        return tuple(JOG_LEVELS[b] * lim for b, lim in zip(self.bins, JOG_LIMITS, strict=True))
+        return arm_jog_velocities(PICK, self.bins)
 
     @classmethod
     def nearest(cls, velocity: Sequence[float]) -> ArmAction:
@@ -306,7 +305,7 @@ class PickEnv:
     """One scene of the pick-up task (module docstring)."""
 
     def __init__(self, scene: str, config: PickConfig = PickConfig(),
-                 contract: Contract = DEFAULT) -> None:
+                 contract: Contract = PICK) -> None:
         self.config, self.contract = config, contract
         self.world = PickWorld(scene, config.env, contract, config.cube_m, config.lift_m)
         m = self.world.model
@@ -331,6 +330,11 @@ class PickEnv:
     def joints_rad(self) -> tuple[float, ...]:
         """The arm's commanded joints, rad (``JOINT_NAMES`` order)."""
         return self._joints
+
+    def arm_state(self) -> np.ndarray:
+        """The policy's ``arm_state`` input now: the commanded tool pose and opening,
+        [ARM_STATE_DIMS] float32 (what the runtime's ArmTeleop holds on the robot)."""
+        return arm_state_vector(self.tool, self.opening_m)
 
     def reset(self, seed: int) -> PickObservation:
         """Start an episode (the same seed gives the same episode); the arm as the robot's

@@ -32,6 +32,7 @@ from enum import Enum
 
 from zima.contract import Action
 from zima.episodes import Outcome
+from zima.onboard.arm_policy import JOG_LIMITS
 from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M
 from zima.onboard.kinematics import ToolPose
 from zima.sim.evaluate import wilson_interval
@@ -40,7 +41,6 @@ from zima.sim.pick import (
     ARM_DIMS,
     ARM_HOLD,
     HOLD_BIN,
-    JOG_LIMITS,
     ArmAction,
     PickConfig,
     PickEnv,

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Train; 0 on success, 2 on a configuration or data error."""
     import dataclasses
 
+    from zima.contract import CONTRACTS
     from zima.episodes import EpisodeError
     from zima.training.config import ConfigError, TrainConfig
     from zima.training.distributed import world_from_env
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig.from_toml(args.config, args.set)
         if args.resume:
             config = dataclasses.replace(config, resume=True)
-        result = train(config, progress=None if args.quiet else sys.stderr)
+        result = train(config, CONTRACTS[config.task],
+                       progress=None if args.quiet else sys.stderr)
     except (ConfigError, TrainError, EpisodeError, FileNotFoundError) as exc:
         print(f"zima train: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from zima.contract import CONTRACTS
 from zima.episodes import SOURCES
 from zima.tomlconfig import ConfigError, from_table
 from zima.training.augment import AugmentConfig
@@ -126,6 +127,9 @@ class TrainConfig:
     init_from: str = ""
     # Continue from output_dir/last.pt when it exists (epoch count, optimiser, history).
     resume: bool = False
+    # The task, a key of zima.contract.CONTRACTS: "find" (driving only) or "pick" (the arm
+    # head too); `zima train` trains under that task's contract.
+    task: str = "find"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "patience"):
@@ -142,6 +146,8 @@ class TrainConfig:
                               f"{self.class_weight_power}")
         if self.weight_decay < 0 or self.num_workers < 0:
             raise ConfigError("weight_decay and num_workers must be >= 0")
+        if self.task not in CONTRACTS:
+            raise ConfigError(f"task must be one of {sorted(CONTRACTS)}, got {self.task!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 

@@ -12,6 +12,9 @@ Cache folder ``<cache_dir>/<fingerprint>/`` (R = steps of all episodes, concaten
     images_<camera>.npy   uint8  [R, H, W, 3]   every contract camera
     action.npy            uint8  [R]           executed action (fed back as history)
     label.npy             uint8  [R]           expert_action: the training target
+    arm_label.npy         uint8  [R, D]        with an arm head (D = arm_dims): the arm's
+                                               target bins (expert_arm_action)
+    arm_state.npy         float32 [R, 6]       with an arm head: the arm_state input
     manifest.json                              episodes (path, source, first row, steps)
                                                and the contract; written last, so a
                                                folder without it is an interrupted build
@@ -25,6 +28,12 @@ A sample at step ``t`` of an episode (the contract's ordering; see zima.contract
                                            before the start
     target          int64  [chunk_len]     labels of steps t .. t+chunk_len-1, STOP past
                                            the end (the task ends stopped)
+
+and with an arm head (``contract.arm_dims`` = D), two more::
+
+    arm_state       float32 [6]            step t's commanded tool pose and opening
+    arm_target      int64  [chunk_len, D]  arm labels of steps t .. t+chunk_len-1, the
+                                           hold bin past the end
 """
 
 from __future__ import annotations
@@ -41,15 +50,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zima.contract import Action, Contract
+from zima.contract import ARM_STATE_DIMS, Action, Contract
 from zima.episodes import EpisodeReader
 
-CACHE_VERSION: Final = 1  # bump when the cache layout changes
+CACHE_VERSION: Final = 1  # bump when the cache layout changes (arm files: arm contracts only)
 MANIFEST: Final = "manifest.json"
 _NONE: Final = -1  # a row index meaning "no row: STOP"
 
-Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-"""(images uint8 [N, H, W, 3], action_history int64 [A], target int64 [chunk_len])."""
+Sample = tuple[torch.Tensor, ...]
+"""(images uint8 [N, H, W, 3], action_history int64 [A], target int64 [chunk_len]), and
+with an arm head (arm_state float32 [6], arm_target int64 [chunk_len, D])."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,9 @@ class EpisodeCache:
                        for cam in contract.cameras}  # camera -> [R, H, W, 3] uint8
         self.action = np.load(folder / "action.npy")  # [R] uint8, small: in memory
         self.label = np.load(folder / "label.npy")  # [R] uint8
+        if contract.arm_dims:
+            self.arm_label: np.ndarray = np.load(folder / "arm_label.npy")  # [R, D] uint8
+            self.arm_state: np.ndarray = np.load(folder / "arm_state.npy")  # [R, 6] float32
 
     @classmethod
     def open(cls, paths: Sequence[str | Path], cache_dir: str | Path,
@@ -127,6 +140,8 @@ def _build(files: Sequence[Path], folder: Path, contract: Contract) -> None:
                                              (row, *frame)) for cam in contract.cameras}
     action = np.empty(row, np.uint8)
     label = np.empty(row, np.uint8)
+    arm_label = np.empty((row, contract.arm_dims), np.uint8)
+    arm_state = np.empty((row, ARM_STATE_DIMS), np.float32)
     for ep in episodes:  # second pass: one episode in memory at a time
         with EpisodeReader(ep.path, contract) as reader:
             loaded = reader.load()
@@ -135,11 +150,16 @@ def _build(files: Sequence[Path], folder: Path, contract: Contract) -> None:
             images[cam][rows] = loaded.images[cam]
         action[rows] = loaded.action
         label[rows] = loaded.expert_action
+        if loaded.expert_arm_action is not None and loaded.arm_state is not None:
+            arm_label[rows], arm_state[rows] = loaded.expert_arm_action, loaded.arm_state
     for array in images.values():
         array.flush()
     del images
     np.save(tmp / "action.npy", action)
     np.save(tmp / "label.npy", label)
+    if contract.arm_dims:
+        np.save(tmp / "arm_label.npy", arm_label)
+        np.save(tmp / "arm_state.npy", arm_state)
     manifest = {"contract": json.loads(contract.to_json()),
                 "episodes": [{"path": e.path, "source": e.source, "first_row": e.first_row,
                               "n_steps": e.n_steps} for e in episodes]}
@@ -205,7 +225,15 @@ class BCDataset(Dataset[Sample]):
         images = np.concatenate([self.cache.images[cam][rows] for cam in self.contract.cameras])
         history = _gather(self.cache.action, self._history_rows[index])  # [A]
         target = _gather(self.cache.label, self._target_rows[index])  # [chunk_len]
-        return torch.from_numpy(images), torch.from_numpy(history), torch.from_numpy(target)
+        sample = (torch.from_numpy(images), torch.from_numpy(history), torch.from_numpy(target))
+        if not self.contract.arm_dims:
+            return sample
+        row = self._image_rows[index, -1]  # step t
+        arm_rows = self._target_rows[index]  # [chunk_len]
+        arm_target = self.cache.arm_label[np.maximum(arm_rows, 0)].astype(np.int64)  # [C, D]
+        arm_target[arm_rows == _NONE] = self.contract.arm_hold_bin
+        return (*sample, torch.from_numpy(self.cache.arm_state[row].copy()),
+                torch.from_numpy(arm_target))
 
     def targets(self) -> np.ndarray:
         """Every sample's chunk target: [S, chunk_len] int64 (what the loss sees)."""

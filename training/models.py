@@ -11,6 +11,14 @@ observation, F = backbone features, A = action history, E = embedding width.)
     concat [B, N*F + A*E] -> Linear, ReLU, Dropout -> Linear -> logits
       [B, chunk_len, n_actions] (the prototype's recipe: cross-entropy over the chunk)
 
+With an arm head (``contract.arm_dims`` = D, L = its bins), ``forward(images,
+action_history, arm_state)`` also takes the commanded tool pose and opening and returns
+``(logits, arm_logits)``::
+
+    arm_state       float32 [B, 6] -> scaled to ~unit ranges -> Linear, ReLU -> [B, S]
+    concat [B, N*F + A*E + S] -> the driving head as above (logits)
+                             -> Linear, ReLU, Dropout -> Linear -> arm_logits [B, chunk_len, D, L]
+
 ``ResNet18`` is the project's own module with torchvision's parameter names (conv1, bn1,
 layer1..layer4; no fc), so torchvision's ImageNet weights load into it where a network
 can fetch them (:func:`load_torchvision_weights`). ``SmallBackbone`` serves tests and the
@@ -26,7 +34,7 @@ from typing import Any, Final
 import torch
 from torch import Tensor, nn
 
-from zima.contract import Contract
+from zima.contract import ARM_STATE_DIMS, Contract
 
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
@@ -192,12 +200,20 @@ class PolicyConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
+ARM_STATE_SCALE: Final = (0.1, 0.1, 0.1, 1.0, 1.0, 0.01)
+"""arm_state is divided by this (m, m, m, rad, rad, m) before the network sees it."""
+ARM_EMBED_DIM: Final = 64
+
+
 class Policy(nn.Module):
     """(images uint8 [B, N, H, W, 3], action_history int64 [B, A]) -> logits
-    float32 [B, chunk_len, n_actions], for ``contract``."""
+    float32 [B, chunk_len, n_actions], for ``contract``; with an arm head, (images,
+    action_history, arm_state float32 [B, 6]) -> (logits, arm_logits float32
+    [B, chunk_len, arm_dims, n_arm_levels])."""
 
     mean: Tensor  # [1, 3, 1, 1] ImageNet channel means (a buffer)
     std: Tensor  # [1, 3, 1, 1] ImageNet channel deviations
+    arm_scale: Tensor  # [1, 6] ARM_STATE_SCALE (a buffer)
 
     def __init__(self, contract: Contract, config: PolicyConfig = PolicyConfig()) -> None:
         super().__init__()
@@ -206,18 +222,31 @@ class Policy(nn.Module):
         self.backbone = BACKBONES[config.backbone]()
         self.action_embed = nn.Embedding(contract.n_actions, config.action_embed_dim)
         features = (contract.n_images * self.backbone.out_features
-                    + contract.action_history * config.action_embed_dim)
-        self.head = nn.Sequential(
-            nn.Linear(features, config.hidden_dim), nn.ReLU(inplace=True),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.hidden_dim, contract.chunk_len * contract.n_actions))
+                    + contract.action_history * config.action_embed_dim
+                    + (ARM_EMBED_DIM if contract.arm_dims else 0))
+        self.head = self._mlp(features, contract.chunk_len * contract.n_actions)
+        self.arm_embed: nn.Sequential | None = None
+        self.arm_head: nn.Sequential | None = None
+        if contract.arm_dims:
+            self.arm_embed = nn.Sequential(nn.Linear(ARM_STATE_DIMS, ARM_EMBED_DIM),
+                                           nn.ReLU(inplace=True))
+            self.arm_head = self._mlp(features, contract.chunk_len * contract.arm_dims
+                                      * contract.n_arm_levels)
+        self.register_buffer("arm_scale", torch.tensor(ARM_STATE_SCALE).view(1, -1),
+                             persistent=False)
         # Not persistent: constants of the architecture, not learnt state.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
                              persistent=False)
 
-    def forward(self, images: Tensor, action_history: Tensor) -> Tensor:
+    def _mlp(self, features: int, outputs: int) -> nn.Sequential:
+        cfg = self.config
+        return nn.Sequential(nn.Linear(features, cfg.hidden_dim), nn.ReLU(inplace=True),
+                             nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden_dim, outputs))
+
+    def forward(self, images: Tensor, action_history: Tensor,
+                arm_state: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         c = self.contract
         b = images.shape[0]
         x = images.reshape(b * c.n_images, c.image_height, c.image_width, 3)  # [B*N, H, W, 3]
@@ -226,8 +255,16 @@ class Policy(nn.Module):
         feats = self.backbone(x).reshape(b, -1)  # [B, N*F]
         hist = self.action_embed(action_history).reshape(  # [B, A*E]
             b, c.action_history * self.config.action_embed_dim)
-        out: Tensor = self.head(torch.cat([feats, hist], dim=1))  # [B, chunk*n_actions]
-        return out.reshape(b, c.chunk_len, c.n_actions)
+        if self.arm_embed is None or self.arm_head is None:
+            out: Tensor = self.head(torch.cat([feats, hist], dim=1))  # [B, chunk*n_actions]
+            return out.reshape(b, c.chunk_len, c.n_actions)
+        if arm_state is None:
+            raise ValueError("a policy with an arm head takes arm_state [B, 6]")
+        arm = self.arm_embed(arm_state.float() / self.arm_scale)  # [B, ARM_EMBED_DIM]
+        joint = torch.cat([feats, hist, arm], dim=1)  # [B, N*F + A*E + ARM_EMBED_DIM]
+        logits = self.head(joint).reshape(b, c.chunk_len, c.n_actions)
+        arm_logits = self.arm_head(joint).reshape(b, c.chunk_len, c.arm_dims, c.n_arm_levels)
+        return logits, arm_logits
 
     def param_groups(self, backbone_lr: float = 1e-5,
                      head_lr: float = 3e-4) -> list[dict[str, Any]]:

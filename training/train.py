@@ -11,7 +11,10 @@
 
 The loss (:func:`weighted_loss`) is the cross-entropy of the logits against each chunk
 step's label, weighted by the label's class weight. Accuracy is the share of chunk steps
-whose argmax is the label.
+whose argmax is the label. With an arm head (``contract.arm_dims``) the arm's loss
+(:func:`arm_loss`: the cross-entropy of each jog dimension's bins, summed over the
+dimensions) is added to it, and each epoch also reports ``val_arm_acc``, the share of
+(chunk step, dimension) bins the argmax gets right.
 
 Reproducibility: every random stream of an epoch (sampler order, augmentation, dropout)
 is seeded from (seed, epoch), so an epoch depends only on the weights and optimiser
@@ -195,6 +198,30 @@ def weighted_loss(logits: torch.Tensor, target: torch.Tensor,
     return F.cross_entropy(logits.flatten(0, 1), target.flatten(), weight=class_weights)
 
 
+def arm_loss(arm_logits: torch.Tensor, arm_target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``arm_logits`` [B, chunk, D, L] against ``arm_target`` int64
+    [B, chunk, D]: per dimension the mean over samples and chunk steps, summed over the D
+    dimensions (each dimension is a decision of its own, as each chunk step's drive is)."""
+    per_bin = F.cross_entropy(arm_logits.flatten(0, 2), arm_target.flatten(),
+                              reduction="none")  # [B*chunk*D]
+    return per_bin.view(arm_target.shape).mean(dim=(0, 1)).sum()
+
+
+def _step_loss(model: nn.Module, images: torch.Tensor, hist: torch.Tensor,
+               target: torch.Tensor, arm: list[torch.Tensor], *, class_weights: torch.Tensor,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One batch through ``model``: (loss, the driving logits [B, chunk, n_actions], the
+    arm bins it gets right [B, chunk, D] bool or None). ``arm``: [] without an arm head,
+    else [arm_state [B, 6], arm_target [B, chunk, D]] on the device."""
+    if not arm:
+        out = model(images, hist)  # [B, chunk, n_actions] logits
+        return weighted_loss(out, target, class_weights), out, None
+    arm_state, arm_target = arm
+    out, arm_out = model(images, hist, arm_state)  # ..., [B, chunk, D, L]
+    loss = weighted_loss(out, target, class_weights) + arm_loss(arm_out, arm_target)
+    return loss, out, arm_out.argmax(-1) == arm_target
+
+
 def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Optimizer,
                  batches: Iterator[Any], *, class_weights: torch.Tensor,
                  device: torch.device, world: World = SINGLE) -> tuple[float, float]:
@@ -203,12 +230,13 @@ def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Opti
     model.train()
     augment.train()
     loss_sum, correct, n = 0.0, 0.0, 0
-    for images_cpu, hist_cpu, target_cpu in batches:
+    for images_cpu, hist_cpu, target_cpu, *arm_cpu in batches:
         images = augment(images_cpu).to(device)  # augmented on the CPU, by its generator
         hist = augment.history(hist_cpu, class_weights.numel()).to(device)
         target = target_cpu.to(device)
-        out = model(images, hist)  # [B, chunk, n_actions] logits
-        loss = weighted_loss(out, target, class_weights)
+        loss, out, _ = _step_loss(model, images, hist, target,
+                                  [t.to(device) for t in arm_cpu],
+                                  class_weights=class_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -220,27 +248,32 @@ def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Opti
 
 
 def evaluate(model: Policy, data: BCDataset, class_weights: torch.Tensor, batch_size: int,
-             device: torch.device, *, world: World = SINGLE) -> tuple[float, list[float]]:
-    """(mean weighted loss, accuracy at each chunk step [chunk_len]) of ``model`` on ``data``,
+             device: torch.device, *, world: World = SINGLE,
+             ) -> tuple[float, list[float], float | None]:
+    """(mean weighted loss, accuracy at each chunk step [chunk_len], the share of arm bins
+    it gets right or None without an arm head) of ``model`` on ``data``,
     in eval mode and without gradients (the prototype once lost a week to a missing eval()).
     Each rank of ``world`` takes every size-th sample; the sums are reduced over the ranks."""
     was_training = model.training
     model.eval()
-    loss_sum, n = 0.0, 0
+    loss_sum, n, arm_hits, arm_bins = 0.0, 0, 0.0, 0
     correct = torch.zeros(model.contract.chunk_len, dtype=torch.float64)
     shard = Subset(data, range(world.rank, len(data), world.size))
     with torch.no_grad():
         for batch in DataLoader(shard, batch_size=batch_size):
-            images, history, target = (t.to(device) for t in batch)
-            out = model(images, history)  # [B, chunk, n_actions] logits
-            loss = weighted_loss(out, target, class_weights)
+            images, history, target, *arm = (t.to(device) for t in batch)
+            loss, out, hits = _step_loss(model, images, history, target, arm,
+                                         class_weights=class_weights)
             loss_sum += float(loss) * len(target)
             n += len(target)
             correct += (out.argmax(-1) == target).sum(0).double().cpu()
+            if hits is not None:
+                arm_hits, arm_bins = arm_hits + float(hits.sum()), arm_bins + hits.numel()
     model.train(was_training)
-    sums = all_reduce_sums([loss_sum, n, *correct.tolist()], world)  # [2 + chunk_len]
-    loss_sum, n, correct = float(sums[0]), int(sums[1]), sums[2:]
-    return loss_sum / max(n, 1), (correct / max(n, 1)).tolist()
+    sums = all_reduce_sums([loss_sum, n, arm_hits, arm_bins, *correct.tolist()], world)
+    loss_sum, n, correct = float(sums[0]), int(sums[1]), sums[4:]  # correct: [chunk_len]
+    arm_acc = float(sums[2]) / max(float(sums[3]), 1.0) if model.contract.arm_dims else None
+    return loss_sum / max(n, 1), (correct / max(n, 1)).tolist(), arm_acc
 
 
 def _tempered(weights: torch.Tensor, power: float) -> torch.Tensor:
@@ -358,12 +391,13 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
                                              class_weights=class_weights, device=device,
                                              world=world)
         broadcast_buffers(model, world)
-        val_loss, val_acc = evaluate(model, val_ds, class_weights, config.batch_size, device,
-                                     world=world)
+        val_loss, val_acc, arm_acc = evaluate(model, val_ds, class_weights,
+                                              config.batch_size, device, world=world)
         seconds = time.monotonic() - t0
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val_loss, "val_acc": float(np.mean(val_acc)),
-                        "val_acc_per_step": val_acc, "seconds": seconds})
+                        "val_acc_per_step": val_acc, "seconds": seconds,
+                        **({"val_arm_acc": arm_acc} if arm_acc is not None else {})})
         # The reduced losses agree across ranks anyway; broadcasting rank 0's verdict
         # makes sure that no rank can leave the loop alone and hang the others.
         improved, = broadcast_flags([val_loss < best], world)
@@ -380,7 +414,9 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
         if progress is not None:
             progress.write(f"\repoch {epoch + 1}/{config.epochs}: train loss "
                            f"{train_loss:.4f}, val loss {val_loss:.4f}, val acc "
-                           f"{np.mean(val_acc):.3f}, {seconds:.1f} s{' *' if improved else ''}\n")
+                           f"{np.mean(val_acc):.3f}"
+                           + (f", val arm acc {arm_acc:.3f}" if arm_acc is not None else "")
+                           + f", {seconds:.1f} s{' *' if improved else ''}\n")
 
     if world.is_main:
         (out / METRICS).write_text(json.dumps(history, indent=1))

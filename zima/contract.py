@@ -18,6 +18,23 @@ every ``1 / c.control_hz`` seconds, then plans again (partial chunk execution). 
 action drives its :meth:`Contract.track_command`. An operator's track command is
 recorded as the action :func:`nearest_action` gives it (its speeds go in the episode's
 telemetry).
+
+The arm (optional: ``c.arm_dims`` is 0 for the find task, and then nothing below exists
+and the contract's JSON is what it was before the arm). With ``c.arm_dims`` = 6 each chunk
+step also carries an arm action: per jog dimension (:data:`ARM_AXES`: the tool's x, y, z,
+pitch and roll in the ``arm_base`` frame, the gripper's opening) one bin of
+``c.arm_jog_levels``, fractions of that dimension's jog limit (the console's jog,
+``zima.onboard.commands.ARM_JOG_LIMITS``), held for one action period::
+
+    arm_state       float32 [B, ARM_STATE_DIMS]  input: the commanded tool pose and the
+                    gripper's opening when the frames were taken (m, rad, m;
+                    :data:`ARM_STATE_FIELDS`)
+    arm_logits      float32 [B, c.chunk_len, c.arm_dims, len(c.arm_jog_levels)]  output
+
+Per-dimension bins (6 x 5 logits) rather than one class per combination (5^6 = 15625) or
+a few scripted primitives: each dimension is its own small classification, the console
+and the policy share one action vocabulary and one safety path, and the discrete head the
+project kept for driving (sampled, guarded, chunked) carries over unchanged.
 """
 
 from __future__ import annotations
@@ -71,6 +88,11 @@ class Contract:
     # Track speeds of FORWARD and of the turns in place, mm/s.
     forward_mm_s: int = 300
     turn_mm_s: int = 150
+    # Arm jog dimensions per chunk step: 0 (no arm head) or len(ARM_AXES).
+    arm_dims: int = 0
+    # The arm's bins: fractions of each dimension's jog limit, ascending, 0.0 among them
+    # (hold); () without an arm head.
+    arm_jog_levels: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         positive = ("image_height", "image_width", "image_history", "chunk_len", "control_hz")
@@ -83,6 +105,21 @@ class Contract:
             raise ValueError(f"contract: cameras must be distinct and non-empty: {self.cameras}")
         if self.actions != tuple(a.name.lower() for a in Action):
             raise ValueError(f"contract: actions must be {[a.name.lower() for a in Action]}")
+        self._check_arm()
+
+    def _check_arm(self) -> None:
+        levels = self.arm_jog_levels
+        if self.arm_dims == 0:
+            if levels:
+                raise ValueError("contract: arm_jog_levels without an arm head (arm_dims 0)")
+            return
+        if self.arm_dims != len(ARM_AXES):
+            raise ValueError(f"contract: arm_dims must be 0 or {len(ARM_AXES)} "
+                             f"({', '.join(ARM_AXES)}), got {self.arm_dims}")
+        if (len(levels) < 2 or 0.0 not in levels or any(not -1.0 <= v <= 1.0 for v in levels)
+                or list(levels) != sorted(set(levels))):
+            raise ValueError("contract: arm_jog_levels must be two or more distinct ascending "
+                             f"fractions in [-1, 1], 0.0 among them, got {levels}")
 
     # --- derived shapes -----------------------------------------------------------------
 
@@ -101,6 +138,18 @@ class Contract:
         """Number of discrete actions (logits per chunk step)."""
         return len(self.actions)
 
+    @property
+    def n_arm_levels(self) -> int:
+        """Bins per arm jog dimension (0 without an arm head)."""
+        return len(self.arm_jog_levels)
+
+    @property
+    def arm_hold_bin(self) -> int:
+        """The bin that holds a dimension still (its level is 0)."""
+        if not self.arm_dims:
+            raise ValueError("contract: no arm head (arm_dims 0)")
+        return self.arm_jog_levels.index(0.0)
+
     def track_command(self, action: Action | int) -> TrackCommand:
         """The track velocity targets that carry out ``action``."""
         match Action(action):
@@ -116,8 +165,13 @@ class Contract:
     # --- metadata (ONNX files, HDF5 episodes, checkpoints) ------------------------------
 
     def to_json(self) -> str:
-        """Canonical JSON text of every field (sorted keys): stored beside models and data."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Canonical JSON text of every field (sorted keys): stored beside models and data.
+        Without an arm head the arm's fields are left out: the text is the one every
+        model and episode file made before the arm carries."""
+        data = asdict(self)
+        if not self.arm_dims:
+            del data["arm_dims"], data["arm_jog_levels"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Contract:
@@ -134,7 +188,7 @@ class Contract:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"contract metadata has unknown fields: {sorted(unknown)}")
-        for name in ("cameras", "actions"):
+        for name in ("cameras", "actions", "arm_jog_levels"):
             if name in data:
                 if not isinstance(data[name], list):
                     raise ValueError(f"contract metadata: {name} must be a list")
@@ -174,5 +228,19 @@ def nearest_action(left_mm_s: float, right_mm_s: float,
 METADATA_KEY: Final = "zima_contract"
 """Key of the contract's JSON in ONNX metadata_props, HDF5 attributes and checkpoints."""
 
+ARM_AXES: Final = ("x", "y", "z", "pitch", "roll", "gripper")
+"""The arm's jog dimensions in logit order (zima.onboard.commands.JOG_KEYS' order)."""
+ARM_STATE_FIELDS: Final = ("x_m", "y_m", "z_m", "pitch_rad", "roll_rad", "gripper_m")
+"""The ``arm_state`` input: the commanded tool pose (``arm_base`` frame) and opening."""
+ARM_STATE_DIMS: Final = len(ARM_STATE_FIELDS)
+ARM_JOG_LEVELS: Final = (-1.0, -0.2, 0.0, 0.2, 1.0)
+"""The pick task's bins: fast and slow either way, and hold. Per 0.1 s step: 15 mm / 3 mm,
+0.1 / 0.02 rad, gripper 5 / 1 mm; the slow bin places the fingers within 1.5 mm, a sixth
+of the 9 mm they have to spare around the 25 mm cube."""
+
 DEFAULT: Final = Contract()
-"""The contract of this build of Zima."""
+"""The contract of this build of Zima: the find task's (no arm head)."""
+PICK: Final = Contract(arm_dims=len(ARM_AXES), arm_jog_levels=ARM_JOG_LEVELS)
+"""The pick-up task's: the find task's and the arm head."""
+CONTRACTS: Final = {"find": DEFAULT, "pick": PICK}
+"""The contract of each task, by the name configs and commands use."""

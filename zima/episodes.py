@@ -23,6 +23,16 @@ Row ``t`` of every per-step dataset is one control step: the frames captured at
     telemetry/track_right_mm_s  float32  [T]           optional: measured right track speed
     telemetry/battery_mv        float32  [T]           optional: battery voltage, mV
 
+    and with a contract that has an arm head (``contract.arm_dims`` = D > 0; absent else):
+
+    arm_action                  uint8    [T, D]        executed arm action: per jog dimension
+                                                       an index into contract.arm_jog_levels
+    expert_arm_action           uint8    [T, D]        the demonstrator's arm label; present
+                                                       exactly when expert_action is
+    arm_state                   float32  [T, 6]        the commanded tool pose and gripper
+                                                       opening when the frames were taken
+                                                       (zima.contract.ARM_STATE_FIELDS)
+
     attribute (root)            type     meaning
     --------------------------  -------  ---------------------------------------------------------
     format / format_version     str/int  "zima-episode" / FORMAT_VERSION
@@ -74,7 +84,7 @@ import errno
 import functools
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -88,7 +98,7 @@ import numpy as np
 from zima import __version__
 from zima.atomic import fsync_directory, fsync_file
 from zima.bounded import InputError, parse_json_bounded
-from zima.contract import DEFAULT, METADATA_KEY, Action, Contract
+from zima.contract import ARM_STATE_DIMS, DEFAULT, METADATA_KEY, Action, Contract
 
 FORMAT_NAME: Final = "zima-episode"
 FORMAT_VERSION: Final = 1
@@ -167,6 +177,10 @@ class Episode:
     timestamp_s: np.ndarray  # [T] float64
     operator_takeover: np.ndarray  # [T] bool
     telemetry: dict[str, np.ndarray]  # name -> [T] float32; empty when not recorded
+    # With an arm head (contract.arm_dims = D), else None:
+    arm_action: np.ndarray | None = None  # [T, D] uint8
+    expert_arm_action: np.ndarray | None = None  # [T, D] uint8 (a copy when not labelled)
+    arm_state: np.ndarray | None = None  # [T, ARM_STATE_DIMS] float32
 
     def __len__(self) -> int:
         return len(self.action)
@@ -242,6 +256,7 @@ class EpisodeWriter:
         self._flush_every = max(1, flush_every)
         self._buffer: list[tuple[dict[str, np.ndarray], int, int, float, bool,
                                  dict[str, float]]] = []
+        self._arm_buffer: list[tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]] = []
         self._has_expert: bool | None = None
         self._telemetry: tuple[str, ...] = ()
         self.n_steps = 0
@@ -278,8 +293,13 @@ class EpisodeWriter:
 
     def append(self, images: Mapping[str, np.ndarray], action: Action | int, timestamp_s: float,
                *, expert_action: Action | int | None = None, operator_takeover: bool = False,
-               telemetry: Mapping[str, float] | None = None) -> None:
-        """Add one step: every contract camera's frame [H, W, 3] uint8 and what was done."""
+               telemetry: Mapping[str, float] | None = None,
+               arm_action: Sequence[int] | None = None,
+               expert_arm_action: Sequence[int] | None = None,
+               arm_state: Sequence[float] | None = None) -> None:
+        """Add one step: every contract camera's frame [H, W, 3] uint8 and what was done;
+        with an arm head, ``arm_action`` and ``arm_state`` too (``expert_arm_action`` with
+        ``expert_action``), and never without one."""
         c = self.contract
         if self._closed:
             raise RuntimeError(f"episode {self.path} is closed")
@@ -298,10 +318,36 @@ class EpisodeWriter:
             raise ValueError("every step must carry the same optional fields as the first "
                              f"(expert_action: {self._has_expert}, telemetry: {self._telemetry})")
         label = int(action) if expert_action is None else int(expert_action)
+        if c.arm_dims:
+            self._arm_buffer.append(self._arm_step(arm_action, expert_arm_action, arm_state,
+                                                   labelled=expert_action is not None))
+        elif arm_action is not None or expert_arm_action is not None or arm_state is not None:
+            raise ValueError("arm actions need a contract with an arm head (arm_dims > 0)")
         self._buffer.append((dict(images), int(action), label, float(timestamp_s),
                              bool(operator_takeover), telemetry))
         if len(self._buffer) >= self._flush_every:
             self._guard(self._flush)
+
+    def _arm_step(self, arm_action: Sequence[int] | None,
+                  expert_arm_action: Sequence[int] | None, arm_state: Sequence[float] | None,
+                  *, labelled: bool) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]:
+        """One step's arm fields, checked: (executed bins, label bins, state)."""
+        c = self.contract
+        if arm_action is None or arm_state is None:
+            raise ValueError("a contract with an arm head records arm_action and arm_state "
+                             "at every step")
+        if (expert_arm_action is not None) != labelled:
+            raise ValueError("expert_arm_action goes with expert_action (both or neither)")
+        bins = tuple(int(b) for b in arm_action)
+        label = bins if expert_arm_action is None else tuple(int(b) for b in expert_arm_action)
+        for name, value in (("arm_action", bins), ("expert_arm_action", label)):
+            if len(value) != c.arm_dims or not all(0 <= b < c.n_arm_levels for b in value):
+                raise ValueError(f"{name} must be {c.arm_dims} bins in "
+                                 f"0..{c.n_arm_levels - 1}, got {value}")
+        state = tuple(float(v) for v in arm_state)
+        if len(state) != ARM_STATE_DIMS:
+            raise ValueError(f"arm_state has {ARM_STATE_DIMS} values, got {len(state)}")
+        return bins, label, state
 
     def close(self) -> Path:
         """Write what is buffered, then publish the file under its final name; return it."""
@@ -359,10 +405,15 @@ class EpisodeWriter:
         self._step_dataset("action", np.uint8)
         self._step_dataset("timestamp_s", np.float64)
         self._step_dataset("operator_takeover", np.bool_)
+        if c.arm_dims:
+            self._step_dataset("arm_action", np.uint8, c.arm_dims)
+            self._step_dataset("arm_state", np.float32, ARM_STATE_DIMS)
 
-    def _step_dataset(self, name: str, dtype: type) -> None:
-        self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
-                                  chunks=(1024,))
+    def _step_dataset(self, name: str, dtype: type, width: int = 0) -> None:
+        """A per-step dataset: [T] values, or [T, width] rows when ``width``."""
+        row = (width,) if width else ()
+        self._file.create_dataset(name, shape=(0, *row), maxshape=(None, *row), dtype=dtype,
+                                  chunks=(1024, *row))
 
     def _start_optional(self, has_expert: bool, telemetry: tuple[str, ...]) -> None:
         unknown = set(telemetry) - set(TELEMETRY_FIELDS)
@@ -371,6 +422,9 @@ class EpisodeWriter:
         self._has_expert, self._telemetry = has_expert, telemetry
         if has_expert:
             self._guard(lambda: self._step_dataset("expert_action", np.uint8))
+            if self.contract.arm_dims:
+                self._guard(lambda: self._step_dataset("expert_arm_action", np.uint8,
+                                                       self.contract.arm_dims))
         for name in telemetry:
             self._guard(functools.partial(self._step_dataset, f"telemetry/{name}", np.float32))
 
@@ -387,6 +441,12 @@ class EpisodeWriter:
             columns[f"telemetry/{name}"] = [t[name] for t in telemetry]
         for cam in self.contract.cameras:
             columns[f"images/{cam}"] = np.stack([im[cam] for im in images])
+        if self.contract.arm_dims:
+            bins, labels, states = zip(*self._arm_buffer, strict=True)
+            columns["arm_action"], columns["arm_state"] = bins, states
+            if self._has_expert:
+                columns["expert_arm_action"] = labels
+            self._arm_buffer.clear()
         for name, values in columns.items():
             ds = f[name]
             ds.resize(n + k, axis=0)
@@ -494,7 +554,25 @@ class EpisodeReader:
                                else action.copy()),
                 timestamp_s=self.read("timestamp_s"),
                 operator_takeover=self.read("operator_takeover"),
-                telemetry=telemetry)
+                telemetry=telemetry, **self._arm())
+
+    def _arm(self) -> dict[str, np.ndarray]:
+        """The arm's datasets (a contract with an arm head), bins checked; else none."""
+        if not self.contract.arm_dims:
+            return {}
+        bins = self._bins("arm_action")
+        label = self._bins("expert_arm_action") if "expert_arm_action" in self._file \
+            else bins.copy()
+        return {"arm_action": bins, "expert_arm_action": label,
+                "arm_state": self.read("arm_state")}
+
+    def _bins(self, name: str) -> np.ndarray:
+        """An arm action dataset whose every value indexes the contract's arm levels."""
+        values = self.read(name)
+        if values.size and int(values.max()) >= self.contract.n_arm_levels:
+            raise EpisodeFormatError(f"{self.path}: {name} holds {int(values.max())}, not a "
+                                     f"bin of 0..{self.contract.n_arm_levels - 1}")
+        return values
 
     def _actions(self, name: str) -> np.ndarray:
         """An action dataset whose every value indexes the contract's actions."""
@@ -549,12 +627,7 @@ class EpisodeReader:
         if not isinstance(n, int) or isinstance(n, bool):
             raise EpisodeFormatError(f"{where}: incomplete episode (no n_steps attribute; "
                                      "a .partial file whose writer never closed it?)")
-        frame = (contract.image_height, contract.image_width, 3)
-        expect: dict[str, tuple[tuple[int, ...], str]] = {
-            **{f"images/{c}": ((n, *frame), "u") for c in contract.cameras},
-            "action": ((n,), "u"), "timestamp_s": ((n,), "f"), "operator_takeover": ((n,), "b")}
-        if "expert_action" in f:
-            expect["expert_action"] = ((n,), "u")
+        expect = _expected_datasets(contract, n, labelled="expert_action" in f)
         for name in self._telemetry_names():
             expect[f"telemetry/{name}"] = ((n,), "f")
         for name, (shape, kind) in expect.items():
@@ -565,6 +638,24 @@ class EpisodeReader:
                 raise EpisodeFormatError(f"{where}: dataset {name!r} is {ds.dtype} "
                                          f"{list(ds.shape)}, expected kind {kind!r} {list(shape)}")
         return contract, info, n
+
+
+def _expected_datasets(contract: Contract, n: int, *, labelled: bool,
+                       ) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name -> (shape, dtype kind) of every dataset but telemetry an episode of ``n`` steps
+    under ``contract`` has (``labelled``: it has expert_action)."""
+    frame = (contract.image_height, contract.image_width, 3)
+    expect: dict[str, tuple[tuple[int, ...], str]] = {
+        **{f"images/{c}": ((n, *frame), "u") for c in contract.cameras},
+        "action": ((n,), "u"), "timestamp_s": ((n,), "f"), "operator_takeover": ((n,), "b")}
+    if labelled:
+        expect["expert_action"] = ((n,), "u")
+    if contract.arm_dims:
+        expect["arm_action"] = ((n, contract.arm_dims), "u")
+        expect["arm_state"] = ((n, ARM_STATE_DIMS), "f")
+        if labelled:
+            expect["expert_arm_action"] = ((n, contract.arm_dims), "u")
+    return expect
 
 
 def _check_info_types(info: EpisodeInfo) -> None:

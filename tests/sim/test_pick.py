@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from zima.contract import DEFAULT, Action
 from zima.episodes import Outcome
+from zima.onboard.arm_policy import JOG_LIMITS
 from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M
 from zima.onboard.kinematics import ARM, ToolPose
 from zima.sim.env import EnvConfig
@@ -21,7 +22,6 @@ from zima.sim.pick import (
     ARM_HOLD,
     HOLD_BIN,
     JOG_LEVELS,
-    JOG_LIMITS,
     ArmAction,
     PickConfig,
     PickEnv,
