@@ -117,6 +117,7 @@ bench-py: venv
 	$(PY) bench/protocol_bench.py
 	$(PY) bench/sim_bench.py
 	$(PY) bench/runtime_bench.py
+	$(PY) bench/runtime_bench.py --remedies
 	$(PY) bench/training_bench.py
 	$(PY) bench/remote_bench.py --episodes 10
 
