@@ -1,5 +1,5 @@
-"""Training data and inference speed: the episode cache against per-sample HDF5 reads, and
-onnxruntime against PyTorch eager for the same policy.
+"""Training data speed: the episode cache against per-sample HDF5 reads, and the training
+step it must keep up with. (Inference speed: ``bench/inference_bench.py``.)
 
     .venv/bin/python bench/training_bench.py
 
@@ -17,36 +17,22 @@ forward, backward and an AdamW step of the small-backbone policy (batch 32, CPU,
 thread and on torch's default threads), so the table shows whether a loader keeps up
 with the faster of the two (goal: the cache 20x or more faster than the naive reads).
 The loaders run on one torch thread, as in a DataLoader worker process.
-
-**Inference.** Batch-1 latency (p50/p99, ms) of the policy with the small backbone and
-with ResNet-18, random weights, one thread on both sides (the runtime's
-``intra_op_threads = 1``): PyTorch eager (``eval()``, ``inference_mode``) against
-onnxruntime on the file ``zima.export.onnx_export`` writes; then int8: eager PyTorch's
-dynamic quantisation (it has one for ``Linear`` only) against onnxruntime on the file
-``zima.export.quantize`` writes (Conv and MatMul). Goal: onnxruntime at least 1.5x faster
-(eager p50 over onnxruntime p50). Takes about 60 s; p99 over a few dozen ResNet-18 runs
-is close to their maximum.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import h5py
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
 import torch
 import torch.nn.functional as F  # noqa: N812 (torch's own convention)
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,9 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.results import record
 from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter
-from zima.export.onnx_export import export_onnx
-from zima.export.quantize import quantize_int8
-from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT
 from zima.training.dataset import BCDataset, EpisodeCache, Sample
 from zima.training.models import Policy, PolicyConfig
 
@@ -66,11 +49,7 @@ BATCH: Final = 32
 LOADER_S: Final = 3.0  # per loader, at most (the cache passes the whole set sooner)
 TRAIN_STEPS: Final = 12
 GOAL_LOADER_X: Final = 20.0
-GOAL_ORT_X: Final = 1.5
-LATENCY_S: Final = {"small": 1.5, "resnet18": 2.5}  # per measurement, at least MIN_RUNS
-MIN_RUNS: Final = 20
 PART_DATA: Final = "training data"
-PART_INFER: Final = "inference"
 
 
 # --- episodes and the two loaders --------------------------------------------------------------
@@ -217,96 +196,10 @@ def data_rows(folder: Path) -> list[tuple[str, str]]:
     ]
 
 
-# --- inference latency -----------------------------------------------------------------------
-
-
-def latencies_ms(run: Callable[[], object], seconds: float) -> np.ndarray:
-    """Times (ms) of ``run`` after 3 warm-up calls, for ``seconds`` and MIN_RUNS at least."""
-    for _ in range(3):
-        run()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < MIN_RUNS or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return np.asarray(times)
-
-
-def session(path: Path) -> ort.InferenceSession:
-    """An onnxruntime session with the runtime's options (one thread)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def eager_int8(model: Policy) -> nn.Module:
-    """PyTorch's eager dynamic int8 quantisation (Linear layers: all it covers)."""
-    with warnings.catch_warnings():
-        # torch.ao's move to torchao, and quantized tensors' deprecation in torch 2.13.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        quantized: nn.Module = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-            model, {nn.Linear}, dtype=torch.qint8)
-    return quantized
-
-
-def quietly(work: Callable[..., Path], *args: object) -> Path:
-    """``work(*args)`` without the root logger's warnings (onnxruntime's quantiser advises
-    pre-processing, and names every tensor it leaves in float, through ``logging``)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        return work(*args)
-    finally:
-        root.setLevel(level)
-
-
-def inference_rows(folder: Path) -> list[tuple[str, str, str, str, str]]:
-    """(model, precision, eager p50/p99, onnxruntime p50/p99, eager/ort) rows."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (1, *DEFAULT.image_shape), np.uint8)  # [1, N, H, W, 3]
-    history = rng.integers(0, DEFAULT.n_actions, (1, DEFAULT.action_history)).astype(np.int64)
-    feeds = {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: history}
-    inputs = (torch.from_numpy(images), torch.from_numpy(history))
-    rows = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same single thread as the onnxruntime session
-    try:
-        for backbone, seconds in LATENCY_S.items():
-            torch.manual_seed(0)
-            model = Policy(DEFAULT, PolicyConfig(backbone=backbone)).eval()
-            fp32 = export_onnx(model, DEFAULT, folder / f"{backbone}.onnx")
-            int8 = quietly(quantize_int8, fp32, folder / f"{backbone}-int8.onnx")
-            for precision, eager, path in (("fp32", model, fp32),
-                                           ("int8", eager_int8(model), int8)):
-                sess = session(path)
-                with torch.inference_mode():
-                    eager_ms = latencies_ms(functools.partial(eager, *inputs), seconds)
-                ort_ms = latencies_ms(functools.partial(sess.run, None, feeds), seconds)
-                ratio = float(np.median(eager_ms) / np.median(ort_ms))
-                metric = f"{backbone} {precision} batch 1, eager / onnxruntime p50"
-                record(PART_INFER, metric,
-                       f"{np.median(eager_ms):.2f} / {np.median(ort_ms):.2f} ms = {ratio:.2f}x",
-                       f">= {GOAL_ORT_X}x", ratio >= GOAL_ORT_X)
-                rows.append((backbone, precision, p50_p99(eager_ms), p50_p99(ort_ms),
-                             f"{ratio:.2f}x"))
-    finally:
-        torch.set_num_threads(threads)
-    return rows
-
-
-def p50_p99(ms: np.ndarray) -> str:
-    return f"{np.percentile(ms, 50):.2f} / {np.percentile(ms, 99):.2f}"
-
-
 def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zima-training-bench-") as tmp:
         data = data_rows(Path(tmp))
-        inference = inference_rows(Path(tmp))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"training bench: {os.cpu_count()} cores, load average {load}")
     width = max(len(m) for m, _ in data)
@@ -314,16 +207,6 @@ def main() -> None:
     print("-" * (width + 30))
     for metric, value in data:
         print(f"{metric:<{width}}  {value}")
-    print()
-    header = ("model", "precision", "eager p50/p99 ms", "onnxruntime p50/p99 ms",
-              f"eager/ort p50 (goal >= {GOAL_ORT_X}x)")
-    table = [header, *inference]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for index, row in enumerate(table):
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
-        if index == 0:
-            print("-" * (sum(widths) + 2 * (len(widths) - 1)))
     print(f"({time.perf_counter() - start:.0f} s)")
 
 

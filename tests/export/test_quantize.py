@@ -1,7 +1,7 @@
 """int8 and the runtime's onnxruntime settings: `zima export --int8` calibrates a static
 QDQ copy on recorded episodes, keeps the metadata, and the runtime loads it; the speed
-report says when int8 does not pay; the session options and the bound runner. No timing
-is asserted (the machine may be busy)."""
+report says when int8 does not pay; the session options. No timing is asserted (the
+machine may be busy)."""
 
 from pathlib import Path
 
@@ -22,8 +22,8 @@ from zima.export.quantize import (
     quantize_int8,
     speed,
 )
-from zima.onboard.ort_options import SPINNING_KEY, BoundRunner, session_options
-from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT, load_model
+from zima.onboard.ort_options import SPINNING_KEY, session_options
+from zima.onboard.policy import load_model
 from zima.training.checkpoint import save_checkpoint
 
 
@@ -135,25 +135,3 @@ def test_session_options_are_the_runtimes() -> None:
     with pytest.raises(ValueError, match="threads must be >= 1"):
         session_options(0)
 
-
-def test_the_bound_runner_computes_what_run_computes(tmp_path: Path) -> None:
-    path = export_onnx(policy(), TINY, tmp_path / "model.onnx")
-    session = ort.InferenceSession(str(path), session_options(),
-                                   providers=["CPUExecutionProvider"])
-    runner = BoundRunner(session)
-    samples = random_samples(TINY, 3)
-    outputs = []
-    for i in range(3):
-        images, history = samples.images[i:i + 1], samples.action_history[i:i + 1]
-        (out,) = runner.run(images=images, action_history=history)
-        (want,) = session.run(None, {IMAGES_INPUT: images, ACTION_HISTORY_INPUT: history})
-        np.testing.assert_array_equal(out, want)
-        outputs.append(out)
-    assert not np.array_equal(outputs[0], outputs[1])  # each a copy, not the shared buffer
-    with pytest.raises(ValueError, match="expected uint8"):
-        runner.run(images=samples.images[:1].astype(np.float32),
-                   action_history=samples.action_history[:1])
-    with pytest.raises(ValueError, match=r"expected uint8 \[1, "):
-        runner.run(images=samples.images[:2], action_history=samples.action_history[:2])
-    with pytest.raises(ValueError, match="inputs"):
-        runner.run(images=samples.images[:1])
