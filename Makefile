@@ -119,6 +119,7 @@ bench-py: venv
 	$(PY) bench/runtime_bench.py
 	$(PY) bench/runtime_bench.py --remedies
 	$(PY) bench/training_bench.py
+	$(PY) bench/inference_bench.py
 	$(PY) bench/remote_bench.py --episodes 10
 
 bench-firmware: venv
