@@ -126,6 +126,7 @@ class Planned:
     action: int
     started: bool  # it starts at this tick (False: it goes on)
     tag: object | None = None  # what its chunk was queued with, when its first action starts
+    arm: tuple[int, ...] | None = None  # its arm action's bins (a contract with an arm head)
 
 
 class ActionQueue:
@@ -146,9 +147,10 @@ class ActionQueue:
         self.tick_s = self.action_s
         if tick_s is not None:
             self.set_tick(tick_s)
-        # (action, the chunk's tag on its first action)
-        self._queue: deque[tuple[int, object | None]] = deque()
+        # (action, the chunk's tag on its first action, the arm's bins or None)
+        self._queue: deque[tuple[int, object | None, tuple[int, ...] | None]] = deque()
         self._running: int | None = None  # the running action
+        self._running_arm: tuple[int, ...] | None = None  # ... and its arm bins
         self._ends_s = 0.0  # when the running action's period ends
         self.stretches = 0  # actions held a tick longer to start a plan on a fresher frame
 
@@ -162,7 +164,7 @@ class ActionQueue:
     @property
     def pending(self) -> tuple[int, ...]:
         """The queued actions, next first (not the running one)."""
-        return tuple(action for action, _ in self._queue)
+        return tuple(action for action, _, _ in self._queue)
 
     @property
     def running(self) -> int | None:
@@ -191,20 +193,25 @@ class ActionQueue:
         start_s = self._ends_s if self._running is not None else now_s
         return start_s + len(self._queue) * self.action_s
 
-    def install(self, chunk: Sequence[int], tag: object | None = None) -> None:
+    def install(self, chunk: Sequence[int], tag: object | None = None,
+                arm: Sequence[tuple[int, ...]] | None = None) -> None:
         """Queue the first ``execute_k`` actions of a planned chunk; ``tag`` comes back
-        with its first action (:meth:`advance`)."""
+        with its first action (:meth:`advance`); ``arm``, the chunk's arm bins (one per
+        action), come back with each."""
         if len(chunk) != self.contract.chunk_len:
             raise ValueError(f"a chunk has {self.contract.chunk_len} actions, got {len(chunk)}")
+        if arm is not None and len(arm) != len(chunk):
+            raise ValueError(f"a chunk has {len(chunk)} arm actions, got {len(arm)}")
         for j, action in enumerate(chunk[: self.execute_k]):
-            self._queue.append((int(action), tag if j == 0 else None))
+            self._queue.append((int(action), tag if j == 0 else None,
+                                None if arm is None else tuple(arm[j])))
 
     def advance(self, now_s: float) -> Planned | None:
         """The planned action to execute at ``now_s``: the running one, or the next
         queued one when the running one's time is up; None when the queue ran dry."""
         half_s = self.tick_s / 2
         if self._running is not None and now_s < self._ends_s - half_s:
-            return Planned(self._running, started=False)
+            return Planned(self._running, started=False, arm=self._running_arm)
         if not self._queue:
             self._running = None
             return None
@@ -212,10 +219,10 @@ class ActionQueue:
         # late (a stalled loop) or after a gap: start the schedule afresh.
         on_time = self._running is not None and now_s <= self._ends_s + half_s
         start_s = self._ends_s if on_time else now_s
-        action, tag = self._queue.popleft()
-        self._running = action
+        action, tag, arm = self._queue.popleft()
+        self._running, self._running_arm = action, arm
         self._ends_s = start_s + self.action_s
-        return Planned(action, started=True, tag=tag)
+        return Planned(action, started=True, tag=tag, arm=arm)
 
     def pop(self, now_s: float) -> int | None:
         """The action at ``now_s`` (see :meth:`advance`), or None when the queue ran dry."""

@@ -65,6 +65,7 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 
 from zima.contract import ARM_STATE_DIMS, METADATA_KEY, Contract
 from zima.onboard.model_samples import SAMPLES_KEY, decode_samples
+from zima.onboard.ort_options import session_options
 
 __all__ = [
     "ACTION_HISTORY_INPUT",
@@ -280,9 +281,7 @@ def load_model(path: Path, contract: Contract | None, intra_op_threads: int = 1,
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ModelFileError(f"model {path}: cannot read: {exc}") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads  # leave cores to cameras and the link
-    options.inter_op_num_threads = 1
+    options = session_options(intra_op_threads)  # leave cores to cameras and the link
     try:
         session = ort.InferenceSession(data, options, providers=list(providers))
     except Exception as exc:  # onnxruntime's errors share no other base

@@ -36,7 +36,11 @@ clock can model a latency; a real one is always past it).
 chunk's first action starts, from the capture of its oldest camera's newest frame.
 
 The model's logits give each step's action, sampled at ``temperature``
-(:mod:`zima.onboard.policy`).
+(:mod:`zima.onboard.policy`). A model with an arm head (``contract.arm_dims``) also
+gives each step's arm bins (:mod:`zima.onboard.arm_policy`), from the ``arm_state`` the
+caller's ``arm_state`` callback returns when the plan starts (the commanded tool pose);
+``Step.arm`` carries them (None on a forced STOP: the arm holds), and its arm logits are
+checked like the driving ones.
 
 **Every output is checked before an action is taken from it**
 (:func:`~zima.onboard.policy.check_output`: finite, logits within +-MAX_ABS_LOGIT). A bad
@@ -93,12 +97,14 @@ from typing import Final, Protocol, Self
 import numpy as np
 
 from zima.contract import Action, Contract
+from zima.onboard.arm_policy import choose_arm_bins
 from zima.onboard.chunking import ActionQueue, FramePace, Planned, RecentTimes, choose_actions
 from zima.onboard.fusion import FrameFusion, Observation
 from zima.onboard.policy import (
     BadOutputError,
     ModelError,
     PolicyModel,
+    check_arm_output,
     check_output,
     load_model,
 )
@@ -131,6 +137,10 @@ class PolicyConfig:
     model_path: Path = Path("/var/lib/zima/policy.onnx")  # where deploy puts the model
     execute_k: int = 4  # actions executed per chunk before the next takes over (1..chunk_len)
     temperature: float = 1.0  # softmax sampling temperature (the prototype's); 0 = argmax
+    # The arm head's bins (a contract with an arm head): 0 = each dimension's argmax. Six
+    # dimensions sampled independently jitter the arm: a 3 % chance of a non-hold bin per
+    # dimension is a 17 % chance per step that some joint moves.
+    arm_temperature: float = 0.0
     seed: int | None = None  # sampling seed (None: fresh entropy); tests and replays fix it
     latency_margin: float = 1.5  # plan as if inference took this times the recent worst
     latency_window: int = 20  # inferences the recent worst latency is taken over
@@ -152,8 +162,9 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.execute_k < 1:
             raise ValueError(f"PolicyConfig.execute_k={self.execute_k} must be >= 1")
-        if not self.temperature >= 0:
-            raise ValueError(f"PolicyConfig.temperature={self.temperature} must be >= 0")
+        if not (self.temperature >= 0 and self.arm_temperature >= 0):
+            raise ValueError(f"PolicyConfig.temperature={self.temperature} and arm_temperature="
+                             f"{self.arm_temperature} must be >= 0")
         if self.intra_op_threads < 1:
             raise ValueError("PolicyConfig.intra_op_threads must be >= 1")
         if self.max_bad_outputs < 1:
@@ -177,6 +188,7 @@ class Step:
 
     action: Action
     reason: str | None = None  # set when the runner forced STOP
+    arm: tuple[int, ...] | None = None  # the arm action's bins (arm head); None: hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +212,7 @@ class _Inference:
     started_s: float
     inferred_s: float
     finished_s: float
+    arm: list[tuple[int, ...]] | None = None  # per chunk step (a model with an arm head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +264,15 @@ class PolicyRunner:
         clock: Callable[[], float] = time.monotonic,
         on_plan: Callable[[PlanTrace], None] | None = None,
         tick_s: float | None = None,
+        arm_state: Callable[[], np.ndarray] | None = None,
     ) -> None:
         if fusion.contract != contract:
             raise ValueError("PolicyRunner: the fusion was built for another contract")
+        if contract.arm_dims and (arm_state is None or config.backend != "local"):
+            raise ValueError("PolicyRunner: a contract with an arm head needs arm_state "
+                             "(the commanded tool pose) and a local model")
         self.config, self.contract, self.fusion = config, contract, fusion
+        self.arm_state = arm_state  # [ARM_STATE_DIMS] float32 at plan time (arm head)
         self._clock = clock
         self.on_plan = on_plan
         self._rng = np.random.default_rng(config.seed)  # used on the worker thread only
@@ -353,7 +371,7 @@ class PolicyRunner:
         if planned is None:
             step = self._forced_stop(now_s, self._dry_reason(now_s))
         else:
-            step = Step(Action(planned.action))
+            step = Step(Action(planned.action), arm=planned.arm)
             if planned.started:
                 self._start(now_s, planned)
         if queue.should_plan(now_s, self._in_flight is not None, self._pace.next_s(now_s)):
@@ -581,20 +599,30 @@ class PolicyRunner:
         executor = self._executor
         loop = asyncio.get_running_loop()
         submitted_s = self._clock()
-        self._in_flight = loop.run_in_executor(executor, self._infer, model, obs)
+        arm_state = None if self.arm_state is None else self.arm_state()[None]  # [1, S]
+        self._in_flight = loop.run_in_executor(executor, self._infer, model, obs, arm_state)
         self._in_flight_since_s = now_s
         self._in_flight_trace = (obs.newest_s, now_s, submitted_s)
         self._discard_in_flight = False
 
-    def _infer(self, model: InferenceModel, obs: Observation) -> _Inference:
+    def _infer(self, model: InferenceModel, obs: Observation,
+               arm_state: np.ndarray | None = None) -> _Inference:
         """On the worker thread: the model's logits, checked (``BadOutputError``), then
-        the chunk's actions, and when each was done."""
+        the chunk's actions (and arm bins), and when each was done."""
         started_s = self._clock()
-        out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions]
+        arm_out = None
+        if arm_state is not None and isinstance(model, PolicyModel):  # an arm head
+            out, arm_out = model.infer_arm(obs.images, obs.action_history, arm_state)
+        else:
+            out = model.infer(obs.images, obs.action_history)  # [chunk_len, n_actions]
         inferred_s = self._clock()
         check_output(out, self.contract)  # before any action is taken from it
+        if arm_out is not None:
+            check_arm_output(arm_out, self.contract)
         actions = choose_actions(out, self.config.temperature, self._rng)
-        return _Inference(actions, started_s, inferred_s, self._clock())
+        arm = None if arm_out is None else choose_arm_bins(
+            arm_out, self.config.arm_temperature, self._rng)
+        return _Inference(actions, started_s, inferred_s, self._clock(), arm)
 
     def _collect(self, now_s: float) -> None:
         done = self._in_flight
@@ -626,7 +654,7 @@ class PolicyRunner:
             trace = PlanTrace(captured_s, tick_s, submitted_s, result.started_s,
                               result.inferred_s, result.finished_s, now_s,
                               len(self._queue.pending))
-            self._queue.install(result.actions, tag=trace)
+            self._queue.install(result.actions, tag=trace, arm=result.arm)
 
     def _bad_output(self, problem: str) -> None:
         """An inference's output failed check_output: nothing of it is queued, what was

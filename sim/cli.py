@@ -52,13 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     expert.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     expert.add_argument("--video", type=Path,
                         help=f"write the first episode's forward camera ({', '.join(CODECS)})")
-    pick = sub.add_parser("pick-expert", help="run the pick-up task's scripted expert and "
-                          "print its success rate (zima.sim.pick)")
-    pick.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
-    pick.add_argument("--episodes", type=int, default=20, help="episodes to run (default 20)")
-    pick.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    _add_pick_expert(sub)
     collect = sub.add_parser("collect", help="record expert demonstrations as episode files")
     collect.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
+    collect.add_argument("--task", choices=("find", "pick"), default="find",
+                         help="find: drive to the cube; pick: the pick-up task's expert, arm "
+                              "actions recorded under the pick contract (default find)")
     collect.add_argument("--episodes", type=int, default=100, help="episodes to run (default 100)")
     collect.add_argument("--workers", type=int, default=1,
                          help="worker processes, one environment each (default 1)")
@@ -91,6 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="inference latency modelled in sim time, ms (default 10; with "
                          "--server: set it to the round trip to model it)")
     ev.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
+    ev.add_argument("--task", choices=("find", "pick"), default="find",
+                    help="pick: the pick-up task, a model with an arm head (default find)")
+    ev.add_argument("--arm-temperature", type=float, default=0.0,
+                    help="pick: the arm's sampling temperature (default 0: argmax, the "
+                         "runtime's)")
     ev.add_argument("--episodes", type=int, default=20, help="episodes to run (default 20)")
     ev.add_argument("--seed", type=int, default=0,
                     help="seed of the first episode; episode i uses seed + i (default 0)")
@@ -125,6 +129,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="policy sampling temperature, 0 = argmax (default 1.0, the runtime's)")
     hil.add_argument("--web", type=int, metavar="PORT", default=None,
                      help="serve the teleoperation console on 127.0.0.1:PORT")
+
+
+def _add_pick_expert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Arguments of `zima sim pick-expert`."""
+    pick = sub.add_parser("pick-expert", help="run the pick-up task's scripted expert and "
+                          "print its success rate (zima.sim.pick)")
+    pick.add_argument("--scene", default="arena", help="a registered scene (default: arena)")
+    pick.add_argument("--episodes", type=int, default=20, help="episodes to run (default 20)")
+    pick.add_argument("--seed", type=int, default=0, help="seed of the first episode")
 
 
 def _add_suite(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -176,16 +189,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
+    from zima.contract import CONTRACTS
     from zima.episodes import IdleTrim
     from zima.sim.collect import CollectConfig, Progress, collect
+    from zima.sim.env import EnvConfig
+    from zima.sim.pick import PickConfig
 
     if args.policy is not None:
-        from zima.contract import DEFAULT
         from zima.onboard.policy import ModelError, load_model
 
         try:
             _check_sampling(args)
-            load_model(args.policy, DEFAULT)  # a refused model: one line, before any worker
+            # A refused model: one line, before any worker.
+            load_model(args.policy, CONTRACTS[args.task])
         except (ModelError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -195,7 +211,9 @@ def _collect(args: argparse.Namespace) -> int:
                                 args.policy is not None),
                             trim=IdleTrim(max_run=args.max_idle), noise=args.noise,
                             policy=args.policy, execute_k=args.execute_k,
-                            temperature=args.temperature)
+                            temperature=args.temperature, task=args.task,
+                            contract=CONTRACTS[args.task],
+                            env=PickConfig().env if args.task == "pick" else EnvConfig())
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -242,6 +260,8 @@ def _eval(args: argparse.Namespace) -> int:
     from zima.episodes import Outcome
     from zima.onboard.policy import ModelError
     from zima.sim.evaluate import EvalConfig, PolicyEpisode, evaluate
+    from zima.sim.pick import PickConfig
+    from zima.sim.pick_eval import evaluate_pick
 
     try:
         env = _env_config(args)
@@ -252,11 +272,16 @@ def _eval(args: argparse.Namespace) -> int:
         remote = {} if args.server is None else {"server": args.server,
                                                  "key_file": args.key_file}
         latency = {} if args.latency_ms is None else {"latency_s": args.latency_ms / 1e3}
+        if args.task == "pick" and args.time_limit is None:
+            env = PickConfig().env
         cfg = EvalConfig(scene=args.scene, episodes=args.episodes, seed=args.seed,
                          execute_k=args.execute_k, temperature=args.temperature,
                          video_dir=args.video_dir, videos=args.videos, env=env,
-                         workers=args.workers, **remote, **latency)
+                         workers=args.workers, arm_temperature=args.arm_temperature,
+                         **remote, **latency)
         _check_sampling(args)
+        if args.task == "pick" and (args.server is not None or args.video_dir is not None):
+            raise ValueError("--task pick runs a model file, without videos")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -268,6 +293,12 @@ def _eval(args: argparse.Namespace) -> int:
         _progress(done, args.episodes, successes / done)
 
     try:
+        if args.task == "pick":  # the pick-up task: its own report (zima.sim.pick_eval)
+            report = evaluate_pick(args.model, cfg, progress=_progress)
+            print(f"\n{args.model}: execute_k {args.execute_k}, temperature "
+                  f"{args.temperature}, arm temperature {args.arm_temperature}\n"
+                  f"{report.text()}")
+            return 0
         summary = evaluate(args.model or Path("remote"), cfg, on_episode=progress)
     except ModelError as exc:
         print(f"error: the runtime refuses this model: {exc}", file=sys.stderr)

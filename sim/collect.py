@@ -30,11 +30,13 @@ The pick-up task (``task="pick"``, :mod:`zima.sim.pick`): the pick expert
 contract, and each step also stores its arm action (``arm_action``: the jog bins) and the
 commanded tool pose and opening the policy sees (``arm_state``). A step counts as idle
 for trimming only when the tracks STOP and the arm holds (the arm works while the robot
-stands). Its ``noise`` perturbs the arm instead of the tracks: at each step where the
-expert moves the arm, with that probability, 1-3 steps of random x, y and z bins are
-executed instead of the expert's (its pitch, roll and gripper kept), every step labelled
-with the expert's bins (``expert_arm_action``): the data then shows the way back to the
-cube from a misplaced gripper. ``policy`` (DAgger) is the find task's only.
+stands). Its ``noise`` perturbs the arm as well as the tracks: at each step, with that
+probability, 1-3 steps of random x, y and z bins are executed instead of the expert's
+(its pitch, roll and gripper kept), every step labelled with the expert's bins
+(``expert_arm_action``): the data then shows the way back from a misplaced gripper to the
+cube, and while driving back to the stowed pose (the expert's), so that an arm out of
+place does not by itself mean "stop and grasp". ``policy`` (DAgger) is the find task's
+only.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ import numpy as np
 
 from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter, IdleTrim, Outcome, idle_mask
+from zima.onboard.arm_policy import hold_bins
+from zima.onboard.policy_runner import Step
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.expert import Expert
-from zima.sim.pick import ARM_HOLD, ArmAction, PickConfig, PickEnv, PickFailure
+from zima.sim.pick import ArmAction, PickConfig, PickEnv, PickFailure
 from zima.sim.pick_expert import PickExpert
 from zima.sim.seeded_pool import run_seeds
 
@@ -98,8 +102,6 @@ class CollectConfig:
         if (self.task == "pick") != bool(self.contract.arm_dims):
             raise ValueError("collect: the pick task records under a contract with an arm "
                              "head (zima.contract.PICK), the find task under one without")
-        if self.task == "pick" and self.policy is not None:
-            raise ValueError("collect: --policy is the find task's only")
         if self.episodes < 1 or self.workers < 1:
             raise ValueError("collect: episodes and workers must be at least 1")
         if not 0.0 <= self.noise < 1.0:
@@ -155,6 +157,17 @@ class _Steps:
         self.arm_labels.append(label)
         self.arm_states.append(state)
 
+    def trim_by(self, *, labels: bool) -> np.ndarray:
+        """The actions idle trimming looks at [T]: the labels or the executed actions; in
+        the pick task a step whose arm moves counts as moving (a stand-in FORWARD)."""
+        actions = np.array(self.labels if labels else self.actions)
+        if not self.arm:
+            return actions
+        hold = self.env.contract.arm_hold_bin
+        arm = self.arm_labels if labels else self.arm
+        moves = np.array([any(b != hold for b in bins) for bins in arm])  # [T]
+        return np.where(moves, int(Action.FORWARD), actions)
+
     def add(self, images: np.ndarray, action: int, label: int) -> None:
         """One step: the observation's images [n_images, H, W, 3] (its newest frame of each
         camera is stored), the executed action and the expert's label."""
@@ -203,10 +216,10 @@ def record_episode(env: ZimaEnv | PickEnv, seed: int, out_dir: Path,
                    cfg: CollectConfig) -> EpisodeStats:
     """Run one episode of ``env`` (the expert drives, or ``cfg.policy``) and write it (if
     kept); in this process."""
-    if isinstance(env, PickEnv):
-        return _record_pick_episode(env, seed, out_dir, cfg)
     if cfg.policy is not None:
         return _record_policy_episode(env, seed, out_dir, cfg, cfg.policy)
+    if isinstance(env, PickEnv):
+        return _record_pick_episode(env, seed, out_dir, cfg)
     expert = Expert(env)
     observation = env.reset(seed)
     expert.reset(seed)
@@ -231,29 +244,41 @@ def record_episode(env: ZimaEnv | PickEnv, seed: int, out_dir: Path,
                        trim_by=np.array(steps.actions), driver="expert", failure=result.failure)
 
 
-def _record_policy_episode(env: ZimaEnv, seed: int, out_dir: Path, cfg: CollectConfig,
-                           policy: Path) -> EpisodeStats:
-    """DAgger: ``policy`` drives one episode through the runtime, the expert labels it."""
+def _record_policy_episode(env: ZimaEnv | PickEnv, seed: int, out_dir: Path,
+                           cfg: CollectConfig, policy: Path) -> EpisodeStats:
+    """DAgger: ``policy`` drives one episode through the runtime, the expert labels it
+    (in the pick task its arm too: the arm's executed bins are the policy's)."""
     from zima.sim.evaluate import EvalConfig, policy_episode  # noqa: PLC0415 -- onnxruntime
 
-    expert = Expert(env)
-    expert.reset(seed)
+    picker = PickExpert(env) if isinstance(env, PickEnv) else None
+    expert = Expert(env) if isinstance(env, ZimaEnv) else None
+    for demonstrator in (picker, expert):
+        if demonstrator is not None:
+            demonstrator.reset(seed)
     steps: _Steps | None = None
 
-    def label(env: ZimaEnv, images: np.ndarray, action: Action) -> None:
+    def label(world: ZimaEnv, images: np.ndarray, step: Step) -> None:
         nonlocal steps
         if steps is None:  # the first step: the env has just been reset
-            steps = _Steps(env)
-        last = Action(steps.actions[-1]) if steps.actions else None
-        steps.add(images, action, expert.act(last))
+            steps = _Steps(world)
+        if expert is not None:
+            last = Action(steps.actions[-1]) if steps.actions else None
+            steps.add(images, step.action, expert.act(last))
+            return
+        assert picker is not None
+        drive, arm = picker.act()
+        steps.add_arm(step.arm or hold_bins(picker.env.contract), arm.bins,
+                      picker.env.arm_state())
+        steps.add(images, step.action, drive)
 
     run = EvalConfig(cfg.scene, episodes=1, seed=seed, execute_k=cfg.execute_k,
                      temperature=cfg.temperature, env=cfg.env)
     result, sha256 = asyncio.run(policy_episode(env, policy, run, seed, on_step=label))
     assert steps is not None, "an episode has at least one step"
+    failure = env.failure(result.outcome) if isinstance(env, PickEnv) else result.failure
     return steps.write(seed, result.outcome, out_dir, cfg, labelled=True,
-                       trim_by=np.array(steps.labels), driver=f"policy {sha256[:12]}",
-                       failure=result.failure)
+                       trim_by=steps.trim_by(labels=True), driver=f"policy {sha256[:12]}",
+                       failure=failure)
 
 
 def _record_pick_episode(env: PickEnv, seed: int, out_dir: Path,
@@ -267,25 +292,24 @@ def _record_pick_episode(env: PickEnv, seed: int, out_dir: Path,
     refused, burst = False, 0  # burst: noise steps still to execute
     while True:
         assert observation.images is not None  # the env renders
-        drive, label = expert.act(refused)
-        arm = label
-        if label != ARM_HOLD and (burst or rng.uniform() < cfg.noise):
+        label, arm_label = expert.act(refused)
+        drive, arm = label, arm_label
+        if burst or rng.uniform() < cfg.noise:
             burst = burst - 1 if burst else int(rng.integers(0, 3))
             xyz = tuple(int(b) for b in rng.integers(0, env.contract.n_arm_levels, 3))
-            arm = ArmAction(xyz + label.bins[3:])
+            arm = ArmAction(xyz + arm_label.bins[3:])
+            if label is not Action.STOP:  # never push a cube in reach away
+                drive = Action(int(rng.choice([a for a in Action if a is not label])))
         # The state the frames were taken in, before this step's jog.
-        steps.add_arm(arm.bins, label.bins, env.arm_state())
-        steps.add(observation.images, drive, drive)
+        steps.add_arm(arm.bins, arm_label.bins, env.arm_state())
+        steps.add(observation.images, drive, label)
         result = env.step(drive, arm)
         refused, observation = result.arm_refused, result.observation
         if result.done:
             break
-    hold = env.contract.arm_hold_bin
-    arm_moves = np.array([any(b != hold for b in bins) for bins in steps.arm])  # [T]
-    # Idle only where the tracks STOP and the arm holds: trim by a stand-in action.
-    trim_by = np.where(arm_moves, int(Action.FORWARD), np.array(steps.actions))
     return steps.write(seed, result.outcome, out_dir, cfg, labelled=cfg.noise > 0,
-                       trim_by=trim_by, driver="pick expert", failure=result.failure)
+                       trim_by=steps.trim_by(labels=False), driver="pick expert",
+                       failure=result.failure)
 
 
 # --- workers ------------------------------------------------------------------------------

@@ -33,6 +33,13 @@ output check and chunk queue, the network in between. The run stays in lock-step
 answer is waited for, and an inference still takes ``latency_s`` of sim time (set it to
 the round trip to model one), so the results do not depend on the network's speed.
 
+The pick-up task (:class:`~zima.sim.pick.PickEnv`, a model with an arm head) runs through
+the same loop: the runner is given the env's commanded tool pose and opening as its
+``arm_state`` when it plans, and each step's arm bins (``Step.arm``; a forced STOP holds
+the arm) go to ``PickEnv.step`` as the binned :class:`~zima.sim.pick.ArmAction`, whose
+velocities are the console's jog (:func:`zima.onboard.arm_policy.arm_jog_velocities`).
+:mod:`zima.sim.pick_eval` runs and reports such episodes.
+
 Everything is seeded (episode ``i`` uses ``seed + i`` for the env, for sampling and for
 the camera's phase) and the runner's clock is the sim clock, so a run does not depend on
 the machine's speed nor on the number of worker processes: the same model and seeds give
@@ -68,8 +75,9 @@ from zima.episodes import Outcome
 from zima.onboard.chunking import FRAME_SLACK_S, lead_ticks
 from zima.onboard.fusion import FrameFusion
 from zima.onboard.policy_runner import PlanTrace, PolicyConfig, PolicyRunner, Step
-from zima.sim.env import EnvConfig, Failure, ZimaEnv
+from zima.sim.env import EnvConfig, Failure, StepResult, ZimaEnv
 from zima.sim.expert import EpisodeResult
+from zima.sim.pick import ARM_HOLD, ArmAction, PickEnv, PickStepResult
 from zima.sim.video import VideoWriter
 
 __all__ = ["EpisodeResult", "EpisodeTask", "EpisodeTiming", "EvalConfig", "EvalSummary",
@@ -106,6 +114,7 @@ class EvalConfig:
     seed: int = 0  # seed of the first episode (env randomisation and action sampling)
     execute_k: int = 4  # actions executed per chunk (the runtime's PolicyConfig.execute_k)
     temperature: float = 1.0  # sampling temperature (the runtime's default); 0 = argmax
+    arm_temperature: float = 0.0  # the arm head's (the runtime's default: argmax)
     video_dir: Path | None = None  # where episode_<seed>.mp4 files go; None: no videos
     videos: int = 0  # how many of the first episodes to film
     env: EnvConfig = field(default_factory=EnvConfig)  # render must stay True
@@ -150,7 +159,7 @@ class EvalConfig:
 class PolicyEpisode(EpisodeResult):
     """A policy's episode: how it ended and, when it failed, why."""
 
-    failure: Failure | None = None
+    failure: Failure | None = None  # the find task's (a pick-up episode's: PickEnv.failure)
 
 
 def failure_counts(results: Sequence[PolicyEpisode]) -> dict[Failure, int]:
@@ -236,9 +245,9 @@ def _video(path: Path, contract: Contract) -> VideoWriter:
                        scale=VIDEO_SCALE)
 
 
-StepHook = Callable[[ZimaEnv, np.ndarray, Action], None]
+StepHook = Callable[[ZimaEnv, np.ndarray, Step], None]
 """Called each control step before the action is executed: (env, the observation's images
-[n_images, H, W, 3], the action the policy chose)."""
+[n_images, H, W, 3], the step the runner chose: its action and, with an arm head, bins)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,28 +311,33 @@ class EpisodeTiming:
         return cls(tick_s, per_action, lead, ahead_s, delay_s, first, step_s)
 
 
-async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: int, *,
+async def policy_episode(env: ZimaEnv | PickEnv, model_path: Path, cfg: EvalConfig, seed: int,
+                         *,
                          video: VideoWriter | None = None, on_step: StepHook | None = None,
                          on_plan: Callable[[PlanTrace], None] | None = None,
                          ) -> tuple[PolicyEpisode, str]:
     """One episode in lock-step (module doc); its result and the model's sha256.
-    ``on_plan`` receives the runner's ``PlanTrace`` of each chunk, on the sim clock."""
+    ``on_plan`` receives the runner's ``PlanTrace`` of each chunk, on the sim clock.
+    A :class:`PickEnv` (the pick-up task) takes each step's arm bins too (module doc)."""
     c = env.contract
+    world = env.world if isinstance(env, PickEnv) else env
     clock = SimClock(cfg.latency_s)
     fusion = FrameFusion(c)
     # latency_window=1: the runner's estimate is the modelled latency from its first plan
     # on; the one it measured with the wall clock (the load's warm-up) never counts.
     policy = PolicyConfig(model_path=model_path, execute_k=cfg.execute_k,
-                          temperature=cfg.temperature, seed=seed, latency_window=1)
+                          temperature=cfg.temperature, seed=seed, latency_window=1,
+                          arm_temperature=cfg.arm_temperature)
     if cfg.server is not None:  # the robot's remote backend; a lost link fails the run
         policy = dataclasses.replace(policy, backend="remote", server=cfg.server,
                                      key_file=cfg.key_file, request_timeout_s=REMOTE_TIMEOUT_S)
-    timing = EpisodeTiming.of(cfg, c, env.config.physics_dt_s, policy.latency_margin, seed)
+    timing = EpisodeTiming.of(cfg, c, world.config.physics_dt_s, policy.latency_margin, seed)
     newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
     forward = newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]
     forced = 0
+    arm_state = env.arm_state if isinstance(env, PickEnv) else None
     async with PolicyRunner(policy, c, fusion, clock=clock, on_plan=on_plan,
-                            tick_s=timing.tick_s) as runner:
+                            tick_s=timing.tick_s, arm_state=arm_state) as runner:
         images = env.reset(seed).images  # [n_images, H, W, 3]
         assert images is not None  # EvalConfig insists on rendering
         for cam, index in zip(c.cameras, newest, strict=True):
@@ -338,8 +352,13 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
             if video is not None:
                 video.add(images[forward], _label(tick * timing.tick_s, step))
             if on_step is not None:
-                on_step(env, images, step.action)
-            result = env.step(step.action, capture_ahead_s=timing.capture_s)
+                on_step(world, images, step)
+            if isinstance(env, PickEnv):
+                arm = ARM_HOLD if step.arm is None else ArmAction(step.arm)
+                result: StepResult | PickStepResult = env.step(
+                    step.action, arm, capture_ahead_s=timing.capture_s)
+            else:
+                result = env.step(step.action, capture_ahead_s=timing.capture_s)
             if result.done:
                 break
             images = result.observation.images
@@ -356,8 +375,9 @@ async def policy_episode(env: ZimaEnv, model_path: Path, cfg: EvalConfig, seed: 
         video.add(result.observation.images[forward],
                   [f"t {result.time_s:5.1f} s", f"outcome: {result.outcome.value}",
                    *([f"failure: {result.failure.value}"] if result.failure else [])])
-    return PolicyEpisode(seed, result.outcome, env.steps, result.time_s, forced,
-                         result.failure), sha256
+    failure = result.failure if isinstance(result.failure, Failure) else None
+    return PolicyEpisode(seed, result.outcome, world.steps, result.time_s, forced,
+                         failure), sha256
 
 
 async def _inside_step(runner: PolicyRunner, clock: SimClock, fusion: FrameFusion,

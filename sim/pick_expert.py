@@ -4,8 +4,10 @@ It plays :class:`~zima.sim.pick.PickEnv` with the actions a policy has (a drivin
 and an :class:`~zima.sim.pick.ArmAction`, a binned jog, every step), in phases:
 
 1. drive: the find task's expert (:class:`~zima.sim.expert.Expert`: search, approach,
-   round furniture) with the arm held, until the cube's centre is within ``stop_m`` of
-   the arm's yaw axis and a grasp of it is in reach; then STOP for the rest;
+   round furniture) with the arm held, until the cube's centre is within ``stop_m`` of the
+   arm's yaw axis and a grasp of it is in reach; then STOP for the rest. Further than
+   ``stow_beyond_m`` from the cube an arm that is not stowed (perturbed) is jogged back;
+   nearer, a cube pushed out of reach is driven after with the arm where it is;
 2. reach: the tool to ``hover_m`` above the grasp point, the gripper pointing down
    (pitch pi/2) and turned square to the cube's faces (roll), the gripper open;
 3. descend to the grasp height (the fingertips ``finger_clear_m`` above the floor),
@@ -33,8 +35,8 @@ from enum import Enum
 from zima.contract import Action
 from zima.episodes import Outcome
 from zima.onboard.arm_policy import JOG_LIMITS
-from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M
-from zima.onboard.kinematics import ToolPose
+from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M, gripper_opening_m
+from zima.onboard.kinematics import ARM, ToolPose
 from zima.sim.evaluate import wilson_interval
 from zima.sim.expert import Expert
 from zima.sim.pick import (
@@ -94,6 +96,8 @@ class PickExpertConfig:
     near_rad: float = 0.03
     # Steps to hold the squeeze before lifting.
     settle_steps: int = 2
+    # While driving, the arm is jogged back to the stowed pose this far from the cube, m.
+    stow_beyond_m: float = 0.4
 
 
 class PickExpert:
@@ -120,7 +124,9 @@ class PickExpert:
         elif self.phase is Phase.LIFT and not self.env.world.held():
             self.phase = Phase.REACH  # slipped or missed: open and grasp afresh
         if self.phase is Phase.DRIVE:
-            return self._drive(), ARM_HOLD
+            centre, _ = self.env.world.cube_in_arm()
+            far = math.hypot(centre[0], centre[1]) > self.config.stow_beyond_m
+            return self._drive(), self._stow() if far else ARM_HOLD
         self._advance()
         goal, opening = self._goal()
         return Action.STOP, self._jog(goal, opening, last_refused)
@@ -187,6 +193,17 @@ class PickExpert:
         worst = max(dims, key=lambda i: abs(error[i]) / JOG_LIMITS[i])
         return ArmAction(tuple(b if i in (worst, ARM_DIMS - 1) else HOLD_BIN
                                for i, b in enumerate(action.bins)))
+
+    def _stow(self) -> ArmAction:
+        """Toward the stowed pose the episode starts in (commanded, not measured: the arm
+        sags there too); hold once there."""
+        pose = self.env.world.config.robot.arm_pose
+        stowed = ARM.tool_pose(tuple(pose[:-1]))
+        t = self.env.tool
+        error = (stowed.x - t.x, stowed.y - t.y, stowed.z - t.z, stowed.pitch - t.pitch,
+                 math.remainder(stowed.roll - t.roll, math.tau),
+                 gripper_opening_m(pose[-1]) - self.env.opening_m)
+        return jog_toward(error, 1.0 / self.env.contract.control_hz)
 
     def _in_reach(self) -> bool:
         """The cube's centre is within stop_m of the arm's yaw axis and the grasp and the

@@ -22,6 +22,7 @@ asks it not to. What the logits are, so that a test can predict the actions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,23 @@ IR_VERSION = 8
 def history_chunk(last: int, contract: Contract) -> list[int]:
     """The argmax chunk of the ``history`` model after ``last``."""
     return [(last + 1 + 2 * j) % contract.n_actions for j in range(contract.chunk_len)]
+
+
+def zero_of_inputs(const: Callable[[str, np.ndarray], str],
+                   images_name: str = IMAGES_INPUT) -> list[onnx.NodeProto]:
+    """Nodes of ``z3``, a [B, 1, 1] float zero that depends on the images and the action
+    history (keeps both in the graph), and of ``zero``, a float 0; ``const(name, value)``
+    adds an initializer and returns its name."""
+    return [
+        helper.make_node("Cast", [images_name], ["img_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMax", ["img_f"], ["img_max"], keepdims=0, axes=[1, 2, 3, 4]),
+        helper.make_node("Cast", [ACTION_HISTORY_INPUT], ["hist_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["hist_f", const("ax1", np.array([1], np.int64))],
+                         ["hist_sum"], keepdims=0),
+        helper.make_node("Add", ["img_max", "hist_sum"], ["both"]),  # [B]
+        helper.make_node("Mul", ["both", const("zero", np.zeros((), np.float32))], ["z"]),
+        helper.make_node("Unsqueeze", ["z", const("ax12", np.array([1, 2], np.int64))], ["z3"]),
+    ]
 
 
 def build_model(
@@ -77,17 +95,7 @@ def build_model(
         inits.append(numpy_helper.from_array(value, name))
         return name
 
-    # A [B, 1, 1] float zero that depends on both inputs: keeps them in the graph.
-    nodes += [
-        helper.make_node("Cast", [images_name], ["img_f"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceMax", ["img_f"], ["img_max"], keepdims=0, axes=[1, 2, 3, 4]),
-        helper.make_node("Cast", [ACTION_HISTORY_INPUT], ["hist_f"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceSum", ["hist_f", const("ax1", np.array([1], np.int64))],
-                         ["hist_sum"], keepdims=0),
-        helper.make_node("Add", ["img_max", "hist_sum"], ["both"]),  # [B]
-        helper.make_node("Mul", ["both", const("zero", np.zeros((), np.float32))], ["z"]),
-        helper.make_node("Unsqueeze", ["z", const("ax12", np.array([1, 2], np.int64))], ["z3"]),
-    ]
+    nodes += zero_of_inputs(const, images_name)
     if kind in ("table", "tracks"):
         values = np.zeros((chunk, n), np.float32) if table is None else table
         nodes.append(helper.make_node("Add", ["z3", const("table", values[None].astype(

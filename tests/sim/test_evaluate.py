@@ -213,7 +213,7 @@ def test_the_policy_sees_observations_as_old_as_the_runtimes(
                      camera_fps=camera_fps)
     try:
         asyncio.run(policy_episode(env, model, cfg, seed=0, on_plan=traces.append,
-                                   on_step=lambda _env, _images, action: driven.append(action)))
+                                   on_step=lambda _env, _images, step: driven.append(step.action)))
     finally:
         env.close()
     # The runtime's model: its queue, at its loop's period, after an inference this long.
