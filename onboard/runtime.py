@@ -538,12 +538,10 @@ class Runtime:
                 self._record_step(now_s, decision)
             self._last_tick_s = now_s
             next_tick += period_s
-            delay = next_tick - loop.time()
-            if delay < -period_s:  # a whole period late: start the schedule afresh
+            if next_tick - loop.time() < -period_s:  # a whole period late: start afresh
                 self._timer.overruns += 1
                 next_tick = loop.time()
-                delay = 0.0
-            await asyncio.sleep(max(delay, 0.0))
+            await realtime.sleep_until(loop, next_tick, self.config.realtime.tick_spin_s)
 
     def _fuse(self, rig: CameraRig) -> None:
         """Take the cameras' new frames into the fusion."""

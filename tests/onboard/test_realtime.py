@@ -4,6 +4,7 @@ system refuses is a warning, not a failure."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import subprocess
@@ -66,6 +67,30 @@ def test_sched_fifo_where_allowed_and_a_warning_where_not(tmp_path: Path) -> Non
          sys.executable, "-c", script], capture_output=True, text=True, check=True,
         timeout=60, cwd=tmp_path)
     out = unprivileged.stdout
-    assert "SCHED_FIFO priority 10" in out and "CAP_SYS_NICE" in out
+    assert "SCHED_FIFO priority 10" in out
+    assert "CAP_SYS_NICE" in out
     assert out.split()[-2:] == ["False", "0.0005"]
     assert "running without it" in unprivileged.stderr
+
+
+@pytest.mark.parametrize("spin_s", [0.0, 0.001, 0.003])
+def test_sleep_until_never_returns_early_and_lets_other_tasks_run(spin_s: float) -> None:
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        other = loop.call_later(0.002, seen.append, "other task")
+        for delay_s in (0.0, 0.0004, 0.0013, 0.0102):
+            deadline = loop.time() + delay_s
+            await realtime.sleep_until(loop, deadline, spin_s)
+            assert loop.time() >= deadline
+        await realtime.sleep_until(loop, loop.time() - 1.0, spin_s)  # already past: at once
+        other.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == ["other task"]  # ran during the 10 ms wait
+
+
+def test_the_spin_is_bounded() -> None:
+    with pytest.raises(ValueError, match="tick_spin_s"):
+        RealtimeConfig(tick_spin_s=0.01)
+    assert RealtimeConfig().tick_spin_s == 0.001
