@@ -168,13 +168,12 @@ def failure_counts(results: Sequence[PolicyEpisode]) -> dict[Failure, int]:
     return {f: counts[f] for f in Failure}
 
 
-@dataclass(frozen=True, slots=True)
-class EvalSummary:
-    """The episodes of one evaluation and how long it took (wall clock)."""
+class SuccessTally:
+    """Success counting over a record's ``results`` (an evaluation, a suite cell): mixed
+    into the frozen dataclasses that hold them."""
 
-    model_sha256: str
+    __slots__ = ()
     results: tuple[PolicyEpisode, ...]
-    wall_s: float
 
     @property
     def successes(self) -> int:
@@ -193,6 +192,15 @@ class EvalSummary:
     def failures(self) -> dict[Failure, int]:
         """Failed episodes by failure class (every class listed, zeros included)."""
         return failure_counts(self.results)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSummary(SuccessTally):
+    """The episodes of one evaluation and how long it took (wall clock)."""
+
+    model_sha256: str
+    results: tuple[PolicyEpisode, ...]
+    wall_s: float
 
     @property
     def outcomes(self) -> dict[Outcome, int]:

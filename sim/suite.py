@@ -42,15 +42,13 @@ from typing import Any, cast
 import numpy as np
 
 from zima.contract import DEFAULT, Contract
-from zima.episodes import Outcome
 from zima.sim.env import EnvConfig, Failure, ZimaEnv
 from zima.sim.evaluate import (
     EpisodeTask,
     EvalConfig,
     PolicyEpisode,
-    failure_counts,
+    SuccessTally,
     run_episodes,
-    wilson_interval,
 )
 from zima.sim.randomize import EpisodeDomain, Randomizer
 from zima.sim.scenes import SCENES
@@ -248,25 +246,9 @@ def suite_cells(cfg: SuiteConfig) -> list[Cell]:
 
 
 @dataclass(frozen=True, slots=True)
-class CellResult:
+class CellResult(SuccessTally):
     cell: Cell
     results: tuple[PolicyEpisode, ...]
-
-    @property
-    def successes(self) -> int:
-        return sum(r.outcome is Outcome.SUCCESS for r in self.results)
-
-    @property
-    def rate(self) -> float:
-        return self.successes / len(self.results)
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return wilson_interval(self.successes, len(self.results))
-
-    @property
-    def failures(self) -> dict[Failure, int]:
-        return failure_counts(self.results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,10 +273,10 @@ class SuiteResult:
                  f"{cfg.axis_scene}, execute_k {cfg.execute_k}, temperature {cfg.temperature}")
         lines = [title, head, "-" * len(head)]
         for c in self.cells:
-            low, high = c.ci
+            low, high = c.success_ci
             before = "" if baseline is None else (
                 f"{baseline[c.cell.name]:>8.0%}" if c.cell.name in baseline else f"{'-':>8}")
-            lines.append(f"{c.cell.name:<26}{len(c.results):>4}{c.rate:>9.0%}  "
+            lines.append(f"{c.cell.name:<26}{len(c.results):>4}{c.success_rate:>9.0%}  "
                          f"{f'{low:.0%}-{high:.0%}':<12}{before}"
                          + "".join(f"{c.failures[f]:>6}" for f in Failure))
         if "scene" in cfg.axes and PROCEDURAL not in SCENES:
@@ -315,8 +297,8 @@ class SuiteResult:
             "procedural_registered": PROCEDURAL in SCENES, "wall_s": self.wall_s,
             "cells": [{"name": c.cell.name, "axis": c.cell.axis, "label": c.cell.label,
                        "x": c.cell.x, "scene": c.cell.scene, "episodes": len(c.results),
-                       "successes": c.successes, "success_rate": c.rate,
-                       "ci95_wilson": list(c.ci),
+                       "successes": c.successes, "success_rate": c.success_rate,
+                       "ci95_wilson": list(c.success_ci),
                        "failures": {f.value: k for f, k in c.failures.items()},
                        "episodes_by_seed": [[r.seed, r.outcome.value,
                                              r.failure.value if r.failure else None]
@@ -405,7 +387,7 @@ def plot_suite(suite: SuiteResult, path: Path, draw: str = "auto") -> Path:
     panels: dict[str, list[CellResult]] = {}
     for c in suite.cells:
         panels.setdefault(c.cell.axis, []).append(c)
-    nominal = next((c.rate for c in suite.cells
+    nominal = next((c.success_rate for c in suite.cells
                     if c.cell.axis == "scene" and c.cell.scene == suite.config.axis_scene), None)
     if draw == "auto":
         try:
@@ -439,8 +421,8 @@ def _plot_matplotlib(panels: dict[str, list[CellResult]], nominal: float | None,
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
     for ax, (axis, cells) in zip(axes.flat, panels.items(), strict=False):
-        rates = np.array([c.rate for c in cells]) * 100  # [n] percent
-        ci = np.array([c.ci for c in cells]).T * 100  # [2, n]
+        rates = np.array([c.success_rate for c in cells]) * 100  # [n] percent
+        ci = np.array([c.success_ci for c in cells]).T * 100  # [2, n]
         err = np.clip(np.stack([rates - ci[0], ci[1] - rates]), 0.0, None)  # [2, n]
         if axis == "scene":
             ax.bar(range(len(cells)), rates, yerr=err, capsize=4, color="tab:blue")
@@ -496,11 +478,11 @@ def _plot_opencv(panels: dict[str, list[CellResult]], nominal: float | None,
         points = []
         for c, x in zip(cells, xs, strict=True):
             px = round(x0 + 20 + (x1 - x0 - 40) * (x - lo) / span)
-            low, high = c.ci
+            low, high = c.success_ci
             cv2.line(img, (px, py(low)), (px, py(high)), (180, 120, 30), 1)
-            cv2.circle(img, (px, py(c.rate)), 4, (180, 120, 30), -1)
+            cv2.circle(img, (px, py(c.success_rate)), 4, (180, 120, 30), -1)
             cv2.putText(img, c.cell.label[:9], (px - 20, y0 + 14), font, 0.33, (0, 0, 0), 1)
-            points.append((px, py(c.rate)))
+            points.append((px, py(c.success_rate)))
         if axis != "scene":
             cv2.polylines(img, [np.array(points, np.int32)], isClosed=False,
                           color=(180, 120, 30))
