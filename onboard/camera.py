@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -47,7 +48,7 @@ from zima.onboard.camera_config import (
 from zima.onboard.frame import Frame
 from zima.onboard.fusion import fit_image
 
-__all__ = ["Camera", "CameraRig", "Capture", "centre_crop", "open_capture"]
+__all__ = ["Camera", "CameraOptions", "CameraRig", "Capture", "centre_crop", "open_capture"]
 
 log = logging.getLogger("zima.onboard.camera")
 
@@ -90,23 +91,23 @@ def centre_crop(image: np.ndarray, fraction: float) -> np.ndarray:
     return image[top : top + ch, left : left + cw]
 
 
+@dataclass(frozen=True, slots=True)
+class CameraOptions:
+    """What a camera (or each camera of a rig) is handed besides its config."""
+
+    clock: Callable[[], float] = time.monotonic  # monotonic seconds: frames stamped by it
+    opener: Callable[[CameraConfig], Capture] = open_capture  # the hardware seam
+    on_status: Callable[[CameraStatus], None] | None = None  # on the loop, per state change
+    fit_to: tuple[int, int] | None = None  # (height, width): also deliver Frame.fitted
+    on_frame: Callable[[str], None] | None = None  # on the loop with the name, per frame
+
+
 class Camera:
     """One camera and its capture thread; see the module docstring."""
 
-    def __init__(
-        self,
-        config: CameraConfig,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        opener: Callable[[CameraConfig], Capture] = open_capture,
-        on_status: Callable[[CameraStatus], None] | None = None,
-        fit_to: tuple[int, int] | None = None,
-        on_frame: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, config: CameraConfig, options: CameraOptions = CameraOptions()) -> None:
         self.config = config
-        self._on_frame = on_frame  # called on the event loop with the name, per new frame
-        self._fit_to = fit_to  # (height, width): also deliver Frame.fitted at this size
-        self._clock, self._opener, self._on_status = clock, opener, on_status
+        self._options = options
         self._lock = threading.Lock()  # guards everything below that the thread writes
         self._frame: Frame | None = None
         self._state = CameraState.OPENING
@@ -169,7 +170,7 @@ class Camera:
         backoff_s = cfg.retry_min_s
         while not self._stop.is_set():  # the state stays FAILED while it retries
             try:
-                cap = self._opener(cfg)
+                cap = self._options.opener(cfg)
             except (CameraError, cv2.error) as exc:
                 self._fail(f"{exc}", first_attempt=True)
             else:
@@ -195,19 +196,19 @@ class Camera:
                 raise CameraReadError(
                     f"camera {cfg.name!r}: no frame from {cfg.source!r} "
                     "(unplugged, stream ended or driver error)")
-            captured_s = self._clock()  # at capture: before the decode's few milliseconds
+            captured_s = self._options.clock()  # at capture: before the decode's few milliseconds
             ok, bgr = cap.retrieve()
             if not ok or bgr is None:
                 raise CameraReadError(f"camera {cfg.name!r}: cannot decode a frame")
             rgb = cv2.cvtColor(centre_crop(bgr, cfg.crop), cv2.COLOR_BGR2RGB)  # [h, w, 3] uint8
-            fitted = None if self._fit_to is None else fit_image(rgb, *self._fit_to)
+            fitted = None if self._options.fit_to is None else fit_image(rgb, *self._options.fit_to)
             self._frames_since_open += 1
             with self._lock:
                 self._frames += 1
                 self._frame = Frame(cfg.name, rgb, captured_s, self._frames, fitted)
-            if self._on_frame is not None and self._loop is not None:
+            if self._options.on_frame is not None and self._loop is not None:
                 with contextlib.suppress(RuntimeError):  # the loop closed under the thread
-                    self._loop.call_soon_threadsafe(self._on_frame, cfg.name)
+                    self._loop.call_soon_threadsafe(self._options.on_frame, cfg.name)
             if self._state is not CameraState.STREAMING:
                 self._set(CameraState.STREAMING, None)
                 log.info("camera %r: streaming from %r", cfg.name, cfg.source)
@@ -226,31 +227,22 @@ class Camera:
         with self._lock:
             changed = (state, error) != (self._state, self._error)
             self._state, self._error = state, error
-        if changed and self._on_status is not None and self._loop is not None:
-            status = self.status(self._clock())
+        if changed and self._options.on_status is not None and self._loop is not None:
+            status = self.status(self._options.clock())
             with contextlib.suppress(RuntimeError):  # the loop closed under a stuck thread
-                self._loop.call_soon_threadsafe(self._on_status, status)
+                self._loop.call_soon_threadsafe(self._options.on_status, status)
 
 
 class CameraRig:
     """Several cameras under one ``async with`` (the contract's, forward and wrist)."""
 
-    def __init__(
-        self,
-        configs: Sequence[CameraConfig] | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        opener: Callable[[CameraConfig], Capture] = open_capture,
-        on_status: Callable[[CameraStatus], None] | None = None,
-        fit_to: tuple[int, int] | None = None,
-        on_frame: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, configs: Sequence[CameraConfig] | None = None,
+                 options: CameraOptions = CameraOptions()) -> None:
         configs = default_cameras() if configs is None else tuple(configs)
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise ValueError(f"CameraRig: camera names must be distinct: {names}")
-        self.cameras = {c.name: Camera(c, clock=clock, opener=opener, on_status=on_status,
-                                       fit_to=fit_to, on_frame=on_frame) for c in configs}
+        self.cameras = {c.name: Camera(c, options) for c in configs}
         self._stack = contextlib.AsyncExitStack()
         self._seen: dict[str, int] = dict.fromkeys(names, 0)
 

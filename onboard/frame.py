@@ -18,6 +18,6 @@ class Frame:
     image_rgb: np.ndarray  # [H, W, 3] uint8 RGB, centre-cropped, native resolution
     captured_s: float  # camera clock when the frame was grabbed
     seq: int  # frames delivered by this camera so far (a consumer can tell what it skipped)
-    # [h, w, 3] uint8 RGB at the policy's input size (``Camera(fit_to=...)``), made on the
-    # capture thread so the control loop never resizes; None when not asked for.
+    # [h, w, 3] uint8 RGB at the policy's input size (``CameraOptions(fit_to=...)``), made
+    # on the capture thread so the control loop never resizes; None when not asked for.
     fitted: np.ndarray | None = None

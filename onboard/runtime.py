@@ -96,7 +96,7 @@ from zima.onboard.api import (
 )
 from zima.onboard.arm_poses import gripper_opening_m
 from zima.onboard.arm_teleop import ARM_TARGETS, ArmPlan, ArmTeleop
-from zima.onboard.camera import CameraRig, Capture, open_capture
+from zima.onboard.camera import CameraOptions, CameraRig, Capture, open_capture
 from zima.onboard.camera_config import CameraConfig, CameraError
 from zima.onboard.config import RuntimeConfig
 from zima.onboard.frame import Frame
@@ -389,9 +389,9 @@ class Runtime:
         self._notifier.status("opening cameras")
         try:
             self._rig = await stack.enter_async_context(
-                CameraRig(cfg.cameras, clock=self._clock, opener=self._opener,
-                          on_frame=self._on_frame,
-                          fit_to=(self.contract.image_height, self.contract.image_width)))
+                CameraRig(cfg.cameras, CameraOptions(
+                    clock=self._clock, opener=self._opener, on_frame=self._on_frame,
+                    fit_to=(self.contract.image_height, self.contract.image_width))))
         except CameraError as exc:
             raise RuntimeStartError(f"cameras: {exc}") from exc
         stack.push_async_callback(self._policy_stack.aclose)

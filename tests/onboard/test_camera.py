@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from zima.onboard.camera import Camera, CameraRig
+from zima.onboard.camera import Camera, CameraOptions, CameraRig
 from zima.onboard.camera_config import CameraConfig, CameraOpenError, CameraState, CameraStatus
 from zima.onboard.fusion import fit_image
 
@@ -60,7 +60,7 @@ def test_frames_are_cropped_rgb_and_stamped_with_the_injected_clock(tmp_path: Pa
 
     async def main() -> None:
         config = CameraConfig(name="forward", source=str(video), crop=0.5)
-        async with Camera(config, clock=lambda: next(ticks)) as cam:
+        async with Camera(config, CameraOptions(clock=lambda: next(ticks))) as cam:
             await until(lambda: cam.status(0.0).frames >= 3, "frames")
             frame = cam.latest()
             assert frame is not None
@@ -84,7 +84,7 @@ def test_fitted_frames_are_made_on_the_capture_thread_at_the_policy_size(
 
     async def main() -> None:
         config = CameraConfig(name="forward", source=str(video))
-        async with Camera(config, fit_to=(48, 64)) as cam:
+        async with Camera(config, CameraOptions(fit_to=(48, 64))) as cam:
             await until(lambda: cam.status(0.0).frames >= 1, "a frame")
             frame = cam.latest()
             assert frame is not None
@@ -107,7 +107,7 @@ def test_a_source_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None
     async def main() -> None:
         config = CameraConfig(name="wrist", source=str(missing))
         with pytest.raises(CameraOpenError, match=r"camera 'wrist': cannot open source .*no-such"):
-            async with Camera(config, on_status=seen.append):
+            async with Camera(config, CameraOptions(on_status=seen.append)):
                 pass
         await asyncio.sleep(0)  # let the thread's status reports run on the loop
 
@@ -125,7 +125,7 @@ def test_a_source_that_ends_goes_stale_and_is_retried(tmp_path: Path) -> None:
     async def main() -> None:
         config = CameraConfig(name="forward", source=str(video), stale_after_s=0.2,
                               retry_min_s=0.01, retry_max_s=0.02)
-        async with Camera(config, clock=lambda: now_s[0]) as cam:
+        async with Camera(config, CameraOptions(clock=lambda: now_s[0])) as cam:
             # The file ends after 5 frames (an unplugged camera); each reopen reads it again.
             await until(lambda: cam.status(0.0).failures >= 3, "three failures")
             assert cam.status(0.0).frames >= 15

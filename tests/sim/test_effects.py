@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from zima.contract import DEFAULT, Action
-from zima.onboard.camera import Camera
+from zima.onboard.camera import Camera, CameraOptions
 from zima.onboard.camera_config import CameraConfig
 from zima.sim.effects import (
     AT_REST,
@@ -189,7 +189,8 @@ def test_the_sensor_path_is_the_runtime_cameras_own() -> None:
 
     async def runtime_frame() -> np.ndarray:
         config = CameraConfig(name="forward", source="still", crop=crop)
-        async with Camera(config, opener=lambda _: _StillCapture(bgr), fit_to=(H, W)) as cam:
+        options = CameraOptions(opener=lambda _: _StillCapture(bgr), fit_to=(H, W))
+        async with Camera(config, options) as cam:
             async with asyncio.timeout(10):
                 while (frame := cam.latest()) is None:
                     await asyncio.sleep(0.005)
