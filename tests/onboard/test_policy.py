@@ -53,6 +53,17 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(guarded())
 
 
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    """The default test model (its chunk follows from the action history) for DEFAULT."""
+    return build_model(tmp_path / "p.onnx", DEFAULT)
+
+
+@pytest.fixture
+def fusion() -> FrameFusion:
+    return FrameFusion(DEFAULT)
+
+
 def fresh_fusion(contract: Contract, now_s: float) -> FrameFusion:
     fusion = FrameFusion(contract)
     feed(fusion, now_s)
@@ -282,12 +293,10 @@ async def stepped_runner(fusion: FrameFusion, model_path: Path, *, inference_s: 
 
 
 @pytest.mark.parametrize("execute_k", [1, 2, 4])
-def test_runner_executes_k_of_n_then_replans(tmp_path: Path, execute_k: int) -> None:
-    path = build_model(tmp_path / "p.onnx", DEFAULT)
-    fusion = FrameFusion(DEFAULT)
-
+def test_runner_executes_k_of_n_then_replans(model_path: Path, fusion: FrameFusion,
+                                             execute_k: int) -> None:
     async def main() -> None:
-        async with stepped_runner(fusion, path, execute_k=execute_k,
+        async with stepped_runner(fusion, model_path, execute_k=execute_k,
                                   temperature=0.0) as (runner, clock):
             steps = await lock_step(runner, fusion, clock, 13)
             assert steps[0] == Step(Action.STOP, "waiting for the first plan")
@@ -298,12 +307,10 @@ def test_runner_executes_k_of_n_then_replans(tmp_path: Path, execute_k: int) -> 
     run(main)
 
 
-def test_runner_stops_on_stale_input_and_drops_its_plan(tmp_path: Path) -> None:
-    path = build_model(tmp_path / "p.onnx", DEFAULT)
-    fusion = FrameFusion(DEFAULT)
-
+def test_runner_stops_on_stale_input_and_drops_its_plan(model_path: Path,
+                                                        fusion: FrameFusion) -> None:
     async def main() -> None:
-        async with stepped_runner(fusion, path, temperature=0.0) as (runner, clock):
+        async with stepped_runner(fusion, model_path, temperature=0.0) as (runner, clock):
             first = runner.tick(0.0)
             assert first.action is Action.STOP
             assert first.reason == ("stale input: camera 'forward': no frame yet; "
@@ -325,13 +332,11 @@ def test_runner_stops_on_stale_input_and_drops_its_plan(tmp_path: Path) -> None:
     run(main)
 
 
-def test_an_early_plan_sees_the_pending_actions_in_its_history(tmp_path: Path) -> None:
-    path = build_model(tmp_path / "p.onnx", DEFAULT)
-    fusion = FrameFusion(DEFAULT)
-
+def test_an_early_plan_sees_the_pending_actions_in_its_history(model_path: Path,
+                                                               fusion: FrameFusion) -> None:
     async def main() -> None:
         # A huge margin makes any latency look long: plan as soon as the last plan is back.
-        async with stepped_runner(fusion, path, execute_k=2, temperature=0.0,
+        async with stepped_runner(fusion, model_path, execute_k=2, temperature=0.0,
                                   latency_margin=1e6) as (runner, clock):
             assert not runner.status.keeps_up
             steps = await lock_step(runner, fusion, clock, 6)
@@ -341,13 +346,11 @@ def test_an_early_plan_sees_the_pending_actions_in_its_history(tmp_path: Path) -
     run(main)
 
 
-def test_the_measured_latency_moves_the_start_of_the_next_plan(tmp_path: Path) -> None:
-    path = build_model(tmp_path / "p.onnx", DEFAULT)
-    fusion = FrameFusion(DEFAULT)
-
+def test_the_measured_latency_moves_the_start_of_the_next_plan(model_path: Path,
+                                                               fusion: FrameFusion) -> None:
     async def main() -> None:
         # inferences of 2.5 action periods, ticked once per action
-        async with stepped_runner(fusion, path, execute_k=4, temperature=0.0,
+        async with stepped_runner(fusion, model_path, execute_k=4, temperature=0.0,
                                   latency_margin=1.0, inference_s=0.25) as (runner, clock):
             steps = await lock_step(runner, fusion, clock, 12)
             assert runner.status.latency_max_s == pytest.approx(0.25)
@@ -383,14 +386,12 @@ async def loop_ticks(runner: PolicyRunner, fusion: FrameFusion, clock: SteppedCl
 
 @pytest.mark.parametrize(("inference_s", "lead_ticks"), [(0.004, 1), (0.013, 1), (0.02, 2),
                                                          (0.05, 4)])
-def test_the_runner_plans_at_the_loops_resolution(tmp_path: Path, inference_s: float,
-                                                   lead_ticks: int) -> None:
-    path = build_model(tmp_path / "p.onnx", DEFAULT)
+def test_the_runner_plans_at_the_loops_resolution(model_path: Path, fusion: FrameFusion,
+                                                   inference_s: float, lead_ticks: int) -> None:
     clock = SteppedClock(inference_s)
-    fusion = FrameFusion(DEFAULT)
     traces: list[PlanTrace] = []
     # latency_window=1: the plans' own latency, not the load's warm-up (wall clock).
-    config = PolicyConfig(model_path=path, execute_k=4, temperature=0.0, latency_window=1)
+    config = PolicyConfig(model_path=model_path, execute_k=4, temperature=0.0, latency_window=1)
 
     async def main() -> None:
         async with PolicyRunner(config, DEFAULT, fusion, clock=clock, on_plan=traces.append,
@@ -425,11 +426,10 @@ def test_the_runner_plans_at_the_loops_resolution(tmp_path: Path, inference_s: f
     run(main)
 
 
-def test_stale_frames_stop_the_runner_between_loop_ticks(tmp_path: Path) -> None:
-    path = build_model(tmp_path / "p.onnx", DEFAULT)
+def test_stale_frames_stop_the_runner_between_loop_ticks(model_path: Path,
+                                                         fusion: FrameFusion) -> None:
     clock = SteppedClock(0.004)
-    fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=4, temperature=0.0, latency_window=1)
+    config = PolicyConfig(model_path=model_path, execute_k=4, temperature=0.0, latency_window=1)
 
     async def main() -> None:
         async with PolicyRunner(config, DEFAULT, fusion, clock=clock, tick_s=TICK_S) as runner:
@@ -447,12 +447,11 @@ def test_stale_frames_stop_the_runner_between_loop_ticks(tmp_path: Path) -> None
     run(main)
 
 
-def test_a_runner_not_ticked_for_an_action_forgets_its_plan(tmp_path: Path) -> None:
+def test_a_runner_not_ticked_for_an_action_forgets_its_plan(model_path: Path,
+                                                            fusion: FrameFusion) -> None:
     """Autonomy paused (the runtime stops ticking it): a queued chunk is old news."""
-    path = build_model(tmp_path / "p.onnx", DEFAULT)
     clock = SteppedClock()
-    fusion = FrameFusion(DEFAULT)
-    config = PolicyConfig(model_path=path, execute_k=4, temperature=0.0)
+    config = PolicyConfig(model_path=model_path, execute_k=4, temperature=0.0)
 
     async def main() -> None:
         async with PolicyRunner(config, DEFAULT, fusion, clock=clock, tick_s=TICK_S) as runner:
