@@ -6,6 +6,8 @@ added later) is covered over the full range of every field.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -101,14 +103,30 @@ def test_any_chunking_gives_the_same_events(
 # --- corruption ---------------------------------------------------------------------------
 
 
-@given(messages, seqs, st.data())
-def test_single_bit_flip_never_gives_another_message(
-    msg: Message, seq: int, data: st.DataObject
-) -> None:
+class Site(NamedTuple):
+    """A message, its frame on the wire, and a byte position in that frame."""
+
+    msg: Message
+    seq: int
+    wire: bytes
+    pos: int
+
+
+@st.composite
+def sites(draw: st.DrawFn, *, past_end: bool = False) -> Site:
+    """Any message's frame and any index in it (``past_end``: up to ``len(wire)`` too,
+    where a byte can be inserted)."""
+    msg, seq = draw(messages), draw(seqs)
     wire = encode_frame(msg, seq)
-    index = data.draw(st.integers(0, len(wire) - 1), label="index")
+    last = len(wire) if past_end else len(wire) - 1
+    return Site(msg, seq, wire, draw(st.integers(0, last), label="index"))
+
+
+@given(sites(), st.integers(0, 7))
+def test_single_bit_flip_never_gives_another_message(site: Site, bit: int) -> None:
+    msg, seq, wire, index = site
     bad = bytearray(wire)
-    bad[index] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    bad[index] ^= 1 << bit
     decoder = FrameDecoder()
     events = decoder.feed(bytes(bad) + b"\x00")  # the 0x00 closes a flipped delimiter
     assert_never_another(events, msg, seq)
@@ -118,25 +136,18 @@ def test_single_bit_flip_never_gives_another_message(
         assert decoder.rx_rejected == 1
 
 
-@given(messages, seqs, st.data())
-def test_dropped_byte_never_gives_another_message(
-    msg: Message, seq: int, data: st.DataObject
-) -> None:
-    wire = encode_frame(msg, seq)
-    index = data.draw(st.integers(0, len(wire) - 1), label="index")
+@given(sites())
+def test_dropped_byte_never_gives_another_message(site: Site) -> None:
+    msg, seq, wire, index = site
     events = FrameDecoder().feed(wire[:index] + wire[index + 1 :] + b"\x00")
     assert_never_another(events, msg, seq)
     if index < len(wire) - 1:  # (dropping the delimiter only delays the frame to our 0x00)
         assert not any(isinstance(e, Frame) for e in events)
 
 
-@given(messages, seqs, st.data())
-def test_inserted_byte_never_gives_another_message(
-    msg: Message, seq: int, data: st.DataObject
-) -> None:
-    wire = encode_frame(msg, seq)
-    index = data.draw(st.integers(0, len(wire)), label="index")
-    byte = data.draw(st.integers(0, 255), label="byte")
+@given(sites(past_end=True), st.integers(0, 255))
+def test_inserted_byte_never_gives_another_message(site: Site, byte: int) -> None:
+    msg, seq, wire, index = site
     events = FrameDecoder().feed(wire[:index] + bytes([byte]) + wire[index:])
     assert_never_another(events, msg, seq)
 
