@@ -52,17 +52,13 @@ def test_importing_zima_sim_registers_it_lazily() -> None:
 
 
 def test_gymnasium_check_env_passes() -> None:
-    env = make()
-    try:
+    with make() as env:
         check_env(env.unwrapped)
-    finally:
-        env.close()
 
 
 @pytest.mark.parametrize("scene", sorted(SCENES))
 def test_every_scene_makes_an_environment_of_the_contract(scene: str) -> None:
-    env = make(scene)
-    try:
+    with make(scene) as env:
         obs, info = env.reset(seed=1)
         assert obs["images"].shape == SMALL.image_shape
         assert obs["images"].dtype == np.uint8
@@ -74,13 +70,10 @@ def test_every_scene_makes_an_environment_of_the_contract(scene: str) -> None:
         assert (reward, terminated, truncated) == (0.0, False, False)
         assert info["steps"] == 1
         assert env.action_space == gym.spaces.Discrete(4)
-    finally:
-        env.close()
 
 
 def test_same_seed_same_world_and_same_first_observation() -> None:
-    env = make()
-    try:
+    with make() as env:
         first, _ = env.reset(seed=5)
         pose = sim(env).robot_pose()
         env.reset(seed=6)
@@ -92,13 +85,10 @@ def test_same_seed_same_world_and_same_first_observation() -> None:
         seeds = [env.reset()[1]["episode_seed"] for _ in range(2)]
         env.reset(seed=5)
         assert [env.reset()[1]["episode_seed"] for _ in range(2)] == seeds
-    finally:
-        env.close()
 
 
 def test_the_scripted_expert_finds_the_cube_through_gymnasium() -> None:
-    env = make()
-    try:
+    with make() as env:
         obs, _ = env.reset(seed=12)
         expert = Expert(sim(env))
         expert.reset(12)
@@ -115,13 +105,10 @@ def test_the_scripted_expert_finds_the_cube_through_gymnasium() -> None:
         assert frame.shape == (SMALL.image_height, SMALL.image_width * 2, 3)
         # render() shows the newest frame of each camera, as the policy saw it.
         assert np.array_equal(frame[:, : SMALL.image_width], obs["images"][1])
-    finally:
-        env.close()
 
 
 def test_the_time_limit_truncates_and_names_the_failure() -> None:
-    env = make(config=EnvConfig(time_limit_s=0.3))
-    try:
+    with make(config=EnvConfig(time_limit_s=0.3)) as env:
         env.reset(seed=2)
         results = [env.step(Action.STOP) for _ in range(3)]
         _, reward, terminated, _, info = results[-1]
@@ -129,21 +116,16 @@ def test_the_time_limit_truncates_and_names_the_failure() -> None:
         assert (reward, terminated) == (0.0, False)
         assert info["outcome"] == "timeout"
         assert info["failure"] in {f.value for f in Failure}
-    finally:
-        env.close()
 
 
 def test_bad_actions_and_settings_are_refused() -> None:
-    env = FindCubeEnv(contract=SMALL)
-    try:
+    with FindCubeEnv(contract=SMALL) as env:
         with pytest.raises(RuntimeError, match="before reset"):
             env.step(0)
         env.reset(seed=0)
         with pytest.raises(ValueError, match="not in Discrete"):
             env.step(4)
         assert env.render() is None  # no render_mode
-    finally:
-        env.close()
     with pytest.raises(ValueError, match="render_mode 'human'"):
         FindCubeEnv(render_mode="human")
     with pytest.raises(ValueError, match="unknown scene"):
