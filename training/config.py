@@ -113,6 +113,10 @@ class TrainConfig:
     # actions fully, 0 not at all. Full balance makes a rare action (STOP: one label per
     # episode) fire early; a power in between trades that against never firing.
     class_weight_power: float = 1.0
+    # The same for each arm dimension's bins (a contract with an arm head): hold is most of
+    # every dimension's labels, and its argmax then stalls the arm; 0 (the default) leaves
+    # the arm's loss unweighted.
+    arm_class_weight_power: float = 0.0
     # Sampling weight of a transition sample (label differs from the previous action)
     # relative to the others: runs of one action are long, and a policy trained on them
     # as they come learns to repeat its last action and misses the moments that matter.
@@ -141,9 +145,9 @@ class TrainConfig:
         if not self.transition_weight > 0:
             raise ConfigError(f"transition_weight must be positive, got "
                               f"{self.transition_weight}")
-        if not 0.0 <= self.class_weight_power <= 1.0:
-            raise ConfigError(f"class_weight_power must be in [0, 1], got "
-                              f"{self.class_weight_power}")
+        for name in ("class_weight_power", "arm_class_weight_power"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.weight_decay < 0 or self.num_workers < 0:
             raise ConfigError("weight_decay and num_workers must be >= 0")
         if self.task not in CONTRACTS:

@@ -249,6 +249,20 @@ class BCDataset(Dataset[Sample]):
         weights[present] = counts.sum() / (present.sum() * counts[present])
         return torch.from_numpy(weights.astype(np.float32))
 
+    def arm_class_weights(self) -> torch.Tensor:
+        """Inverse-frequency weights of each arm dimension's bins over this split's arm
+        targets: float32 [arm_dims, n_arm_levels], per dimension mean 1 over the bins
+        present, 0 for absent ones (hold is most of every dimension's labels)."""
+        c = self.contract
+        rows = np.maximum(self._target_rows, 0).ravel()  # [S * chunk_len]
+        labels = self.cache.arm_label[rows]  # [S * chunk_len, D]
+        weights = np.zeros((c.arm_dims, c.n_arm_levels))
+        for d in range(c.arm_dims):
+            counts = np.bincount(labels[:, d], minlength=c.n_arm_levels).astype(np.float64)
+            present = counts > 0
+            weights[d, present] = counts.sum() / (present.sum() * counts[present])
+        return torch.from_numpy(weights.astype(np.float32))
+
     def transitions(self) -> np.ndarray:
         """[S] bool: the sample's label differs from the action executed just before it
         (the moments a policy must decide from its cameras, not from its history)."""

@@ -198,17 +198,24 @@ def weighted_loss(logits: torch.Tensor, target: torch.Tensor,
     return F.cross_entropy(logits.flatten(0, 1), target.flatten(), weight=class_weights)
 
 
-def arm_loss(arm_logits: torch.Tensor, arm_target: torch.Tensor) -> torch.Tensor:
+def arm_loss(arm_logits: torch.Tensor, arm_target: torch.Tensor,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of ``arm_logits`` [B, chunk, D, L] against ``arm_target`` int64
-    [B, chunk, D]: per dimension the mean over samples and chunk steps, summed over the D
-    dimensions (each dimension is a decision of its own, as each chunk step's drive is)."""
+    [B, chunk, D]: per dimension the mean over samples and chunk steps (weighted by each
+    label's ``weights`` [D, L] when given), summed over the D dimensions (each dimension is
+    a decision of its own, as each chunk step's drive is)."""
     per_bin = F.cross_entropy(arm_logits.flatten(0, 2), arm_target.flatten(),
-                              reduction="none")  # [B*chunk*D]
-    return per_bin.view(arm_target.shape).mean(dim=(0, 1)).sum()
+                              reduction="none").view(arm_target.shape)  # [B, chunk, D]
+    if weights is None:
+        return per_bin.mean(dim=(0, 1)).sum()
+    dims = torch.arange(arm_target.shape[-1], device=arm_target.device)
+    w = weights[dims, arm_target]  # [B, chunk, D]: each label's weight
+    return ((w * per_bin).sum(dim=(0, 1)) / w.sum(dim=(0, 1)).clamp_min(1e-12)).sum()
 
 
 def _step_loss(model: nn.Module, images: torch.Tensor, hist: torch.Tensor,
                target: torch.Tensor, arm: list[torch.Tensor], *, class_weights: torch.Tensor,
+               arm_weights: torch.Tensor | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One batch through ``model``: (loss, the driving logits [B, chunk, n_actions], the
     arm bins it gets right [B, chunk, D] bool or None). ``arm``: [] without an arm head,
@@ -218,13 +225,15 @@ def _step_loss(model: nn.Module, images: torch.Tensor, hist: torch.Tensor,
         return weighted_loss(out, target, class_weights), out, None
     arm_state, arm_target = arm
     out, arm_out = model(images, hist, arm_state)  # ..., [B, chunk, D, L]
-    loss = weighted_loss(out, target, class_weights) + arm_loss(arm_out, arm_target)
+    loss = weighted_loss(out, target, class_weights) + arm_loss(arm_out, arm_target,
+                                                                arm_weights)
     return loss, out, arm_out.argmax(-1) == arm_target
 
 
 def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Optimizer,
                  batches: Iterator[Any], *, class_weights: torch.Tensor,
-                 device: torch.device, world: World = SINGLE) -> tuple[float, float]:
+                 device: torch.device, world: World = SINGLE,
+                 arm_weights: torch.Tensor | None = None) -> tuple[float, float]:
     """One pass over ``batches`` (``model`` a Policy or its DDP wrapper): (mean weighted
     loss, mean accuracy over chunk steps), over the samples of every rank."""
     model.train()
@@ -236,7 +245,7 @@ def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Opti
         target = target_cpu.to(device)
         loss, out, _ = _step_loss(model, images, hist, target,
                                   [t.to(device) for t in arm_cpu],
-                                  class_weights=class_weights)
+                                  class_weights=class_weights, arm_weights=arm_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -249,6 +258,7 @@ def _train_epoch(model: nn.Module, augment: Augment, optimizer: torch.optim.Opti
 
 def evaluate(model: Policy, data: BCDataset, class_weights: torch.Tensor, batch_size: int,
              device: torch.device, *, world: World = SINGLE,
+             arm_weights: torch.Tensor | None = None,
              ) -> tuple[float, list[float], float | None]:
     """(mean weighted loss, accuracy at each chunk step [chunk_len], the share of arm bins
     it gets right or None without an arm head) of ``model`` on ``data``,
@@ -263,7 +273,7 @@ def evaluate(model: Policy, data: BCDataset, class_weights: torch.Tensor, batch_
         for batch in DataLoader(shard, batch_size=batch_size):
             images, history, target, *arm = (t.to(device) for t in batch)
             loss, out, hits = _step_loss(model, images, history, target, arm,
-                                         class_weights=class_weights)
+                                         class_weights=class_weights, arm_weights=arm_weights)
             loss_sum += float(loss) * len(target)
             n += len(target)
             correct += (out.argmax(-1) == target).sum(0).double().cpu()
@@ -285,6 +295,16 @@ def _tempered(weights: torch.Tensor, power: float) -> torch.Tensor:
     out = torch.zeros_like(weights)
     out[present] = weights[present] ** power
     return out * present.sum() / out.sum()
+
+
+def _arm_weights(config: TrainConfig, data: BCDataset,
+                 device: torch.device) -> torch.Tensor | None:
+    """Each arm dimension's bin weights [D, L] (``arm_class_weight_power``, tempered as
+    the drive's), or None: no arm head, or the arm's loss unweighted."""
+    if not data.contract.arm_dims or config.arm_class_weight_power <= 0:
+        return None
+    return torch.stack([_tempered(w, config.arm_class_weight_power)
+                        for w in data.arm_class_weights()]).to(device)
 
 
 def _sample_weights(config: TrainConfig, data: BCDataset) -> torch.Tensor:
@@ -373,6 +393,7 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
     replica: nn.Module = model if not world.distributed else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     class_weights = _tempered(train_ds.class_weights(), config.class_weight_power).to(device)
+    arm_weights = _arm_weights(config, train_ds, device)
     sampler = WeightedDistributedSampler(_sample_weights(config, train_ds), len(train_ds),
                                          world, seed=config.seed)
     augment = Augment(config.augment)
@@ -389,10 +410,11 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
         batches = _batches(loader, f"train epoch {epoch + 1}/{config.epochs}", progress)
         train_loss, train_acc = _train_epoch(replica, augment, optimizer, batches,
                                              class_weights=class_weights, device=device,
-                                             world=world)
+                                             world=world, arm_weights=arm_weights)
         broadcast_buffers(model, world)
         val_loss, val_acc, arm_acc = evaluate(model, val_ds, class_weights,
-                                              config.batch_size, device, world=world)
+                                              config.batch_size, device, world=world,
+                                              arm_weights=arm_weights)
         seconds = time.monotonic() - t0
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val_loss, "val_acc": float(np.mean(val_acc)),

@@ -52,7 +52,7 @@ def test_collect_train_export_and_run_a_pick_policy_through_the_runtime(
                                       cache_dir=str(tmp_path / "cache"),
                                       outcomes=("*",)),
                       policy=PolicyConfig(backbone="small", hidden_dim=16), epochs=1,
-                      batch_size=16, device="cpu", task="pick")
+                      batch_size=16, device="cpu", task="pick", arm_class_weight_power=0.5)
     result = train(run, PICK, progress=None)
     assert result.epochs_done == 1
     assert 0.0 <= result.history[0]["val_arm_acc"] <= 1.0
