@@ -1,10 +1,10 @@
-// Test-side reflection of the message structs: names, field lists, and text
-// conversion in the notation of the golden vectors file (PROTOCOL.md section 8).
-// Kept out of the library so that the AVR build carries no name strings.
+// Test-side text form of the message structs: message names, and fields as text in the
+// notation of the golden vectors file (PROTOCOL.md section 8). Kept out of the library
+// so that the AVR build carries no name strings.
 //
-// Each visit() lists a struct's fields in wire order; the same list drives
-// decoding to text, encoding from text and the schema text whose CRC-32 must be
-// kSchemaHash (PROTOCOL.md section 2).
+// Each struct's zima::visit() field list (messages.h), the one pack() and unpack() use,
+// also drives decoding to text, encoding from text and the schema text whose CRC-32
+// must be kSchemaHash (PROTOCOL.md section 2).
 #ifndef ZIMA_TEST_MESSAGE_FIELDS_H
 #define ZIMA_TEST_MESSAGE_FIELDS_H
 
@@ -53,77 +53,6 @@ inline uint8_t message_id(const string& name) {
     if (name == m.name) return m.id;
   }
   return 0;
-}
-
-// ---- field lists, wire order ------------------------------------------------------
-
-template <class V> void visit(zima::Hello& m, V& v) {
-  v("protocol_version", m.protocol_version);
-  v("schema_hash", m.schema_hash);
-}
-template <class V> void visit(zima::Heartbeat& m, V& v) { v("host_time_ms", m.host_time_ms); }
-template <class V> void visit(zima::Drive& m, V& v) {
-  v("left_mm_s", m.left_mm_s);
-  v("right_mm_s", m.right_mm_s);
-}
-template <class V> void visit(zima::Arm& m, V& v) {
-  for (int j = 0; j < zima::kJointCount; ++j) {
-    v("target" + std::to_string(j) + "_ddeg", m.target_ddeg[j]);
-    v("speed" + std::to_string(j) + "_ddeg_s", m.speed_ddeg_s[j]);
-  }
-}
-template <class V> void visit(zima::ParamSet& m, V& v) {
-  v("param_id", m.param_id);
-  v("value", m.value);
-}
-template <class V> void visit(zima::ParamGet& m, V& v) { v("param_id", m.param_id); }
-template <class V> void visit(zima::Estop&, V&) {}
-template <class V> void visit(zima::Clear& m, V& v) { v("faults", m.faults); }
-template <class V> void visit(zima::Info& m, V& v) {
-  v("protocol_version", m.protocol_version);
-  v("schema_hash", m.schema_hash);
-  v("fw_major", m.fw_major);
-  v("fw_minor", m.fw_minor);
-  v("fw_patch", m.fw_patch);
-  v("build_id", m.build_id);
-  v("board", m.board);
-  v("capabilities", m.capabilities);
-  v("max_payload", m.max_payload);
-  v("reset_cause", m.reset_cause);
-}
-template <class V> void visit(zima::Telemetry& m, V& v) {
-  v("mcu_time_ms", m.mcu_time_ms);
-  v("enc_left_ticks", m.enc_left_ticks);
-  v("enc_right_ticks", m.enc_right_ticks);
-  v("vel_left_mm_s", m.vel_left_mm_s);
-  v("vel_right_mm_s", m.vel_right_mm_s);
-  v("target_left_mm_s", m.target_left_mm_s);
-  v("target_right_mm_s", m.target_right_mm_s);
-  v("out_left_permille", m.out_left_permille);
-  v("out_right_permille", m.out_right_permille);
-  v("battery_mv", m.battery_mv);
-  v("state", m.state);
-  v("faults", m.faults);
-  v("rx_frames", m.rx_frames);
-  v("rx_rejected", m.rx_rejected);
-  v("rx_dropped", m.rx_dropped);
-  v("tx_dropped", m.tx_dropped);
-}
-template <class V> void visit(zima::Ack& m, V& v) {
-  v("ref_msg_id", m.ref_msg_id);
-  v("ref_seq", m.ref_seq);
-  v("result", m.result);
-}
-template <class V> void visit(zima::ParamValue& m, V& v) {
-  v("param_id", m.param_id);
-  v("value", m.value);
-}
-template <class V> void visit(zima::Log& m, V& v) {
-  v("level", m.level);
-  v.text("text", m);
-}
-template <class V> void visit(zima::ArmState& m, V& v) {
-  for (int j = 0; j < zima::kJointCount; ++j) v("pos" + std::to_string(j) + "_ddeg", m.pos_ddeg[j]);
 }
 
 /// Calls f(msg) with a zeroed struct of message `id`; false for an unknown id.
@@ -175,16 +104,27 @@ inline string hex_text(const uint8_t* data, size_t n) {
   return out;
 }
 
+/// A field's name: a `#` in a joint field's name stands for its joint.
+inline string field_name(const char* name, uint8_t joint) {
+  string out = name;
+  const size_t hash = out.find('#');
+  if (hash != string::npos) out.replace(hash, 1, std::to_string(joint));
+  return out;
+}
+
 /// Lists name, type and value text of every field.
 struct Lister {
   std::vector<Field> fields;
-  void operator()(const string& n, uint8_t& v) { fields.push_back({n, "u8", std::to_string(v)}); }
-  void operator()(const string& n, uint16_t& v) { fields.push_back({n, "u16", std::to_string(v)}); }
-  void operator()(const string& n, uint32_t& v) { fields.push_back({n, "u32", std::to_string(v)}); }
-  void operator()(const string& n, int16_t& v) { fields.push_back({n, "i16", std::to_string(v)}); }
-  void operator()(const string& n, int32_t& v) { fields.push_back({n, "i32", std::to_string(v)}); }
-  void operator()(const string& n, float& v) { fields.push_back({n, "f32", float_text(v)}); }
-  void text(const string& n, zima::Log& m) { fields.push_back({n, "text48", hex_text(m.text, m.text_len)}); }
+  void add(const char* name, uint8_t joint, const char* type, const string& value) {
+    fields.push_back({field_name(name, joint), type, value});
+  }
+  void operator()(const char* n, uint8_t& v, uint8_t j = 0) { add(n, j, "u8", std::to_string(v)); }
+  void operator()(const char* n, uint16_t& v, uint8_t j = 0) { add(n, j, "u16", std::to_string(v)); }
+  void operator()(const char* n, uint32_t& v, uint8_t j = 0) { add(n, j, "u32", std::to_string(v)); }
+  void operator()(const char* n, int16_t& v, uint8_t j = 0) { add(n, j, "i16", std::to_string(v)); }
+  void operator()(const char* n, int32_t& v, uint8_t j = 0) { add(n, j, "i32", std::to_string(v)); }
+  void operator()(const char* n, float& v, uint8_t j = 0) { add(n, j, "f32", float_text(v)); }
+  void text(const char* n, uint8_t* text, uint8_t& len) { add(n, 0, "text48", hex_text(text, len)); }
 };
 
 /// Sets fields from "name=value" tokens, which must list every field in order.
@@ -215,25 +155,27 @@ struct Setter {
     if (v.empty() || *end != '\0' || errno != 0 || x < lo || x > hi) { error = "bad value " + name + "=" + v; return; }
     out = static_cast<T>(x);
   }
-  void operator()(const string& n, uint8_t& v) { integer(n, v, 0, 255); }
-  void operator()(const string& n, uint16_t& v) { integer(n, v, 0, 65535); }
-  void operator()(const string& n, uint32_t& v) { integer(n, v, 0, 4294967295LL); }
-  void operator()(const string& n, int16_t& v) { integer(n, v, -32768, 32767); }
-  void operator()(const string& n, int32_t& v) { integer(n, v, -2147483648LL, 2147483647LL); }
-  void operator()(const string& n, float& v) {
+  void operator()(const char* n, uint8_t& v, uint8_t j = 0) { integer(field_name(n, j), v, 0, 255); }
+  void operator()(const char* n, uint16_t& v, uint8_t j = 0) { integer(field_name(n, j), v, 0, 65535); }
+  void operator()(const char* n, uint32_t& v, uint8_t j = 0) { integer(field_name(n, j), v, 0, 4294967295LL); }
+  void operator()(const char* n, int16_t& v, uint8_t j = 0) { integer(field_name(n, j), v, -32768, 32767); }
+  void operator()(const char* n, int32_t& v, uint8_t j = 0) {
+    integer(field_name(n, j), v, -2147483648LL, 2147483647LL);
+  }
+  void operator()(const char* n, float& v, uint8_t j = 0) {
     string s;
-    if (!take(n, &s)) return;
+    if (!take(field_name(n, j), &s)) return;
     char* end = nullptr;
     v = strtof(s.c_str(), &end);
-    if (s.empty() || *end != '\0') error = "bad value " + n + "=" + s;
+    if (s.empty() || *end != '\0') error = "bad value " + field_name(n, j) + "=" + s;
   }
-  void text(const string& n, zima::Log& m) {
+  void text(const char* n, uint8_t* text, uint8_t& len) {
     string s;
     if (!take(n, &s)) return;
     if (s.size() % 2 != 0 || s.size() / 2 > zima::kLogTextMax) { error = "bad text " + s; return; }
-    m.text_len = static_cast<uint8_t>(s.size() / 2);
-    for (size_t i = 0; i < m.text_len; ++i) {
-      m.text[i] = static_cast<uint8_t>(strtoul(s.substr(2 * i, 2).c_str(), nullptr, 16));
+    len = static_cast<uint8_t>(s.size() / 2);
+    for (size_t i = 0; i < len; ++i) {
+      text[i] = static_cast<uint8_t>(strtoul(s.substr(2 * i, 2).c_str(), nullptr, 16));
     }
   }
 };

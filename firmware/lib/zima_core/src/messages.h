@@ -4,7 +4,12 @@
 //   size_t n = pack(msg, payload);                     // payload: kMaxPayload bytes
 //   bool ok = unpack(payload, payload_len, &msg);      // false: wrong length
 //
-// Every struct carries its id and payload size as `kId` and `kSize`.
+// Every struct carries its id and payload size as `kId` and `kSize`, and lists its
+// fields once, in wire order, in `visit(m, v)`: v(name, field) per field (a `#` in a
+// joint field's name stands for the joint, the third argument), v.text(...) for LOG's
+// text. pack() and unpack() are visitors; the tests' text form and schema text
+// (test/message_fields.h) are others. The names cost the AVR build nothing: the packing
+// visitors never read them, so the optimiser drops them.
 #ifndef ZIMA_CORE_MESSAGES_H
 #define ZIMA_CORE_MESSAGES_H
 
@@ -85,17 +90,26 @@ struct Hello {
   enum : uint8_t { kId = msg_id::kHello, kSize = 5 };
   uint8_t protocol_version;
   uint32_t schema_hash;
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("protocol_version", m.protocol_version);
+    v("schema_hash", m.schema_hash);
+  }
 };
 
 struct Heartbeat {
   enum : uint8_t { kId = msg_id::kHeartbeat, kSize = 4 };
   uint32_t host_time_ms;
+  template <class M, class V> static void visit(M& m, V& v) { v("host_time_ms", m.host_time_ms); }
 };
 
 struct Drive {
   enum : uint8_t { kId = msg_id::kDrive, kSize = 4 };
   int16_t left_mm_s;
   int16_t right_mm_s;
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("left_mm_s", m.left_mm_s);
+    v("right_mm_s", m.right_mm_s);
+  }
 };
 
 /// target_ddeg 0..1800 or 0xFFFF (leave the joint alone); speed_ddeg_s 0..3600, 0 = default.
@@ -103,26 +117,39 @@ struct Arm {
   enum : uint8_t { kId = msg_id::kArm, kSize = 24 };
   uint16_t target_ddeg[kJointCount];
   uint16_t speed_ddeg_s[kJointCount];
+  template <class M, class V> static void visit(M& m, V& v) {
+    for (uint8_t j = 0; j < kJointCount; ++j) {  // interleaved: target<j>, speed<j>
+      v("target#_ddeg", m.target_ddeg[j], j);
+      v("speed#_ddeg_s", m.speed_ddeg_s[j], j);
+    }
+  }
 };
 
 struct ParamSet {
   enum : uint8_t { kId = msg_id::kParamSet, kSize = 5 };
   uint8_t param_id;
   float value;
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("param_id", m.param_id);
+    v("value", m.value);
+  }
 };
 
 struct ParamGet {
   enum : uint8_t { kId = msg_id::kParamGet, kSize = 1 };
   uint8_t param_id;
+  template <class M, class V> static void visit(M& m, V& v) { v("param_id", m.param_id); }
 };
 
 struct Estop {
   enum : uint8_t { kId = msg_id::kEstop, kSize = 0 };
+  template <class M, class V> static void visit(M&, V&) {}
 };
 
 struct Clear {
   enum : uint8_t { kId = msg_id::kClear, kSize = 2 };
   uint16_t faults;
+  template <class M, class V> static void visit(M& m, V& v) { v("faults", m.faults); }
 };
 
 // ---- MCU -> host ----------------------------------------------------------
@@ -139,6 +166,18 @@ struct Info {
   uint16_t capabilities;
   uint8_t max_payload;
   uint8_t reset_cause;
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("protocol_version", m.protocol_version);
+    v("schema_hash", m.schema_hash);
+    v("fw_major", m.fw_major);
+    v("fw_minor", m.fw_minor);
+    v("fw_patch", m.fw_patch);
+    v("build_id", m.build_id);
+    v("board", m.board);
+    v("capabilities", m.capabilities);
+    v("max_payload", m.max_payload);
+    v("reset_cause", m.reset_cause);
+  }
 };
 
 struct Telemetry {
@@ -159,6 +198,24 @@ struct Telemetry {
   uint16_t rx_rejected;
   uint16_t rx_dropped;
   uint16_t tx_dropped;
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("mcu_time_ms", m.mcu_time_ms);
+    v("enc_left_ticks", m.enc_left_ticks);
+    v("enc_right_ticks", m.enc_right_ticks);
+    v("vel_left_mm_s", m.vel_left_mm_s);
+    v("vel_right_mm_s", m.vel_right_mm_s);
+    v("target_left_mm_s", m.target_left_mm_s);
+    v("target_right_mm_s", m.target_right_mm_s);
+    v("out_left_permille", m.out_left_permille);
+    v("out_right_permille", m.out_right_permille);
+    v("battery_mv", m.battery_mv);
+    v("state", m.state);
+    v("faults", m.faults);
+    v("rx_frames", m.rx_frames);
+    v("rx_rejected", m.rx_rejected);
+    v("rx_dropped", m.rx_dropped);
+    v("tx_dropped", m.tx_dropped);
+  }
 };
 
 struct Ack {
@@ -166,12 +223,21 @@ struct Ack {
   uint8_t ref_msg_id;
   uint8_t ref_seq;
   uint8_t result;
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("ref_msg_id", m.ref_msg_id);
+    v("ref_seq", m.ref_seq);
+    v("result", m.result);
+  }
 };
 
 struct ParamValue {
   enum : uint8_t { kId = msg_id::kParamValue, kSize = 5 };
   uint8_t param_id;
   float value;
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("param_id", m.param_id);
+    v("value", m.value);
+  }
 };
 
 /// Variable length: 1 + text_len bytes.
@@ -180,12 +246,22 @@ struct Log {
   uint8_t level;
   uint8_t text_len;
   uint8_t text[kLogTextMax];
+  template <class M, class V> static void visit(M& m, V& v) {
+    v("level", m.level);
+    v.text("text", m.text, m.text_len);
+  }
 };
 
 struct ArmState {
   enum : uint8_t { kId = msg_id::kArmState, kSize = 12 };
   uint16_t pos_ddeg[kJointCount];
+  template <class M, class V> static void visit(M& m, V& v) {
+    for (uint8_t j = 0; j < kJointCount; ++j) v("pos#_ddeg", m.pos_ddeg[j], j);
+  }
 };
+
+/// Calls v(name, field) for each field of `m` in wire order (see the top of this file).
+template <class Msg, class V> void visit(Msg& m, V& v) { Msg::visit(m, v); }
 
 // pack() writes the payload (at most kMaxPayload bytes) and returns its length.
 // unpack() returns false when `len` is not the message's payload length.

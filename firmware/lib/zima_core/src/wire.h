@@ -86,6 +86,9 @@ class WireReader {
     pos_ += n;
   }
 
+  /// Bytes read so far.
+  size_t size() const { return pos_; }
+
  private:
   const uint8_t* in_;
   size_t pos_;
