@@ -16,6 +16,7 @@ from zima.emulator import EmulatedBoard
 from zima.onboard.arm_poses import GRIPPER_MAX_OPENING_M, NAMED_POSES, gripper_closing_m
 from zima.onboard.arm_teleop import ArmTeleop
 from zima.onboard.commands import LeaseCommand
+from zima.onboard.config import RuntimeConfig
 from zima.onboard.kinematics import ARM, ToolPose
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.runtime import Runtime
@@ -102,11 +103,10 @@ def test_the_page_opens_the_gripper_as_wide_as_the_kinematics_say() -> None:
 
 
 def test_jog_keys_move_the_tool_and_stop_when_let_go_and_the_buttons_pose_it(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+    robot_config: RuntimeConfig, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with signed_in(page, runtime_config(tmp_path, link_config),
-                             DriveMode.TELEOP) as (runtime, _url):
+        async with signed_in(page, robot_config, DriveMode.TELEOP) as (runtime, _url):
             await until(lambda: servo(runtime) is not None)
             stowed = ARM.tool_pose(NAMED_POSES["stowed"].joints_rad)
             await browse(wait_text, page, "tool", lambda t: shows_x(t, stowed.x))

@@ -161,10 +161,10 @@ return [img.naturalWidth, img.naturalHeight, Array.from(a), Array.from(b)];
 
 
 def test_the_page_loads_and_shows_every_camera(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+    robot_config: RuntimeConfig, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with signed_in(page, runtime_config(tmp_path, link_config)) as (runtime, _url):
+        async with signed_in(page, robot_config) as (runtime, _url):
             for camera in DEFAULT.cameras:
                 pixels: list[Any] = []
 
@@ -217,11 +217,10 @@ def test_holding_a_key_drives_and_releasing_it_stops(
 
 
 def test_closing_the_page_stops_the_motors_within_the_lease_timeout(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+    robot_config: RuntimeConfig, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with signed_in(page, runtime_config(tmp_path, link_config),
-                             DriveMode.TELEOP) as (runtime, url):
+        async with signed_in(page, robot_config, DriveMode.TELEOP) as (runtime, url):
             link, lease_ms = runtime.link, round(runtime.safety.config.lease_timeout_s * 1000)
             forward = runtime.teleop_tracks(DRIVE_V, 0.0)
             await hold(page, runtime, "w", DRIVE_V, 0.0)
@@ -278,11 +277,10 @@ def test_a_second_client_watches_and_cannot_drive(
 
 
 def test_estop_from_the_page_latches_the_mcu_and_release_returns_to_idle(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+    robot_config: RuntimeConfig, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with signed_in(page, runtime_config(tmp_path, link_config),
-                             DriveMode.TELEOP) as (runtime, _url):
+        async with signed_in(page, robot_config, DriveMode.TELEOP) as (runtime, _url):
             link = runtime.link
             await hold(page, runtime, "w", DRIVE_V, 0.0)
             await browse(key_down, page, Keys.SPACE)  # e-stop while the drive key is held
@@ -336,10 +334,10 @@ def test_recorded_episodes_land_on_disk_with_their_outcome(
 
 
 def test_a_wrong_token_is_refused(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+    robot_config: RuntimeConfig, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with running(runtime_config(tmp_path, link_config)) as runtime, \
+        async with running(robot_config) as runtime, \
                 console(runtime, login_delay_s=0.0) as (url, _):
             await browse(type_token, page, url, "not-the-token")
             await browse(wait_text, page, "login", lambda t: "wrong token" in t)
@@ -397,12 +395,12 @@ navigator.getGamepads = () => [window.testPad];
 
 
 def test_a_gamepad_stick_drives_and_its_b_button_stops_the_robot(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+    robot_config: RuntimeConfig, page: WebDriver
 ) -> None:
     """The browser's Gamepad API is the seam: a pad object stands in for the USB device."""
 
     async def main() -> None:
-        async with signed_in(page, runtime_config(tmp_path, link_config)) as (runtime, _url):
+        async with signed_in(page, robot_config) as (runtime, _url):
             link = runtime.link
             await browse(page.execute_script, FAKE_PAD)
             await browse(wait_text, page, "gamepad", lambda t: "test pad" in t)
@@ -423,10 +421,10 @@ def test_a_gamepad_stick_drives_and_its_b_button_stops_the_robot(
 
 
 def test_arm_sliders_and_gripper_buttons_move_the_servos(
-    board: EmulatedBoard, link_config: LinkConfig, tmp_path: Path, page: WebDriver
+    robot_config: RuntimeConfig, page: WebDriver
 ) -> None:
     async def main() -> None:
-        async with signed_in(page, runtime_config(tmp_path, link_config)) as (runtime, _url):
+        async with signed_in(page, robot_config) as (runtime, _url):
             link = runtime.link
             await click_until(page, "grip-close", "message",  # idle: refused, with the reason
                               lambda t: "arm refused" in t)
