@@ -54,8 +54,9 @@ class RealtimeConfig:
     switch_interval_s: float = 0.0005
     # After start-up, move every object to the permanent generation (gc.freeze()).
     gc_freeze: bool = True
-    # SCHED_FIFO priority for the process's threads (1-99; 0: the normal scheduler).
-    fifo_priority: int = 0
+    # SCHED_FIFO priority for the control loop's thread (1-99; 0: the normal scheduler).
+    # The systemd unit allows up to 20 (LimitRTPRIO); refused elsewhere, with a warning.
+    fifo_priority: int = 10
     # Cores the process may run on (empty: all).
     cpu_affinity: tuple[int, ...] = ()
     # The control loop sleeps on the event loop until this long before its tick (rounded
@@ -123,9 +124,12 @@ async def sleep_until(loop: asyncio.AbstractEventLoop, deadline_s: float,
 
 def restore(switch_interval_s: float) -> None:
     """As the runtime stops: the switch interval it found, the frozen objects collectable
-    again (a process that goes on, as a test run, does not keep them for ever)."""
+    again and the thread back under the normal scheduler (a process that goes on, as a
+    test run, keeps none of it)."""
     sys.setswitchinterval(switch_interval_s)
     gc.unfreeze()
+    if os.sched_getscheduler(0) == os.SCHED_FIFO:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _log_refused(refused: list[str]) -> list[str]:

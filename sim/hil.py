@@ -53,6 +53,7 @@ from zima.onboard.config import MqttSection, RuntimeConfig
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mqtt_config import MqttConfig
 from zima.onboard.policy_runner import PolicyConfig
+from zima.onboard.realtime import RealtimeConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.runtime import Runtime, RuntimeStartError
 from zima.onboard.safety import DriveMode, SafetyConfig
@@ -160,7 +161,9 @@ class HilSession:
             else SafetyConfig(),
             mqtt=mqtt, recorder=RecorderConfig(directory=cfg.out_dir / "episodes",
                                                scene=cfg.scene, source="sim"),
-            web=self._web_config())
+            web=self._web_config(),
+            # A desktop, not the robot: the normal scheduler (no SCHED_FIFO to be refused).
+            realtime=RealtimeConfig(fifo_priority=0))
         runtime = Runtime(config, contract=c, camera_opener=sim_opener(self.hub),
                           software="zima sim run")
         stop = asyncio.Event()

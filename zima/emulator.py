@@ -330,6 +330,11 @@ class EmulatedBoard:
         self.ready: dict[str, object] = {}
         self.port = ""
 
+    @property
+    def pid(self) -> int | None:
+        """The emulator process's id while it runs (to renice it, to watch it)."""
+        return None if self._proc is None else self._proc.pid
+
     # ---- lifetime ----------------------------------------------------------------------
     def start(self) -> None:
         """Start the emulator and wait for its ready line (the pty exists then)."""

@@ -89,7 +89,7 @@ LINES = sample_lines(TEXT)
 def test_the_sample_shows_each_part_of_the_config() -> None:
     sections = {line.section for line in LINES}
     assert sections == {"", "link", "cameras", "fusion", "policy", "safety", "mqtt",
-                        "mqtt.rates_hz", "recorder", "web"}
+                        "mqtt.rates_hz", "recorder", "web", "realtime"}
     assert {line.index for line in LINES if line.section == "cameras"} == {0, 1}
     assert sum(line.example for line in LINES) >= 2  # the password and token files
 

@@ -56,10 +56,12 @@ def test_sched_fifo_where_allowed_and_a_warning_where_not(tmp_path: Path) -> Non
               "from zima.onboard import realtime\n"
               "config = realtime.RealtimeConfig(fifo_priority=10, gc_freeze=False)\n"
               "print(realtime.apply(config), realtime.after_start(config),\n"
-              "      os.sched_getscheduler(0) == os.SCHED_FIFO, sys.getswitchinterval())\n")
+              "      os.sched_getscheduler(0) == os.SCHED_FIFO, sys.getswitchinterval())\n"
+              "realtime.restore(0.005)\n"
+              "print(os.sched_getscheduler(0) == os.SCHED_OTHER)\n")
     as_root = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                              check=True, timeout=60)
-    assert as_root.stdout.split() == ["[]", "[]", "True", "0.0005"]
+    assert as_root.stdout.split() == ["[]", "[]", "True", "0.0005", "True"]
     if os.geteuid() != 0:
         return  # the unprivileged case needs root to switch user
     unprivileged = subprocess.run(
@@ -69,7 +71,7 @@ def test_sched_fifo_where_allowed_and_a_warning_where_not(tmp_path: Path) -> Non
     out = unprivileged.stdout
     assert "SCHED_FIFO priority 10" in out
     assert "CAP_SYS_NICE" in out
-    assert out.split()[-2:] == ["False", "0.0005"]
+    assert out.split()[-3:] == ["False", "0.0005", "True"]
     assert "running without it" in unprivileged.stderr
 
 

@@ -31,6 +31,7 @@ from zima.onboard.link import McuLink
 from zima.onboard.link_config import LinkConfig
 from zima.onboard.mcu_state import McuState
 from zima.onboard.policy_runner import PolicyConfig
+from zima.onboard.realtime import RealtimeConfig
 from zima.onboard.recorder import RecorderConfig
 from zima.onboard.runtime import Runtime
 from zima.onboard.safety import DriveMode
@@ -69,6 +70,8 @@ def runtime_config(tmp_path: Path, link_config: LinkConfig, **changes: object) -
         "policy": PolicyConfig(model_path=tmp_path / "policy.onnx", temperature=0.0, seed=0),
         "mqtt": MqttSection(enabled=False),
         "recorder": RecorderConfig(directory=tmp_path / "episodes"),
+        # The test process's own thread runs the loop: not under SCHED_FIFO.
+        "realtime": RealtimeConfig(fifo_priority=0),
     }
     fields.update(changes)
     return RuntimeConfig(**fields)  # type: ignore[arg-type]
