@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{q_path.stat().st_size / 1e6:.2f} MB, calibrated on "
                   f"{calibration.source} (training split) in "
                   f"{time.perf_counter() - start_s:.1f} s; the runtime accepts it")
-            q_report = compare(onnx_logits(args.out, samples), onnx_logits(q_path, samples))
+            q_report = compare(onnx_logits(args.out, samples), onnx_logits(q_path, samples),
+                               contract.n_actions, contract.n_arm_levels)
             for line in q_report.lines("int8 vs float"):
                 print(line)
             for line in speed(args.out, q_path, calibration).lines():

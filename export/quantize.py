@@ -55,7 +55,6 @@ from onnxruntime.quantization import (  # type: ignore[import-untyped]
 )
 
 from zima.onboard.ort_options import session_options
-from zima.onboard.policy import ACTION_HISTORY_INPUT, IMAGES_INPUT
 
 from .onnx_export import save_atomic, set_metadata
 from .parity import Samples
@@ -80,8 +79,7 @@ class CalibrationReader(CalibrationDataReader):  # type: ignore[misc]
         if start >= len(self._samples):
             return None
         self._start = stop
-        return {IMAGES_INPUT: self._samples.images[start:stop],  # [b, N, H, W, 3]
-                ACTION_HISTORY_INPUT: self._samples.action_history[start:stop]}  # [b, A]
+        return self._samples.feeds(start, stop)
 
 
 def quantize_int8(float_path: str | os.PathLike[str], int8_path: str | os.PathLike[str],
@@ -158,9 +156,7 @@ def speed(float_path: str | os.PathLike[str], int8_path: str | os.PathLike[str],
     sessions = [ort.InferenceSession(str(p), session_options(threads),
                                      providers=["CPUExecutionProvider"])
                 for p in (float_path, int8_path)]
-    feeds = [{IMAGES_INPUT: samples.images[i:i + 1],  # [1, N, H, W, 3]
-              ACTION_HISTORY_INPUT: samples.action_history[i:i + 1]}  # [1, A]
-             for i in range(len(samples))]
+    feeds = [samples.feeds(i, i + 1) for i in range(len(samples))]  # batch-1 observations
     times: list[list[float]] = [[], []]
     for session in sessions:  # warm-up: the first runs allocate
         session.run(None, feeds[0])
