@@ -287,24 +287,22 @@ class ActionQueue:
 
 
 class FramePace:
-    """When the pacing camera's frames arrive: its period (a moving average of the
-    intervals between arrivals, a dropped frame's double interval left out) and when the
-    next one is due."""
+    """When the pacing camera's frames arrive: its period (the median of the recent
+    intervals between arrivals, so a dropped frame's double interval or two frames
+    delivered back to back do not move it) and when the next one is due."""
 
-    def __init__(self, alpha: float = 0.1) -> None:
-        self._alpha = alpha
+    def __init__(self, window: int = 9) -> None:
         self._last_s: float | None = None
-        self.period_s: float | None = None  # None until two frames came
+        self._intervals: deque[float] = deque(maxlen=window)
+        self.period_s: float | None = None  # None until three intervals came
 
     def arrived(self, now_s: float) -> None:
         last, self._last_s = self._last_s, now_s
         if last is None or now_s <= last:
             return
-        interval = now_s - last
-        if self.period_s is None:
-            self.period_s = interval
-        elif interval < 1.5 * self.period_s:  # not a dropped frame, nor a stall
-            self.period_s += self._alpha * (interval - self.period_s)
+        self._intervals.append(now_s - last)
+        if len(self._intervals) >= 3:
+            self.period_s = float(np.median(self._intervals))
 
     def next_s(self, now_s: float) -> float | None:
         """When the next frame is expected; None when unknown, or overdue by more than a

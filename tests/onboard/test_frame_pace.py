@@ -27,7 +27,8 @@ class Run:
 
 
 def simulate(phase_s: float, latency_s: float, execute_k: int = 1, *, frame_s: float = FRAME_S,
-             seconds: float = 6.0, frames_until_s: float = math.inf, paced: bool = True) -> Run:
+             seconds: float = 6.0, frames_until_s: float = math.inf, paced: bool = True,
+             extra_frames_s: tuple[float, ...] = ()) -> Run:
     """Ticks at k * TICK_S, frames of the pacing camera at phase_s + j * frame_s (until
     ``frames_until_s``), each plan's result back ``latency_s`` after it starts. Not
     ``paced``: frames are not reported to the queue (the tick rule alone, as before)."""
@@ -40,7 +41,7 @@ def simulate(phase_s: float, latency_s: float, execute_k: int = 1, *, frame_s: f
     started = False
     ticks = [k * TICK_S for k in range(round(seconds / TICK_S))]
     frames = [phase_s + j * frame_s for j in range(round(seconds / frame_s))
-              if phase_s + j * frame_s < frames_until_s]
+              if phase_s + j * frame_s < frames_until_s] + list(extra_frames_s)
     # Frames first where they coincide with a tick (the camera's callback runs first).
     events = sorted([(t, 0) for t in frames] + [(t, 1) for t in ticks])
 
@@ -129,3 +130,17 @@ def test_frame_pace_estimates_the_period_and_skips_drops() -> None:
     assert pace.period_s == pytest.approx(FRAME_S)
     assert pace.next_s(11 * FRAME_S) == pytest.approx(12 * FRAME_S)
     assert pace.next_s(14 * FRAME_S) is None  # overdue by more than a period: stalled
+
+
+def test_frames_delivered_back_to_back_at_start_do_not_fix_the_period() -> None:
+    """A camera thread catching up at start-up delivers two frames a millisecond apart;
+    the period must still settle on the camera's (a rule that took the first interval as
+    the period and then ignored longer ones never planned on a frame again)."""
+    pace = FramePace()
+    for t in (0.0, 0.001, 0.002, *(0.002 + j * FRAME_S for j in range(1, 12))):
+        pace.arrived(t)
+    assert pace.period_s == pytest.approx(FRAME_S)
+    # The same start in the timeline: still paced (fresh frames), still never dry.
+    run = simulate(0.01, 0.003, 1, extra_frames_s=(0.011, 0.012))
+    assert run.dry == 0
+    assert max(run.ages_s[5:]) <= 1.5 * 0.003 + FRAME_S - TICK_S + 2 * FRAME_SLACK_S + 1e-9
