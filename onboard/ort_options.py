@@ -43,9 +43,10 @@ SPINNING_KEY: Final = "session.intra_op.allow_spinning"
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
     """Session options for the policy on ``threads`` intra-op threads (the runtime: 1,
-    leaving the other cores to the cameras and the serial link)."""
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    leaving the other cores to the cameras and the serial link; 0: onnxruntime's choice,
+    one a core, as ``zima serve`` runs by default)."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: onnxruntime's choice), got {threads}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -148,7 +148,7 @@ def record(stream: str, **changes: object) -> bytes:
             latency_max_ms=9.0, plans=3, reloads=0, reload_error=None, reload_failures=0,
             bad_outputs=0, bad_in_row=0, last_bad_output=None, faulty=None, obs_age_ms=None,
             obs_age_p50_ms=None, obs_age_p99_ms=None, lead_ms=None, dry_ticks=0,
-            stale_ticks=0, backend="local", connected=None, round_trip_ms=None,
+            stale_ticks=0, stretches=0, backend="local", connected=None, round_trip_ms=None,
             round_trip_p99_ms=None, reconnects=0, remote_losses=0, remote_error=None),
         "odometry": api.OdometryRecord(left_ticks=1, right_ticks=2, vel_left_mm_s=0,
                                        vel_right_mm_s=0, target_left_mm_s=0, target_right_mm_s=0,
