@@ -242,14 +242,20 @@ def mark(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
 
+def inputs(folder: Path) -> tuple[Path, str, np.ndarray, list[str]]:
+    """What every run reads: the model (and its name), its bare inference times (ms), and
+    one 640x480 video a camera, written into ``folder``."""
+    model, model_name = demo_model(folder)
+    videos = [str(write_video(folder / f"{cam}.avi", 60, CAMERA_WH)) for cam in DEFAULT.cameras]
+    return model, model_name, bare_inference_ms(model), videos
+
+
 def main() -> None:
     build()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model, model_name = demo_model(folder)
+        model, model_name, bare, videos = inputs(folder)
         size_mb = model.stat().st_size / 1e6
-        bare = bare_inference_ms(model)
-        videos = [str(write_video(folder / f"{cam}.avi", 60, CAMERA_WH)) for cam in DEFAULT.cameras]
         (folder / "plain").mkdir()
         (folder / "broker").mkdir()
         plain = rows_of(runtime_run(model, videos, folder / "plain", None), bare)
@@ -310,9 +316,7 @@ def remedies() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model, model_name = demo_model(folder)
-        bare = bare_inference_ms(model)
-        videos = [str(write_video(folder / f"{cam}.avi", 60, CAMERA_WH)) for cam in DEFAULT.cameras]
+        model, model_name, bare, videos = inputs(folder)
         for i, (name, tuning) in enumerate(REMEDIES):
             (folder / str(i)).mkdir()
             print(f"[{i + 1}/{len(REMEDIES)}] {name}", file=sys.stderr, flush=True)

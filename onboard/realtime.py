@@ -21,8 +21,9 @@ lists the figures), what makes a DRIVE late:
   (:func:`sleep_until`; about 0.5 ms a tick, 2.5 % of a core);
 - **the scheduler.** On two cores the cameras, the worker and the broker compete with the
   loop. ``fifo_priority`` (> 0) runs the event loop's thread under ``SCHED_FIFO`` once the
-  cameras run (where the kernel allows it: CAP_SYS_NICE, which the systemd unit grants);
-  ``cpu_affinity`` pins the process to cores.
+  cameras run (where the kernel allows it: CAP_SYS_NICE, or an RLIMIT_RTPRIO at least
+  that high, which the systemd unit's ``LimitRTPRIO`` gives); ``cpu_affinity`` pins the
+  process to cores.
 
 The settings are the ``[realtime]`` table of the runtime's config; :func:`apply` sets the
 process-wide ones before start-up, :func:`after_start` the rest once it is done. Settings the system
@@ -104,7 +105,8 @@ def after_start(config: RealtimeConfig) -> list[str]:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(config.fifo_priority))
         except OSError as exc:
             refused.append(f"SCHED_FIFO priority {config.fifo_priority}: {exc.strerror} "
-                           "(needs CAP_SYS_NICE: the systemd unit's CPUSchedulingPolicy)")
+                           "(needs CAP_SYS_NICE or RLIMIT_RTPRIO: the systemd unit's "
+                           "LimitRTPRIO)")
     return _log_refused(refused)
 
 
