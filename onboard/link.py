@@ -44,7 +44,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from types import TracebackType
 from typing import Self
 
 from zima.onboard import link_events as ev
@@ -123,12 +122,7 @@ class McuLink:
         self._supervisor.add_done_callback(self._supervisor_done)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         try:
             if self._supervisor is not None:
                 self._supervisor.cancel()

@@ -31,7 +31,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
 
 __all__ = ["Notifier", "watchdog_loop"]
 
@@ -118,12 +117,7 @@ class Notifier:
     def __enter__(self) -> Notifier:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

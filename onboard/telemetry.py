@@ -47,7 +47,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import aiomqtt
@@ -150,12 +149,7 @@ class Telemetry:
             self._tasks.append(asyncio.create_task(task, name=f"telemetry-{stream}"))
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         # Cancelling the connection task leaves the client's context: a clean DISCONNECT
         # after "offline" (published in _session's finally), so the will is not sent.
         self._closing = True
