@@ -17,106 +17,17 @@ host's check of ``INFO``: :class:`HandshakeError`), ``vectors`` (the golden vect
 shared with the C++ codec).
 """
 
-from zima.protocol.enums import (
-    PARAMS,
-    Board,
-    Capability,
-    Fault,
-    LogLevel,
-    ParamId,
-    ParamSpec,
-    RejectReason,
-    ResetCause,
-    Result,
-    State,
-)
-from zima.protocol.framing import (
-    Event,
-    Frame,
-    FrameDecoder,
-    FrameEncoder,
-    Reject,
-    SequenceTracker,
-    crc16,
-    decode_frame,
-    encode_frame,
-)
-from zima.protocol.handshake import HandshakeError, check_info, describe_info
-from zima.protocol.messages import (
-    MESSAGE_TYPES,
-    Ack,
-    Arm,
-    ArmState,
-    Clear,
-    Drive,
-    Estop,
-    Heartbeat,
-    Hello,
-    Info,
-    Log,
-    Message,
-    ParamGet,
-    ParamSet,
-    ParamValue,
-    Telemetry,
-)
-from zima.protocol.schema import (
-    FRAME_OVERHEAD,
-    MAX_ENCODED_FRAME,
-    MAX_PAYLOAD,
-    MAX_RAW_FRAME,
-    MESSAGES_BY_ID,
-    PROTOCOL_VERSION,
-    SCHEMA_HASH,
-    schema_text,
-)
+from zima.protocol import enums, framing, handshake, messages, schema
+from zima.protocol.enums import *  # noqa: F403
+from zima.protocol.framing import *  # noqa: F403
+from zima.protocol.handshake import *  # noqa: F403
+from zima.protocol.messages import *  # noqa: F403
+from zima.protocol.schema import *  # noqa: F403
 
-__all__ = [
-    "FRAME_OVERHEAD",
-    "MAX_ENCODED_FRAME",
-    "MAX_PAYLOAD",
-    "MAX_RAW_FRAME",
-    "MESSAGES_BY_ID",
-    "MESSAGE_TYPES",
-    "PARAMS",
-    "PROTOCOL_VERSION",
-    "SCHEMA_HASH",
-    "Ack",
-    "Arm",
-    "ArmState",
-    "Board",
-    "Capability",
-    "Clear",
-    "Drive",
-    "Estop",
-    "Event",
-    "Fault",
-    "Frame",
-    "FrameDecoder",
-    "FrameEncoder",
-    "HandshakeError",
-    "Heartbeat",
-    "Hello",
-    "Info",
-    "Log",
-    "LogLevel",
-    "Message",
-    "ParamGet",
-    "ParamId",
-    "ParamSet",
-    "ParamSpec",
-    "ParamValue",
-    "Reject",
-    "RejectReason",
-    "ResetCause",
-    "Result",
-    "SequenceTracker",
-    "State",
-    "Telemetry",
-    "check_info",
-    "crc16",
-    "decode_frame",
-    "describe_info",
-    "encode_frame",
-    "schema_text",
-]
+# Each module's __all__ names its public API once; the package is their union.
+__all__: list[str] = []
+__all__ += enums.__all__
+__all__ += framing.__all__
+__all__ += handshake.__all__
+__all__ += messages.__all__
+__all__ += schema.__all__
