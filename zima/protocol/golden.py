@@ -32,30 +32,32 @@ _BY_NAME = {cls.NAME: cls for cls in MESSAGE_TYPES}
 
 
 @dataclass(frozen=True, slots=True)
-class FrameVector:
-    """Decoding ``wire`` gives ``message`` with ``seq``, and encoding gives ``wire``."""
+class _Case:
+    """What every vector line holds after its kind: the case's name and its wire bytes."""
 
     name: str
     wire: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FrameVector(_Case):
+    """Decoding ``wire`` gives ``message`` with ``seq``, and encoding gives ``wire``."""
+
     seq: int
     message: Message
 
 
 @dataclass(frozen=True, slots=True)
-class RejectVector:
+class RejectVector(_Case):
     """Decoding ``wire`` gives no message and exactly one reject with ``reason``."""
 
-    name: str
-    wire: bytes
     reason: RejectReason
 
 
 @dataclass(frozen=True, slots=True)
-class StreamVector:
+class StreamVector(_Case):
     """Feeding ``wire`` to a fresh decoder gives ``outcomes`` (``HELLO@3``, ``!BAD_CRC``)."""
 
-    name: str
-    wire: bytes
     outcomes: tuple[str, ...]
 
 
@@ -126,16 +128,17 @@ def format_outcomes(events: list[Event]) -> tuple[str, ...]:
 
 
 def render_line(vector: Vector) -> str:
-    """One line of the file (no newline)."""
+    """One line of the file (no newline): ``<kind> <name> <wire hex> ...``."""
+    case = f"{vector.name} {vector.wire.hex()}"
     if isinstance(vector, FrameVector):
         msg = vector.message
         fields = "".join(
             f" {spec.name}={_format_value(spec, getattr(msg, spec.name))}" for spec in msg.FIELDS
         )
-        return f"frame {vector.name} {vector.wire.hex()} {msg.NAME} seq={vector.seq}{fields}"
+        return f"frame {case} {msg.NAME} seq={vector.seq}{fields}"
     if isinstance(vector, RejectVector):
-        return f"reject {vector.name} {vector.wire.hex()} {vector.reason.name}"
-    return f"stream {vector.name} {vector.wire.hex()} {','.join(vector.outcomes) or '-'}"
+        return f"reject {case} {vector.reason.name}"
+    return f"stream {case} {','.join(vector.outcomes) or '-'}"
 
 
 def _parse_frame(tokens: list[str]) -> FrameVector:
