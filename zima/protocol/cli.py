@@ -60,22 +60,27 @@ def _summary() -> None:
 
 
 def _read_input(args: argparse.Namespace) -> bytes:
+    """The bytes to decode: the file's, or the hex of the arguments (else of stdin);
+    ``ValueError`` saying why not."""
     if args.file is not None:
-        return bytes(Path(args.file).read_bytes())
+        try:
+            return bytes(Path(args.file).read_bytes())
+        except OSError as exc:
+            raise ValueError(f"cannot read {args.file}: {exc.strerror}") from None
     text = "".join(args.hex).replace(":", "").replace(" ", "")
     if not text:
         text = sys.stdin.read().replace(":", "").replace(" ", "").replace("\n", "")
-    return bytes.fromhex(text)
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise ValueError(f"not hex: {exc}") from None
 
 
 def _decode(args: argparse.Namespace) -> int:
     try:
         data = _read_input(args)
     except ValueError as exc:
-        print(f"error: not hex: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     decoder = FrameDecoder()
     frames = rejects = 0
