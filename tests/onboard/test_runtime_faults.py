@@ -58,7 +58,8 @@ class FailingHook:
 
 
 @contextlib.asynccontextmanager
-async def started(runtime: Runtime) -> AsyncIterator[asyncio.Task[None]]:
+async def started(runtime: Runtime) -> AsyncIterator[tuple[McuLink, asyncio.Task[None]]]:
+    """``runtime`` run in a task; yields its MCU link and the task once it has started."""
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     waiting = asyncio.create_task(runtime.wait_started())
@@ -67,7 +68,7 @@ async def started(runtime: Runtime) -> AsyncIterator[asyncio.Task[None]]:
         waiting.cancel()
         task.result()
     try:
-        yield task
+        yield runtime.link, task
     finally:
         stop.set()
         with contextlib.suppress(PartFailedError):
@@ -95,8 +96,7 @@ def test_a_failing_control_loop_is_restarted_reported_and_stops_autonomy(
                       on_plan=hook)
 
     async def main() -> None:
-        async with started(runtime):
-            link = runtime.link
+        async with started(runtime) as (link, _task):
             await ask_mode(runtime, DriveMode.AUTONOMOUS)
             await until_mcu(link, targets(FORWARD.left_mm_s, FORWARD.right_mm_s), 2000)
             hook.left = 1  # the next plan's tick fails
@@ -128,7 +128,7 @@ def test_a_control_loop_that_keeps_failing_ends_the_runtime_with_the_tracks_stop
                       on_plan=FailingHook(10**6))
 
     async def main() -> None:
-        async with started(runtime) as task:
+        async with started(runtime) as (_link, task):
             # Each failure stops autonomy; an operator (this loop) keeps sending the robot
             # off again, so the loop keeps failing until the runtime gives it up.
             async with asyncio.timeout(30):
@@ -162,8 +162,7 @@ def test_an_estop_latched_before_start_reads_estop_and_is_logged_once(
     runtime = Runtime(config_for(tmp_path, link_config), camera_opener=PacedVideo)
 
     async def main() -> None:
-        async with started(runtime):
-            link = runtime.link
+        async with started(runtime) as (link, _task):
             await until_mcu(link, lambda s: s.state == State.ESTOP, 200)
             await asyncio.sleep(1.0)  # 50 control ticks with the latch held
             assert mode_of(runtime) == DriveMode.ESTOP
@@ -185,8 +184,7 @@ def test_a_critical_battery_latch_clears_when_an_operator_asks_for_idle(
     board: EmulatedBoard, runtime: Runtime,
 ) -> None:
     async def main() -> None:
-        async with started(runtime):
-            link = runtime.link
+        async with started(runtime) as (link, _task):
             await ask_mode(runtime, DriveMode.TELEOP)
             await asyncio.to_thread(board.set_battery, 9700)
             await until_mcu(link, lambda s: Fault.BATT_CRITICAL in s.faults, 4000)
@@ -226,8 +224,7 @@ def test_what_a_lost_mcu_said_last_is_published_as_stale_not_current(
     board: EmulatedBoard, runtime: Runtime,
 ) -> None:
     async def main() -> None:
-        async with started(runtime):
-            link = runtime.link
+        async with started(runtime) as (link, _task):
             await until_mcu(link, lambda s: s.telemetry.battery_mv > 0, 2000)
             for stream in ("odometry", "faults", "battery"):
                 record = runtime.telemetry_record(stream)
