@@ -92,6 +92,7 @@ from zima.contract import DEFAULT  # noqa: E402
 if TYPE_CHECKING:
     from zima.onboard.config import RuntimeConfig
     from zima.onboard.policy_runner import PlanTrace
+    from zima.onboard.runtime import Runtime
 
 DEMO_MODEL = ROOT / "models" / "zima-demo.onnx"
 RUN_S = 10.0  # measured seconds per runtime run
@@ -417,6 +418,7 @@ async def _child(job: dict[str, Any]) -> dict[str, Any]:
         async with asyncio.timeout(15):
             while await runtime.handle(ModeCommand(DriveMode.AUTONOMOUS), "bench") is not None:
                 await asyncio.sleep(0.1)  # cameras or the link not ready yet
+        heartbeat = asyncio.create_task(_operator(runtime))
         await asyncio.sleep(WARMUP_S)
         drives.clear()
         plans.clear()
@@ -425,6 +427,9 @@ async def _child(job: dict[str, Any]) -> dict[str, Any]:
         stats = runtime.loop_stats()
         policy = runtime.telemetry_record("policy") or {}  # what telemetry/policy says
         rss = _memory_mb()
+        heartbeat.cancel()
+        if runtime.safety.mode != DriveMode.AUTONOMOUS:
+            raise RuntimeError(f"the run left autonomous mode: {runtime.safety.mode_reason}")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -439,6 +444,16 @@ def _number(record: Mapping[str, object], key: str) -> float:
     """A number of a telemetry record (NaN when it is null)."""
     value = record.get(key)
     return float(value) if isinstance(value, int | float) else math.nan
+
+
+async def _operator(runtime: Runtime) -> None:
+    """An operator's console: says it is there once a second. Without it Safety ends
+    autonomy after ``operator_timeout_s`` (5 s) and a run measures idle ticks."""
+    from zima.onboard.commands import HeartbeatCommand  # noqa: PLC0415
+
+    while True:
+        await runtime.handle(HeartbeatCommand(), "bench")
+        await asyncio.sleep(1.0)
 
 
 def _plan_times(plan: PlanTrace, drive_s: float, fused: dict[tuple[str, float], float],

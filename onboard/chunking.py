@@ -45,8 +45,9 @@ frames/s, 50 Hz and a 3 ms inference).
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -302,7 +303,7 @@ class FramePace:
             return
         self._intervals.append(now_s - last)
         if len(self._intervals) >= 3:
-            self.period_s = float(np.median(self._intervals))
+            self.period_s = statistics.median(self._intervals)  # numpy's: ~10x the time
 
     def next_s(self, now_s: float) -> float | None:
         """When the next frame is expected; None when unknown, or overdue by more than a
@@ -311,6 +312,20 @@ class FramePace:
             return None
         next_s = self._last_s + self.period_s
         return next_s if now_s <= next_s + self.period_s else None
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) in plain Python: for the few
+    hundred values of a window, at a tick's rate, it costs a tenth of numpy's call."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile q={q} must be in 0..100")
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 class RecentTimes:
@@ -336,5 +351,5 @@ class RecentTimes:
         if not self._values:
             return None
         if q not in self._percentiles:
-            self._percentiles[q] = float(np.percentile(np.fromiter(self._values, float), q))
+            self._percentiles[q] = percentile(self._values, q)
         return self._percentiles[q]

@@ -338,6 +338,16 @@ class PolicyRunner:
         return self._faulty
 
     @property
+    def remote_unready(self) -> str | None:
+        """Why a remote backend cannot plan (its fallback model plans meanwhile), None when
+        local or connected; ``status``'s ``backend``/``connected``/``remote_error`` without
+        building the status (the control loop asks at every tick)."""
+        remote = self._remote
+        if remote is None or remote.connected:
+            return None
+        return remote.last_error or "not connected"
+
+    @property
     def tick_s(self) -> float:
         """The period of the loop that ticks the runner (the contract's action period
         unless set: a lock-step caller ticks once per action)."""

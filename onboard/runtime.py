@@ -598,10 +598,11 @@ class Runtime:
             ready, reason = False, "; ".join(failed)
         elif runner is None:
             ready, reason = False, f"no policy: {self._policy_error}"
-        elif (st := runner.status).faulty is not None:
-            ready, reason = False, f"model faulty: {st.faulty}"
-        elif st.backend == "remote" and not st.connected:  # "fallback": its model plans
-            ready, reason = False, f"remote policy not connected: {st.remote_error}"
+        elif (faulty := runner.faulty) is not None:
+            ready, reason = False, f"model faulty: {faulty}"
+        elif (unready := runner.remote_unready) is not None and runner.backend == "remote":
+            # "fallback": its model plans meanwhile
+            ready, reason = False, f"remote policy not connected: {unready}"
         elif stale:
             ready, reason = False, "stale camera input: " + "; ".join(stale)
         else:

@@ -160,6 +160,9 @@ class BatteryLevel(StrEnum):
 def _number(value: object) -> float | None:
     """``value`` as a finite float, or None. Numpy scalars (a policy's output) pass; bool,
     str and complex do not."""
+    if type(value) is float or type(value) is int:  # the common case, at every tick:
+        number = float(value)  # skips the Protocol check, ~15 us a call
+        return number if math.isfinite(number) else None
     if isinstance(value, bool | str | bytes | complex) or not isinstance(value, SupportsFloat):
         return None
     number = float(value)

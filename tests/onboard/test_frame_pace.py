@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zima.contract import DEFAULT
-from zima.onboard.chunking import FRAME_SLACK_S, ActionQueue, FramePace
+from zima.onboard.chunking import FRAME_SLACK_S, ActionQueue, FramePace, percentile
 
 TICK_S = 0.02
 FRAME_S = 1 / 30
@@ -144,3 +145,28 @@ def test_frames_delivered_back_to_back_at_start_do_not_fix_the_period() -> None:
     run = simulate(0.01, 0.003, 1, extra_frames_s=(0.011, 0.012))
     assert run.dry == 0
     assert max(run.ages_s[5:]) <= 1.5 * 0.003 + FRAME_S - TICK_S + 2 * FRAME_SLACK_S + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 10.0, allow_nan=False), min_size=1, max_size=300),
+       st.floats(0.0, 100.0))
+def test_percentile_is_numpys_linear_percentile(values: list[float], q: float) -> None:
+    """The windows' plain-Python percentile (the loop reads it at every tick) gives what
+    np.percentile gives; empty windows and q out of 0..100 are refused."""
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)),
+                                                  rel=1e-9, abs=1e-12)
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], q)
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        percentile(values, q + 100.5)
+
+
+def test_frame_pace_median_of_an_even_window() -> None:
+    """Three intervals set the period (their median); a fourth, even count takes the mean
+    of the middle two, as np.median does."""
+    pace = FramePace()
+    for t in (0.0, 0.030, 0.064, 0.097):
+        pace.arrived(t)
+    assert pace.period_s == pytest.approx(0.033)
+    pace.arrived(0.137)  # intervals 30, 34, 33, 40 ms
+    assert pace.period_s == pytest.approx(float(np.median([0.030, 0.034, 0.033, 0.040])))
