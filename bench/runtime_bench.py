@@ -44,7 +44,7 @@ the runtime's clock (``PolicyRunner``'s ``PlanTrace``)::
 B + C + D + E + G (the path), compared at p99 with bare onnxruntime inference of the same
 model: ``InferenceSession.run`` in a loop, same session options (one intra-op thread), on
 the same input shape, measured in this process with nothing else running. The goal is
-p99(path) - p99(bare) <= 5 ms. B + C + E + G alone (the path without ``session.run``) is
+p99(path) - p99(bare) <= 2 ms. B + C + E + G alone (the path without ``session.run``) is
 shown too: the loop's and the thread's own cost, per plan. Lateness of a control tick
 behind its schedule falls inside A or F; the jitter rows measure it.
 
@@ -56,7 +56,7 @@ the latency row, which starts at the newest).
 
 **Jitter.** The intervals between consecutive DRIVE writes (one per 50 Hz control tick)
 over the measured window: p50 and p99 of |interval - 20 ms|; the runtime's own
-``loop_stats()`` (tick starts) is shown beside it. Goal: p99 < 2 ms on a 2-core machine.
+``loop_stats()`` (tick starts) is shown beside it. Goal: p99 < 1 ms on a 2-core machine.
 
 **Memory.** VmRSS and VmHWM (peak) of the child at the end of its run, read from
 /proc/self/status. Goal: under 250 MB.
