@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from zima.contract import DEFAULT, METADATA_KEY, Action, Contract
 from zima.episodes import (
     FORMAT_VERSION,
+    SEAL_MAGIC,
+    SEAL_SIZE,
     ContractMismatchError,
     EpisodeFormatError,
     EpisodeInfo,
@@ -24,6 +26,7 @@ from zima.episodes import (
     EpisodeWriter,
     IdleTrim,
     idle_mask,
+    seal,
 )
 
 SMALL = Contract(image_height=12, image_width=16)
@@ -191,6 +194,7 @@ def test_files_that_are_not_episodes_are_clear_errors(tmp_path: Path) -> None:
 
     with h5py.File(whole, "a") as f:
         f.attrs["format_version"] = FORMAT_VERSION + 1
+    seal(whole)  # edited on purpose
     with pytest.raises(EpisodeFormatError, match="format version 2"):
         EpisodeReader(whole, SMALL)
 
@@ -200,10 +204,12 @@ def test_a_missing_or_misshapen_dataset_is_named(tmp_path: Path) -> None:
     with h5py.File(path, "a") as f:
         del f["timestamp_s"]
         f["timestamp_s"] = np.zeros(3)
+    seal(path)
     with pytest.raises(EpisodeFormatError, match=r"'timestamp_s' is float64 \[3\]"):
         EpisodeReader(path, SMALL)
     with h5py.File(path, "a") as f:
         del f["images/wrist"]
+    seal(path)
     with pytest.raises(EpisodeFormatError, match="missing dataset 'images/wrist'"):
         EpisodeReader(path, SMALL)
 
@@ -215,6 +221,7 @@ def test_a_corrupt_frame_is_reported_with_its_dataset(tmp_path: Path) -> None:
     with path.open("r+b") as raw:  # garble the compressed bytes of frame 2
         raw.seek(chunk.byte_offset)
         raw.write(b"\xff" * chunk.size)
+    seal(path)  # as a writer's bug would: sealed, yet the frame does not decode
     with EpisodeReader(path, SMALL) as r, pytest.raises(EpisodeFormatError,
                                                         match="'images/wrist' is corrupt"):
         r.load()
@@ -352,6 +359,7 @@ def test_wrong_shapes_types_and_labels_are_episode_format_errors(tmp_path: Path,
     path = _write(tmp_path / "ep.h5", 4)
     with h5py.File(path, "a") as f:
         WRONG[wrong](f)
+    seal(path)
     with pytest.raises(EpisodeFormatError) as info:
         _open_and_load(path)
     assert str(info.value).startswith(f"{path}: ")
@@ -360,3 +368,55 @@ def test_wrong_shapes_types_and_labels_are_episode_format_errors(tmp_path: Path,
 def _open_and_load(path: Path) -> None:
     with EpisodeReader(path, SMALL) as reader:
         reader.load()
+
+
+def test_a_sealed_episode_is_checked_before_libhdf5_reads_it(tmp_path: Path) -> None:
+    """The writer seals what it closes (the sha256 of the HDF5 part in the userblock, which
+    h5py skips); a flipped bit anywhere, a truncation or an unsealed edit is refused before
+    libhdf5 parses a byte; a deliberate edit resealed reads again."""
+    path = _write(tmp_path / "ep.h5", 4)
+    data = path.read_bytes()
+    assert data.startswith(SEAL_MAGIC)
+    assert data[SEAL_SIZE:SEAL_SIZE + 8] == b"\x89HDF\r\n\x1a\n"
+    with h5py.File(path) as f:  # every HDF5 tool still reads it
+        assert f.attrs["n_steps"] == 4
+    with EpisodeReader(path, SMALL) as r:
+        assert r.sealed
+    for offset in (0, len(SEAL_MAGIC) + 3, SEAL_SIZE + 100, len(data) // 2, len(data) - 1):
+        damaged = bytearray(data)
+        damaged[offset] ^= 0x10
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(EpisodeFormatError, match=r"seal|damaged"):
+            EpisodeReader(path, SMALL)
+    path.write_bytes(data[:-1])
+    with pytest.raises(EpisodeFormatError, match="truncated"):
+        EpisodeReader(path, SMALL)
+    path.write_bytes(data)
+    with h5py.File(path, "r+") as f:
+        f.attrs["scene"] = "room"
+    with pytest.raises(EpisodeFormatError, match="edited after it was written"):
+        EpisodeReader(path, SMALL)
+    seal(path)
+    with EpisodeReader(path, SMALL) as r:
+        assert r.info.scene == "room"
+
+
+def test_episodes_without_a_seal_read_unverified(tmp_path: Path) -> None:
+    """A file written before the seal (no userblock: HDF5's signature first) and one a writer
+    never closed (a userblock of zeros) read as before; the first has no room for a seal."""
+    data = _write(tmp_path / "ep.h5", 4).read_bytes()
+    old = tmp_path / "old.h5"
+    old.write_bytes(data[SEAL_SIZE:])  # HDF5's addresses count from its superblock
+    with EpisodeReader(old, SMALL) as r:
+        assert not r.sealed
+        assert len(r.load()) == 4
+    with pytest.raises(EpisodeFormatError, match="no room for a seal"):
+        seal(old)
+    unclosed = tmp_path / "unclosed.h5"
+    unclosed.write_bytes(bytes(SEAL_SIZE) + data[SEAL_SIZE:])
+    with EpisodeReader(unclosed, SMALL) as r:
+        assert not r.sealed
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5" * 100)
+    with pytest.raises(EpisodeFormatError, match="not a readable HDF5 file"):
+        EpisodeReader(junk, SMALL)

@@ -20,7 +20,7 @@ from zima.contract import (
     Action,
     Contract,
 )
-from zima.episodes import EpisodeFormatError, EpisodeInfo, EpisodeReader, EpisodeWriter
+from zima.episodes import EpisodeFormatError, EpisodeInfo, EpisodeReader, EpisodeWriter, seal
 
 SMALL_PICK = Contract(image_height=12, image_width=16, arm_dims=6,
                       arm_jog_levels=ARM_JOG_LEVELS)
@@ -147,11 +147,13 @@ def test_a_reader_refuses_damaged_arm_datasets(tmp_path: Path) -> None:
     bins = _write_pick(tmp_path / "bins.h5", 3)
     with h5py.File(bins, "r+") as f:
         f["arm_action"][1, 2] = 9  # not a bin of 0..4
+    seal(bins)
     with EpisodeReader(bins, SMALL_PICK) as r, pytest.raises(EpisodeFormatError,
                                                              match="arm_action holds 9"):
         r.load()
     missing = _write_pick(tmp_path / "missing.h5", 3)
     with h5py.File(missing, "r+") as f:
         del f["arm_state"]
+    seal(missing)
     with pytest.raises(EpisodeFormatError, match="missing dataset 'arm_state'"):
         EpisodeReader(missing, SMALL_PICK)
