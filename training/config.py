@@ -36,7 +36,9 @@ from zima.tomlconfig import ConfigError, from_table
 from zima.training.augment import AugmentConfig
 from zima.training.models import PolicyConfig
 
-__all__ = ["ConfigError", "DataConfig", "TrainConfig", "from_table"]
+__all__ = ["LR_SCHEDULES", "ConfigError", "DataConfig", "TrainConfig", "from_table"]
+
+LR_SCHEDULES: Final = ("constant", "cosine")
 
 
 
@@ -107,6 +109,10 @@ class TrainConfig:
     head_lr: float = 3e-4
     # AdamW decoupled weight decay.
     weight_decay: float = 1e-4
+    # Learning-rate schedule over the run's epochs: "constant", or "cosine" (each epoch's
+    # rates are backbone_lr and head_lr times 0.5 * (1 + cos(pi * epoch / epochs)), epoch
+    # counted from 0: the full rates first, about a tenth of them in a sixth epoch of six).
+    lr_schedule: str = "constant"
     # Epochs without a better validation loss before stopping.
     patience: int = 5
     # Class weights of the loss are (inverse action frequency) ** this: 1 balances the
@@ -152,6 +158,9 @@ class TrainConfig:
             raise ConfigError("weight_decay and num_workers must be >= 0")
         if self.task not in CONTRACTS:
             raise ConfigError(f"task must be one of {sorted(CONTRACTS)}, got {self.task!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got "
+                              f"{self.lr_schedule!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -316,6 +317,25 @@ def _sample_weights(config: TrainConfig, data: BCDataset) -> torch.Tensor:
     return weights
 
 
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """The learning rates' factor in ``epoch`` (from 0) of the run's schedule."""
+    if config.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+    return 1.0
+
+
+def _start_epoch(epoch: int, config: TrainConfig, *, optimizer: torch.optim.Optimizer,
+                 sampler: WeightedDistributedSampler, augment: Augment, world: World) -> None:
+    """The epoch's rates and random streams: functions of the epoch alone, so a resumed
+    run starts an epoch as an uninterrupted one did."""
+    for group in optimizer.param_groups:
+        base = config.backbone_lr if group["name"] == "backbone" else config.head_lr
+        group["lr"] = base * lr_factor(config, epoch)
+    sampler.set_epoch(_epoch_seed(config.seed, epoch, 1))  # one draw, shared by the ranks
+    augment.generator.manual_seed(_epoch_seed(config.seed, epoch, 2, world.rank))
+    torch.manual_seed(_epoch_seed(config.seed, epoch, 3, world.rank))  # dropout
+
+
 def _restore(config: TrainConfig, model: Policy, optimizer: torch.optim.Optimizer,
              contract: Contract, data_fingerprint: str,
              ) -> tuple[int, list[dict[str, Any]], float, int]:
@@ -402,9 +422,8 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
         if stopped_early:
             break
         t0 = time.monotonic()
-        sampler.set_epoch(_epoch_seed(config.seed, epoch, 1))  # one draw, shared by the ranks
-        augment.generator.manual_seed(_epoch_seed(config.seed, epoch, 2, world.rank))
-        torch.manual_seed(_epoch_seed(config.seed, epoch, 3, world.rank))  # dropout
+        _start_epoch(epoch, config, optimizer=optimizer, sampler=sampler, augment=augment,
+                     world=world)
         loader = DataLoader(train_ds, batch_size=rank_batch, sampler=sampler,
                             num_workers=config.num_workers)
         batches = _batches(loader, f"train epoch {epoch + 1}/{config.epochs}", progress)

@@ -31,6 +31,7 @@ from zima.sim.pick_expert import (
     GRASP_PITCH_RAD,
     Phase,
     PickExpert,
+    PickExpertConfig,
     evaluate_pick_expert,
     jog_toward,
     run_pick_episode,
@@ -181,3 +182,28 @@ def test_the_report_names_the_wilson_interval() -> None:
     report = evaluate_pick_expert("arena", 1, 0)
     assert report.successes == 1
     assert "1/1 = 100.0% (95 % Wilson 20.7%..100.0%)" in report.text()
+
+
+def test_the_expert_opens_the_gripper_wide_while_driving(env: PickEnv) -> None:
+    expert = PickExpert(env)
+    env.reset(0)
+    expert.reset(0)
+    start = env.opening_m
+    assert start < GRIPPER_MAX_OPENING_M  # the stowed arm is half open
+    for _ in range(8):
+        drive, arm = expert.act()
+        assert expert.phase is Phase.DRIVE
+        assert drive is not Action.STOP
+        assert arm.bins[:-1] == (HOLD_BIN,) * (ARM_DIMS - 1)  # stowed: the pose holds
+        env.step(drive, arm)
+    assert env.opening_m == pytest.approx(GRIPPER_MAX_OPENING_M)
+    _, arm = expert.act()
+    assert arm.bins[-1] == HOLD_BIN  # wide open: held there
+
+
+def test_the_expert_can_still_open_at_the_reach(env: PickEnv) -> None:
+    expert = PickExpert(env, PickExpertConfig(open_while_driving=False))
+    env.reset(0)
+    expert.reset(0)
+    _, arm = expert.act()
+    assert arm == ARM_HOLD

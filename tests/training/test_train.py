@@ -93,6 +93,26 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(episodes: Path,
     assert a.trainer["history"][1]["val_loss"] == b.trainer["history"][1]["val_loss"]
 
 
+def test_a_cosine_schedule_lowers_the_rates_by_epoch_and_resumes_alike(
+        episodes: Path, tmp_path: Path) -> None:
+    from zima.training.train import lr_factor  # noqa: PLC0415
+
+    whole = _config(episodes, tmp_path / "whole", epochs=2, lr_schedule="cosine")
+    assert [lr_factor(whole, e) for e in range(2)] == pytest.approx([1.0, 0.5])
+    assert lr_factor(_config(episodes, tmp_path, epochs=2), 1) == 1.0  # constant
+    train(whole, TINY, progress=None)
+    half = dataclasses.replace(whole, output_dir=str(tmp_path / "half"), epochs=1)
+    train(half, TINY, progress=None)
+    # Resumed as a run of 2 epochs: the second epoch's rates are the whole run's.
+    train(dataclasses.replace(half, epochs=2, resume=True), TINY, progress=None)
+    a, b = load_checkpoint(tmp_path / "whole" / LAST), load_checkpoint(tmp_path / "half" / LAST)
+    assert a.trainer is not None
+    assert b.trainer is not None
+    assert [g["lr"] for g in a.trainer["optimizer"]["param_groups"]] == pytest.approx(
+        [0.5e-3, 1.5e-3])
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+
+
 def test_init_from_loads_weights_only(episodes: Path, tmp_path: Path) -> None:
     train(_config(episodes, tmp_path / "sim", epochs=1), TINY, progress=None)
     tuned = train(_config(episodes, tmp_path / "real", epochs=1,
@@ -189,6 +209,7 @@ def test_overrides_from_the_command_line(tmp_path: Path, monkeypatch: pytest.Mon
      "unknown key 'policy.head'"),
     ('output_dir = "o"\n[data]\ndirs = ["d"]\n[augment]\nblur_prob = 3', "augment.*blur_prob"),
     ('output_dir = "o"\n[data]\ndirs = ["d"]\n[augment]\nenabled = 1', "augment.enabled must"),
+    ('output_dir = "o"\nlr_schedule = "step"\n[data]\ndirs = ["d"]', "lr_schedule must be"),
     ("output_dir = ", "not valid TOML"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
