@@ -135,3 +135,28 @@ def test_session_options_are_the_runtimes() -> None:
     with pytest.raises(ValueError, match="threads must be >= 0"):
         session_options(-1)
 
+
+
+def test_int8_of_an_exported_model_without_its_checkpoint(
+        checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`zima export MODEL.onnx --int8 --calibrate DIR` (the bundled model ships without its
+    checkpoint): the copy beside it, verified, compared on the held-out episodes, timed."""
+    episodes = write_episodes(tmp_path / "episodes")
+    out = tmp_path / "model.onnx"
+    assert cli.run(_args(str(checkpoint), "--out", str(out), "--samples", str(episodes))) == 0
+    capsys.readouterr()
+    assert cli.run(_args(str(out))) == 1
+    assert "is an exported model: give --int8 --calibrate" in capsys.readouterr().err
+    assert cli.run(_args(str(out), "--int8", "--calibrate", str(episodes))) == 0
+    text = capsys.readouterr().out
+    assert "the runtime accepts it" in text
+    assert "calibrated on 3 episodes (10 samples) (training split)" in text
+    assert "int8 vs float: argmax agreement" in text
+    assert load_model(cli.int8_path(out), TINY).samples_checked == 4
+    other = tmp_path / "elsewhere.onnx"
+    assert cli.run(_args(str(out), "--int8", "--calibrate", str(episodes), "--out",
+                         str(other))) == 0
+    assert load_model(other, TINY).samples_checked == 4
+    assert cli.run(_args(str(tmp_path / "missing.onnx"), "--int8", "--calibrate",
+                         str(episodes))) == 1
+    assert "missing.onnx" in capsys.readouterr().err
