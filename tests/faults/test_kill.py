@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tests.onboard.helpers import run
+from zima.emulator import EmulatedBoard
 from zima.episodes import PARTIAL_SUFFIX, EpisodeReader
 
 from .stack import Operator, Stack, as_float, board_until, driving_forward, heartbeats, motors_off
@@ -29,6 +30,23 @@ async def until_finished(directory: Path, count: int, timeout_s: float = 10.0) -
     while len(list(directory.glob("*.h5"))) < count:
         assert time.monotonic() < deadline, f"{count} finished episodes not written in time"
         await asyncio.sleep(0.05)
+
+
+async def zero_duty_at(board: EmulatedBoard, after_us: int,
+                       timeout_s: float = 5.0) -> dict[object, int]:
+    """Side -> MCU time (us) of each track's first 0 duty after ``after_us``. The emulator's
+    motor events come on their own stream, read by a thread, and may arrive after its state
+    already says the motors are off: waited for, up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        zero_at: dict[object, int] = {}
+        for e in board.events("motor"):
+            at = int(as_float(e.get("time_us")))
+            if e.get("duty") in (0, 0.0) and at > after_us:
+                zero_at.setdefault(e.get("side"), at)
+        if set(zero_at) == {"left", "right"} or time.monotonic() > deadline:
+            return zero_at
+        await asyncio.sleep(0.02)
 
 
 async def record_for(op: Operator, records: int) -> None:
@@ -63,11 +81,7 @@ def test_kill_9_while_recording_loses_no_finished_episode_and_the_mcu_stops(
             runtime.kill()  # ... when the runtime dies
             stops = await board_until(
                 board, motors_off, 5.0, "with the motors off")
-            zero_at: dict[object, int] = {}  # side -> MCU time of its first 0 duty after
-            for e in board.events("motor"):
-                at = int(as_float(e.get("time_us")))
-                if e.get("duty") in (0, 0.0) and at > before.time_us:
-                    zero_at.setdefault(e.get("side"), at)
+            zero_at = await zero_duty_at(board, before.time_us)
             assert set(zero_at) == {"left", "right"}, board.events("motor")[-4:]
             stopped_after_us = max(zero_at.values()) - before.time_us
             assert stopped_after_us <= STOP_WITHIN_US, (
