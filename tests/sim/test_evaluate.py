@@ -170,6 +170,20 @@ def test_bad_eval_arguments_are_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert "error" in capsys.readouterr().err
 
 
+def test_execute_k_defaults_to_the_task_s_and_a_given_value_is_kept() -> None:
+    def resolved(**given: object) -> int:
+        args = argparse.Namespace(execute_k=None, temperature=1.0, **given)
+        cli._check_sampling(args)
+        return int(args.execute_k)
+
+    assert resolved(task="find") == 4 == DEFAULT.chunk_len
+    assert resolved(task="pick") == 1  # the grasp is planned on every frame
+    assert resolved() == 4  # the suite has no --task: the find task's
+    args = argparse.Namespace(execute_k=2, temperature=1.0, task="pick")
+    cli._check_sampling(args)
+    assert args.execute_k == 2
+
+
 def test_a_model_for_another_contract_is_refused_with_the_mismatch_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
