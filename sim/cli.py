@@ -34,7 +34,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from zima.sim.video import CODECS
 
@@ -230,19 +230,14 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-# Actions executed per chunk when --execute-k is not given. Driving plans 4 at a time, as the
-# runtime's default; the pick-up task's grasp is closed-loop work at millimetres, so every
-# action is planned on a fresh frame (the first pick policy: 14/40 against 3/40 with 4).
-EXECUTE_K: Final = {"find": 4, "pick": 1}
-
-
 def _check_sampling(args: argparse.Namespace) -> None:
     """A policy's --execute-k and --temperature (eval, suite, and collect --policy), the
     task's default filled in: ValueError."""
-    from zima.contract import DEFAULT
+    from zima.contract import CONTRACTS, DEFAULT
+    from zima.onboard.policy_runner import default_execute_k
 
-    if args.execute_k is None:
-        args.execute_k = EXECUTE_K[getattr(args, "task", "find")]
+    if args.execute_k is None:  # as the runtime: 4 for driving, 1 with an arm head
+        args.execute_k = default_execute_k(CONTRACTS[getattr(args, "task", "find")])
     if not (1 <= args.execute_k <= DEFAULT.chunk_len and args.temperature >= 0):
         raise ValueError(f"--execute-k must be in 1..{DEFAULT.chunk_len} "
                          "and --temperature at least 0")

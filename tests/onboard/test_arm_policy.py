@@ -38,7 +38,7 @@ from zima.onboard.policy import (
     check_arm_output,
     load_model,
 )
-from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step
+from zima.onboard.policy_runner import PolicyConfig, PolicyRunner, Step, default_execute_k
 
 from .lockstep import SteppedClock, feed
 from .onnx_models import zero_of_inputs
@@ -187,6 +187,21 @@ def test_nan_arm_logits_move_nothing_and_make_the_model_faulty(tmp_path: Path) -
 def test_an_arm_contract_needs_the_arm_state(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="arm head needs arm_state"):
         PolicyRunner(PolicyConfig(model_path=tmp_path / "x.onnx"), PICK, FrameFusion(PICK))
+
+
+def test_an_arm_model_plans_every_action_unless_the_config_says_otherwise(
+        tmp_path: Path) -> None:
+    """A grasp is closed-loop work: with no execute_k configured a pick model's chunks run
+    one action each, a driving model's four; a configured value is kept for either."""
+    def runner(contract: Contract, execute_k: int | None = None) -> PolicyRunner:
+        config = PolicyConfig(model_path=tmp_path / "x.onnx", execute_k=execute_k)
+        return PolicyRunner(config, contract,
+                            FrameFusion(contract), arm_state=lambda: GOOD_STATE)
+
+    assert default_execute_k(PICK) == runner(PICK).execute_k == 1
+    assert default_execute_k(DEFAULT) == runner(DEFAULT).execute_k == 4
+    assert runner(PICK, execute_k=3).execute_k == 3
+    assert runner(DEFAULT, execute_k=2).execute_k == 2
 
 
 # ---- bins and jogs ------------------------------------------------------------------------
