@@ -290,8 +290,8 @@ def _eval(args: argparse.Namespace) -> int:
                          video_dir=args.video_dir, videos=args.videos, env=env,
                          workers=args.workers, arm_temperature=args.arm_temperature,
                          **remote, **latency)
-        if args.task == "pick" and (args.server is not None or args.video_dir is not None):
-            raise ValueError("--task pick runs a model file, without videos")
+        if args.task == "pick" and args.server is not None:
+            raise ValueError("--task pick runs a model file, not --server")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -308,6 +308,7 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"\n{args.model}: execute_k {args.execute_k}, temperature "
                   f"{args.temperature}, arm temperature {args.arm_temperature}\n"
                   f"{report.text()}")
+            _print_videos(args)
             return 0
         summary = evaluate(args.model or Path("remote"), cfg, on_episode=progress)
     except ModelError as exc:
@@ -322,10 +323,15 @@ def _eval(args: argparse.Namespace) -> int:
           f"{args.seed}..{args.seed + args.episodes - 1}, execute_k {args.execute_k}, "
           f"temperature {args.temperature}")
     print(summary.table())
+    _print_videos(args)
+    return 0
+
+
+def _print_videos(args: argparse.Namespace) -> None:
+    """Where eval's --video-dir put the filmed episodes, if it did."""
     if args.video_dir is not None and args.videos > 0:
         print(f"videos: {args.video_dir}/episode_<seed>.mp4 "
               f"({min(args.videos, args.episodes)} episodes)")
-    return 0
 
 
 def _suite(args: argparse.Namespace) -> int:

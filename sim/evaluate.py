@@ -81,8 +81,8 @@ from zima.sim.pick import ARM_HOLD, ArmAction, PickEnv, PickStepResult
 from zima.sim.video import VideoWriter
 
 __all__ = ["EpisodeResult", "EpisodeTask", "EpisodeTiming", "EvalConfig", "EvalSummary",
-           "PolicyEpisode", "Prepare", "StepHook", "evaluate", "failure_counts", "policy_episode",
-           "run_episodes", "wilson_interval"]
+           "PolicyEpisode", "Prepare", "StepHook", "episode_video", "evaluate", "failure_counts",
+           "policy_episode", "run_episodes", "wilson_interval"]
 
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975
 VIDEO_SCALE = 4  # contract images are small; enlarged so the overlaid text is legible
@@ -247,10 +247,17 @@ class SimClock:
         return self.now_s + self.inference_s
 
 
-def _video(path: Path, contract: Contract) -> VideoWriter:
-    """An MP4 of the forward camera, each frame labelled with the executed action."""
-    return VideoWriter(path, contract.control_hz, (contract.image_width, contract.image_height),
+def episode_video(path: Path, contract: Contract, cameras: int = 1) -> VideoWriter:
+    """An MP4 of the forward camera (``cameras`` > 1: that many side by side), each frame
+    labelled with the executed action."""
+    return VideoWriter(path, contract.control_hz,
+                       (contract.image_width * cameras, contract.image_height),
                        scale=VIDEO_SCALE)
+
+
+def _side_by_side(images: np.ndarray, indices: list[int]) -> np.ndarray:
+    """The images at ``indices`` of [n_images, H, W, 3], left to right: [H, W * n, 3]."""
+    return images[indices[0]] if len(indices) == 1 else np.hstack([images[i] for i in indices])
 
 
 StepHook = Callable[[ZimaEnv, np.ndarray, Step], None]
@@ -342,6 +349,8 @@ async def policy_episode(env: ZimaEnv | PickEnv, model_path: Path, cfg: EvalConf
     timing = EpisodeTiming.of(cfg, c, world.config.physics_dt_s, policy.latency_margin, seed)
     newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
     forward = newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]
+    # Filmed: the forward camera; the pick task's grasp is seen by the wrist camera beside it.
+    filmed = newest if isinstance(env, PickEnv) else [forward]
     forced = 0
     arm_state = env.arm_state if isinstance(env, PickEnv) else None
     async with PolicyRunner(policy, c, fusion, clock=clock, on_plan=on_plan,
@@ -358,7 +367,7 @@ async def policy_episode(env: ZimaEnv | PickEnv, model_path: Path, cfg: EvalConf
                 step = await _tick(runner, clock, tick * timing.tick_s)
             forced += step.reason is not None
             if video is not None:
-                video.add(images[forward], _label(tick * timing.tick_s, step))
+                video.add(_side_by_side(images, filmed), _label(tick * timing.tick_s, step))
             if on_step is not None:
                 on_step(world, images, step)
             if isinstance(env, PickEnv):
@@ -380,7 +389,7 @@ async def policy_episode(env: ZimaEnv | PickEnv, model_path: Path, cfg: EvalConf
             tick += timing.per_action
         sha256 = runner.model_sha256
     if video is not None and result.observation.images is not None:
-        video.add(result.observation.images[forward],
+        video.add(_side_by_side(result.observation.images, filmed),
                   [f"t {result.time_s:5.1f} s", f"outcome: {result.outcome.value}",
                    *([f"failure: {result.failure.value}"] if result.failure else [])])
     failure = result.failure if isinstance(result.failure, Failure) else None
@@ -480,7 +489,7 @@ class _Episodes:
             if task.prepare is not None:
                 task.prepare(self.env)
             self.key = key
-        video = _video(task.video, self.contract) if task.video is not None else None
+        video = episode_video(task.video, self.contract) if task.video is not None else None
         try:
             return asyncio.run(policy_episode(self.env, self.model_path, self.cfg, task.seed,
                                               video=video))

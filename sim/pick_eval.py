@@ -20,7 +20,7 @@ from pathlib import Path
 
 from zima.contract import PICK, Contract
 from zima.episodes import Outcome
-from zima.sim.evaluate import EvalConfig, policy_episode
+from zima.sim.evaluate import EvalConfig, episode_video, policy_episode
 from zima.sim.pick import PickConfig, PickEnv
 from zima.sim.pick_expert import PickEpisodeResult, PickExpertReport
 from zima.sim.seeded_pool import run_seeds
@@ -30,8 +30,18 @@ __all__ = ["evaluate_pick", "pick_policy_episode"]
 
 def pick_policy_episode(env: PickEnv, model_path: Path, cfg: EvalConfig,
                         seed: int) -> PickEpisodeResult:
-    """One pick-up episode of the policy at ``model_path`` through the runtime's code."""
-    result, _ = asyncio.run(policy_episode(env, model_path, cfg, seed))
+    """One pick-up episode of the policy at ``model_path`` through the runtime's code;
+    among the first ``cfg.videos`` seeds with ``cfg.video_dir`` set, filmed (forward and
+    wrist cameras side by side) to ``episode_<seed>.mp4`` there."""
+    video = None
+    if cfg.video_dir is not None and seed - cfg.seed < cfg.videos:
+        video = episode_video(cfg.video_dir / f"episode_{seed}.mp4", env.contract,
+                       len(env.contract.cameras))
+    try:
+        result, _ = asyncio.run(policy_episode(env, model_path, cfg, seed, video=video))
+    finally:
+        if video is not None:
+            video.close()
     return PickEpisodeResult(seed, result.outcome, env.failure(result.outcome), result.steps,
                              result.time_s, grasps=0)
 

@@ -6,6 +6,7 @@ bins moving the simulated arm. What it checks is the plumbing, not the policy's 
 import asyncio
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -77,11 +78,20 @@ def test_collect_train_export_and_run_a_pick_policy_through_the_runtime(
     assert labelled.expert_arm_action.shape == (len(labelled), 6)
 
     # A few steps through the runtime's fusion, runner, guard and chunk queue.
-    ev = EvalConfig(scene="arena", episodes=2, seed=1_000_000, env=EnvConfig(time_limit_s=1.0))
+    ev = EvalConfig(scene="arena", episodes=2, seed=1_000_000, env=EnvConfig(time_limit_s=1.0),
+                    video_dir=tmp_path / "videos", videos=1)
     report = evaluate_pick(onnx_path, ev)
     assert [r.seed for r in report.results] == [1_000_000, 1_000_001]
     assert all(r.steps == 10 for r in report.results)
     assert "pick-up success 0/2" in report.text()
+    # The first episode filmed: forward and wrist cameras side by side, every step and the end.
+    assert [v.name for v in (tmp_path / "videos").iterdir()] == ["episode_1000000.mp4"]
+    film = cv2.VideoCapture(str(tmp_path / "videos" / "episode_1000000.mp4"))
+    frames, (width, height) = int(film.get(cv2.CAP_PROP_FRAME_COUNT)), (
+        int(film.get(cv2.CAP_PROP_FRAME_WIDTH)), int(film.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    film.release()
+    assert frames == 11
+    assert width * PICK.image_height == height * PICK.image_width * len(PICK.cameras)
 
 
 def test_the_runners_arm_bins_move_the_simulated_arm(tmp_path: Path) -> None:
