@@ -111,8 +111,7 @@ from zima.onboard.policy import (
 from zima.onboard.remote_policy import RemotePolicy, RemotePolicyError
 from zima.onboard.remote_protocol import parse_server, read_key
 
-__all__ = ["PlanTrace", "PolicyConfig", "PolicyRunner", "PolicyStatus", "Step",
-           "default_execute_k"]
+__all__ = ["PlanTrace", "PolicyConfig", "PolicyRunner", "PolicyStatus", "Step"]
 
 log = logging.getLogger("zima.onboard.policy")
 
