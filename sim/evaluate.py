@@ -81,7 +81,7 @@ from zima.sim.pick import ARM_HOLD, ArmAction, PickEnv, PickStepResult
 from zima.sim.video import VideoWriter
 
 __all__ = ["EpisodeResult", "EpisodeTask", "EpisodeTiming", "EvalConfig", "EvalSummary",
-           "PolicyEpisode", "Prepare", "StepHook", "episode_video", "evaluate", "failure_counts",
+           "PolicyEpisode", "Prepare", "StepHook", "evaluate", "failure_counts", "filmed_episode",
            "policy_episode", "run_episodes", "wilson_interval"]
 
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975
@@ -132,6 +132,13 @@ class EvalConfig:
     # time an inference takes stays latency_s, which may model the round trip).
     server: str | None = None
     key_file: Path | None = None  # with server: the shared key
+
+    def video_path(self, seed: int) -> Path | None:
+        """Where the episode of ``seed`` is filmed: ``video_dir/episode_<seed>.mp4`` for the
+        first ``videos`` seeds; None for the rest, or without ``video_dir``."""
+        if self.video_dir is None or not 0 <= seed - self.seed < self.videos:
+            return None
+        return self.video_dir / f"episode_{seed}.mp4"
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -247,17 +254,31 @@ class SimClock:
         return self.now_s + self.inference_s
 
 
-def episode_video(path: Path, contract: Contract, cameras: int = 1) -> VideoWriter:
-    """An MP4 of the forward camera (``cameras`` > 1: that many side by side), each frame
-    labelled with the executed action."""
-    return VideoWriter(path, contract.control_hz,
-                       (contract.image_width * cameras, contract.image_height),
-                       scale=VIDEO_SCALE)
+def _filmed(env: ZimaEnv | PickEnv) -> list[int]:
+    """The images a video shows, left to right, by index in the observation's images: the
+    forward camera's newest; the pick task's grasp is seen by the wrist camera beside it."""
+    c = env.contract
+    newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
+    if isinstance(env, PickEnv):
+        return newest
+    return [newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]]
 
 
 def _side_by_side(images: np.ndarray, indices: list[int]) -> np.ndarray:
     """The images at ``indices`` of [n_images, H, W, 3], left to right: [H, W * n, 3]."""
-    return images[indices[0]] if len(indices) == 1 else np.hstack([images[i] for i in indices])
+    return np.hstack([images[i] for i in indices])
+
+
+def filmed_episode(env: ZimaEnv | PickEnv, model_path: Path, cfg: EvalConfig, seed: int,
+                   path: Path | None) -> tuple[PolicyEpisode, str]:
+    """:func:`policy_episode` run to its end and, with ``path``, filmed there: an MP4 of
+    the images :func:`_filmed` picks, each frame labelled with the step."""
+    if path is None:
+        return asyncio.run(policy_episode(env, model_path, cfg, seed))
+    c = env.contract
+    size = (c.image_width * len(_filmed(env)), c.image_height)
+    with VideoWriter(path, c.control_hz, size, scale=VIDEO_SCALE) as video:
+        return asyncio.run(policy_episode(env, model_path, cfg, seed, video=video))
 
 
 StepHook = Callable[[ZimaEnv, np.ndarray, Step], None]
@@ -348,9 +369,7 @@ async def policy_episode(env: ZimaEnv | PickEnv, model_path: Path, cfg: EvalConf
                                      key_file=cfg.key_file, request_timeout_s=REMOTE_TIMEOUT_S)
     timing = EpisodeTiming.of(cfg, c, world.config.physics_dt_s, policy.latency_margin, seed)
     newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
-    forward = newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]
-    # Filmed: the forward camera; the pick task's grasp is seen by the wrist camera beside it.
-    filmed = newest if isinstance(env, PickEnv) else [forward]
+    filmed = _filmed(env)
     forced = 0
     arm_state = env.arm_state if isinstance(env, PickEnv) else None
     async with PolicyRunner(policy, c, fusion, clock=clock, on_plan=on_plan,
@@ -469,7 +488,7 @@ class EpisodeTask:
     scene: str
     env: EnvConfig
     seed: int
-    video: Path | None = None  # an MP4 of the forward camera, or None
+    video: Path | None = None  # an MP4 of the forward camera, or None (filmed_episode)
     prepare: Prepare | None = None  # tasks with equal (scene, env, prepare) share an env
 
 
@@ -489,13 +508,7 @@ class _Episodes:
             if task.prepare is not None:
                 task.prepare(self.env)
             self.key = key
-        video = episode_video(task.video, self.contract) if task.video is not None else None
-        try:
-            return asyncio.run(policy_episode(self.env, self.model_path, self.cfg, task.seed,
-                                              video=video))
-        finally:
-            if video is not None:
-                video.close()
+        return filmed_episode(self.env, self.model_path, self.cfg, task.seed, task.video)
 
     def close(self) -> None:
         if self.env is not None:
@@ -584,10 +597,8 @@ def evaluate(model_path: Path, cfg: EvalConfig, contract: Contract = DEFAULT,
     after each. A model the runtime refuses raises
     :class:`~zima.onboard.policy.ModelError` before any episode."""
     start_s = time.perf_counter()
-    tasks = [EpisodeTask(cfg.scene, cfg.env, cfg.seed + i,
-                         video=(cfg.video_dir / f"episode_{cfg.seed + i}.mp4"
-                                if cfg.video_dir is not None and i < cfg.videos else None))
-             for i in range(cfg.episodes)]
+    tasks = [EpisodeTask(cfg.scene, cfg.env, seed, video=cfg.video_path(seed))
+             for seed in range(cfg.seed, cfg.seed + cfg.episodes)]
 
     def progress(done: int, _task: EpisodeTask, result: PolicyEpisode) -> None:
         if on_episode is not None:

@@ -12,7 +12,6 @@ not depend on the number of worker processes.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from zima.contract import PICK, Contract
 from zima.episodes import Outcome
-from zima.sim.evaluate import EvalConfig, episode_video, policy_episode
+from zima.sim.evaluate import EvalConfig, filmed_episode
 from zima.sim.pick import PickConfig, PickEnv
 from zima.sim.pick_expert import PickEpisodeResult, PickExpertReport
 from zima.sim.seeded_pool import run_seeds
@@ -30,18 +29,9 @@ __all__ = ["evaluate_pick", "pick_policy_episode"]
 
 def pick_policy_episode(env: PickEnv, model_path: Path, cfg: EvalConfig,
                         seed: int) -> PickEpisodeResult:
-    """One pick-up episode of the policy at ``model_path`` through the runtime's code;
-    among the first ``cfg.videos`` seeds with ``cfg.video_dir`` set, filmed (forward and
-    wrist cameras side by side) to ``episode_<seed>.mp4`` there."""
-    video = None
-    if cfg.video_dir is not None and seed - cfg.seed < cfg.videos:
-        video = episode_video(cfg.video_dir / f"episode_{seed}.mp4", env.contract,
-                       len(env.contract.cameras))
-    try:
-        result, _ = asyncio.run(policy_episode(env, model_path, cfg, seed, video=video))
-    finally:
-        if video is not None:
-            video.close()
+    """One pick-up episode of the policy at ``model_path`` through the runtime's code,
+    filmed (forward and wrist cameras side by side) where ``cfg.video_path`` says."""
+    result, _ = filmed_episode(env, model_path, cfg, seed, cfg.video_path(seed))
     return PickEpisodeResult(seed, result.outcome, env.failure(result.outcome), result.steps,
                              result.time_s, grasps=0)
 
