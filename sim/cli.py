@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="also write episodes the expert failed (outcome attribute)")
     collect.add_argument("--max-idle", type=int, default=3,
                          help="longest run of STOP frames kept between motions (default 3)")
+    collect.add_argument("--target-distance", type=float, nargs=2, metavar=("MIN_M", "MAX_M"),
+                         help="fixed scenes: start the robot this far from the target, m "
+                              "(default: at least 0.8 m; e.g. 0.3 0.6 for pick episodes that "
+                              "are mostly grasp)")
     collect.add_argument("--noise", type=float, default=0.0,
                          help="chance per step of a 1-3 step burst of random actions, labelled "
                               "with the expert's (DART; default 0: clean demonstrations)")
@@ -211,14 +215,18 @@ def _collect(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
+        env = PickConfig().env if args.task == "pick" else EnvConfig()
+        if args.target_distance is not None:
+            lo, hi = args.target_distance
+            env = dataclasses.replace(env, domain=dataclasses.replace(
+                env.domain, min_target_dist_m=lo, max_target_dist_m=hi))
         cfg = CollectConfig(scene=args.scene, episodes=args.episodes, workers=args.workers,
                             seed=args.seed, keep_failures=args.keep_failures or (
                                 args.policy is not None),
                             trim=IdleTrim(max_run=args.max_idle), noise=args.noise,
                             policy=args.policy, execute_k=args.execute_k,
                             temperature=args.temperature, task=args.task,
-                            contract=CONTRACTS[args.task],
-                            env=PickConfig().env if args.task == "pick" else EnvConfig())
+                            contract=CONTRACTS[args.task], env=env)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -46,6 +46,9 @@ class DomainConfig:
 
     # Distance of the target from the robot's start, metres (closer is too easy).
     min_target_dist_m: float = 0.8
+    # ... and at most this far (fixed scenes; episodes that start near the target, e.g.
+    # the pick task's grasp-heavy demonstrations: ``zima sim collect --target-distance``).
+    max_target_dist_m: float = math.inf
     # Free margin around the robot's turning circle and along its corridor, metres.
     clearance_m: float = 0.06
     # Sun and lamp brightness (0..1 per channel) and ambient headlight.
@@ -61,6 +64,11 @@ class DomainConfig:
     # Procedural scenes: the ranges of their worlds (lights included; the fields above
     # but the camera's serve the fixed scenes).
     world: WorldConfig = field(default_factory=WorldConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_target_dist_m <= self.max_target_dist_m:
+            raise ValueError(f"target distance: need 0 <= min <= max, got "
+                             f"{self.min_target_dist_m}..{self.max_target_dist_m} m")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +152,8 @@ class Randomizer:
             if not self._free(robot, self.robot.radius_m + cfg.clearance_m):
                 continue
             target = self._sample_xy(rng, 0.15)
-            if (np.linalg.norm(target - robot) < cfg.min_target_dist_m
+            if (not cfg.min_target_dist_m <= np.linalg.norm(target - robot)
+                    <= cfg.max_target_dist_m
                     or not self._free(target, 0.15)
                     or not self._corridor_clear(robot, target, half_w)):
                 continue

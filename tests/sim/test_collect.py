@@ -84,6 +84,21 @@ def test_cli_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert cli.run(parser.parse_args(["collect", "--workers", "0", "--out", "x"])) == 2
 
 
+def test_cli_target_distance_starts_the_robot_near(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    steps = {}
+    for name, extra in (("near", ["--target-distance", "0.3", "0.5"]), ("far", [])):
+        args = parser.parse_args(["collect", "--episodes", "1", "--seed", "12", "--out",
+                                  str(tmp_path / name), *extra])
+        assert cli.run(args) == 0
+        with EpisodeReader(episode_path(tmp_path / name, "arena", 12)) as r:
+            steps[name] = len(r.load())
+    assert steps["near"] < steps["far"]  # a shorter drive to the cube
+    bad = ["collect", "--out", "x", "--target-distance", "0.5", "0.3"]
+    assert cli.run(parser.parse_args(bad)) == 2
+
+
 def test_progress_line_shows_rate_and_eta() -> None:
     now = [0.0]
     out = io.StringIO()

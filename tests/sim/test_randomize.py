@@ -7,6 +7,7 @@ import pytest
 
 from zima.sim.effects import EffectsConfig, ImageEffects, barrel_maps
 from zima.sim.env import EnvConfig, ZimaEnv
+from zima.sim.randomize import DomainConfig
 from zima.sim.scenes import SCENES
 
 MakeEnv = Callable[..., ZimaEnv]
@@ -60,6 +61,20 @@ def test_placements_are_free_and_reachable(make_env: MakeEnv, scene: str) -> Non
         assert np.linalg.norm(target - robot) >= rnd.cfg.min_target_dist_m
         assert rnd._corridor_clear(robot, target, env.config.robot.width_m / 2)
         assert 1 <= len(domain.distractor_xy) <= env.layout.max_distractors
+
+
+def test_a_target_distance_range_holds_every_placement(make_env: MakeEnv) -> None:
+    near = DomainConfig(min_target_dist_m=0.3, max_target_dist_m=0.6)
+    env = make_env("arena", EnvConfig(render=False, domain=near))
+    distances = []
+    for seed in range(100):
+        domain = env.randomizer.reset(np.random.default_rng(seed))
+        distances.append(np.linalg.norm(np.subtract(domain.target_xy, domain.robot_xy_yaw[:2])))
+    assert min(distances) >= 0.3
+    assert max(distances) <= 0.6
+    assert max(distances) - min(distances) > 0.15  # a range, not one distance
+    with pytest.raises(ValueError, match="target distance"):
+        DomainConfig(min_target_dist_m=0.6, max_target_dist_m=0.3)
 
 
 def test_effects_off_leave_frames_untouched_and_on_change_them() -> None:
