@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from zima.contract import CONTRACTS
     from zima.episodes import EpisodeError
     from zima.training.config import ConfigError, TrainConfig
+    from zima.training.dataset import CacheSpaceError
     from zima.training.distributed import world_from_env
     from zima.training.train import TrainError, train
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             config = dataclasses.replace(config, resume=True)
         result = train(config, CONTRACTS[config.task],
                        progress=None if args.quiet else sys.stderr)
-    except (ConfigError, TrainError, EpisodeError, FileNotFoundError) as exc:
+    except (ConfigError, TrainError, EpisodeError, FileNotFoundError, CacheSpaceError) as exc:
         print(f"zima train: {exc}", file=sys.stderr)
         return 2
     if world_from_env().rank != 0:  # under torchrun, rank 0 alone reports

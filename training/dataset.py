@@ -7,6 +7,14 @@ fingerprint of the files and the contract; later runs memory-map them, so a data
 larger than memory trains with the page cache as its only buffer. Decoding holds one
 episode in memory at a time.
 
+A cache takes the disk its images take decoded (:func:`cache_bytes`: about 37 kB per step
+and camera at 128 x 96), and each set of files has its own. A build that would not fit is
+refused before it writes anything (:class:`CacheSpaceError`, which names the space needed,
+the space free and what the other caches there take), and its image files are allocated
+on the disk before they are filled: a disk that fills up in the middle ends the build with
+that error too, where a memory-mapped write to a full disk would kill the process with
+SIGBUS and no word. A failed build leaves nothing behind.
+
 Cache folder ``<cache_dir>/<fingerprint>/`` (R = steps of all episodes, concatenated)::
 
     images_<camera>.npy   uint8  [R, H, W, 3]   every contract camera
@@ -38,10 +46,12 @@ and with an arm head (``contract.arm_dims`` = D), two more::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -56,10 +66,49 @@ from zima.episodes import EpisodeReader
 CACHE_VERSION: Final = 1  # bump when the cache layout changes (arm files: arm contracts only)
 MANIFEST: Final = "manifest.json"
 _NONE: Final = -1  # a row index meaning "no row: STOP"
+# Left free beside a new cache: the checkpoints, the plots, the system.
+FREE_MARGIN_BYTES: Final = 512 * 2**20
 
 Sample = tuple[torch.Tensor, ...]
 """(images uint8 [N, H, W, 3], action_history int64 [A], target int64 [chunk_len]), and
 with an arm head (arm_state float32 [6], arm_target int64 [chunk_len, D])."""
+
+
+class CacheSpaceError(OSError):
+    """The disk under the cache folder cannot hold a cache being built."""
+
+
+def cache_bytes(n_rows: int, contract: Contract) -> int:
+    """The bytes of the arrays of a cache of ``n_rows`` steps under ``contract``."""
+    frame = contract.image_height * contract.image_width * 3
+    arm = contract.arm_dims + 4 * ARM_STATE_DIMS if contract.arm_dims else 0
+    return n_rows * (frame * len(contract.cameras) + 2 + arm)  # + action and label
+
+
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def _used_bytes(folder: Path) -> int:
+    """Disk blocks under ``folder`` (a sparse file counts what it holds)."""
+    return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _no_space(cache_dir: Path, files: int, need: int, free: int) -> CacheSpaceError:
+    others = [d for d in cache_dir.iterdir() if d.is_dir()]
+    taken = sum(_used_bytes(d) for d in others)
+    return CacheSpaceError(
+        f"the training cache of {files} episode files needs {_size(need)} in {cache_dir} "
+        f"and {_size(FREE_MARGIN_BYTES)} left free beside it; {_size(free)} is free; "
+        f"{len(others)} other caches there take {_size(taken)} (delete them: a cache is "
+        f"rebuilt from its episodes when needed), or set data.cache_dir on a larger disk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +154,18 @@ class EpisodeCache:
             self.arm_state: np.ndarray = np.load(folder / "arm_state.npy")  # [R, 6] float32
 
     @classmethod
-    def open(cls, paths: Sequence[str | Path], cache_dir: str | Path,
-             contract: Contract) -> EpisodeCache:
-        """The cache of ``paths`` (episode files of ``contract``) under ``cache_dir``."""
+    def open(cls, paths: Sequence[str | Path], cache_dir: str | Path, contract: Contract,
+             free_bytes: Callable[[Path], int] | None = None) -> EpisodeCache:
+        """The cache of ``paths`` (episode files of ``contract``) under ``cache_dir``;
+        :class:`CacheSpaceError` where a cache to build does not fit on the disk
+        (``free_bytes(folder)``: the free space there, ``shutil.disk_usage`` by default)."""
         files = sorted(Path(p).resolve() for p in paths)
         if not files:
             raise ValueError("no episode files given")
         folder = Path(cache_dir) / fingerprint(files, contract)
         if (folder / MANIFEST).exists():
             return cls(folder, contract, decoded_episodes=0)
-        _build(files, folder, contract)
+        _build(files, folder, contract, free_bytes or _free_bytes)
         return cls(folder, contract, decoded_episodes=len(files))
 
     @property
@@ -123,21 +174,50 @@ class EpisodeCache:
         return len(self.action)
 
 
-def _build(files: Sequence[Path], folder: Path, contract: Contract) -> None:
+def _build(files: Sequence[Path], folder: Path, contract: Contract,
+           free_bytes: Callable[[Path], int]) -> None:
     """Decode ``files`` into ``folder``: built beside it, then renamed into place, so a
-    crash leaves no half cache under the final name."""
+    crash leaves no half cache under the final name; the space checked first, and a
+    failed build removed."""
     episodes: list[CachedEpisode] = []
     row = 0
     for path in files:  # first pass: attributes only, to size the arrays
         with EpisodeReader(path, contract) as reader:
             episodes.append(CachedEpisode(str(path), reader.info.source, row, reader.n_steps))
             row += reader.n_steps
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    need, free = cache_bytes(row, contract), free_bytes(folder.parent)
+    if need + FREE_MARGIN_BYTES > free:
+        raise _no_space(folder.parent, len(files), need, free)
+    tmp.mkdir()
+    try:
+        _fill(tmp, episodes, row, contract)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise _no_space(folder.parent, len(files), need, free) from exc
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+
+
+def _allocated_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A uint8 ``.npy`` memmap whose blocks are allocated on the disk now: a full disk
+    raises ENOSPC here, not SIGBUS at a later write."""
+    array = np.lib.format.open_memmap(path, "w+", np.uint8, shape)
+    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the space check alone
+        with path.open("r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
+    return array
+
+
+def _fill(tmp: Path, episodes: Sequence[CachedEpisode], row: int, contract: Contract) -> None:
+    """Write the cache's arrays and manifest of ``episodes`` (``row`` steps) into ``tmp``."""
     frame = (contract.image_height, contract.image_width, 3)
-    images = {cam: np.lib.format.open_memmap(tmp / f"images_{cam}.npy", "w+", np.uint8,
-                                             (row, *frame)) for cam in contract.cameras}
+    images = {cam: _allocated_memmap(tmp / f"images_{cam}.npy", (row, *frame))
+              for cam in contract.cameras}
     action = np.empty(row, np.uint8)
     label = np.empty(row, np.uint8)
     arm_label = np.empty((row, contract.arm_dims), np.uint8)
@@ -164,8 +244,6 @@ def _build(files: Sequence[Path], folder: Path, contract: Contract) -> None:
                 "episodes": [{"path": e.path, "source": e.source, "first_row": e.first_row,
                               "n_steps": e.n_steps} for e in episodes]}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.replace(folder)
 
 
 def split_episodes(n_episodes: int, val_fraction: float, seed: int,

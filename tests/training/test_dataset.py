@@ -12,8 +12,11 @@ from torch.utils.data import DataLoader
 from zima.contract import Action, Contract
 from zima.episodes import ContractMismatchError, EpisodeInfo, EpisodeWriter
 from zima.training.dataset import (
+    FREE_MARGIN_BYTES,
     BCDataset,
+    CacheSpaceError,
     EpisodeCache,
+    cache_bytes,
     load_splits,
     split_episodes,
 )
@@ -184,3 +187,42 @@ def test_transitions_are_where_the_label_differs_from_the_action_before(tmp_path
     data = BCDataset(EpisodeCache.open([path], tmp_path / "cache", TINY), [0])
     # step 0: F after the history's STOP; 2: R after F; 3: R after L; 4: S after R
     assert data.transitions().tolist() == [True, False, True, True, True]
+
+
+def test_cache_bytes_is_what_a_built_cache_holds(tmp_path: Path) -> None:
+    paths = many_episodes(tmp_path, 3, steps=7)
+    cache = EpisodeCache.open(paths, tmp_path / "cache", TINY)
+    arrays = [*cache.images.values(), cache.action, cache.label]
+    assert cache_bytes(cache.n_rows, TINY) == sum(a.nbytes for a in arrays) == 21 * (2 * 144 + 2)
+
+
+def test_a_cache_that_does_not_fit_is_refused_before_it_is_written(tmp_path: Path) -> None:
+    paths = many_episodes(tmp_path, 3, steps=7)
+    cache_dir = tmp_path / "cache"
+    EpisodeCache.open(paths[:1], cache_dir, TINY)  # another cache there, which it counts
+    need = cache_bytes(21, TINY)
+    with pytest.raises(CacheSpaceError) as refused:
+        EpisodeCache.open(paths, cache_dir, TINY,
+                          free_bytes=lambda _folder: need + FREE_MARGIN_BYTES - 1)
+    message = str(refused.value)
+    assert need == 6090
+    assert f"cache of 3 episode files needs 6.1 kB in {cache_dir}" in message
+    assert "1 other caches there take" in message
+    assert "data.cache_dir" in message
+    assert len(list(cache_dir.iterdir())) == 1  # nothing written, not even a .building
+    cache = EpisodeCache.open(paths, cache_dir, TINY,
+                              free_bytes=lambda _folder: need + FREE_MARGIN_BYTES)
+    assert cache.decoded_episodes == 3
+
+
+def test_a_disk_full_in_the_middle_of_a_build_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = many_episodes(tmp_path, 2)
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")  # what a full disk answers
+
+    monkeypatch.setattr("os.posix_fallocate", full, raising=False)
+    with pytest.raises(CacheSpaceError, match="needs"):
+        EpisodeCache.open(paths, tmp_path / "cache", TINY)
+    assert list((tmp_path / "cache").iterdir()) == []

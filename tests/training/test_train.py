@@ -225,6 +225,24 @@ def test_cli_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_cache_the_disk_cannot_hold(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zima.contract import DEFAULT  # noqa: PLC0415 -- the CLI's find contract
+
+    data = write_toy_episodes(tmp_path / "eps", DEFAULT, 2)
+    monkeypatch.setattr("zima.training.dataset._free_bytes", lambda _folder: 10**6)  # 1 MB
+    run = _write(tmp_path / "run.toml",
+                 f'output_dir = "out"\n[data]\ndirs = ["{data}"]\ncache_dir = "cache"')
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args([str(run), "--quiet"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zima train: the training cache of 2 episode files needs 3.5 MB")
+    assert "and 536.9 MB left free beside it; 1.0 MB is free;" in err
+    assert not (tmp_path / "out" / "last.pt").exists()
+
+
 def test_tempered_class_weights_keep_their_order_and_mean() -> None:
     from zima.training.train import _tempered  # noqa: PLC0415 -- a private helper
 
