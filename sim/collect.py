@@ -137,7 +137,7 @@ class _Steps:
     def __init__(self, env: ZimaEnv) -> None:
         c = env.contract
         self.env = env
-        self.newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
+        self.newest = list(c.newest_images)  # a list: numpy fancy-indexes it
         self.ticks_to_mm_s = 1000.0 * c.control_hz / env.config.robot.ticks_per_m
         self.frames: list[np.ndarray] = []  # per step [n_cameras, H, W, 3]
         self.actions: list[int] = []  # executed

@@ -258,7 +258,7 @@ def _filmed(env: ZimaEnv | PickEnv) -> list[int]:
     """The images a video shows, left to right, by index in the observation's images: the
     forward camera's newest; the pick task's grasp is seen by the wrist camera beside it."""
     c = env.contract
-    newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
+    newest = list(c.newest_images)
     if isinstance(env, PickEnv):
         return newest
     return [newest[c.cameras.index("forward")] if "forward" in c.cameras else newest[0]]
@@ -368,7 +368,7 @@ async def policy_episode(env: ZimaEnv | PickEnv, model_path: Path, cfg: EvalConf
         policy = dataclasses.replace(policy, backend="remote", server=cfg.server,
                                      key_file=cfg.key_file, request_timeout_s=REMOTE_TIMEOUT_S)
     timing = EpisodeTiming.of(cfg, c, world.config.physics_dt_s, policy.latency_margin, seed)
-    newest = [i * c.image_history + c.image_history - 1 for i in range(len(c.cameras))]
+    newest = c.newest_images
     filmed = _filmed(env)
     forced = 0
     arm_state = env.arm_state if isinstance(env, PickEnv) else None

@@ -129,6 +129,12 @@ class Contract:
         return len(self.cameras) * self.image_history
 
     @property
+    def newest_images(self) -> tuple[int, ...]:
+        """Index in an observation's images of each camera's newest frame, camera order."""
+        return tuple(i * self.image_history + self.image_history - 1
+                     for i in range(len(self.cameras)))
+
+    @property
     def image_shape(self) -> tuple[int, int, int, int]:
         """Shape of one observation's images (no batch): [N, H, W, 3], uint8 RGB."""
         return (self.n_images, self.image_height, self.image_width, 3)
