@@ -217,6 +217,11 @@ def _collect(args: argparse.Namespace) -> int:
     try:
         env = PickConfig().env if args.task == "pick" else EnvConfig()
         if args.target_distance is not None:
+            from zima.sim.scenes import SCENES
+
+            if SCENES[args.scene]().pool is not None:
+                raise ValueError(f"--target-distance is for the fixed scenes; {args.scene!r} "
+                                 f"draws its target's distance from its world bands")
             lo, hi = args.target_distance
             env = dataclasses.replace(env, domain=dataclasses.replace(
                 env.domain, min_target_dist_m=lo, max_target_dist_m=hi))

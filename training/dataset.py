@@ -196,8 +196,9 @@ def _build(files: Sequence[Path], folder: Path, contract: Contract,
         _fill(tmp, episodes, row, contract)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise _no_space(folder.parent, len(files), need, free) from exc
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the disk filled since
+            raise _no_space(folder.parent, len(files), need,
+                            free_bytes(folder.parent)) from exc
         raise
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)

@@ -97,6 +97,9 @@ def test_cli_target_distance_starts_the_robot_near(tmp_path: Path) -> None:
     assert steps["near"] < steps["far"]  # a shorter drive to the cube
     bad = ["collect", "--out", "x", "--target-distance", "0.5", "0.3"]
     assert cli.run(parser.parse_args(bad)) == 2
+    procedural = ["collect", "--out", "x", "--scene", "procedural", "--target-distance", "0.3",
+                  "0.5"]
+    assert cli.run(parser.parse_args(procedural)) == 2  # not silently ignored
 
 
 def test_progress_line_shows_rate_and_eta() -> None:
