@@ -7,15 +7,20 @@ fingerprint of the files and the contract; later runs memory-map them, so a data
 larger than memory trains with the page cache as its only buffer. Decoding holds one
 episode in memory at a time.
 
-A cache takes the disk its images take decoded (:func:`cache_bytes`: about 37 kB per step
-and camera at 128 x 96), and each set of files has its own. A build that would not fit is
-refused before it writes anything (:class:`CacheSpaceError`, which names the space needed,
-the space free and what the other caches there take), and its image files are allocated
-on the disk before they are filled: a disk that fills up in the middle ends the build with
-that error too, where a memory-mapped write to a full disk would kill the process with
-SIGBUS and no word. A failed build leaves nothing behind.
+Each folder of episode files has its own cache (:class:`CacheFolder`), keyed by the files
+in it, and a training run reads the caches of its folders side by side
+(:class:`EpisodeCache`): a data set that grows by a folder (a DAgger round, a new day of
+real episodes) decodes that folder alone, and two recipes that share folders share their
+caches on the disk. A cache takes the disk its images take decoded (:func:`cache_bytes`:
+about 37 kB per step and camera at 128 x 96). Builds that would not fit are refused before
+anything is written (:class:`CacheSpaceError`, which names the space needed, the space
+free and what the other caches there take), and image files are allocated on the disk
+before they are filled: a disk that fills up in the middle ends the build with that error
+too, where a memory-mapped write to a full disk would kill the process with SIGBUS and no
+word. A failed build leaves nothing behind.
 
-Cache folder ``<cache_dir>/<fingerprint>/`` (R = steps of all episodes, concatenated)::
+Cache folder ``<cache_dir>/<fingerprint>/`` of one folder's episode files (R = their
+steps, concatenated)::
 
     images_<camera>.npy   uint8  [R, H, W, 3]   every contract camera
     action.npy            uint8  [R]           executed action (fed back as history)
@@ -101,8 +106,12 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def _no_space(cache_dir: Path, files: int, need: int, free: int) -> CacheSpaceError:
-    others = [d for d in cache_dir.iterdir() if d.is_dir()]
+def _no_space(cache_dir: Path, files: int, need: int, free: int,
+              keep: Sequence[Path] = ()) -> CacheSpaceError:
+    """The error for caches of ``files`` episode files needing ``need`` bytes where
+    ``free`` are; the caches in ``keep`` (this data set's own) are not offered for deletion."""
+    own = {k.name for k in keep}
+    others = [d for d in cache_dir.iterdir() if d.is_dir() and d.name not in own]
     taken = sum(_used_bytes(d) for d in others)
     return CacheSpaceError(
         f"the training cache of {files} episode files needs {_size(need)} in {cache_dir} "
@@ -113,7 +122,7 @@ def _no_space(cache_dir: Path, files: int, need: int, free: int) -> CacheSpaceEr
 
 @dataclass(frozen=True, slots=True)
 class CachedEpisode:
-    """Where one episode lies in the cache's concatenated arrays."""
+    """Where one episode lies in a cache's concatenated arrays."""
 
     path: str  # the episode file, resolved
     source: str  # "sim" or "real"
@@ -131,19 +140,12 @@ def fingerprint(paths: Sequence[Path], contract: Contract) -> str:
     return h.hexdigest()[:24]
 
 
-class EpisodeCache:
-    """The decoded, memory-mapped steps of a set of episode files.
+class CacheFolder:
+    """The decoded steps of one folder's episode files, as stored in one cache folder."""
 
-    ``EpisodeCache.open(paths, cache_dir, contract)`` reuses the cache of the same files
-    and contract when one is complete, and builds it otherwise; ``decoded_episodes``
-    says how many episodes this open decoded (0 on reuse).
-    """
-
-    def __init__(self, folder: Path, contract: Contract, decoded_episodes: int) -> None:
+    def __init__(self, folder: Path, contract: Contract) -> None:
         manifest = json.loads((folder / MANIFEST).read_text())
         self.folder = folder
-        self.contract = contract
-        self.decoded_episodes = decoded_episodes
         self.episodes = tuple(CachedEpisode(**e) for e in manifest["episodes"])
         self.images = {cam: np.load(folder / f"images_{cam}.npy", mmap_mode="r")
                        for cam in contract.cameras}  # camera -> [R, H, W, 3] uint8
@@ -153,20 +155,95 @@ class EpisodeCache:
             self.arm_label: np.ndarray = np.load(folder / "arm_label.npy")  # [R, D] uint8
             self.arm_state: np.ndarray = np.load(folder / "arm_state.npy")  # [R, 6] float32
 
+
+class CameraFrames:
+    """One camera's frames over the cache folders of a data set, rows numbered across
+    them in folder order: ``frames[rows]`` for rows of one episode (one folder)."""
+
+    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+        self.parts = tuple(parts)  # memory-mapped [R_i, H, W, 3] uint8
+        self.starts = np.cumsum([0, *(len(p) for p in parts)])  # [P + 1] first rows
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.parts)
+
+    def __getitem__(self, rows: np.ndarray | int) -> np.ndarray:
+        rows = np.asarray(rows)
+        low, high = int(rows.min()), int(rows.max())
+        if low < 0 or high >= len(self):
+            raise IndexError(f"rows {low}..{high} outside 0..{len(self) - 1}")
+        part = int(np.searchsorted(self.starts, low, side="right")) - 1
+        if high >= self.starts[part + 1]:
+            raise IndexError(f"rows {low}..{high} span two cache folders")
+        frames: np.ndarray = self.parts[part][rows - self.starts[part]]
+        return frames
+
+
+class EpisodeCache:
+    """The decoded, memory-mapped steps of a set of episode files, one cache folder per
+    folder of files (:class:`CacheFolder`), read side by side.
+
+    ``EpisodeCache.open(paths, cache_dir, contract)`` reuses each folder's cache when it
+    is complete and builds the missing ones; ``decoded_episodes`` says how many episodes
+    this open decoded (0 on reuse). Rows are numbered across the folders' caches: small
+    arrays (actions, labels, arm state) are concatenated in memory, images stay
+    memory-mapped per folder (:class:`CameraFrames`). ``episodes`` are ordered by path.
+    """
+
+    def __init__(self, folders: Sequence[Path], contract: Contract, decoded_episodes: int,
+                 key: str) -> None:
+        parts = [CacheFolder(f, contract) for f in folders]
+        self.folders = tuple(folders)
+        self.contract = contract
+        self.decoded_episodes = decoded_episodes
+        self.fingerprint = key  # of all the files: fingerprint(paths, contract)
+        starts = np.cumsum([0, *(len(p.action) for p in parts)])
+        self.episodes = tuple(sorted(
+            (CachedEpisode(e.path, e.source, int(start) + e.first_row, e.n_steps)
+             for part, start in zip(parts, starts, strict=False) for e in part.episodes),
+            key=lambda e: Path(e.path)))
+        self.images = {cam: CameraFrames([p.images[cam] for p in parts])
+                       for cam in contract.cameras}
+        self.action = np.concatenate([p.action for p in parts])  # [R] uint8
+        self.label = np.concatenate([p.label for p in parts])  # [R] uint8
+        if contract.arm_dims:
+            self.arm_label: np.ndarray = np.concatenate([p.arm_label for p in parts])
+            self.arm_state: np.ndarray = np.concatenate([p.arm_state for p in parts])
+
     @classmethod
     def open(cls, paths: Sequence[str | Path], cache_dir: str | Path, contract: Contract,
              free_bytes: Callable[[Path], int] | None = None) -> EpisodeCache:
-        """The cache of ``paths`` (episode files of ``contract``) under ``cache_dir``;
-        :class:`CacheSpaceError` where a cache to build does not fit on the disk
-        (``free_bytes(folder)``: the free space there, ``shutil.disk_usage`` by default)."""
+        """The caches of ``paths`` (episode files of ``contract``) under ``cache_dir``, one
+        per folder of files; :class:`CacheSpaceError` where the caches to build do not
+        fit on the disk together (``free_bytes(folder)``: the free space there,
+        ``shutil.disk_usage`` by default), before any is built."""
         files = sorted(Path(p).resolve() for p in paths)
         if not files:
             raise ValueError("no episode files given")
-        folder = Path(cache_dir) / fingerprint(files, contract)
-        if (folder / MANIFEST).exists():
-            return cls(folder, contract, decoded_episodes=0)
-        _build(files, folder, contract, free_bytes or _free_bytes)
-        return cls(folder, contract, decoded_episodes=len(files))
+        free_bytes = free_bytes or _free_bytes
+        groups: dict[Path, list[Path]] = {}
+        for f in files:
+            groups.setdefault(f.parent, []).append(f)
+        folders = [Path(cache_dir) / fingerprint(g, contract) for g in groups.values()]
+        plans = [(folder, _plan(group, contract)) for folder, group
+                 in zip(folders, groups.values(), strict=True)
+                 if not (folder / MANIFEST).exists()]
+        if plans:
+            cache_root = Path(cache_dir)
+            cache_root.mkdir(parents=True, exist_ok=True)
+            need = sum(cache_bytes(_rows(episodes), contract) for _, episodes in plans)
+            free = free_bytes(cache_root)
+            n_files = sum(len(episodes) for _, episodes in plans)
+            if need + FREE_MARGIN_BYTES > free:
+                raise _no_space(cache_root, n_files, need, free, folders)
+            for folder, episodes in plans:
+                _build(episodes, folder, contract, free_bytes, folders)
+        return cls(folders, contract, sum(len(episodes) for _, episodes in plans),
+                   fingerprint(files, contract))
 
     @property
     def n_rows(self) -> int:
@@ -174,31 +251,40 @@ class EpisodeCache:
         return len(self.action)
 
 
-def _build(files: Sequence[Path], folder: Path, contract: Contract,
-           free_bytes: Callable[[Path], int]) -> None:
-    """Decode ``files`` into ``folder``: built beside it, then renamed into place, so a
-    crash leaves no half cache under the final name; the space checked first, and a
-    failed build removed."""
+def _plan(files: Sequence[Path], contract: Contract) -> list[CachedEpisode]:
+    """Where each of ``files`` will lie in its cache (attributes only: sizes the arrays)."""
     episodes: list[CachedEpisode] = []
     row = 0
-    for path in files:  # first pass: attributes only, to size the arrays
+    for path in files:
         with EpisodeReader(path, contract) as reader:
             episodes.append(CachedEpisode(str(path), reader.info.source, row, reader.n_steps))
             row += reader.n_steps
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    return episodes
+
+
+def _rows(episodes: Sequence[CachedEpisode]) -> int:
+    return sum(e.n_steps for e in episodes)
+
+
+def _build(episodes: Sequence[CachedEpisode], folder: Path, contract: Contract,
+           free_bytes: Callable[[Path], int], keep: Sequence[Path]) -> None:
+    """Decode ``episodes`` into ``folder``: built beside it, then renamed into place, so
+    a crash leaves no half cache under the final name; the space checked first, and a
+    failed build removed."""
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
+    row = _rows(episodes)
     need, free = cache_bytes(row, contract), free_bytes(folder.parent)
     if need + FREE_MARGIN_BYTES > free:
-        raise _no_space(folder.parent, len(files), need, free)
+        raise _no_space(folder.parent, len(episodes), need, free, keep)
     tmp.mkdir()
     try:
         _fill(tmp, episodes, row, contract)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the disk filled since
-            raise _no_space(folder.parent, len(files), need,
-                            free_bytes(folder.parent)) from exc
+            raise _no_space(folder.parent, len(episodes), need,
+                            free_bytes(folder.parent), keep) from exc
         raise
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)

@@ -400,7 +400,7 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
                                        config.data.val_fraction, config.seed)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise TrainError("training needs at least two episodes (one for validation)")
-    data_fingerprint = train_ds.cache.folder.name
+    data_fingerprint = train_ds.cache.fingerprint
 
     torch.manual_seed(config.seed)  # initialisation, the same on every rank
     model = Policy(contract, config.policy).to(device)

@@ -35,6 +35,7 @@ def write_episode(path: Path, actions: Sequence[int], *, source: str = "sim",
     """An episode whose frame at step t is filled with base + t (forward camera) and
     base + 100 + t (wrist camera)."""
     labels = list(actions) if labels is None else list(labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with EpisodeWriter(path, EpisodeInfo(source, "test"), c, flush_every=8) as w:
         for t, (a, y) in enumerate(zip(actions, labels, strict=True)):
             w.append({"forward": _frame(c, base + t), "wrist": _frame(c, base + 100 + t)},
@@ -123,29 +124,82 @@ def test_cache_is_memory_mapped_and_reused(tmp_path: Path) -> None:
     paths = many_episodes(tmp_path, 3)
     first = EpisodeCache.open(paths, tmp_path / "cache", TINY)
     assert first.decoded_episodes == 3
-    assert isinstance(first.images["forward"], np.memmap)
-    stored = first.folder / "images_forward.npy"
+    assert isinstance(first.images["forward"].parts[0], np.memmap)
+    stored = first.folders[0] / "images_forward.npy"
     mtime = stored.stat().st_mtime_ns
 
     second = EpisodeCache.open(paths, tmp_path / "cache", TINY)
     assert second.decoded_episodes == 0
-    assert second.folder == first.folder
+    assert second.folders == first.folders
     assert stored.stat().st_mtime_ns == mtime
-    np.testing.assert_array_equal(second.images["wrist"], first.images["wrist"])
+    np.testing.assert_array_equal(second.images["wrist"].parts[0], first.images["wrist"].parts[0])
 
     paths[0].unlink()
     write_episode(paths[0], [S, S])  # a rewritten episode is a new data set
     third = EpisodeCache.open(paths, tmp_path / "cache", TINY)
     assert third.decoded_episodes == 3
-    assert third.folder != first.folder
+    assert third.folders != first.folders
     assert third.n_rows == 2 + 6 + 6
 
 
 def test_an_interrupted_build_is_redone(tmp_path: Path) -> None:
     paths = many_episodes(tmp_path, 2)
     cache = EpisodeCache.open(paths, tmp_path / "cache", TINY)
-    (cache.folder / "manifest.json").unlink()  # as if the build had died before its end
+    (cache.folders[0] / "manifest.json").unlink()  # as if the build had died before its end
     assert EpisodeCache.open(paths, tmp_path / "cache", TINY).decoded_episodes == 2
+
+
+def test_each_folder_has_its_own_cache_and_a_new_folder_decodes_alone(tmp_path: Path) -> None:
+    first = many_episodes(tmp_path / "expert", 3)
+    dagger = [write_episode(tmp_path / "dagger" / "ep000.h5", [R, R, L], base=40),
+              write_episode(tmp_path / "dagger" / "ep001.h5", [L, F], base=60)]
+    alone = EpisodeCache.open(first, tmp_path / "cache", TINY)
+    both = EpisodeCache.open(first + dagger, tmp_path / "cache", TINY)
+    assert both.decoded_episodes == 2  # the expert folder's cache is reused
+    assert both.folders[1] == alone.folders[0]  # folders in path order: dagger, expert
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # one cache a folder, no copy
+    assert both.n_rows == 18 + 5
+    # the same data set under one key, whatever the order, for --resume's check
+    again = EpisodeCache.open(dagger + first, tmp_path / "cache", TINY)
+    assert again.fingerprint == both.fingerprint != alone.fingerprint
+    assert again.decoded_episodes == 0
+    # episodes by path, rows numbered across the folders: samples read the right frames
+    assert [Path(e.path).parent.name for e in both.episodes] == ["dagger"] * 2 + ["expert"] * 3
+    data = BCDataset(both, range(5))
+    images, history, target = data[4]  # step 1 of ep001.h5 (after ep000's 3 steps)
+    assert images[:, 0, 0, 0].tolist() == [60, 61, 160, 161]
+    assert history.tolist() == [S, S, L]
+    assert target.tolist() == [F, S, S, S]
+    images, _, _ = data[5]  # step 0 of the expert folder's first episode
+    assert images[:, 0, 0, 0].tolist() == [0, 0, 100, 100]
+
+
+def test_frames_are_never_read_across_two_folders_caches(tmp_path: Path) -> None:
+    paths = [write_episode(tmp_path / name / "ep.h5", [F, F]) for name in ("a", "b")]
+    frames = EpisodeCache.open(paths, tmp_path / "cache", TINY).images["forward"]
+    assert len(frames) == 4
+    assert frames[np.array([2, 3])].shape == (2, 6, 8, 3)
+    with pytest.raises(IndexError, match="span two cache folders"):
+        frames[np.array([1, 2])]
+    with pytest.raises(IndexError, match="outside"):
+        frames[np.array([4])]
+
+
+def test_the_space_for_every_folder_is_checked_before_any_is_built(tmp_path: Path) -> None:
+    paths = [*many_episodes(tmp_path / "a", 2, steps=7), *many_episodes(tmp_path / "b", 1, steps=7)]
+    cache_dir = tmp_path / "cache"
+    need = cache_bytes(21, TINY)  # both folders: 14 + 7 steps
+    with pytest.raises(CacheSpaceError, match=r"cache of 3 episode files needs 6\.1 kB"):
+        EpisodeCache.open(paths, cache_dir, TINY,
+                          free_bytes=lambda _folder: need + FREE_MARGIN_BYTES - 1)
+    assert list(cache_dir.iterdir()) == []  # not even the first folder's cache
+    EpisodeCache.open(paths[:2], cache_dir, TINY)
+    with pytest.raises(CacheSpaceError) as refused:  # only b is left to build
+        EpisodeCache.open(paths, cache_dir, TINY,
+                          free_bytes=lambda _folder: cache_bytes(7, TINY) + FREE_MARGIN_BYTES - 1)
+    # the data set's own cache of a is not offered for deletion
+    assert "cache of 1 episode files" in str(refused.value)
+    assert "0 other caches there" in str(refused.value)
 
 
 def test_episodes_of_another_contract_are_refused(tmp_path: Path) -> None:
@@ -192,8 +246,8 @@ def test_transitions_are_where_the_label_differs_from_the_action_before(tmp_path
 def test_cache_bytes_is_what_a_built_cache_holds(tmp_path: Path) -> None:
     paths = many_episodes(tmp_path, 3, steps=7)
     cache = EpisodeCache.open(paths, tmp_path / "cache", TINY)
-    arrays = [*cache.images.values(), cache.action, cache.label]
-    assert cache_bytes(cache.n_rows, TINY) == sum(a.nbytes for a in arrays) == 21 * (2 * 144 + 2)
+    held = sum(f.nbytes for f in cache.images.values()) + cache.action.nbytes + cache.label.nbytes
+    assert cache_bytes(cache.n_rows, TINY) == held == 21 * (2 * 144 + 2)
 
 
 def test_a_cache_that_does_not_fit_is_refused_before_it_is_written(tmp_path: Path) -> None:
