@@ -216,11 +216,13 @@ class EpisodeCache:
 
     @classmethod
     def open(cls, paths: Sequence[str | Path], cache_dir: str | Path, contract: Contract,
-             free_bytes: Callable[[Path], int] | None = None) -> EpisodeCache:
+             free_bytes: Callable[[Path], int] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> EpisodeCache:
         """The caches of ``paths`` (episode files of ``contract``) under ``cache_dir``, one
         per folder of files; :class:`CacheSpaceError` where the caches to build do not
         fit on the disk together (``free_bytes(folder)``: the free space there,
-        ``shutil.disk_usage`` by default), before any is built."""
+        ``shutil.disk_usage`` by default), before any is built. ``progress(done, total)``
+        is called after each episode decoded."""
         files = sorted(Path(p).resolve() for p in paths)
         if not files:
             raise ValueError("no episode files given")
@@ -240,8 +242,16 @@ class EpisodeCache:
             n_files = sum(len(episodes) for _, episodes in plans)
             if need + FREE_MARGIN_BYTES > free:
                 raise _no_space(cache_root, n_files, need, free, folders)
+            done = 0
+
+            def decoded() -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    progress(done, n_files)
+
             for folder, episodes in plans:
-                _build(episodes, folder, contract, free_bytes, folders)
+                _build(episodes, folder, contract, free_bytes, keep=folders, decoded=decoded)
         return cls(folders, contract, sum(len(episodes) for _, episodes in plans),
                    fingerprint(files, contract))
 
@@ -267,7 +277,8 @@ def _rows(episodes: Sequence[CachedEpisode]) -> int:
 
 
 def _build(episodes: Sequence[CachedEpisode], folder: Path, contract: Contract,
-           free_bytes: Callable[[Path], int], keep: Sequence[Path]) -> None:
+           free_bytes: Callable[[Path], int], *, keep: Sequence[Path],
+           decoded: Callable[[], None]) -> None:
     """Decode ``episodes`` into ``folder``: built beside it, then renamed into place, so
     a crash leaves no half cache under the final name; the space checked first, and a
     failed build removed."""
@@ -279,7 +290,7 @@ def _build(episodes: Sequence[CachedEpisode], folder: Path, contract: Contract,
         raise _no_space(folder.parent, len(episodes), need, free, keep)
     tmp.mkdir()
     try:
-        _fill(tmp, episodes, row, contract)
+        _fill(tmp, episodes, row, contract, decoded)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the disk filled since
@@ -300,8 +311,10 @@ def _allocated_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
     return array
 
 
-def _fill(tmp: Path, episodes: Sequence[CachedEpisode], row: int, contract: Contract) -> None:
-    """Write the cache's arrays and manifest of ``episodes`` (``row`` steps) into ``tmp``."""
+def _fill(tmp: Path, episodes: Sequence[CachedEpisode], row: int, contract: Contract,
+          decoded: Callable[[], None]) -> None:
+    """Write the cache's arrays and manifest of ``episodes`` (``row`` steps) into ``tmp``,
+    calling ``decoded()`` after each episode."""
     frame = (contract.image_height, contract.image_width, 3)
     images = {cam: _allocated_memmap(tmp / f"images_{cam}.npy", (row, *frame))
               for cam in contract.cameras}
@@ -319,6 +332,7 @@ def _fill(tmp: Path, episodes: Sequence[CachedEpisode], row: int, contract: Cont
         label[rows] = loaded.expert_action
         if loaded.expert_arm_action is not None and loaded.arm_state is not None:
             arm_label[rows], arm_state[rows] = loaded.expert_arm_action, loaded.arm_state
+        decoded()
     for array in images.values():
         array.flush()
     del images
@@ -459,9 +473,12 @@ def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def load_splits(paths: Sequence[str | Path], cache_dir: str | Path, contract: Contract,
-                val_fraction: float = 0.1, seed: int = 0) -> tuple[BCDataset, BCDataset]:
-    """(train, validation) datasets of episode ``paths``, split by episode."""
-    cache = EpisodeCache.open(paths, cache_dir, contract)
+                val_fraction: float = 0.1, seed: int = 0, *,
+                progress: Callable[[int, int], None] | None = None,
+                ) -> tuple[BCDataset, BCDataset]:
+    """(train, validation) datasets of episode ``paths``, split by episode;
+    ``progress(done, total)`` after each episode the cache decodes."""
+    cache = EpisodeCache.open(paths, cache_dir, contract, progress=progress)
     names = [Path(e.path).name for e in cache.episodes]
     train, val = split_episodes(len(names), val_fraction, seed, names)
     return BCDataset(cache, train), BCDataset(cache, val)

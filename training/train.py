@@ -48,7 +48,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -190,6 +190,25 @@ def _batches(loader: DataLoader[Any], label: str, stream: TextIO | None) -> Iter
             stream.write(f"\r{label} [{i + 1}/{total}] "
                          f"{rate:.1f} batch/s  ")
             stream.flush()
+
+
+def _decoding(stream: TextIO | None) -> Callable[[int, int], None] | None:
+    """A one-line progress display of the episode cache's build on ``stream``."""
+    if stream is None:
+        return None
+    start, shown = time.monotonic(), 0.0
+
+    def show(done: int, total: int) -> None:
+        nonlocal shown
+        now = time.monotonic()
+        if now - shown > 0.2 or done == total:
+            shown = now
+            rate = done / max(now - start, 1e-9)
+            left = (total - done) / max(rate, 1e-9)
+            stream.write(f"\rcache: decoding episodes [{done}/{total}] {rate:.1f}/s, "
+                         f"{left / 60:.0f} min left  ")
+            stream.flush()
+    return show
 
 
 def weighted_loss(logits: torch.Tensor, target: torch.Tensor,
@@ -393,7 +412,10 @@ def _train(config: TrainConfig, contract: Contract, progress: TextIO | None, wor
         out.mkdir(parents=True, exist_ok=True)
         # Rank 0 builds the episode cache; the others open it once it is complete.
         train_ds, val_ds = load_splits(selection.files, config.data.cache_dir, contract,
-                                       config.data.val_fraction, config.seed)
+                                       config.data.val_fraction, config.seed,
+                                       progress=_decoding(progress))
+        if progress is not None and train_ds.cache.decoded_episodes:
+            progress.write("\n")
     world.barrier()
     if not world.is_main:
         train_ds, val_ds = load_splits(selection.files, config.data.cache_dir, contract,

@@ -154,8 +154,11 @@ def test_each_folder_has_its_own_cache_and_a_new_folder_decodes_alone(tmp_path: 
     dagger = [write_episode(tmp_path / "dagger" / "ep000.h5", [R, R, L], base=40),
               write_episode(tmp_path / "dagger" / "ep001.h5", [L, F], base=60)]
     alone = EpisodeCache.open(first, tmp_path / "cache", TINY)
-    both = EpisodeCache.open(first + dagger, tmp_path / "cache", TINY)
+    calls: list[tuple[int, int]] = []
+    both = EpisodeCache.open(first + dagger, tmp_path / "cache", TINY,
+                             progress=lambda done, total: calls.append((done, total)))
     assert both.decoded_episodes == 2  # the expert folder's cache is reused
+    assert calls == [(1, 2), (2, 2)]
     assert both.folders[1] == alone.folders[0]  # folders in path order: dagger, expert
     assert len(list((tmp_path / "cache").iterdir())) == 2  # one cache a folder, no copy
     assert both.n_rows == 18 + 5

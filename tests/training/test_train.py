@@ -313,6 +313,7 @@ def test_training_skips_unsuccessful_episodes_and_says_how_many(mixed: Path,
     assert (result.episodes, result.skipped) == (5, {"aborted": 2, "failure": 1})
     assert ("episodes: 5 of 8 episodes; skipped by outcome (2 aborted, 1 failure): "
             "data.outcomes = ['success'] or expert-labelled\n") in progress.getvalue()
+    assert "cache: decoding episodes [5/5]" in progress.getvalue()  # what the build did
     (cache,) = (tmp_path / "cache").iterdir()  # only the cloned episodes were decoded
     manifest = json.loads((cache / "manifest.json").read_text())
     assert sorted(Path(e["path"]).stem for e in manifest["episodes"]) == [
