@@ -261,12 +261,12 @@ def _record_policy_episode(env: ZimaEnv | PickEnv, seed: int, out_dir: Path,
         nonlocal steps
         if steps is None:  # the first step: the env has just been reset
             steps = _Steps(world)
+        last = Action(steps.actions[-1]) if steps.actions else None
         if expert is not None:
-            last = Action(steps.actions[-1]) if steps.actions else None
             steps.add(images, step.action, expert.act(last))
             return
         assert picker is not None
-        drive, arm = picker.act()
+        drive, arm = picker.act(last_action=last)
         steps.add_arm(step.arm or hold_bins(picker.env.contract), arm.bins,
                       picker.env.arm_state())
         steps.add(images, step.action, drive)

@@ -121,9 +121,13 @@ class PickExpert:
         self.driver.reset(seed)
         self.phase, self._settle, self.grasps = Phase.DRIVE, 0, 0
 
-    def act(self, last_refused: bool = False) -> tuple[Action, ArmAction]:
+    def act(self, last_refused: bool = False,
+            last_action: Action | None = None) -> tuple[Action, ArmAction]:
         """The next driving and arm action for the env's state; ``last_refused``: the last
-        arm step was out of reach (then one dimension moves at a time)."""
+        arm step was out of reach (then one dimension moves at a time); ``last_action``:
+        the driving action the robot executed last, whoever chose it, which sets the
+        search's turn direction (:meth:`Expert.act`): labelling a policy's episode
+        (DAgger), a search label must be one the policy can see the reason for."""
         if self.phase is Phase.DRIVE and self._in_reach():
             self.phase = Phase.REACH
         elif self.phase in (Phase.REACH, Phase.DESCEND) and not self._in_reach():
@@ -139,7 +143,7 @@ class PickExpert:
                 grip = jog_toward((0.0,) * (ARM_DIMS - 1) + (wide,),
                                   1.0 / self.env.contract.control_hz).bins[-1]
                 arm = ArmAction((*arm.bins[:-1], grip))
-            return self._drive(), arm
+            return self._drive(last_action), arm
         self._advance()
         goal, opening = self._goal()
         return Action.STOP, self._jog(goal, opening, last_refused)
@@ -231,10 +235,10 @@ class PickExpert:
                                            GRASP_PITCH_RAD, roll))
                    for z in (grasp_z, grasp_z + self.config.hover_m))
 
-    def _drive(self) -> Action:
+    def _drive(self, last_action: Action | None) -> Action:
         """The find task's expert, which stops in front of its (bigger) cube: driving on
         toward the cube where it would stop short of the arm's reach."""
-        action = self.driver.act()
+        action = self.driver.act(last_action)
         if action is not Action.STOP:
             return action
         bearing = self.env.world.target_bearing_rad()

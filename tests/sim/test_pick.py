@@ -201,6 +201,27 @@ def test_the_expert_opens_the_gripper_wide_while_driving(env: PickEnv) -> None:
     assert arm.bins[-1] == HOLD_BIN  # wide open: held there
 
 
+def test_labelling_a_policys_search_keeps_turning_the_way_the_robot_turns(
+        env: PickEnv) -> None:
+    # A DAgger label must be one the policy can see the reason for: where the cube is out
+    # of view, the expert's per-episode search direction is not; the robot's last turn is.
+    # (The pick expert once ignored it: a quarter of its DAgger labels turned against the
+    # robot's last turn, and the policy trained on them dithered where it saw no cube.)
+    for seed in range(20):
+        env.reset(seed)
+        if not env.world.target_in_view("forward"):
+            break
+    else:
+        pytest.fail("no seed starts with the cube out of view")
+    expert = PickExpert(env)
+    expert.reset(seed)
+    search = expert.driver.search
+    other = Action.RIGHT if search is Action.LEFT else Action.LEFT
+    assert expert.act()[0] is search  # its own episode: its own direction
+    assert expert.act(last_action=other)[0] is other  # the robot turns the other way: on
+    assert expert.act(last_action=Action.FORWARD)[0] is search  # not turning: its own
+
+
 def test_the_expert_can_still_open_at_the_reach(env: PickEnv) -> None:
     expert = PickExpert(env, PickExpertConfig(open_while_driving=False))
     env.reset(0)

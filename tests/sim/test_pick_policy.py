@@ -15,11 +15,12 @@ from zima.contract import DEFAULT, PICK, Action
 from zima.episodes import EpisodeReader
 from zima.export.onnx_export import export_onnx
 from zima.onboard.policy import ContractMismatchError, load_model
-from zima.sim.collect import CollectConfig, collect
+from zima.sim.collect import CollectConfig, collect, make_env, record_episode
 from zima.sim.env import EnvConfig
 from zima.sim.evaluate import EvalConfig, policy_episode
-from zima.sim.pick import HOLD_BIN, PickConfig, PickEnv
+from zima.sim.pick import HOLD_BIN, ArmAction, PickConfig, PickEnv
 from zima.sim.pick_eval import evaluate_pick
+from zima.sim.pick_expert import PickExpert
 from zima.training.checkpoint import build_policy, load_checkpoint
 from zima.training.config import DataConfig, TrainConfig
 from zima.training.models import Policy, PolicyConfig
@@ -27,7 +28,7 @@ from zima.training.train import LAST, train
 
 
 def test_collect_train_export_and_run_a_pick_policy_through_the_runtime(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two short episodes (3 s: the expert is still driving) kept though they time out,
     # the arm perturbed (noise) and labelled with the expert's bins.
     cfg = CollectConfig(scene="arena", episodes=2, seed=0, contract=PICK, task="pick",
@@ -67,15 +68,37 @@ def test_collect_train_export_and_run_a_pick_policy_through_the_runtime(
         load_model(onnx_path, DEFAULT)
 
     # DAgger: the policy drives and moves the arm, the pick expert labels both.
-    dagger = collect(tmp_path / "dagger", CollectConfig(
+    cfg_dagger = CollectConfig(
         scene="arena", episodes=1, seed=7, contract=PICK, task="pick",
-        env=EnvConfig(time_limit_s=1.0), policy=onnx_path, keep_failures=True))
+        env=EnvConfig(time_limit_s=1.0), policy=onnx_path, keep_failures=True)
+    dagger = collect(tmp_path / "dagger", cfg_dagger)
     assert dagger.driver == "policy"
     assert dagger.kept[0].path is not None
     with EpisodeReader(dagger.kept[0].path, PICK) as reader:
         labelled = reader.load()
     assert labelled.expert_arm_action is not None
     assert labelled.expert_arm_action.shape == (len(labelled), 6)
+    # The labeller tells the expert what the robot executed last (its search follows it).
+    seen: list[Action | None] = []
+    act = PickExpert.act
+
+    def spy(self: PickExpert, last_refused: bool = False,
+            last_action: Action | None = None) -> tuple[Action, ArmAction]:
+        seen.append(last_action)
+        return act(self, last_refused, last_action)
+
+    monkeypatch.setattr(PickExpert, "act", spy)
+    (tmp_path / "spied").mkdir()
+    env = make_env(cfg_dagger)
+    stats = record_episode(env, 7, tmp_path / "spied", cfg_dagger)
+    env.close()
+    assert stats.path is not None
+    with EpisodeReader(stats.path, PICK) as reader:
+        executed = {Action(int(a)) for a in reader.load().action}
+    assert seen[0] is None  # the first step: nothing executed yet
+    assert len(seen) > 5
+    assert all(a is not None for a in seen[1:])
+    assert set(seen[1:]) <= executed
 
     # A few steps through the runtime's fusion, runner, guard and chunk queue.
     ev = EvalConfig(scene="arena", episodes=2, seed=1_000_000, env=EnvConfig(time_limit_s=1.0),
