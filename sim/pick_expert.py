@@ -223,6 +223,11 @@ class PickExpert:
                  gripper_opening_m(pose[-1]) - self.env.opening_m)
         return jog_toward(error, 1.0 / self.env.contract.control_hz)
 
+    def _cube_seen(self) -> bool:
+        """The cube is in the forward or the wrist camera's view and not hidden."""
+        world = self.env.world
+        return any(world.target_in_view(camera) for camera in self.env.contract.cameras)
+
     def _in_reach(self) -> bool:
         """The cube's centre is within stop_m of the arm's yaw axis and the grasp and the
         hover above it are both in reach."""
@@ -237,7 +242,18 @@ class PickExpert:
 
     def _drive(self, last_action: Action | None) -> Action:
         """The find task's expert, which stops in front of its (bigger) cube: driving on
-        toward the cube where it would stop short of the arm's reach."""
+        toward the cube where it would stop short of the arm's reach.
+
+        Labelling a policy's episode (``last_action`` given: DAgger), a cube that neither
+        camera sees is searched for as before it was first seen, by turning on the way the
+        robot turns: a policy that lost the cube (pushed it away, turned from it) cannot
+        see where it lies, and the expert's turn toward it would teach it to turn either
+        way at random, which is dithering in place. The expert's own episodes keep
+        driving toward where it knows the cube is."""
+        if last_action is not None and self.driver.acquired and not self._cube_seen():
+            if last_action in (Action.LEFT, Action.RIGHT):
+                return last_action
+            return self.driver.search
         action = self.driver.act(last_action)
         if action is not Action.STOP:
             return action

@@ -222,6 +222,25 @@ def test_labelling_a_policys_search_keeps_turning_the_way_the_robot_turns(
     assert expert.act(last_action=Action.FORWARD)[0] is search  # not turning: its own
 
 
+def test_labelling_a_policy_that_lost_the_cube_searches_again(env: PickEnv) -> None:
+    # Seen once, then out of both cameras' views (pushed away, turned from): a policy
+    # cannot see where the cube lies, so the label is the search's, not a turn toward it.
+    for seed in range(20):
+        env.reset(seed)
+        if not any(env.world.target_in_view(c) for c in ("forward", "wrist")):
+            break
+    else:
+        pytest.fail("no seed starts with the cube out of both views")
+    expert = PickExpert(env)
+    expert.reset(seed)
+    expert.driver.acquired = True  # as if it had been seen before
+    toward = Action.LEFT if env.world.target_bearing_rad() > 0 else Action.RIGHT
+    away = Action.RIGHT if toward is Action.LEFT else Action.LEFT
+    assert expert.act()[0] is toward  # the expert's own episode: it knows where it is
+    assert expert.act(last_action=away)[0] is away  # a policy's: keep turning its way
+    assert expert.act(last_action=Action.FORWARD)[0] is expert.driver.search
+
+
 def test_the_expert_can_still_open_at_the_reach(env: PickEnv) -> None:
     expert = PickExpert(env, PickExpertConfig(open_while_driving=False))
     env.reset(0)
