@@ -250,7 +250,7 @@ def _record_policy_episode(env: ZimaEnv | PickEnv, seed: int, out_dir: Path,
     (in the pick task its arm too: the arm's executed bins are the policy's)."""
     from zima.sim.evaluate import EvalConfig, policy_episode  # noqa: PLC0415 -- onnxruntime
 
-    picker = PickExpert(env) if isinstance(env, PickEnv) else None
+    picker = PickExpert(env, labelling=True) if isinstance(env, PickEnv) else None
     expert = Expert(env) if isinstance(env, ZimaEnv) else None
     for demonstrator in (picker, expert):
         if demonstrator is not None:

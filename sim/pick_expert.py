@@ -24,6 +24,18 @@ and an :class:`~zima.sim.pick.ArmAction`, a binned jog, every step), in phases:
 Each jog dimension takes the bin whose step lands nearest its goal (:func:`jog_toward`).
 The cube's pose in the arm's frame is privileged (``PickWorld.cube_in_arm``): the expert
 reads it; a policy has to see it in the wrist camera.
+
+Labelling a policy's episode (DAgger: ``PickExpert(env, labelling=True)``), the expert
+says what to do in states it would not have reached itself, and each label must be one
+the policy can see the reason for:
+
+- a cube not seen yet, or seen and then in neither camera's view (pushed away, turned
+  from), is searched for by turning on the way the robot turns (``act(last_action=...)``),
+  not toward where only the expert knows it lies: that label would teach a policy to turn
+  either way at random, which is dithering in place;
+- a cube the policy has closed both fingers on while the expert was still reaching or
+  descending is lifted, not let go: the expert's phases follow its own actions, and a
+  grasp the policy made early would otherwise be labelled "open, back to the hover".
 """
 
 from __future__ import annotations
@@ -110,8 +122,10 @@ class PickExpertConfig:
 class PickExpert:
     """Demonstrator for :class:`PickEnv`; call :meth:`reset` with each episode's seed."""
 
-    def __init__(self, env: PickEnv, config: PickExpertConfig = PickExpertConfig()) -> None:
+    def __init__(self, env: PickEnv, config: PickExpertConfig = PickExpertConfig(), *,
+                 labelling: bool = False) -> None:
         self.env, self.config = env, config
+        self.labelling = labelling  # labelling a policy's episode (module docstring)
         self.driver = Expert(env.world)
         self.phase = Phase.DRIVE
         self._settle = 0
@@ -126,14 +140,16 @@ class PickExpert:
         """The next driving and arm action for the env's state; ``last_refused``: the last
         arm step was out of reach (then one dimension moves at a time); ``last_action``:
         the driving action the robot executed last, whoever chose it, which sets the
-        search's turn direction (:meth:`Expert.act`): labelling a policy's episode
-        (DAgger), a search label must be one the policy can see the reason for."""
+        search's turn direction (:meth:`Expert.act`, and the module docstring)."""
         if self.phase is Phase.DRIVE and self._in_reach():
             self.phase = Phase.REACH
         elif self.phase in (Phase.REACH, Phase.DESCEND) and not self._in_reach():
             self.phase = Phase.DRIVE  # the cube was pushed or dropped out of reach
         elif self.phase is Phase.LIFT and not self.env.world.held():
             self.phase = Phase.REACH  # slipped or missed: open and grasp afresh
+        elif (self.labelling and self.phase in (Phase.REACH, Phase.DESCEND)
+              and self.env.world.held()):
+            self.phase = Phase.LIFT  # the policy grasped before the expert would have
         if self.phase is Phase.DRIVE:
             centre, _ = self.env.world.cube_in_arm()
             far = math.hypot(centre[0], centre[1]) > self.config.stow_beyond_m
@@ -242,15 +258,10 @@ class PickExpert:
 
     def _drive(self, last_action: Action | None) -> Action:
         """The find task's expert, which stops in front of its (bigger) cube: driving on
-        toward the cube where it would stop short of the arm's reach.
-
-        Labelling a policy's episode (``last_action`` given: DAgger), a cube that neither
-        camera sees is searched for as before it was first seen, by turning on the way the
-        robot turns: a policy that lost the cube (pushed it away, turned from it) cannot
-        see where it lies, and the expert's turn toward it would teach it to turn either
-        way at random, which is dithering in place. The expert's own episodes keep
-        driving toward where it knows the cube is."""
-        if last_action is not None and self.driver.acquired and not self._cube_seen():
+        toward the cube where it would stop short of the arm's reach. Labelling, a cube
+        lost from both cameras' views is searched for (module docstring); the expert's
+        own episodes keep driving toward where it knows the cube is."""
+        if self.labelling and self.driver.acquired and not self._cube_seen():
             if last_action in (Action.LEFT, Action.RIGHT):
                 return last_action
             return self.driver.search

@@ -213,7 +213,7 @@ def test_labelling_a_policys_search_keeps_turning_the_way_the_robot_turns(
             break
     else:
         pytest.fail("no seed starts with the cube out of view")
-    expert = PickExpert(env)
+    expert = PickExpert(env, labelling=True)
     expert.reset(seed)
     search = expert.driver.search
     other = Action.RIGHT if search is Action.LEFT else Action.LEFT
@@ -231,14 +231,42 @@ def test_labelling_a_policy_that_lost_the_cube_searches_again(env: PickEnv) -> N
             break
     else:
         pytest.fail("no seed starts with the cube out of both views")
-    expert = PickExpert(env)
-    expert.reset(seed)
-    expert.driver.acquired = True  # as if it had been seen before
+    own, labeller = PickExpert(env), PickExpert(env, labelling=True)
+    for expert in (own, labeller):
+        expert.reset(seed)
+        expert.driver.acquired = True  # as if it had been seen before
     toward = Action.LEFT if env.world.target_bearing_rad() > 0 else Action.RIGHT
     away = Action.RIGHT if toward is Action.LEFT else Action.LEFT
-    assert expert.act()[0] is toward  # the expert's own episode: it knows where it is
-    assert expert.act(last_action=away)[0] is away  # a policy's: keep turning its way
-    assert expert.act(last_action=Action.FORWARD)[0] is expert.driver.search
+    assert own.act(last_action=away)[0] is toward  # its own episode: it knows where it is
+    assert labeller.act(last_action=away)[0] is away  # a policy's: keep turning its way
+    assert labeller.act(last_action=Action.FORWARD)[0] is labeller.driver.search
+
+
+def test_labelling_a_grasp_the_policy_made_early_lifts_it(env: PickEnv) -> None:
+    # The expert's phases follow its own actions: where a policy closed the fingers on the
+    # cube while the expert would still be reaching, the label is to lift, not to let go.
+    expert = PickExpert(env)
+    env.reset(0)
+    expert.reset(0)
+    refused = False
+    for _ in range(600):
+        drive, arm = expert.act(refused)
+        refused = env.step(drive, arm).arm_refused
+        if expert.phase is Phase.LIFT and env.world.held():
+            break
+    else:
+        pytest.fail("the expert never held the cube")
+    own, labeller = PickExpert(env), PickExpert(env, labelling=True)
+    for other in (own, labeller):
+        other.reset(0)
+        other.phase = Phase.REACH  # as if the policy had grasped before it would have
+    _, let_go = own.act()
+    assert own.phase is Phase.REACH
+    assert let_go.bins[-1] > HOLD_BIN  # its own phases: "open, back to the hover"
+    _, lift = labeller.act()
+    assert labeller.phase is Phase.LIFT
+    assert lift.bins[-1] <= HOLD_BIN  # the fingers stay closed
+    assert lift.bins[2] > HOLD_BIN  # and the tool goes up
 
 
 def test_the_expert_can_still_open_at_the_reach(env: PickEnv) -> None:
