@@ -77,9 +77,7 @@ class Expert:
             return Action.STOP
         if not self.acquired:
             if not self.target_in_view():
-                if last_action in (Action.LEFT, Action.RIGHT):
-                    return last_action
-                return self.search
+                return self.searching(last_action)
             self.acquired = True
         x, y, yaw = env.robot_pose()
         aim = self.aim()
@@ -87,6 +85,13 @@ class Expert:
         if abs(bearing) > self.align_rad:
             return Action.LEFT if bearing > 0 else Action.RIGHT
         return Action.FORWARD
+
+    def searching(self, last_action: Action | None) -> Action:
+        """The search's turn: on the way the robot turns (``last_action``), else the
+        episode's own direction."""
+        if last_action in (Action.LEFT, Action.RIGHT):
+            return last_action
+        return self.search
 
     def target_in_view(self) -> bool:
         """The target's centre is in the forward camera's view, or enough of its faces."""

@@ -262,9 +262,7 @@ class PickExpert:
         lost from both cameras' views is searched for (module docstring); the expert's
         own episodes keep driving toward where it knows the cube is."""
         if self.labelling and self.driver.acquired and not self._cube_seen():
-            if last_action in (Action.LEFT, Action.RIGHT):
-                return last_action
-            return self.driver.search
+            return self.driver.searching(last_action)
         action = self.driver.act(last_action)
         if action is not Action.STOP:
             return action
