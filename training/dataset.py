@@ -280,21 +280,19 @@ def _build(episodes: Sequence[CachedEpisode], folder: Path, contract: Contract,
            free_bytes: Callable[[Path], int], *, keep: Sequence[Path],
            decoded: Callable[[], None]) -> None:
     """Decode ``episodes`` into ``folder``: built beside it, then renamed into place, so
-    a crash leaves no half cache under the final name; the space checked first, and a
-    failed build removed."""
+    a crash leaves no half cache under the final name; a failed build removed. (The
+    space of every folder to build was checked together first, :meth:`EpisodeCache.open`;
+    a disk that fills since is ENOSPC from the allocation.)"""
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     row = _rows(episodes)
-    need, free = cache_bytes(row, contract), free_bytes(folder.parent)
-    if need + FREE_MARGIN_BYTES > free:
-        raise _no_space(folder.parent, len(episodes), need, free, keep)
     tmp.mkdir()
     try:
         _fill(tmp, episodes, row, contract, decoded)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the disk filled since
-            raise _no_space(folder.parent, len(episodes), need,
+            raise _no_space(folder.parent, len(episodes), cache_bytes(row, contract),
                             free_bytes(folder.parent), keep) from exc
         raise
     shutil.rmtree(folder, ignore_errors=True)
