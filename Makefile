@@ -145,7 +145,7 @@ clean: clean-avr clean-emulator
 # cloning (configs/demo_policy.toml), DAgger rounds in all three scenes, export, evaluation on
 # held-out seeds 100000.. in each; writes models/zima-demo.onnx and models/zima-demo.json.
 # POLICY_ARGS=--resume continues an interrupted run; POLICY_DEVICE=cuda trains on a GPU.
-POLICY_EPISODES ?= 900
+POLICY_EPISODES ?= 1200
 POLICY_DAGGER   ?= 2
 POLICY_EVAL     ?= 100
 POLICY_DEVICE   ?= cpu
