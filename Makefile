@@ -8,6 +8,7 @@
 #   make bench     every benchmark of the project, in one table per part
 #   make fuzz      libFuzzer on the protocol decoder (FUZZ_RUNS executions, default 10 million)
 #   make policy    the demo policy: collect, train, export, evaluate (models/zima-demo.onnx)
+#   make pick-policy  the pick-up policy's four stages, then its evaluation (runs/pick/)
 
 SHELL := /bin/bash
 VENV  := .venv
@@ -23,7 +24,7 @@ JOBS  ?= $(shell nproc)
 EXTRAS := dev,onboard,sim,train,ecosystem
 
 .PHONY: all firmware test test-fast lint typecheck test-cpp test-py demo bench bench-start bench-cpp bench-py bench-firmware fuzz \
-        system-deps venv clean policy
+        system-deps venv clean policy pick-policy
 
 all: test
 
@@ -152,3 +153,9 @@ POLICY_DEVICE   ?= cpu
 policy: venv
 	$(PY) tools/make_policy.py --episodes $(POLICY_EPISODES) --dagger-rounds $(POLICY_DAGGER) \
 	    --eval-episodes $(POLICY_EVAL) --workers $(JOBS) --device $(POLICY_DEVICE) $(POLICY_ARGS)
+
+# The pick-up policy (issue 17): the README's four stages (configs/pick_policy*.toml), each
+# collected, trained and exported, then evaluated in the arena on validation and held-out
+# seeds; about three hours on two cores. POLICY_ARGS=--resume continues an interrupted run.
+pick-policy: venv
+	$(PY) tools/make_pick_policy.py --workers $(JOBS) $(POLICY_ARGS)

@@ -244,16 +244,21 @@ def _toml_list(items: list[str]) -> str:
 
 
 def _collect(args: argparse.Namespace, step: Step, name: str, folder: str, scene: str, *,
-             seed: int, episodes: int, policy: str | None = None) -> str | None:
+             seed: int, episodes: int, policy: str | None = None,
+             extra: tuple[str, ...] = ()) -> str | None:
     """Collect ``episodes`` of ``scene`` from ``seed`` into ``folder`` (``policy`` driving,
-    or the expert). Under ``--resume`` a folder whose completion record names the same
-    scene, seeds and driver is kept (the expert's failed episodes leave no file, so the
-    files alone cannot say whether a collection finished). The collection's output
-    (captured when a policy drives), or the recorded one when kept."""
+    or the expert; ``extra``: more ``zima sim collect`` options). Under ``--resume`` a
+    folder whose completion record names the same scene, seeds, driver and options is kept
+    (the expert's failed episodes leave no file, so the files alone cannot say whether a
+    collection finished). The collection's output (captured when a policy drives), or the
+    recorded one when kept."""
     argv = ["sim", "collect", "--scene", scene, "--episodes", str(episodes), "--seed",
-            str(seed), "--workers", str(args.workers), "--out", folder]
+            str(seed), "--workers", str(args.workers), "--out", folder, *extra]
     argv += ["--policy", policy] if policy else []
-    what = {"scene": scene, "seed": seed, "episodes": episodes, "policy": policy}
+    what: dict[str, Any] = {"scene": scene, "seed": seed, "episodes": episodes,
+                            "policy": policy}
+    if extra:
+        what["options"] = list(extra)
     record = ROOT / folder / DONE
     if args.resume and record.is_file():
         done = json.loads(record.read_text())
