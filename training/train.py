@@ -178,22 +178,10 @@ def _check_checkpoint(ckpt: Checkpoint, path: str | Path, contract: Contract) ->
                          f"{contract.mismatches(ckpt.contract)}")
 
 
-def _batches(loader: DataLoader[Any], label: str, stream: TextIO | None) -> Iterator[Any]:
-    """The loader's batches, with a one-line progress display on ``stream``."""
-    total, shown, start = len(loader), 0.0, time.monotonic()
-    for i, batch in enumerate(loader):
-        yield batch
-        now = time.monotonic()
-        if stream is not None and (now - shown > 0.2 or i + 1 == total):
-            shown = now
-            rate = (i + 1) / max(now - start, 1e-9)
-            stream.write(f"\r{label} [{i + 1}/{total}] "
-                         f"{rate:.1f} batch/s  ")
-            stream.flush()
-
-
-def _decoding(stream: TextIO | None) -> Callable[[int, int], None] | None:
-    """A one-line progress display of the episode cache's build on ``stream``."""
+def _progress(stream: TextIO | None,
+              line: Callable[[int, int, float], str]) -> Callable[[int, int], None] | None:
+    """A one-line progress display on ``stream`` (None: no display), redrawn at most every
+    0.2 s and at the end: ``show(done, total)`` writes ``line(done, total, done per second)``."""
     if stream is None:
         return None
     start, shown = time.monotonic(), 0.0
@@ -203,12 +191,26 @@ def _decoding(stream: TextIO | None) -> Callable[[int, int], None] | None:
         now = time.monotonic()
         if now - shown > 0.2 or done == total:
             shown = now
-            rate = done / max(now - start, 1e-9)
-            left = (total - done) / max(rate, 1e-9)
-            stream.write(f"\rcache: decoding episodes [{done}/{total}] {rate:.1f}/s, "
-                         f"{left / 60:.0f} min left  ")
+            stream.write("\r" + line(done, total, done / max(now - start, 1e-9)))
             stream.flush()
     return show
+
+
+def _batches(loader: DataLoader[Any], label: str, stream: TextIO | None) -> Iterator[Any]:
+    """The loader's batches, with a one-line progress display on ``stream``."""
+    total = len(loader)
+    show = _progress(stream, lambda i, n, rate: f"{label} [{i}/{n}] {rate:.1f} batch/s  ")
+    for i, batch in enumerate(loader):
+        yield batch
+        if show is not None:
+            show(i + 1, total)
+
+
+def _decoding(stream: TextIO | None) -> Callable[[int, int], None] | None:
+    """A one-line progress display of the episode cache's build on ``stream``."""
+    return _progress(stream, lambda done, total, rate: (
+        f"cache: decoding episodes [{done}/{total}] {rate:.1f}/s, "
+        f"{(total - done) / max(rate, 1e-9) / 60:.0f} min left  "))
 
 
 def weighted_loss(logits: torch.Tensor, target: torch.Tensor,

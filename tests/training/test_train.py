@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -314,6 +315,9 @@ def test_training_skips_unsuccessful_episodes_and_says_how_many(mixed: Path,
     assert ("episodes: 5 of 8 episodes; skipped by outcome (2 aborted, 1 failure): "
             "data.outcomes = ['success'] or expert-labelled\n") in progress.getvalue()
     assert "cache: decoding episodes [5/5]" in progress.getvalue()  # what the build did
+    batches = re.findall(r"\rtrain epoch 1/1 \[(\d+)/(\d+)\] [\d.]+ batch/s", progress.getvalue())
+    assert batches
+    assert batches[-1][0] == batches[-1][1]  # the last batch is always shown
     (cache,) = (tmp_path / "cache").iterdir()  # only the cloned episodes were decoded
     manifest = json.loads((cache / "manifest.json").read_text())
     assert sorted(Path(e["path"]).stem for e in manifest["episodes"]) == [
