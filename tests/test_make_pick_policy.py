@@ -3,32 +3,19 @@ command sequence with the `zima` commands stood in for (a real run takes three h
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tools import make_pick_policy as mpp
+from tools import make_policy
 from zima.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_pick_policy",
-                                                  ROOT / "tools/make_pick_policy.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_pick_policy", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-mpp = _load()
 
 
 def test_each_stage_trains_its_configuration_on_every_folder_collected_so_far() -> None:
@@ -59,7 +46,6 @@ def test_training_seeds_stay_clear_of_the_evaluations() -> None:
 
 def test_the_recipe_drives_each_dagger_round_with_the_stage_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_policy = mpp.make_policy
     monkeypatch.setattr(make_policy, "ROOT", tmp_path)
     monkeypatch.setattr(mpp, "ROOT", tmp_path)
     (tmp_path / "runs/pick").mkdir(parents=True)

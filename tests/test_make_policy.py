@@ -8,29 +8,17 @@ collection is redone while a finished one is kept.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tools import make_policy as mp
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_policy", ROOT / "tools/make_policy.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_policy", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-mp = _load()
 
 
 @pytest.mark.parametrize("total", [6, 7, 100, 300, 900, 9_999])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -140,12 +139,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", type=int, default=len(STAGES),
                         help=f"run stages 1..K (default {len(STAGES)}: all)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="collection and evaluation worker processes (default: one per "
-                             "core)")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the collections that finished and continue the training "
-                             "runs (each step is deterministic)")
+    make_policy.add_run_options(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.stages <= len(STAGES) or args.workers < 1:
         parser.error(f"need 1 <= --stages <= {len(STAGES)} and --workers >= 1")

@@ -198,6 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--resume``, as this recipe and the pick policy's take them."""
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="collection and evaluation worker processes (default: one per "
+                             "core)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the collections that finished and continue the training "
+                             "runs (each step is deterministic)")
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=1200,
@@ -216,14 +226,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                              f"(default 1)")
     parser.add_argument("--eval-episodes", type=int, default=100,
                         help=f"evaluation episodes per scene, seeds {EVAL_SEED} on (default 100)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="collection and evaluation worker processes (default: one per "
-                             "core)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the training runs (default cpu; cuda: a GPU, if any)")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the collections that finished and continue the training "
-                             "runs (each step is deterministic)")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if (args.episodes < 2 * len(MIX) or args.eval_episodes < 1 or args.workers < 1
             or args.epochs < 1 or args.dagger_rounds < 0 or args.dagger_episodes < len(DAGGER_MIX)

@@ -2,7 +2,6 @@
 
 import argparse
 import colorsys
-import importlib.util
 import json
 import math
 import re
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.onboard.onnx_models import build_model
+from tools import make_policy
 from zima.contract import DEFAULT, Action
 from zima.episodes import Outcome
 from zima.sim import cli
@@ -62,11 +62,6 @@ def _stressed(make_env: MakeEnv, stress: Stress, config: EnvConfig = PHYSICS_ONL
 def _recipe_ranges() -> list[tuple[int, int]]:
     """[first, last] seeds of every recipe: make_policy's constants and argument limits, and
     every `--seed S ... --episodes E` command in the configs and model provenance."""
-    spec = importlib.util.spec_from_file_location("make_policy", ROOT / "tools/make_policy.py")
-    assert spec is not None
-    assert spec.loader is not None
-    make_policy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_policy)
     eval_seed, dagger_seed = make_policy.EVAL_SEED, make_policy.DAGGER_SEED
     ranges = [(0, dagger_seed - 1),  # expert demonstrations: --episodes < DAGGER_SEED
               (dagger_seed, eval_seed - 1),  # DAgger rounds: (rounds + 1) * DAGGER_SEED <= EVAL
