@@ -147,7 +147,7 @@ clean: clean-avr clean-emulator
 # held-out seeds 100000.. in each; writes models/zima-demo.onnx and models/zima-demo.json.
 # POLICY_ARGS=--resume continues an interrupted run; POLICY_DEVICE=cuda trains on a GPU.
 POLICY_EPISODES ?= 1200
-POLICY_DAGGER   ?= 2
+POLICY_DAGGER   ?= 1
 POLICY_EVAL     ?= 100
 POLICY_DEVICE   ?= cpu
 policy: venv

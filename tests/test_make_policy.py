@@ -54,7 +54,10 @@ def test_resume_keeps_a_finished_collection_and_redoes_an_unfinished_one(
     monkeypatch.setattr(mp, "ROOT", tmp_path)
     ran: list[list[str]] = []
 
-    def step(name: str, argv: list[str], capture: bool = False) -> str:
+    def step(name: str, argv: list[str], capture: bool = False,
+             reused: str | None = None) -> str:
+        if reused is not None:
+            return reused
         ran.append(argv)
         out = Path(tmp_path / argv[argv.index("--out") + 1])
         out.mkdir(parents=True)
@@ -145,3 +148,13 @@ def test_the_recipe_runs_its_steps_in_order_and_fine_tunes_each_round_on_all_so_
     assert room["ci95_wilson"][0] < 0.97 < room["ci95_wilson"][1]
     assert provenance["dagger_rounds"][1]["scenes"]["procedural"]["driver_success"] == 0.4
     assert list(provenance["training_history"]) == ["bc", "dagger1", "dagger2"]
+
+
+def test_steps_list_a_step_kept_from_an_earlier_run_without_a_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mp, "_run", lambda argv, capture=False: (2.5, "ran\n"))
+    step = mp.Steps()
+    assert step("collect", ["sim", "collect", "--seed", "0"], reused="kept\n") == "kept\n"
+    assert step("train", ["train", "x.toml"], capture=True) == "ran\n"
+    assert step.commands == ["zima sim collect --seed 0", "zima train x.toml"]
+    assert step.seconds == {"collect": None, "train": 2.5}

@@ -92,13 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the stages in order, evaluate the last one's export, write the summary."""
     args = _arguments(argv)
     runs = {stage.name: stage for stage in STAGES}
-    commands: list[str] = []
-    seconds: dict[str, float] = {}
-
-    def step(name: str, argv: list[str], capture: bool = False) -> str:
-        commands.append(f"zima {' '.join(argv)}")
-        seconds[name], out = make_policy._run(argv, capture)
-        return out
+    step = make_policy.Steps()
 
     start = time.perf_counter()
     stages = STAGES[:args.stages]
@@ -124,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         "episodes": n, "table": out.strip().splitlines()}
     total = time.perf_counter() - start
     summary = {"model": model, "stages": [stage.name for stage in stages],
-               "resumed": args.resume, "commands": commands, "evaluation": scores,
-               "wall_s": {**seconds, "total": total}}
+               "resumed": args.resume, "commands": step.commands, "evaluation": scores,
+               "wall_s": {**step.seconds, "total": total}}
     (ROOT / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\nmake pick-policy: {model}, {total / 60:.1f} min in all; summary in {SUMMARY}")
     for name, score in scores.items():

@@ -1,6 +1,6 @@
 """`make policy`: the bundled policy for every scene, from demonstrations to a measured ONNX file.
 
-    .venv/bin/python tools/make_policy.py [--episodes 1200] [--dagger-rounds 2] [--workers N]
+    .venv/bin/python tools/make_policy.py [--episodes 1200] [--dagger-rounds 1] [--workers N]
                                           [--device cpu|cuda] [--resume]
 
 A user's robot lives in rooms, not in the empty arena, so the policy learns from a mix of
@@ -36,7 +36,7 @@ finished: a collection whose folder holds its completion record (``collected.jso
 scene, seeds and driver that filled it, written last), and the training runs through
 `zima train --resume`.
 ``--device cuda`` trains on a GPU (collection and evaluation render on the CPU either way);
-the recipe is sized to need none: about 2 hours on two CPU cores.
+the recipe is sized to need none: about 70 minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ RUNS: Final = "runs/policy"
 MODEL: Final = "models/zima-demo.onnx"
 PROVENANCE: Final = "models/zima-demo.json"
 DONE: Final = "collected.json"  # a collection folder's completion record, written last
-Step = Callable[..., str]  # step(name, zima argv, capture=False) -> captured stdout
+# step(name, zima argv, capture=False, reused=None) -> captured stdout; ``reused``: the
+# output of an earlier run's identical step, listed with no time instead of run again
+Step = Callable[..., str]
 EVAL_SEED: Final = 100_000  # far above any training seed
 DAGGER_SEED: Final = 10_000  # DAgger round r collects seeds r * DAGGER_SEED on
 # A DAgger round fine-tunes at this rate, under the behaviour cloning's 1e-3 start, along
@@ -91,6 +93,24 @@ def split(total: int, mix: tuple[tuple[str, int], ...]) -> dict[str, int]:
     return {mix[0][0]: max(1, total - sum(counts.values())), **counts}
 
 
+class Steps:
+    """Runs the recipe's steps (a :data:`Step`) and keeps what ran: each command line, and
+    its wall-clock seconds (None: kept from an earlier run under ``--resume``)."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.seconds: dict[str, float | None] = {}
+
+    def __call__(self, name: str, argv: list[str], capture: bool = False,
+                 reused: str | None = None) -> str:
+        self.commands.append(f"zima {' '.join(argv)}")
+        if reused is not None:
+            self.seconds[name] = None
+            return reused
+        self.seconds[name], out = _run(argv, capture)
+        return out
+
+
 def _run(argv: list[str], capture: bool = False) -> tuple[float, str]:
     """Run ``zima argv`` in the repository root: (wall-clock seconds, its stdout if
     ``capture``, also echoed). Exits with the command's status when it fails."""
@@ -114,13 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(ROOT / folder, ignore_errors=True)
     (ROOT / MODEL).parent.mkdir(exist_ok=True)
     total_start = time.perf_counter()
-    commands: list[list[str]] = []
-    seconds: dict[str, float | None] = {}
-
-    def step(name: str, argv: list[str], capture: bool = False) -> str:
-        commands.append(argv)
-        seconds[name], out = _run(argv, capture)
-        return out
+    step = Steps()
 
     device = ["--set", f"device={args.device}"]
     resume = ["--resume"] if args.resume else []
@@ -171,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
         "size_bytes": model.stat().st_size,
         "made_by": "make policy (tools/make_policy.py)",
-        "commands": [f"zima {' '.join(c)}" for c in commands],
+        "commands": step.commands,
         "config": CONFIG,
         "device": args.device,
         "resumed": args.resume,  # --resume: finished steps of an earlier, identical run kept
@@ -183,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluation": {"seeds": [EVAL_SEED, EVAL_SEED + n - 1], "episodes": n,
                        "execute_k": 4, "temperature": 1.0, "scenes": evaluation},
         "training_history": histories,
-        "wall_s": {**seconds, "total": total_s},
+        "wall_s": {**step.seconds, "total": total_s},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
     }
@@ -216,8 +230,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=4,
                         help="behaviour-cloning epochs (default 4; the learning rates fall "
                              "along a cosine over them)")
-    parser.add_argument("--dagger-rounds", type=int, default=2,
-                        help="DAgger rounds after behaviour cloning (default 2)")
+    parser.add_argument("--dagger-rounds", type=int, default=1,
+                        help="DAgger rounds after behaviour cloning (default 1: a second "
+                             "round, one more pass over the demonstrations, lost in every "
+                             "scene)")
     parser.add_argument("--dagger-episodes", type=int, default=300,
                         help="policy-driven episodes per DAgger round, shared out 2:1:1 "
                              "(default 300)")
@@ -269,8 +285,7 @@ def _collect(args: argparse.Namespace, step: Step, name: str, folder: str, scene
         done = json.loads(record.read_text())
         if done.get("collected") == what:  # the worker count changes nothing
             print(f"\nreusing {folder}: {scene} episodes of seeds {seed}..{seed + episodes - 1}")
-            out: str = done.get("output", "")
-            return out
+            return step(name, argv, reused=str(done.get("output", "")))
     shutil.rmtree(ROOT / folder, ignore_errors=True)
     out = step(name, argv, capture=policy is not None)
     record.write_text(json.dumps({"collected": what, "output": out}, indent=1) + "\n")
