@@ -143,8 +143,9 @@ clean: clean-avr clean-emulator
 	rm -rf $(BUILD) $(VENV)
 
 # The bundled policy: expert episodes of procedural worlds, room and arena (4:1:1), behaviour
-# cloning (configs/demo_policy.toml), DAgger rounds in all three scenes, export, evaluation on
-# held-out seeds 100000.. in each; writes models/zima-demo.onnx and models/zima-demo.json.
+# cloning (configs/demo_policy.toml), POLICY_DAGGER DAgger rounds in all three scenes (one: a
+# second lost), export, evaluation on held-out seeds 100000.. in each; writes
+# models/zima-demo.onnx and models/zima-demo.json.
 # POLICY_ARGS=--resume continues an interrupted run; POLICY_DEVICE=cuda trains on a GPU.
 POLICY_EPISODES ?= 1200
 POLICY_DAGGER   ?= 1

@@ -33,7 +33,7 @@ The ONNX file and its provenance are committed; data/ and runs/ are not.
 Every step is seeded, so a rerun on the same software gives the same episodes and, on the
 CPU, the same weights; that is also why ``--resume`` may keep what an interrupted run
 finished: a collection whose folder holds its completion record (``collected.json``: the
-scene, seeds and driver that filled it, written last), and the training runs through
+scene, seeds, driver and options that filled it, written last), and the training runs through
 `zima train --resume`.
 ``--device cuda`` trains on a GPU (collection and evaluation render on the CPU either way);
 the recipe is sized to need none: about 70 minutes on two CPU cores.
@@ -266,7 +266,7 @@ def _toml_list(items: list[str]) -> str:
 
 def _collect(args: argparse.Namespace, step: Step, name: str, folder: str, scene: str, *,
              seed: int, episodes: int, policy: str | None = None,
-             extra: tuple[str, ...] = ()) -> str | None:
+             extra: tuple[str, ...] = ()) -> str:
     """Collect ``episodes`` of ``scene`` from ``seed`` into ``folder`` (``policy`` driving,
     or the expert; ``extra``: more ``zima sim collect`` options). Under ``--resume`` a
     folder whose completion record names the same scene, seeds, driver and options is kept
