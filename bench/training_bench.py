@@ -17,6 +17,13 @@ forward, backward and an AdamW step of the small-backbone policy (batch 32, CPU,
 thread and on torch's default threads), so the table shows whether a loader keeps up
 with the faster of the two (goal: the cache 20x or more faster than the naive reads).
 The loaders run on one torch thread, as in a DataLoader worker process.
+
+**Augmentation.** ``zima.training.augment.Augment`` at its default strengths (as
+``[augment] enabled = true`` trains) on batches of 32 observations of the contract's
+images, one torch thread, against the straightforward chain it replaced (a bilinear
+``grid_sample`` for the whole-pixel shift, brightness, contrast and saturation one pass
+each, every sample blurred and the unchosen put back), checked to agree within one grey
+level. Its rate beside the training step's says what switching it on costs.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.results import record
 from zima.contract import DEFAULT, Action, Contract
 from zima.episodes import EpisodeInfo, EpisodeWriter
+from zima.training.augment import Augment, AugmentConfig, barrel_grid
 from zima.training.dataset import BCDataset, EpisodeCache, Sample
 from zima.training.models import Policy, PolicyConfig
 
@@ -50,6 +58,7 @@ LOADER_S: Final = 3.0  # per loader, at most (the cache passes the whole set soo
 TRAIN_STEPS: Final = 12
 GOAL_LOADER_X: Final = 20.0
 PART_DATA: Final = "training data"
+AUGMENT_REPEATS: Final = 10
 
 
 # --- episodes and the two loaders --------------------------------------------------------------
@@ -196,10 +205,79 @@ def data_rows(folder: Path) -> list[tuple[str, str]]:
     ]
 
 
+def chain_augment(images: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """The straightforward chain, drawing what :class:`Augment` draws in the same order."""
+    b, n, h, w, _ = images.shape
+    x = images.reshape(b * n, h, w, 3).permute(0, 3, 1, 2).float()
+
+    def draw(low: float, high: float) -> torch.Tensor:  # [B] -> [M, 1, 1, 1]
+        v = low + (high - low) * torch.rand(b, generator=g)
+        return v.repeat_interleave(n)[:, None, None, None]
+
+    draw(0, 0)  # the barrel coefficient and its coin: no lens at the defaults
+    torch.rand(b, generator=g)
+    shift = torch.randint(-cfg.shift_px, cfg.shift_px + 1, (b, 2), generator=g).float()
+    grid = barrel_grid(h, w, torch.zeros(b)) + (shift * torch.tensor([2 / w, 2 / h]))[:, None, None]
+    x = F.grid_sample(x, grid.repeat_interleave(n, dim=0), mode="bilinear",
+                      padding_mode="border", align_corners=False)
+    x = x * draw(1 - cfg.brightness, 1 + cfg.brightness)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * draw(1 - cfg.contrast, 1 + cfg.contrast) + mean
+    grey = (x * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
+    x = (x - grey) * draw(1 - cfg.saturation, 1 + cfg.saturation) + grey
+    sigma = draw(0.3, cfg.blur_sigma_max).flatten()
+    chosen = draw(0, 1) < cfg.blur_prob
+    radius = max(1, int(np.ceil(2.0 * float(sigma.max()))))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(3, dim=0)
+    y = F.pad(x.reshape(1, b * n * 3, h, w), (radius,) * 4, mode="replicate")
+    y = F.conv2d(y, kernel[:, None, None, :], groups=b * n * 3)
+    y = F.conv2d(y, kernel[:, None, :, None], groups=b * n * 3).reshape_as(x)
+    x = torch.where(chosen, y, x)
+    x = x + draw(0, cfg.noise_std) * torch.randn(x.shape, generator=g)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(images.shape)
+
+
+def augment_rows() -> list[tuple[str, str]]:
+    """Samples per second of :class:`Augment` and of the chain, one thread; (metric, value)."""
+    torch.set_num_threads(1)
+    c = DEFAULT
+    shape = (BATCH, len(c.cameras) * c.image_history, c.image_height, c.image_width, 3)
+    images = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    cfg = AugmentConfig()
+    augment = Augment(cfg, torch.Generator().manual_seed(1)).train()
+    ours = augment(images)
+    theirs = chain_augment(images, cfg, torch.Generator().manual_seed(1))
+    worst = int((ours.int() - theirs.int()).abs().max())
+    assert worst <= 1, f"Augment and the chain differ by {worst} grey levels"
+
+    def rate(run: object) -> float:
+        assert callable(run)
+        start = time.perf_counter()
+        for _ in range(AUGMENT_REPEATS):
+            run()
+        return AUGMENT_REPEATS * BATCH / (time.perf_counter() - start)
+
+    fast = rate(lambda: augment(images))
+    slow = rate(lambda: chain_augment(images, cfg, torch.Generator().manual_seed(1)))
+    torch.set_num_threads(os.cpu_count() or 1)
+    record(PART_DATA, "augmentation (Augment), defaults, 1 thread", f"{fast:,.0f} samples/s")
+    record(PART_DATA, "augmentation speed-up over the per-op chain", f"{fast / slow:.1f}x")
+    return [
+        (f"augmentation, chain, batch {BATCH} x {shape[1]} images, 1 thread",
+         f"{slow:,.0f} samples/s"),
+        (f"augmentation, Augment, batch {BATCH} x {shape[1]} images, 1 thread",
+         f"{fast:,.0f} samples/s"),
+        ("Augment over the chain", f"{fast / slow:.1f}x (largest difference {worst} grey level)"),
+    ]
+
+
 def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zima-training-bench-") as tmp:
-        data = data_rows(Path(tmp))
+        data = data_rows(Path(tmp)) + augment_rows()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"training bench: {os.cpu_count()} cores, load average {load}")
     width = max(len(m) for m, _ in data)

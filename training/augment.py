@@ -93,6 +93,16 @@ def barrel_grid(height: int, width: int, k1: Tensor) -> Tensor:
     return torch.from_numpy(np.stack([made[k] for k in k1.tolist()])).float()
 
 
+def _shift(x: Tensor, shift: Tensor, n: int, pad: int) -> Tensor:
+    """x [M, 3, H, W] moved by whole pixels, ``shift`` [B, 2] (x, y) shared by each
+    sample's ``n`` images: ``out(u, v) = x(u + dx, v + dy)``, the border repeated beyond
+    the edge (what ``grid_sample`` with border padding gives at whole pixels)."""
+    h, w = x.shape[2:]
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    return torch.cat([padded[i * n:(i + 1) * n, :, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+                      for i, (dx, dy) in enumerate(shift.tolist())])
+
+
 def _gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
     """Separable Gaussian blur of x [M, 3, H, W] with per-image sigma [M] (pixels)."""
     m = x.shape[0]
@@ -139,33 +149,44 @@ class Augment(nn.Module):
                              f"{list(images.shape)}")
         cfg, g = self.config, self.generator
         b, n, h, w, _ = images.shape
-        x = images.reshape(b * n, h, w, 3).permute(0, 3, 1, 2).float()  # [M, 3, H, W] 0..255
 
         def per_image(v: Tensor) -> Tensor:  # [B] per sample -> [M, 1, 1, 1], shared by N
             return v.repeat_interleave(n)[:, None, None, None]
 
-        # Geometry: one sampling grid per sample, shift plus optional barrel distortion.
+        # Geometry: one shift (plus, drawn with it, an optional barrel distortion) per sample.
+        flat = images.reshape(b * n, h, w, 3)
         if cfg.shift_px > 0 or cfg.barrel_prob > 0:
             k = _uniform(b, 0.0, cfg.barrel_strength, g)
             k = k * (torch.rand(b, generator=g) < cfg.barrel_prob)
-            shift = torch.randint(-cfg.shift_px, cfg.shift_px + 1, (b, 2), generator=g).float()
-            shift = shift * torch.tensor([2.0 / w, 2.0 / h])  # pixels -> grid units
-            grid = barrel_grid(h, w, k) + shift[:, None, None, :]  # [B, H, W, 2] (x, y)
-            grid = grid.repeat_interleave(n, dim=0)  # [M, H, W, 2]
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
-                              align_corners=False)
-        # Colour.
-        x = x * per_image(_uniform(b, 1 - cfg.brightness, 1 + cfg.brightness, g))
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * per_image(_uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, g)) + mean
-        gray = (x * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
-        x = (x - gray) * per_image(_uniform(b, 1 - cfg.saturation, 1 + cfg.saturation, g)) + gray
-        # Blur: every sample gets a sigma; the unblurred ones are put back after.
+            shift = torch.randint(-cfg.shift_px, cfg.shift_px + 1, (b, 2), generator=g)
+            if bool((k > 0).any()):  # a lens: one bilinear grid_sample of everything
+                x = flat.permute(0, 3, 1, 2).float()  # [M, 3, H, W] 0..255
+                step = shift.float() * torch.tensor([2.0 / w, 2.0 / h])  # pixels -> grid
+                grid = barrel_grid(h, w, k) + step[:, None, None, :]  # [B, H, W, 2] (x, y)
+                x = F.grid_sample(x, grid.repeat_interleave(n, dim=0), mode="bilinear",
+                                  padding_mode="border", align_corners=False)
+            else:  # whole-pixel shifts alone: crops of the border-padded batch (as exact)
+                x = _shift(flat.permute(0, 3, 1, 2).float(), shift, n, cfg.shift_px)
+        else:
+            x = flat.permute(0, 3, 1, 2).float()
+        # Colour: brightness, then contrast about the image's mean, then saturation about
+        # each pixel's grey; all linear, so one 3x3 matrix and offset per image.
+        bright = _uniform(b, 1 - cfg.brightness, 1 + cfg.brightness, g).repeat_interleave(n)
+        contrast = _uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, g).repeat_interleave(n)
+        sat = _uniform(b, 1 - cfg.saturation, 1 + cfg.saturation, g).repeat_interleave(n)
+        grey = torch.tensor([0.299, 0.587, 0.114])  # [3] luma weights, summing to 1
+        cb = contrast * bright  # [M]
+        matrix = ((sat * cb)[:, None, None] * torch.eye(3)
+                  + (cb * (1 - sat))[:, None, None] * grey[None, None, :])  # [M, 3, 3]
+        offset = (1 - contrast) * bright * x.mean(dim=(1, 2, 3))  # [M]
+        x = torch.baddbmm(offset[:, None, None].expand(-1, 3, h * w), matrix,
+                          x.reshape(b * n, 3, h * w)).reshape(b * n, 3, h, w)
+        # Blur: every sample draws a sigma; only the chosen ones are blurred.
         if cfg.blur_prob > 0 and cfg.blur_sigma_max > 0:
-            sigma = _uniform(b, 0.3, max(0.3, cfg.blur_sigma_max), g)
-            blurred = _gaussian_blur(x, sigma.repeat_interleave(n))
-            x = torch.where(per_image((torch.rand(b, generator=g) < cfg.blur_prob).float()) > 0,
-                            blurred, x)
+            sigma = _uniform(b, 0.3, max(0.3, cfg.blur_sigma_max), g).repeat_interleave(n)
+            chosen = (torch.rand(b, generator=g) < cfg.blur_prob).repeat_interleave(n)  # [M]
+            if bool(chosen.any()):
+                x[chosen] = _gaussian_blur(x[chosen], sigma[chosen])
         # Noise, its strength drawn per sample.
         if cfg.noise_std > 0:
             std = per_image(_uniform(b, 0.0, cfg.noise_std, g))

@@ -96,3 +96,44 @@ def test_barrel_is_the_simulators_lens() -> None:
     assert np.abs(warped - expected).max() < 0.6  # cv2's fixed-point weights round
     assert np.abs(warped - image).mean() > 5  # it does distort
     assert torch.allclose(out[1], x[0], atol=1e-3)  # k1 = 0: untouched
+
+
+def test_whole_pixel_shifts_are_grid_samples_border_padded_shift() -> None:
+    # The fast path (crops of a padded batch) moves the view as grid_sample does.
+    images = _batch(2)
+    only_shift = AugmentConfig(brightness=0, contrast=0, saturation=0, blur_prob=0,
+                               noise_std=0, shift_px=3)
+    out = Augment(only_shift, torch.Generator().manual_seed(5)).train()(images)
+    g = torch.Generator().manual_seed(5)  # the same draws: barrel k, its coin, the shift
+    torch.rand(3, generator=g)
+    torch.rand(3, generator=g)
+    shift = torch.randint(-3, 4, (3, 2), generator=g).float()
+    assert shift.abs().sum() > 0
+    x = images.reshape(12, 12, 16, 3).permute(0, 3, 1, 2).float()
+    step = shift * torch.tensor([2 / 16, 2 / 12])  # pixels -> grid units
+    grid = barrel_grid(12, 16, torch.zeros(3)) + step[:, None, None]
+    expected = F.grid_sample(x, grid.repeat_interleave(4, dim=0), mode="bilinear",
+                             padding_mode="border", align_corners=False)
+    expected = expected.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    assert torch.equal(out.reshape(12, 12, 16, 3), expected)
+
+
+def test_colour_is_brightness_then_contrast_then_saturation() -> None:
+    images = _batch(3)
+    colour = AugmentConfig(blur_prob=0, noise_std=0, shift_px=0)
+    out = Augment(colour, torch.Generator().manual_seed(9)).train()(images)
+    g = torch.Generator().manual_seed(9)
+    bright, contrast, sat = (0.75 + 0.5 * torch.rand(3, generator=g) for _ in range(3))
+    x = images.reshape(12, 12, 16, 3).permute(0, 3, 1, 2).float()
+
+    def each(v: torch.Tensor) -> torch.Tensor:
+        return v.repeat_interleave(4)[:, None, None, None]
+
+    x = x * each(bright)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * each(contrast) + mean
+    grey = (x * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
+    x = (x - grey) * each(sat) + grey
+    expected = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(out.shape)
+    assert (out.int() - expected.int()).abs().max() <= 1  # float order; rounding at .5
+    assert not torch.equal(out, images)
