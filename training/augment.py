@@ -154,21 +154,18 @@ class Augment(nn.Module):
             return v.repeat_interleave(n)[:, None, None, None]
 
         # Geometry: one shift (plus, drawn with it, an optional barrel distortion) per sample.
-        flat = images.reshape(b * n, h, w, 3)
+        x = images.reshape(b * n, h, w, 3).permute(0, 3, 1, 2).float()  # [M, 3, H, W] 0..255
         if cfg.shift_px > 0 or cfg.barrel_prob > 0:
             k = _uniform(b, 0.0, cfg.barrel_strength, g)
             k = k * (torch.rand(b, generator=g) < cfg.barrel_prob)
             shift = torch.randint(-cfg.shift_px, cfg.shift_px + 1, (b, 2), generator=g)
             if bool((k > 0).any()):  # a lens: one bilinear grid_sample of everything
-                x = flat.permute(0, 3, 1, 2).float()  # [M, 3, H, W] 0..255
                 step = shift.float() * torch.tensor([2.0 / w, 2.0 / h])  # pixels -> grid
                 grid = barrel_grid(h, w, k) + step[:, None, None, :]  # [B, H, W, 2] (x, y)
                 x = F.grid_sample(x, grid.repeat_interleave(n, dim=0), mode="bilinear",
                                   padding_mode="border", align_corners=False)
             else:  # whole-pixel shifts alone: crops of the border-padded batch (as exact)
-                x = _shift(flat.permute(0, 3, 1, 2).float(), shift, n, cfg.shift_px)
-        else:
-            x = flat.permute(0, 3, 1, 2).float()
+                x = _shift(x, shift, n, cfg.shift_px)
         # Colour: brightness, then contrast about the image's mean, then saturation about
         # each pixel's grey; all linear, so one 3x3 matrix and offset per image.
         bright = _uniform(b, 1 - cfg.brightness, 1 + cfg.brightness, g).repeat_interleave(n)
